@@ -1,0 +1,122 @@
+"""JSON handlers: one error shape, authentication required, bounded bodies.
+
+Every error is ``{"status": int, "code": str, "message": str}``, written by
+:meth:`APIHandler.write_error`. Raise :class:`hub_collab.errors.CollabError`
+subclasses (or ``tornado.web.HTTPError``) from handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http.client import responses
+from typing import Any
+
+from tornado import web
+
+from ..errors import BadRequest, CollabError, NotFound
+from ..handlers.base import BaseHandler
+from ..ids import check_id
+from ..permissions.access import Identity
+
+log = logging.getLogger("hub_collab.api")
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+}
+
+
+class APIHandler(BaseHandler):
+    """Base of every ``api/`` handler."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        if self.current_user:
+            return
+        if self._not_allowed:
+            raise CollabError("you may not use this service", status=403, code="forbidden")
+        if self.request.method not in ("GET", "HEAD", "OPTIONS") and self.get_cookie(self.hub_auth.cookie_name):
+            raise CollabError(
+                "missing or invalid _xsrf token for a cookie-authenticated request",
+                status=403,
+                code="xsrf",
+            )
+        raise CollabError("authentication required: log in through the Hub or send a Hub API token", status=401, code="unauthenticated")
+
+    @property
+    def me(self) -> Identity:
+        ident = self.identity
+        assert ident is not None  # prepare() guarantees it
+        return ident
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data, separators=(",", ":")))
+
+    def json_body(self, *, max_bytes: int | None = None) -> dict[str, Any]:
+        """The request body as a JSON object; 400/413/415 with a clear message otherwise."""
+        limit = max_bytes or self.collab.max_request_bytes
+        body = self.request.body
+        if len(body) > limit:
+            raise CollabError(f"request body of {len(body)} bytes exceeds {limit}", status=413, code="too_large")
+        ctype = self.request.headers.get("Content-Type", "application/json").split(";")[0].strip()
+        if ctype not in ("application/json", ""):
+            raise CollabError(f"expected application/json, got {ctype!r}", status=415, code="unsupported_media_type")
+        if not body:
+            raise BadRequest("request body must be a JSON object", code="invalid_json")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+        if not isinstance(data, dict):
+            raise BadRequest("request body must be a JSON object", code="invalid_json")
+        return data
+
+    def path_id(self, value: str, what: str) -> str:
+        return check_id(value, what, not_found=True)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, CollabError):
+            status, code, message = exc.status, exc.code, exc.message
+        elif isinstance(exc, web.HTTPError):
+            status = exc.status_code
+            code = HTTP_CODES.get(status, "error")
+            message = exc.log_message or exc.reason or responses.get(status, "error")
+            if status == 403 and not message:
+                message = "forbidden"
+        else:
+            status, code = status_code, HTTP_CODES.get(status_code, "error")
+            message = responses.get(status_code, "error") if status_code < 500 else "internal server error"
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"status": status, "code": code, "message": message}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, CollabError):
+            log.info("%s %s: %s %s", self.request.method, self.request.path, value.status, value.log_message)
+        else:
+            super().log_exception(typ, value, tb)
+
+
+class NotFoundAPIHandler(APIHandler):
+    """Unknown ``api/`` paths: a JSON 404 (after authentication)."""
+
+    def get(self, *args: Any) -> None:
+        raise NotFound("no such API endpoint")
+
+    post = put = delete = patch = get

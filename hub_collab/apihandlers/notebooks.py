@@ -1,0 +1,259 @@
+"""REST v1: ``api/me``, notebooks, export, permissions and the audit log."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..documents.notebook import index_cells
+from ..documents.room import NotebookRoom
+from ..errors import BadRequest, Forbidden, NotFound
+from ..permissions.access import Access
+from ..permissions.posix import PermissionSyntaxError, Perms, format_mode, parse_acl, parse_mode
+from .base import APIHandler
+
+NAME_RE = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,255}$")
+GROUP_RE = re.compile(r"^[A-Za-z0-9._@+-]{0,128}$")
+
+
+class MeHandler(APIHandler):
+    def get(self) -> None:
+        me = self.me
+        self.write_json({"name": me.name, "groups": sorted(me.groups), "admin": me.admin})
+
+
+class NotebookAPIHandler(APIHandler):
+    """Helpers shared by the per-notebook handlers."""
+
+    async def room_for(self, nb_id: str, action: str = "open") -> tuple[NotebookRoom, Access]:
+        nb_id = self.path_id(nb_id, "notebook")
+        room = await self.collab.rooms.get(nb_id)
+        access = room.compute_access_for(self.me)
+        if not access.can("open"):
+            # unknown and unreadable are the same answer
+            raise NotFound("no such notebook", code="unknown_notebook")
+        if action != "open" and not access.can(action):
+            raise Forbidden(f"you may not {action.replace('_', ' ')} this notebook")
+        return room, access
+
+    def parse_mode_field(self, body: dict[str, Any], key: str, current: int) -> int | None:
+        if key not in body:
+            return None
+        value = body[key]
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = format(value, "o")
+        if not isinstance(value, str):
+            raise BadRequest(f"{key} must be a string such as \"0750\" or \"u+w,g-w\"", code="invalid_mode")
+        try:
+            return parse_mode(value, current)
+        except PermissionSyntaxError as exc:
+            raise BadRequest(f"{key}: {exc}", code="invalid_mode") from exc
+
+    def parse_acl_field(self, body: dict[str, Any], key: str) -> Any:
+        if key not in body:
+            return None
+        value = body[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BadRequest(f"{key} must be a list of strings such as \"user:bob:rw-\"", code="invalid_acl")
+        try:
+            return parse_acl(value)
+        except PermissionSyntaxError as exc:
+            raise BadRequest(f"{key}: {exc}", code="invalid_acl") from exc
+
+    def parse_group_field(self, body: dict[str, Any], key: str = "group") -> str | None:
+        if key not in body:
+            return None
+        value = body[key]
+        if not isinstance(value, str) or not GROUP_RE.match(value):
+            raise BadRequest(f"{key} must be a Hub group name", code="invalid_group")
+        return value
+
+
+class NotebooksHandler(NotebookAPIHandler):
+    async def get(self) -> None:
+        me = self.me
+        out = []
+        for record in self.collab.store.list_notebooks():
+            access = self.collab.permissions.access(me, record.id)
+            if access.can("open"):
+                perms = self.collab.permissions.notebook(record.id)
+                out.append({**record.to_json(), "owner": perms.owner, "group": perms.group, "mode": format_mode(perms.mode), "caps": access.caps_json()["notebook"]})
+        self.write_json({"notebooks": out})
+
+    async def post(self) -> None:
+        body = self.json_body()
+        name = body.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise BadRequest("name must be 1-255 characters, without control characters or slashes", code="invalid_name")
+        unknown = set(body) - {"name", "content", "group", "mode", "default_cell_mode"}
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        group = self.parse_group_field(body) or ""
+        mode = self.parse_mode_field(body, "mode", 0o750)
+        default_cell_mode = self.parse_mode_field(body, "default_cell_mode", 0o664)
+        record = await self.collab.rooms.create_notebook(
+            self.me,
+            name,
+            body.get("content"),
+            group=group,
+            mode=0o750 if mode is None else mode,
+            default_cell_mode=0o664 if default_cell_mode is None else default_cell_mode,
+        )
+        self.collab.store.add_audit(record.id, self.me.name, "create", "notebook", {"name": name})
+        self.set_header("Location", f"{self.collab.base_url}api/notebooks/{record.id}")
+        room = await self.collab.rooms.get(record.id)
+        self.write_json(self.notebook_model(room, room.compute_access_for(self.me)), status=201)
+
+    def notebook_model(self, room: NotebookRoom, access: Access) -> dict[str, Any]:
+        perms = self.collab.permissions.notebook(room.id)
+        cells = []
+        for entry in index_cells(room.index):
+            cid = entry["id"]
+            cells.append({**entry, "readable": access.can("read_cell", cid)})
+        return {
+            **room.record.to_json(),
+            "owner": perms.owner,
+            "group": perms.group,
+            "mode": format_mode(perms.mode),
+            "cells": cells,
+            "caps": access.caps_json(),
+            "presence": room.presence(),
+        }
+
+
+class NotebookHandler(NotebooksHandler):
+    async def get(self, nb_id: str) -> None:  # type: ignore[override]
+        room, access = await self.room_for(nb_id)
+        self.write_json(self.notebook_model(room, access))
+
+    async def delete(self, nb_id: str) -> None:
+        room, _ = await self.room_for(nb_id, "delete_notebook")
+        await self.collab.rooms.delete_notebook(room.id)
+        self.set_status(204)
+        self.finish()
+
+
+class ExportHandler(NotebookAPIHandler):
+    async def get(self, nb_id: str) -> None:
+        room, access = await self.room_for(nb_id)
+        nb = self.collab.rooms.export(room, access)
+        if self.get_argument("download", "") in ("1", "true"):
+            safe = re.sub(r"[^A-Za-z0-9._-]+", "_", room.record.name).strip("_") or "notebook"
+            if not safe.endswith(".ipynb"):
+                safe += ".ipynb"
+            self.set_header("Content-Disposition", f'attachment; filename="{safe}"')
+        self.write_json(nb)
+
+
+class NotebookPermissionsHandler(NotebookAPIHandler):
+    def model(self, nb: str) -> dict[str, Any]:
+        perms = self.collab.permissions.notebook(nb)
+        default_mode, default_acl = self.collab.permissions.default_cell(nb)
+        return {
+            **perms.to_json(),
+            "default_cell_mode": format_mode(default_mode),
+            "default_acl": Perms(perms.owner, perms.group, default_mode, default_acl).to_json()["acl"],
+        }
+
+    async def get(self, nb_id: str) -> None:
+        room, _ = await self.room_for(nb_id)
+        self.write_json(self.model(room.id))
+
+    async def put(self, nb_id: str) -> None:
+        room, access = await self.room_for(nb_id)
+        body = self.json_body()
+        unknown = set(body) - {"owner", "group", "mode", "acl", "default_cell_mode", "default_acl"}
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        perms = self.collab.permissions.notebook(room.id)
+        default_mode, default_acl = self.collab.permissions.default_cell(room.id)
+        owner = body.get("owner", perms.owner)
+        if owner != perms.owner:
+            if not access.can("chown"):
+                raise Forbidden("only the notebook's owner or an admin may change its owner")
+            if not isinstance(owner, str) or not GROUP_RE.match(owner) or not owner:
+                raise BadRequest("owner must be a Hub user name", code="invalid_owner")
+        changes_other = any(k in body for k in ("group", "mode", "acl", "default_cell_mode", "default_acl"))
+        if changes_other and not access.can("chmod"):
+            raise Forbidden("only the notebook's owner or an admin may change its permissions")
+        group = self.parse_group_field(body)
+        mode = self.parse_mode_field(body, "mode", perms.mode)
+        acl = self.parse_acl_field(body, "acl")
+        new_default_mode = self.parse_mode_field(body, "default_cell_mode", default_mode)
+        new_default_acl = self.parse_acl_field(body, "default_acl")
+        new = Perms(
+            owner=owner,
+            group=perms.group if group is None else group,
+            mode=perms.mode if mode is None else mode,
+            acl=perms.acl if acl is None else acl,
+        )
+        old_json, new_json = self.collab.permissions.set_notebook(
+            room.id, new, default_cell_mode=new_default_mode, default_acl=new_default_acl
+        )
+        self.collab.store.add_audit(room.id, self.me.name, "chmod", "notebook", {"old": old_json, "new": new_json})
+        self.write_json(self.model(room.id))
+
+
+class CellPermissionsHandler(NotebookAPIHandler):
+    async def cell_of(self, nb_id: str, cell_id: str) -> tuple[NotebookRoom, Access, str]:
+        room, access = await self.room_for(nb_id)
+        cid = self.path_id(cell_id, "cell")
+        if f"cell:{cid}" not in room.docs:
+            raise NotFound("no such cell", code="unknown_cell")
+        return room, access, cid
+
+    async def get(self, nb_id: str, cell_id: str) -> None:
+        room, access, cid = await self.cell_of(nb_id, cell_id)
+        self.write_json(self.collab.permissions.cell(room.id, cid).to_json())
+
+    async def put(self, nb_id: str, cell_id: str) -> None:
+        room, access, cid = await self.cell_of(nb_id, cell_id)
+        body = self.json_body()
+        unknown = set(body) - {"owner", "group", "mode", "acl"}
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        perms = self.collab.permissions.cell(room.id, cid)
+        if not access.can("chmod", cid):
+            raise Forbidden("only the cell's owner, the notebook's owner or an admin may change its permissions")
+        owner = body.get("owner", perms.owner)
+        if owner != perms.owner:
+            if not access.can("chown", cid):
+                raise Forbidden("only the notebook's owner or an admin may change a cell's owner")
+            if not isinstance(owner, str) or not owner or not GROUP_RE.match(owner):
+                raise BadRequest("owner must be a Hub user name", code="invalid_owner")
+        group = self.parse_group_field(body)
+        mode = self.parse_mode_field(body, "mode", perms.mode)
+        acl = self.parse_acl_field(body, "acl")
+        new = Perms(
+            owner=owner,
+            group=perms.group if group is None else group,
+            mode=perms.mode if mode is None else mode,
+            acl=perms.acl if acl is None else acl,
+        )
+        old_json, new_json = self.collab.permissions.set_cell(room.id, cid, new)
+        self.collab.store.add_audit(room.id, self.me.name, "chmod", f"cell:{cid}", {"old": old_json, "new": new_json})
+        self.write_json(self.collab.permissions.cell(room.id, cid).to_json())
+
+
+class AuditHandler(NotebookAPIHandler):
+    async def get(self, nb_id: str) -> None:
+        room, _ = await self.room_for(nb_id, "read_audit")
+        try:
+            limit = min(500, max(1, int(self.get_argument("limit", "100"))))
+            before_arg = self.get_argument("before", "")
+            before = int(before_arg) if before_arg else None
+        except ValueError as exc:
+            raise BadRequest("limit and before must be integers", code="invalid_query") from exc
+        self.write_json({"events": self.collab.store.list_audit(room.id, before=before, limit=limit)})
+
+
+_NB = r"api/notebooks/([^/]+)"
+default_handlers = [
+    (r"api/me", MeHandler),
+    (r"api/notebooks", NotebooksHandler),
+    (_NB, NotebookHandler),
+    (_NB + r"/ipynb", ExportHandler),
+    (_NB + r"/permissions", NotebookPermissionsHandler),
+    (_NB + r"/cells/([^/]+)/permissions", CellPermissionsHandler),
+    (_NB + r"/audit", AuditHandler),
+]

@@ -1,0 +1,386 @@
+"""The hub-collab service: :class:`HubCollab`, a traitlets Application.
+
+Run ``hub-collab`` as a JupyterHub managed service (a ``command`` in
+``c.JupyterHub.services``) or as an external one; it reads the
+``JUPYTERHUB_*`` variables the Hub gives a service. Every setting below is a
+trait: set it in ``hub_collab_config.py`` (``hub-collab -f FILE``, or
+``hub-collab --generate-config`` to write a commented one) or on the command
+line (``--HubCollab.max_message_size=1000000``).
+
+Startup is a list of ``init_*`` steps (:meth:`HubCollab.initialize`), then
+:meth:`HubCollab.start_service`; tests configure and start the same object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from typing import Any
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubOAuth
+from jupyterhub.utils import url_path_join
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Bytes, Float, Integer, List, Unicode, default, validate
+from traitlets.config import Application, catch_config_error
+
+from . import __version__
+from .apihandlers import base as api_base
+from .apihandlers import notebooks as api_notebooks
+from .documents.rooms import RoomManager
+from .handlers import pages, ws
+from .hubapi import GroupDirectory
+from .permissions.access import Identity
+from .permissions.store import PermissionStore
+from .store import Store, UpdateLog, make_engine
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _env(*names: str, default: str = "") -> str:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return default
+
+
+class HubCollab(Application):
+    """Real-time collaborative notebooks with per-cell permissions, as a Hub service."""
+
+    name = "hub-collab"
+    version = __version__
+    description = __doc__ or ""
+
+    subcommands = {
+        "demo": ("hub_collab.demo.DemoApp", "Start a JupyterHub with hub-collab, demo users and groups."),
+    }
+
+    aliases = {
+        "f": "HubCollab.config_file",
+        "config": "HubCollab.config_file",
+        "port": "HubCollab.port",
+        "ip": "HubCollab.ip",
+        "db-url": "HubCollab.db_url",
+        "data-dir": "HubCollab.data_dir",
+        "log-level": "Application.log_level",
+    }
+    flags = {
+        "generate-config": ({"HubCollab": {"generate_config": True}}, "Write a commented config file and exit."),
+        "debug": ({"Application": {"log_level": logging.DEBUG}}, "Log debug messages."),
+    }
+
+    config_file = Unicode(
+        "hub_collab_config.py",
+        help="""The config file to load (Python, traitlets). Missing is fine unless given with -f.""",
+    ).tag(config=True)
+
+    generate_config = Bool(False, help="Write the default config file to `config_file` and exit.").tag(config=True)
+
+    data_dir = Unicode(
+        help="""Directory for the service's own files: the SQLite database (default db_url),
+        the generated cookie secret, and the notebooks' working directories (kernels).
+        Default: $HUB_COLLAB_DATA_DIR, else ./hub-collab-data.""",
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return os.path.abspath(_env("HUB_COLLAB_DATA_DIR", default="hub-collab-data"))
+
+    db_url = Unicode(
+        help="""SQLAlchemy URL of the store (notebooks, CRDT update log, permissions, audit).
+        Default: $HUB_COLLAB_DB_URL, else SQLite in `data_dir`. Use PostgreSQL
+        (postgresql://...) when running several replicas.""",
+    ).tag(config=True)
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return _env("HUB_COLLAB_DB_URL", default=f"sqlite:///{os.path.join(self.data_dir, 'hub-collab.sqlite')}")
+
+    cookie_secret = Bytes(
+        help="""Secret that signs the service's login cookie. Default: hex from
+        $HUB_COLLAB_COOKIE_SECRET or $JUPYTERHUB_COOKIE_SECRET, else the file
+        `cookie_secret_file` (created with 32 random bytes, mode 0600, if missing).
+        Replicas must share it.""",
+    ).tag(config=True)
+
+    cookie_secret_file = Unicode(
+        help="File holding the hex cookie secret. Default: `data_dir`/cookie_secret.",
+    ).tag(config=True)
+
+    @default("cookie_secret_file")
+    def _default_cookie_secret_file(self) -> str:
+        return _env("HUB_COLLAB_COOKIE_SECRET_FILE", default=os.path.join(self.data_dir, "cookie_secret"))
+
+    service_name = Unicode(help="The service's name in the Hub. Default: $JUPYTERHUB_SERVICE_NAME or 'collab'.").tag(config=True)
+
+    @default("service_name")
+    def _default_service_name(self) -> str:
+        return _env("JUPYTERHUB_SERVICE_NAME", default="collab")
+
+    base_url = Unicode(
+        help="""URL prefix the service is served under (the Hub's service prefix).
+        Default: $JUPYTERHUB_SERVICE_PREFIX, else /services/<service_name>/.""",
+    ).tag(config=True)
+
+    @default("base_url")
+    def _default_base_url(self) -> str:
+        return _env("JUPYTERHUB_SERVICE_PREFIX", default=f"/services/{self.service_name}/")
+
+    @validate("base_url")
+    def _slashes(self, proposal: Any) -> str:
+        value = str(proposal.value)
+        return "/" + value.strip("/") + "/" if value.strip("/") else "/"
+
+    ip = Unicode(help="Address to listen on. Default: the host of $JUPYTERHUB_SERVICE_URL, else 127.0.0.1.").tag(config=True)
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        url = _env("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).hostname or "127.0.0.1") if url else "127.0.0.1"
+
+    port = Integer(help="Port to listen on. Default: the port of $JUPYTERHUB_SERVICE_URL, else 10101.").tag(config=True)
+
+    @default("port")
+    def _default_port(self) -> int:
+        url = _env("JUPYTERHUB_SERVICE_URL")
+        return (urlparse(url).port or 10101) if url else 10101
+
+    hub_api_url = Unicode(help="The Hub's API URL. Default: $JUPYTERHUB_API_URL.").tag(config=True)
+
+    @default("hub_api_url")
+    def _default_hub_api_url(self) -> str:
+        return _env("JUPYTERHUB_API_URL", default="http://127.0.0.1:8081/hub/api")
+
+    api_token = Unicode(help="The service's Hub API token. Default: $JUPYTERHUB_API_TOKEN.").tag(config=True)
+
+    @default("api_token")
+    def _default_api_token(self) -> str:
+        return _env("JUPYTERHUB_API_TOKEN")
+
+    max_message_size = Integer(
+        4 * 1024 * 1024,
+        help="""Largest WebSocket message a client may send, in bytes. A larger one
+        is answered with an error `too_large` (up to twice this size; beyond that the
+        connection is closed with code 1009).""",
+    ).tag(config=True)
+
+    max_doc_bytes = Integer(
+        2 * 1024 * 1024,
+        help="""Largest size of one cell's document (source and metadata), in bytes.
+        Client updates that would grow it past this are refused.""",
+    ).tag(config=True)
+
+    max_cells = Integer(5000, help="Most cells a notebook may have when imported.").tag(config=True)
+
+    max_request_bytes = Integer(
+        32 * 1024 * 1024,
+        help="Largest REST request body (for example an imported notebook), in bytes.",
+    ).tag(config=True)
+
+    allowed_origins = List(
+        Unicode(),
+        help="""Origins (scheme://host[:port]) allowed to open the WebSocket besides
+        the service's own. '*' allows any (not recommended with cookie login).""",
+    ).tag(config=True)
+
+    group_refresh_interval = Float(
+        15.0,
+        help="""Seconds between refreshes of Hub group memberships. A change of a
+        user's groups reaches their connected clients within this time.""",
+    ).tag(config=True)
+
+    checkpoint_every = Integer(
+        2000,
+        help="Updates to a notebook after which its docs are checkpointed and the log compacted.",
+    ).tag(config=True)
+
+    idle_unload_seconds = Float(
+        300.0,
+        help="Seconds after the last client leaves a notebook before it is checkpointed and unloaded from memory.",
+    ).tag(config=True)
+
+    # -- runtime state --------------------------------------------------------------------
+    sessions_opened = 0
+
+    @catch_config_error
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        if self.subapp is not None:
+            return
+        self.init_logging()
+        if os.path.exists(self.config_file) or self._config_given(argv):
+            self.load_config_file(self.config_file)
+        if self.generate_config:
+            return
+        self.init_data_dir()
+        self.init_secrets()
+        self.init_hub_auth()
+        self.init_store()
+        self.init_tornado()
+
+    def _config_given(self, argv: list[str] | None) -> bool:
+        args = argv if argv is not None else sys.argv[1:]
+        return any(a in ("-f", "--config") or a.startswith(("--f=", "--config=", "-f=")) for a in args)
+
+    def init_logging(self) -> None:
+        self.log.propagate = False
+        for name in ("hub_collab", "tornado.access", "tornado.application", "tornado.general"):
+            logger = logging.getLogger(name)
+            logger.handlers = self.log.handlers
+            logger.setLevel(self.log_level)
+            logger.propagate = False
+
+    def init_data_dir(self) -> None:
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+
+    def init_secrets(self) -> None:
+        if self.cookie_secret:
+            return
+        env = _env("HUB_COLLAB_COOKIE_SECRET", "JUPYTERHUB_COOKIE_SECRET")
+        if env:
+            self.cookie_secret = bytes.fromhex(env.strip())
+            return
+        path = self.cookie_secret_file
+        if os.path.exists(path):
+            if os.stat(path).st_mode & 0o077:
+                self.log.warning("cookie secret file %s is readable by others; chmod 600 it", path)
+            with open(path) as f:
+                self.cookie_secret = bytes.fromhex(f.read().strip())
+            return
+        secret = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret.hex())
+        self.cookie_secret = secret
+
+    def init_hub_auth(self) -> None:
+        self.hub_auth = HubOAuth(
+            parent=self,
+            api_url=self.hub_api_url,
+            api_token=self.api_token,
+            base_url=self.base_url,
+            cache_max_age=60,
+        )
+        self.groups = GroupDirectory(self.hub_api_url, self.api_token, interval=self.group_refresh_interval)
+
+    def init_store(self) -> None:
+        self.engine = make_engine(self.db_url)
+        self.store = Store(self.engine)
+        self.store.start()
+        self.permissions = PermissionStore(self.db_url, engine=self.engine)
+        self.permissions.start()
+        self.update_log = UpdateLog(self.store)
+        self.rooms = RoomManager(
+            self.store,
+            self.update_log,
+            self.permissions,
+            max_doc_bytes=self.max_doc_bytes,
+            max_cells=self.max_cells,
+            checkpoint_every=self.checkpoint_every,
+            idle_unload_seconds=self.idle_unload_seconds,
+        )
+
+    def init_tornado(self) -> None:
+        prefix = self.base_url
+        handlers: list[Any] = []
+        for module in (pages, ws, api_notebooks):
+            for route in module.default_handlers:
+                handlers.append((url_path_join(prefix, route[0]).rstrip("/") or "/", *route[1:]))
+        handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}))
+        handlers.append((url_path_join(prefix, "api/.*"), api_base.NotFoundAPIHandler))
+        self.tornado_settings = {
+            "collab": self,
+            "hub_auth": self.hub_auth,
+            "cookie_secret": self.cookie_secret,
+            "login_url": self.hub_auth.login_url,
+            "static_path": os.path.join(HERE, "static"),
+            "static_url_prefix": url_path_join(prefix, "static/"),
+            "template_path": os.path.join(HERE, "templates"),
+            "websocket_max_message_size": 2 * self.max_message_size,
+            "websocket_ping_interval": 30,
+            "xsrf_cookies": False,  # HubOAuth checks _xsrf on cookie-authenticated state changes
+        }
+        self.web_app = web.Application(handlers, **self.tornado_settings)
+
+    def identity_for(self, model: dict[str, Any]) -> Identity:
+        name = str(model["name"])
+        return Identity(name=name, groups=self.groups.groups_of(name, model.get("groups")), admin=bool(model.get("admin")))
+
+    def _groups_changed(self, users: set[str]) -> None:
+        for room in list(self.rooms.rooms.values()):
+            touched = False
+            for session in list(room.sessions):
+                if session.identity.name in users:
+                    session.identity = Identity(session.identity.name, self.groups.groups_of(session.identity.name), session.identity.admin)
+                    touched = True
+            if touched:
+                room.refresh_all()
+
+    async def start_service(self) -> None:
+        """Open the store's writer, the group directory and the HTTP server."""
+        self.update_log.start()
+        self.rooms.start()
+        self.groups.listeners.append(self._groups_changed)
+        if self.api_token:
+            try:
+                await self.groups.refresh()
+            except Exception as exc:
+                self.log.warning("Hub groups not available yet (%s); retrying in the background", exc)
+            self.groups.start()
+        self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=self.max_request_bytes)
+        self.http_server.listen(self.port, self.ip)
+        self.log.info("hub-collab %s listening on http://%s:%s%s", __version__, self.ip, self.port, self.base_url)
+
+    async def stop_service(self) -> None:
+        """Stop accepting, then persist everything: nothing acknowledged is lost."""
+        if getattr(self, "http_server", None) is not None:
+            self.http_server.stop()
+        for room in list(self.rooms.rooms.values()):
+            for session in list(room.sessions):
+                session.close(1001, "server shutting down")
+        await self.groups.stop()
+        await self.rooms.stop()
+        await self.update_log.stop()
+        self.permissions.stop()
+        self.store.stop()
+
+    def write_config_file(self) -> None:
+        if os.path.exists(self.config_file):
+            self.log.error("%s exists; not overwriting it", self.config_file)
+            self.exit(1)
+        with open(self.config_file, "w") as f:
+            f.write(self.generate_config_file())
+        self.log.info("wrote %s", self.config_file)
+
+    def start(self) -> None:
+        if self.subapp is not None:
+            self.subapp.start()
+            return
+        if self.generate_config:
+            self.write_config_file()
+            return
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        await self.start_service()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        self.log.info("shutting down")
+        await self.stop_service()
+
+
+def main(argv: list[str] | None = None) -> None:
+    HubCollab.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()

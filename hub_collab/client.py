@@ -1,0 +1,508 @@
+"""An async Python client for hub-collab: REST v1 and wire protocol v1.
+
+Use :class:`CollabClient` with a Hub API token::
+
+    async with CollabClient("http://hub:8000/services/collab/", token) as client:
+        nb = await client.create_notebook("lab 1")
+        async with client.open(nb["id"]) as conn:
+            await conn.synced()
+            cid = await conn.insert_cell(0, "code", "print('hi')")
+            conn.edit(cid, 0, insert="# ")
+            await conn.sync()          # returns once the server has it durably
+
+:class:`NotebookConnection` keeps a local copy of every doc the user may read,
+follows ``caps`` (subscribing to newly readable docs and dropping revoked
+ones) and sends local edits of cell docs as they happen. Tests, benchmarks and
+bots use it; it is the reference for the protocol's client side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlencode, urlparse, urlunparse
+
+from pycrdt import Doc, Text, TransactionEvent
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from .documents import protocol as p
+from .documents.notebook import cell_doc, init_cell, init_index, init_out, out_doc, split_doc_name
+from .kernels.outputs import outputs_to_nbformat
+from .types import INDEX_DOC
+
+
+class CollabAPIError(Exception):
+    """An error answer of the service: ``status``, ``code``, ``message``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class CommandError(Exception):
+    """The server answered a WebSocket command with ``error``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class CollabClient:
+    """REST calls with a Hub API token; :meth:`open` a notebook for live editing."""
+
+    def __init__(self, base_url: str, token: str, *, request_timeout: float = 30.0) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.token = token
+        self.request_timeout = request_timeout
+        self.http = AsyncHTTPClient(force_instance=True)
+
+    async def __aenter__(self) -> CollabClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    async def request(self, method: str, path: str, body: Any = None, *, raw: bool = False) -> Any:
+        headers = {"Authorization": f"token {self.token}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = HTTPRequest(
+            self.base_url + path,
+            method=method,
+            headers=headers,
+            body=data if data is not None else (b"" if method in ("POST", "PUT") else None),
+            request_timeout=self.request_timeout,
+            follow_redirects=False,
+        )
+        try:
+            resp = await self.http.fetch(req)
+        except HTTPClientError as exc:
+            if exc.response is None:
+                raise
+            try:
+                err = json.loads(exc.response.body)
+                raise CollabAPIError(exc.code, err.get("code", "error"), err.get("message", "")) from None
+            except ValueError:
+                raise CollabAPIError(exc.code, "error", exc.response.body.decode(errors="replace")[:200]) from None
+        if raw:
+            return resp.body
+        return json.loads(resp.body) if resp.body else None
+
+    async def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "api/me")
+        return result
+
+    async def list_notebooks(self) -> list[dict[str, Any]]:
+        result = await self.request("GET", "api/notebooks")
+        return list(result["notebooks"])
+
+    async def create_notebook(self, name: str, content: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, **fields}
+        if content is not None:
+            body["content"] = content
+        result: dict[str, Any] = await self.request("POST", "api/notebooks", body)
+        return result
+
+    async def get_notebook(self, nb_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"api/notebooks/{nb_id}")
+        return result
+
+    async def delete_notebook(self, nb_id: str) -> None:
+        await self.request("DELETE", f"api/notebooks/{nb_id}")
+
+    async def export(self, nb_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"api/notebooks/{nb_id}/ipynb")
+        return result
+
+    async def get_permissions(self, nb_id: str, cell_id: str | None = None) -> dict[str, Any]:
+        path = f"api/notebooks/{nb_id}" + (f"/cells/{cell_id}" if cell_id else "") + "/permissions"
+        result: dict[str, Any] = await self.request("GET", path)
+        return result
+
+    async def set_permissions(self, nb_id: str, cell_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        path = f"api/notebooks/{nb_id}" + (f"/cells/{cell_id}" if cell_id else "") + "/permissions"
+        result: dict[str, Any] = await self.request("PUT", path, fields)
+        return result
+
+    def ws_url(self, nb_id: str, epoch: str | None = None) -> str:
+        parts = urlparse(self.base_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        query = urlencode({"epoch": epoch}) if epoch else ""
+        return urlunparse((scheme, parts.netloc, parts.path + f"api/notebooks/{nb_id}/ws", "", query, ""))
+
+    def open(self, nb_id: str, *, epoch: str | None = None, subscribe_all: bool = True) -> NotebookConnection:
+        """A connection to use with ``async with`` (or call :meth:`NotebookConnection.connect`)."""
+        return NotebookConnection(self, nb_id, epoch=epoch, subscribe_all=subscribe_all)
+
+
+class NotebookConnection:
+    """One live connection to one notebook."""
+
+    def __init__(self, client: CollabClient, nb_id: str, *, epoch: str | None = None, subscribe_all: bool = True) -> None:
+        self.client = client
+        self.nb_id = nb_id
+        self.epoch = epoch
+        self.subscribe_all = subscribe_all
+        self.ws: WebSocketClientConnection | None = None
+        self.docs: dict[str, Doc] = {}
+        self.synced_docs: set[str] = set()
+        self.welcome: dict[str, Any] = {}
+        self.caps: dict[str, Any] = {}
+        self.messages: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self.awareness: dict[int, dict[str, Any] | None] = {}
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self._refs = itertools.count(1)
+        self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+        self._remote = False
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._welcomed = asyncio.Event()
+        self._awareness_clock = 0
+        self.client_id_for_awareness: int | None = None
+        self.listeners: list[Callable[[str, Any], None]] = []
+        self.frames_received = 0
+        self.bytes_received = 0
+
+    async def __aenter__(self) -> NotebookConnection:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self, timeout: float = 30.0) -> None:
+        req = HTTPRequest(
+            self.client.ws_url(self.nb_id, self.epoch),
+            headers={"Authorization": f"token {self.client.token}"},
+            request_timeout=timeout,
+        )
+        self.ws = await websocket_connect(req, max_message_size=1 << 30)
+        self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+        await asyncio.wait_for(self._welcomed.wait(), timeout)
+        if self.close_code is None:
+            self._subscribe([INDEX_DOC])
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 5)
+        self.closed.set()
+
+    # -- receiving ------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        assert self.ws is not None
+        try:
+            while True:
+                msg = await self.ws.read_message()
+                if msg is None:
+                    break
+                self.frames_received += 1
+                self.bytes_received += len(msg)
+                if isinstance(msg, bytes):
+                    self._on_binary(msg)
+                else:
+                    self._on_json(json.loads(msg))
+                self._changed.set()
+        finally:
+            self.close_code = self.ws.close_code if self.ws else None
+            self._welcomed.set()
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError(f"connection closed ({self.close_code})"))
+            self.closed.set()
+            self._changed.set()
+
+    def _on_json(self, msg: dict[str, Any]) -> None:
+        self.messages.append(msg)
+        kind = msg.get("type")
+        if kind == "welcome":
+            self.welcome = msg
+            self.caps = msg.get("caps", {})
+            self.epoch = msg.get("epoch")
+            self._welcomed.set()
+        elif kind == "caps":
+            self.caps = msg
+            self._apply_caps()
+        elif kind == "resync":
+            name = msg.get("doc")
+            if name == "*":
+                self._drop_all()
+            elif isinstance(name, str) and name in self.docs:
+                self._drop(name)
+                if self._readable(name):
+                    self._subscribe([name])
+        elif kind in ("ack", "error"):
+            if kind == "error":
+                self.errors.append(msg)
+            fut = self._pending.pop(msg.get("ref"), None) if msg.get("ref") is not None else None
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        for listener in self.listeners:
+            listener("message", msg)
+
+    def _on_binary(self, data: bytes) -> None:
+        for entry in p.decode_frame(data):
+            if entry.kind == p.MSG_AWARENESS:
+                for st in p.decode_awareness(entry.payload, max_states=1 << 16):
+                    self.awareness[st.client_id] = st.state
+                continue
+            doc = self.docs.get(entry.doc)
+            if doc is None:
+                continue
+            if entry.sub == p.SYNC_STEP1:
+                self._send_bytes(p.sync_step2(entry.doc, doc.get_update(entry.payload)))
+                continue
+            self._remote = True
+            try:
+                doc.apply_update(entry.payload)
+            finally:
+                self._remote = False
+            if entry.sub == p.SYNC_STEP2:
+                self.synced_docs.add(entry.doc)
+                if entry.doc == INDEX_DOC:
+                    self._subscribe_readable()
+        for listener in self.listeners:
+            listener("binary", data)
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    def _readable(self, name: str) -> bool:
+        kind, cid = split_doc_name(name)
+        if kind == "index":
+            return True
+        cells = self.caps.get("cells", {})
+        return bool(cid in cells and "r" in cells[cid])
+
+    def _subscribe(self, names: list[str]) -> None:
+        frames = []
+        for name in names:
+            if name in self.docs:
+                continue
+            doc = Doc()
+            self.docs[name] = doc
+            kind, _ = split_doc_name(name)
+            if kind == "index":
+                init_index(doc)
+            elif kind == "cell":
+                init_cell(doc)
+                doc.observe(lambda event, name=name: self._on_local(name, event))
+            else:
+                init_out(doc)
+            frames.append(p.sync_step1(name, doc.get_state()))
+        if frames:
+            self._send_bytes(b"".join(frames))
+
+    def _subscribe_readable(self) -> None:
+        if not self.subscribe_all:
+            return
+        wanted = []
+        for cid in self.cell_ids():
+            for name in (cell_doc(cid), out_doc(cid)):
+                if name not in self.docs and self._readable(name):
+                    wanted.append(name)
+        self._subscribe(wanted)
+
+    def _apply_caps(self) -> None:
+        for name in list(self.docs):
+            if not self._readable(name):
+                self._drop(name)
+        if INDEX_DOC in self.synced_docs:
+            self._subscribe_readable()
+
+    def _drop(self, name: str) -> None:
+        self.docs.pop(name, None)
+        self.synced_docs.discard(name)
+
+    def _drop_all(self) -> None:
+        self.docs.clear()
+        self.synced_docs.clear()
+
+    def subscribe(self, *names: str) -> None:
+        """Subscribe to docs explicitly (with ``subscribe_all=False``)."""
+        self._subscribe(list(names))
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _send_bytes(self, data: bytes) -> None:
+        if self.ws is not None and self.close_code is None:
+            self.ws.write_message(data, binary=True)
+
+    def send_raw(self, data: bytes | str) -> None:
+        """Send a frame as it is (tests of bad input)."""
+        assert self.ws is not None
+        self.ws.write_message(data, binary=isinstance(data, bytes))
+
+    def _on_local(self, name: str, event: TransactionEvent) -> None:
+        if not self._remote:
+            self._send_bytes(p.sync_update(name, event.update))
+
+    async def command(self, kind: str, timeout: float = 30.0, **fields: Any) -> dict[str, Any]:
+        """Send a JSON command and wait for its ``ack``; raise :class:`CommandError` on ``error``."""
+        ref = next(self._refs)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[ref] = fut
+        assert self.ws is not None
+        await self.ws.write_message(json.dumps({"type": kind, "ref": ref, **fields}))
+        reply = await asyncio.wait_for(fut, timeout)
+        if reply.get("type") == "error":
+            raise CommandError(reply.get("code", "error"), reply.get("message", ""))
+        return reply
+
+    async def insert_cell(self, index: int, cell_type: str = "code", source: str | None = None) -> str:
+        fields: dict[str, Any] = {"index": index, "cell_type": cell_type}
+        if source is not None:
+            fields["source"] = source
+        reply = await self.command("insert_cell", **fields)
+        return str(reply["cell_id"])
+
+    async def delete_cell(self, cell_id: str) -> None:
+        await self.command("delete_cell", cell_id=cell_id)
+
+    async def move_cell(self, cell_id: str, index: int) -> None:
+        await self.command("move_cell", cell_id=cell_id, index=index)
+
+    async def set_cell_type(self, cell_id: str, cell_type: str) -> None:
+        await self.command("set_cell_type", cell_id=cell_id, cell_type=cell_type)
+
+    async def sync(self) -> None:
+        """Return once everything sent before is durable on the server."""
+        await self.command("sync")
+
+    def set_awareness(self, state: dict[str, Any] | None) -> None:
+        if self.client_id_for_awareness is None:
+            self.client_id_for_awareness = int(time.time_ns() % (1 << 31))
+        self._awareness_clock += 1
+        payload = p.encode_awareness([p.AwarenessState(self.client_id_for_awareness, self._awareness_clock, state)])
+        self._send_bytes(p.awareness_message(INDEX_DOC, payload))
+
+    # -- reading and editing ------------------------------------------------------------------
+
+    def cells(self) -> list[dict[str, Any]]:
+        index = self.docs.get(INDEX_DOC)
+        if index is None:
+            return []
+        cells, _ = init_index(index)
+        return [dict(entry.to_py()) for entry in cells]
+
+    def cell_ids(self) -> list[str]:
+        return [c["id"] for c in self.cells()]
+
+    def source(self, cell_id: str) -> str:
+        doc = self.docs.get(cell_doc(cell_id))
+        if doc is None:
+            raise KeyError(f"cell {cell_id} is not readable or not subscribed")
+        return str(doc.get("source", type=Text))
+
+    def outputs(self, cell_id: str) -> list[dict[str, Any]]:
+        doc = self.docs.get(out_doc(cell_id))
+        if doc is None:
+            raise KeyError(f"outputs of {cell_id} are not readable or not subscribed")
+        return outputs_to_nbformat(doc)
+
+    def out_state(self, cell_id: str) -> dict[str, Any]:
+        doc = self.docs.get(out_doc(cell_id))
+        if doc is None:
+            raise KeyError(f"outputs of {cell_id} are not readable or not subscribed")
+        _, state = init_out(doc)
+        return dict(state.to_py() or {})
+
+    def edit(self, cell_id: str, index: int, delete: int = 0, insert: str = "") -> None:
+        """Delete ``delete`` characters at ``index`` and insert ``insert`` there."""
+        doc = self.docs[cell_doc(cell_id)]
+        text = doc.get("source", type=Text)
+        with doc.transaction():
+            if delete:
+                del text[index : index + delete]
+            if insert:
+                text.insert(index, insert)
+
+    def set_source(self, cell_id: str, source: str) -> None:
+        doc = self.docs[cell_doc(cell_id)]
+        text = doc.get("source", type=Text)
+        with doc.transaction():
+            if len(text):
+                del text[0 : len(text)]
+            if source:
+                text.insert(0, source)
+
+    # -- waiting --------------------------------------------------------------------------------
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate()`` holds (checked after every frame received)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            if self.closed.is_set() and not predicate():
+                raise ConnectionError(f"connection closed ({self.close_code}) while waiting")
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError("condition not met in time")
+            self._changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def synced(self, timeout: float = 30.0) -> None:
+        """Wait until the index and every readable cell's docs are synced."""
+
+        def done() -> bool:
+            if INDEX_DOC not in self.synced_docs:
+                return False
+            if not self.subscribe_all:
+                return True
+            for cid in self.cell_ids():
+                for name in (cell_doc(cid), out_doc(cid)):
+                    if self._readable(name) and name not in self.synced_docs:
+                        return False
+            return True
+
+        await self.wait_for(done, timeout)
+
+    async def next_message(self, kind: str, timeout: float = 10.0, start: int = 0) -> dict[str, Any]:
+        """The first JSON message of type ``kind`` received at or after position ``start``."""
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            for msg in self.messages[start:]:
+                if msg.get("type") == kind:
+                    found.append(msg)
+                    return True
+            return False
+
+        await self.wait_for(seen, timeout)
+        return found[0]
+
+    def export(self) -> dict[str, Any]:
+        """The local copy as nbformat-like cells (readable cells only)."""
+        cells = []
+        for entry in self.cells():
+            cid = entry["id"]
+            if cell_doc(cid) in self.docs:
+                cells.append({"id": cid, "cell_type": entry["cell_type"], "source": self.source(cid)})
+        return {"cells": cells}
+
+
+@contextlib.asynccontextmanager
+async def connect(base_url: str, token: str, nb_id: str) -> AsyncIterator[NotebookConnection]:
+    """Shortcut: a client and an open, synced connection to one notebook."""
+    async with CollabClient(base_url, token) as client:
+        async with client.open(nb_id) as conn:
+            await conn.synced()
+            yield conn

@@ -1,0 +1,520 @@
+"""A notebook's live state: :class:`NotebookRoom`.
+
+The room holds every doc of one notebook in memory, the sessions connected to
+it, and their awareness states. It is the only place where client updates are
+applied, where structure commands change ``index``, and where rights are
+checked against each session's :class:`~hub_collab.permissions.access.Access`
+(computed once per rights change, so every per-update check is a set lookup).
+
+Every change to a doc (from a client, a structure command, or a kernel) is
+observed once, appended to the update log, and fanned out to the sessions
+subscribed to that doc, except the one it came from.
+
+Get rooms from :class:`~hub_collab.documents.rooms.RoomManager`, never build
+them directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import Doc, Map, TransactionEvent
+
+from ..errors import BadRequest, CollabError, Forbidden, NotFound, TooLarge
+from ..ids import new_id
+from ..permissions.access import Access, Identity
+from ..types import INDEX_DOC
+from . import protocol as p
+from .notebook import (
+    CELL_TYPES,
+    cell_doc,
+    index_entry,
+    init_cell,
+    init_index,
+    init_out,
+    out_doc,
+    split_doc_name,
+)
+from .session import Session
+
+if TYPE_CHECKING:
+    from ..permissions.store import PermissionStore
+    from ..store import NotebookRecord, UpdateLog
+
+log = logging.getLogger("hub_collab.room")
+
+#: awareness fields a client may set; everything else is dropped
+AWARENESS_FIELDS = frozenset({"user", "cell", "cursor", "typing", "status"})
+
+
+class NotebookRoom:
+    """Live documents, sessions and presence of one notebook."""
+
+    def __init__(
+        self,
+        record: NotebookRecord,
+        permissions: PermissionStore,
+        update_log: UpdateLog,
+        *,
+        max_doc_bytes: int,
+        max_awareness_bytes: int = 4096,
+    ) -> None:
+        self.id = record.id
+        self.record = record
+        self.epoch = record.epoch
+        self.permissions = permissions
+        self.update_log = update_log
+        self.max_doc_bytes = max_doc_bytes
+        self.max_awareness_bytes = max_awareness_bytes
+        self.docs: dict[str, Doc] = {}
+        self.doc_bytes: dict[str, int] = {}
+        self.subscribers: dict[str, set[Session]] = {}
+        self.sessions: set[Session] = set()
+        # awareness client id -> (session, clock, raw state as sent by the client, sanitised)
+        self.awareness: dict[int, tuple[Session, int, dict[str, Any] | None]] = {}
+        self._origin: Session | None = None
+        self._subscriptions: dict[str, Any] = {}
+        self.updates_since_checkpoint = 0
+        self.last_activity = time.monotonic()
+        #: called with (doc name, update) after every change; the kernel and the bus hook in here
+        self.update_hooks: list[Callable[[str, bytes], None]] = []
+        self.closed = False
+
+    # -- loading ------------------------------------------------------------------------
+
+    def load(self, persisted: dict[str, list[bytes]]) -> None:
+        """Build docs from persisted state (checkpoint and updates per doc)."""
+        index = Doc()
+        for update in persisted.get(INDEX_DOC, ()):
+            index.apply_update(update)
+        self._add_doc(INDEX_DOC, index)
+        init_index(index)
+        # Every cell in the index has its two docs, even if nothing was stored for them;
+        # stored docs of deleted cells are left out (the next checkpoint drops them).
+        for cid in self.cell_ids():
+            for name in (cell_doc(cid), out_doc(cid)):
+                doc = Doc()
+                for update in persisted.get(name, ()):
+                    doc.apply_update(update)
+                self._add_doc(name, doc)
+            init_cell(self.docs[cell_doc(cid)])
+            init_out(self.docs[out_doc(cid)])
+
+    def _add_doc(self, name: str, doc: Doc) -> None:
+        self.docs[name] = doc
+        self.doc_bytes[name] = len(doc.get_update())
+        self._subscriptions[name] = doc.observe(lambda event, name=name: self._on_change(name, event))
+
+    def _drop_doc(self, name: str) -> None:
+        doc = self.docs.pop(name, None)
+        self.doc_bytes.pop(name, None)
+        sub = self._subscriptions.pop(name, None)
+        if doc is not None and sub is not None:
+            doc.unobserve(sub)
+        for session in self.subscribers.pop(name, set()):
+            session.subscribed.discard(name)
+
+    # -- the index --------------------------------------------------------------------
+
+    @property
+    def index(self) -> Doc:
+        return self.docs[INDEX_DOC]
+
+    def cell_entries(self) -> list[Map[Any]]:
+        cells, _ = init_index(self.index)
+        return list(cells)
+
+    def cell_ids(self) -> list[str]:
+        cells, _ = init_index(self.index)
+        return [str(entry["id"]) for entry in cells]
+
+    def find_cell(self, cell_id: str) -> tuple[int, Map[Any]]:
+        for i, entry in enumerate(self.cell_entries()):
+            if entry["id"] == cell_id:
+                return i, entry
+        raise NotFound("no such cell", code="unknown_cell")
+
+    def cell_type(self, cell_id: str) -> str:
+        return str(self.find_cell(cell_id)[1]["cell_type"])
+
+    # -- change observation and fan-out ---------------------------------------------
+
+    def _on_change(self, name: str, event: TransactionEvent) -> None:
+        update: bytes = event.update
+        self.doc_bytes[name] = self.doc_bytes.get(name, 0) + len(update)
+        self.updates_since_checkpoint += 1
+        self.last_activity = time.monotonic()
+        self.update_log.append(self.id, name, update)
+        frame = p.sync_update(name, update)
+        origin = self._origin
+        for session in self.subscribers.get(name, ()):
+            if session is not origin:
+                session.send_bytes(frame)
+        for hook in self.update_hooks:
+            hook(name, update)
+
+    def apply_remote(self, name: str, update: bytes) -> None:
+        """Apply an update that is already persisted elsewhere (another replica)."""
+        doc = self.docs.get(name)
+        if doc is not None:
+            doc.apply_update(update)
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def join(self, session: Session) -> None:
+        self.sessions.add(session)
+        self.last_activity = time.monotonic()
+
+    def leave(self, session: Session) -> None:
+        self.sessions.discard(session)
+        for name in list(session.subscribed):
+            subs = self.subscribers.get(name)
+            if subs is not None:
+                subs.discard(session)
+        session.subscribed.clear()
+        gone = [cid for cid, (owner, _, _) in self.awareness.items() if owner is session]
+        if gone:
+            self._remove_awareness(gone)
+        self.last_activity = time.monotonic()
+
+    def compute_access(self, session: Session) -> Access:
+        return self.permissions.access(session.identity, self.id)
+
+    def compute_access_for(self, identity: Identity) -> Access:
+        return self.permissions.access(identity, self.id)
+
+    def caps_message(self, access: Access) -> dict[str, Any]:
+        return {"type": "caps", **access.caps_json()}
+
+    def refresh_access(self, session: Session) -> None:
+        """Recompute rights; stop revoked docs at once and tell the client (``caps``)."""
+        access = self.compute_access(session)
+        session.access = access
+        if not access.can("open"):
+            for name in list(session.subscribed):
+                self._unsubscribe(session, name)
+            session.send_json(self.caps_message(access))
+            return
+        for name in list(session.subscribed):
+            if not self.can_read_doc(access, name):
+                self._unsubscribe(session, name)
+        session.send_json(self.caps_message(access))
+
+    def refresh_all(self) -> None:
+        for session in list(self.sessions):
+            self.refresh_access(session)
+        self._rebroadcast_awareness()
+
+    def _unsubscribe(self, session: Session, name: str) -> None:
+        session.subscribed.discard(name)
+        subs = self.subscribers.get(name)
+        if subs is not None:
+            subs.discard(session)
+
+    def can_read_doc(self, access: Access, name: str) -> bool:
+        kind, cid = split_doc_name(name)
+        if kind == "index":
+            return access.can("open")
+        assert cid is not None
+        return access.can("read_cell", cid)
+
+    def can_write_doc(self, access: Access, name: str) -> bool:
+        kind, cid = split_doc_name(name)
+        return kind == "cell" and cid is not None and access.can("write_cell", cid)
+
+    # -- binary frames ------------------------------------------------------------------
+
+    def handle_frame(self, session: Session, data: bytes) -> None:
+        """Handle one binary frame; errors are reported to the session, never raised."""
+        try:
+            entries = p.decode_frame(data)
+        except p.ProtocolError as exc:
+            session.send_error("malformed_frame", f"malformed binary frame: {exc}")
+            return
+        replies: list[bytes] = []
+        for entry in entries:
+            try:
+                self._handle_entry(session, entry, replies)
+            except CollabError as exc:
+                session.send_error(exc.code, exc.message, doc=entry.doc)
+                if exc.code in ("forbidden", "invalid_update", "too_large") and entry.kind == p.MSG_SYNC and entry.sub != p.SYNC_STEP1:
+                    session.send_json({"type": "resync", "doc": entry.doc})
+        if replies:
+            session.send_bytes(b"".join(replies))
+
+    def _resolve(self, session: Session, name: str) -> Doc:
+        try:
+            kind, cid = split_doc_name(name)
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="unknown_doc") from exc
+        doc = self.docs.get(name)
+        if doc is None:
+            raise NotFound(f"no such doc {name!r} in this notebook", code="unknown_doc")
+        if not self.can_read_doc(session.access, name):
+            raise Forbidden(f"you may not read {name!r}")
+        return doc
+
+    def _handle_entry(self, session: Session, entry: p.Entry, replies: list[bytes]) -> None:
+        name = entry.doc
+        if entry.kind == p.MSG_AWARENESS:
+            if name != INDEX_DOC:
+                raise BadRequest("awareness is carried on the 'index' doc only", code="bad_awareness")
+            self._handle_awareness(session, entry.payload)
+            return
+        doc = self._resolve(session, name)
+        if entry.sub == p.SYNC_STEP1:
+            try:
+                diff = doc.get_update(entry.payload)
+            except Exception as exc:
+                raise BadRequest(f"invalid state vector for {name!r}", code="invalid_update") from exc
+            replies.append(p.sync_step2(name, diff))
+            if self.can_write_doc(session.access, name):
+                replies.append(p.sync_step1(name, doc.get_state()))
+            if name not in session.subscribed:
+                session.subscribed.add(name)
+                self.subscribers.setdefault(name, set()).add(session)
+                if name == INDEX_DOC and self.awareness:
+                    replies.append(self._awareness_frame_for(session, list(self.awareness)))
+            return
+        # step 2 or update: a write
+        if name not in session.subscribed:
+            raise BadRequest(f"send sync step 1 for {name!r} before updates", code="not_subscribed")
+        if len(entry.payload) > self.max_doc_bytes:
+            raise TooLarge(f"update of {len(entry.payload)} bytes exceeds the limit")
+        if not self.can_write_doc(session.access, name):
+            if self._is_noop(doc, entry.payload):
+                return
+            self._unsubscribe(session, name)
+            raise Forbidden(f"you may not write {name!r}")
+        if self.doc_bytes.get(name, 0) + len(entry.payload) > self.max_doc_bytes:
+            self._unsubscribe(session, name)
+            raise TooLarge(f"{name!r} would exceed {self.max_doc_bytes} bytes")
+        self._origin = session
+        try:
+            doc.apply_update(entry.payload)
+        except Exception as exc:
+            self._unsubscribe(session, name)
+            raise BadRequest(f"invalid update for {name!r}", code="invalid_update") from exc
+        finally:
+            self._origin = None
+
+    @staticmethod
+    def _is_noop(doc: Doc, update: bytes) -> bool:
+        """True if ``update`` would change nothing in ``doc`` (checked on a scratch copy)."""
+        if update == b"\x00\x00":
+            return True
+        scratch = Doc()
+        scratch.apply_update(doc.get_update())
+        changed: list[bool] = []
+        sub = scratch.observe(lambda _e: changed.append(True))
+        try:
+            scratch.apply_update(update)
+        except Exception:
+            return False
+        finally:
+            scratch.unobserve(sub)
+        if changed:
+            return False
+        # An update whose dependencies are missing stays pending instead of failing.
+        return scratch.get_state() == doc.get_state()
+
+    # -- awareness ------------------------------------------------------------------------
+
+    def _handle_awareness(self, session: Session, payload: bytes) -> None:
+        if len(payload) > self.max_awareness_bytes:
+            raise TooLarge(f"awareness update over {self.max_awareness_bytes} bytes")
+        try:
+            states = p.decode_awareness(payload, max_states=4)
+        except p.ProtocolError as exc:
+            raise BadRequest(f"malformed awareness update: {exc}", code="bad_awareness") from exc
+        changed: list[int] = []
+        removed: list[int] = []
+        for st in states:
+            current = self.awareness.get(st.client_id)
+            if current is not None and current[0] is not session:
+                raise Forbidden("awareness client id belongs to another connection", code="bad_awareness")
+            if current is None and st.client_id not in session.awareness_ids:
+                if len(session.awareness_ids) >= 4:
+                    raise BadRequest("too many awareness client ids on one connection", code="bad_awareness")
+                session.awareness_ids.add(st.client_id)
+            if current is not None and st.clock < current[1]:
+                continue
+            if st.state is None:
+                removed.append(st.client_id)
+                continue
+            self.awareness[st.client_id] = (session, st.clock, self._sanitize_awareness(session, st.state))
+            changed.append(st.client_id)
+        if removed:
+            self._remove_awareness(removed)
+        if changed:
+            self._broadcast_awareness(changed, exclude=session)
+
+    def _sanitize_awareness(self, session: Session, state: dict[str, Any]) -> dict[str, Any]:
+        clean = {k: v for k, v in state.items() if k in AWARENESS_FIELDS}
+        user = state.get("user") if isinstance(state.get("user"), dict) else {}
+        assert isinstance(user, dict)
+        color = user.get("color")
+        clean["user"] = {"name": session.identity.name}
+        if isinstance(color, str) and len(color) <= 32:
+            clean["user"]["color"] = color
+        cell = clean.get("cell")
+        if cell is not None and not (isinstance(cell, str) and f"cell:{cell}" in self.docs):
+            clean.pop("cell", None)
+            clean.pop("cursor", None)
+        return clean
+
+    def _state_for(self, receiver: Session, state: dict[str, Any] | None) -> dict[str, Any] | None:
+        if state is None:
+            return None
+        cell = state.get("cell")
+        if "cursor" in state and (cell is None or not receiver.access.can("read_cell", cell)):
+            state = {k: v for k, v in state.items() if k != "cursor"}
+        return state
+
+    def _awareness_frame_for(self, receiver: Session, client_ids: Iterable[int]) -> bytes:
+        items = []
+        for cid in client_ids:
+            owner, clock, state = self.awareness.get(cid, (None, 0, None))
+            items.append(p.AwarenessState(cid, clock, self._state_for(receiver, state)))
+        return p.awareness_message(INDEX_DOC, p.encode_awareness(items))
+
+    def _broadcast_awareness(self, client_ids: list[int], exclude: Session | None = None) -> None:
+        for receiver in self.subscribers.get(INDEX_DOC, ()):
+            if receiver is not exclude:
+                receiver.send_bytes(self._awareness_frame_for(receiver, client_ids))
+
+    def _rebroadcast_awareness(self) -> None:
+        if self.awareness:
+            self._broadcast_awareness(list(self.awareness))
+
+    def _remove_awareness(self, client_ids: list[int]) -> None:
+        items = []
+        for cid in client_ids:
+            entry = self.awareness.pop(cid, None)
+            clock = entry[1] + 1 if entry else 0
+            if entry is not None:
+                entry[0].awareness_ids.discard(cid)
+            items.append(p.AwarenessState(cid, clock, None))
+        frame = p.awareness_message(INDEX_DOC, p.encode_awareness(items))
+        for receiver in self.subscribers.get(INDEX_DOC, ()):
+            receiver.send_bytes(frame)
+
+    def presence(self) -> list[dict[str, Any]]:
+        """Who is here (names and cells), for REST and chat."""
+        return [
+            {"client_id": cid, "user": state.get("user", {}).get("name"), "cell": state.get("cell")}
+            for cid, (_, _, state) in self.awareness.items()
+            if state is not None
+        ]
+
+    # -- structure commands (index writes) ----------------------------------------------
+
+    def insert_cell(self, actor: Session | None, user: str, index: Any, cell_type: Any, source: Any = None) -> str:
+        if actor is not None and not actor.access.can("insert_cell"):
+            raise Forbidden("you may not insert cells in this notebook")
+        if cell_type not in CELL_TYPES:
+            raise BadRequest(f"cell_type must be one of {', '.join(CELL_TYPES)}, got {str(cell_type)[:40]!r}", code="invalid_command")
+        cells, _ = init_index(self.index)
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= len(cells):
+            raise BadRequest(f"index must be an integer from 0 to {len(cells)}", code="invalid_command")
+        if source is not None and not isinstance(source, str):
+            raise BadRequest("source must be a string", code="invalid_command")
+        if source is not None and len(source.encode()) > self.max_doc_bytes:
+            raise TooLarge("source is too large")
+        cid = new_id()
+        perms = self.permissions.create_cell(self.id, cid, user)
+        cdoc, odoc = Doc(), Doc()
+        src, _, _ = init_cell(cdoc)
+        init_out(odoc)
+        self._add_doc(cell_doc(cid), cdoc)
+        self._add_doc(out_doc(cid), odoc)
+        if source:
+            with cdoc.transaction():
+                src += source
+        with self.index.transaction():
+            cells.insert(index, index_entry(cid, cell_type, perms.to_json()))
+        # rights of every session change (a new cell); each one learns its caps for it
+        self.refresh_all()
+        return cid
+
+    def delete_cell(self, actor: Session | None, cell_id: Any) -> None:
+        cid = self._cell_arg(cell_id)
+        i, _ = self.find_cell(cid)
+        if actor is not None and not actor.access.can("delete_cell", cid):
+            raise Forbidden("you may not delete this cell")
+        cells, _ = init_index(self.index)
+        with self.index.transaction():
+            del cells[i]
+        for name in (cell_doc(cid), out_doc(cid)):
+            self._drop_doc(name)
+        self.permissions.delete_cell(self.id, cid)
+        self.refresh_all()
+
+    def move_cell(self, actor: Session | None, cell_id: Any, index: Any) -> None:
+        cid = self._cell_arg(cell_id)
+        i, entry = self.find_cell(cid)
+        if actor is not None and not actor.access.can("move_cell", cid):
+            raise Forbidden("you may not move this cell")
+        cells, _ = init_index(self.index)
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cells):
+            raise BadRequest(f"index must be an integer from 0 to {len(cells) - 1}", code="invalid_command")
+        if index == i:
+            return
+        data = entry.to_py()
+        assert isinstance(data, dict)
+        with self.index.transaction():
+            del cells[i]
+            cells.insert(index, Map(dict(data)))
+
+    def set_cell_type(self, actor: Session | None, cell_id: Any, cell_type: Any) -> None:
+        cid = self._cell_arg(cell_id)
+        _, entry = self.find_cell(cid)
+        if actor is not None and not actor.access.can("write_cell", cid):
+            raise Forbidden("you may not change this cell")
+        if cell_type not in CELL_TYPES:
+            raise BadRequest(f"cell_type must be one of {', '.join(CELL_TYPES)}", code="invalid_command")
+        if entry["cell_type"] == cell_type:
+            return
+        entry["cell_type"] = cell_type
+        if cell_type != "code":
+            outputs, state = init_out(self.docs[out_doc(cid)])
+            with self.docs[out_doc(cid)].transaction():
+                if len(outputs):
+                    del outputs[0 : len(outputs)]
+                state["execution_count"] = None
+
+    def update_index_perms(self) -> None:
+        """Mirror the permission summary of every cell into ``index``."""
+        cells = self.permissions.cells(self.id)
+        with self.index.transaction():
+            for entry in self.cell_entries():
+                perms = cells.get(str(entry["id"]))
+                if perms is None:
+                    continue
+                summary = perms.to_json()
+                for key in ("owner", "group", "mode"):
+                    if entry.get(key) != summary[key]:
+                        entry[key] = summary[key]
+                if list(entry.get("acl") or []) != list(summary.get("acl", [])):
+                    entry["acl"] = list(summary.get("acl", []))
+
+    def _cell_arg(self, cell_id: Any) -> str:
+        if not isinstance(cell_id, str):
+            raise BadRequest("cell_id must be a string", code="invalid_command")
+        name = cell_doc(cell_id)
+        if name not in self.docs:
+            raise NotFound("no such cell", code="unknown_cell")
+        return cell_id
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, bytes]:
+        return {name: doc.get_update() for name, doc in self.docs.items()}
+
+    def close(self) -> None:
+        for name in list(self.docs):
+            self._drop_doc(name)
+        self.closed = True

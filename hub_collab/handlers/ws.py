@@ -1,0 +1,206 @@
+"""The notebook WebSocket: wire protocol v1 at ``api/notebooks/{id}/ws``.
+
+Authentication, the Origin check and the notebook ``r`` check all happen in
+:meth:`NotebookWebSocket.get`, *before* the upgrade: a refused client gets a
+plain HTTP 403/404 and no socket. After ``welcome``, binary frames go to the
+room (:meth:`NotebookRoom.handle_frame`) and JSON commands to
+:data:`COMMANDS`. Security note: :meth:`check_origin` accepts same-origin
+browsers, the origins in ``HubCollab.allowed_origins``, and non-browser
+clients (no Origin header, which must then authenticate with a token or a
+cookie they hold).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..documents.room import NotebookRoom
+from ..documents.session import Session
+from ..errors import CollabError, NotFound
+from ..ids import check_id
+from ..permissions.access import Identity
+from .base import BaseHandler
+
+log = logging.getLogger("hub_collab.ws")
+
+CommandFn = Callable[["NotebookWebSocket", dict[str, Any]], "Awaitable[dict[str, Any] | None] | dict[str, Any] | None"]
+COMMANDS: dict[str, CommandFn] = {}
+
+
+def command(name: str) -> Callable[[CommandFn], CommandFn]:
+    """Register a JSON command; its return value (a dict) is merged into the ``ack``."""
+
+    def register(fn: CommandFn) -> CommandFn:
+        if name in COMMANDS:
+            raise ValueError(f"command {name!r} registered twice")
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+class WSSession(Session):
+    def __init__(self, handler: NotebookWebSocket, identity: Identity) -> None:
+        super().__init__(identity)
+        self.handler = handler
+
+    def send_bytes(self, data: bytes) -> None:
+        self.handler.send(data, binary=True)
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        self.handler.send(json.dumps(message, separators=(",", ":")), binary=False)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.handler.close(code, reason)
+
+
+class NotebookWebSocket(BaseHandler, WebSocketHandler):
+    room: NotebookRoom
+    session: WSSession
+
+    def check_origin(self, origin: str) -> bool:
+        allowed = self.collab.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        host = self.request.headers.get("X-Forwarded-Host") or self.request.headers.get("Host", "")
+        return urlparse(origin).netloc == host.split(",")[0].strip()
+
+    def get_compression_options(self) -> None:
+        return None
+
+    async def get(self, nb_id: str) -> None:  # type: ignore[override]
+        await self.resolve_user()
+        if not self.current_user:
+            raise web.HTTPError(403, "authentication required")
+        try:
+            nb_id = check_id(nb_id, "notebook", not_found=True)
+            room = await self.collab.rooms.get(nb_id)
+        except NotFound:
+            raise web.HTTPError(404, "no such notebook") from None
+        identity = self.identity
+        assert identity is not None
+        access = room.compute_access_for(identity)
+        if not access.can("open"):
+            raise web.HTTPError(404, "no such notebook")
+        self.room = room
+        self.session = WSSession(self, identity)
+        self.session.access = access
+        await super().get(nb_id)
+
+    def open(self, nb_id: str) -> None:  # type: ignore[override]
+        self.set_nodelay(True)
+        room, session = self.room, self.session
+        client_epoch = self.get_argument("epoch", "")
+        session.send_json(
+            {
+                "type": "welcome",
+                "protocol": 1,
+                "user": {"name": session.identity.name, "admin": session.identity.admin, "groups": sorted(session.identity.groups)},
+                "notebook": room.id,
+                "epoch": room.epoch,
+                "caps": session.access.caps_json(),
+                "limits": {"max_message_size": self.collab.max_message_size},
+            }
+        )
+        if client_epoch and client_epoch != room.epoch:
+            session.send_error("epoch_mismatch", "the notebook was reset since you last synced: drop your local state and reconnect")
+            session.send_json({"type": "resync", "doc": "*"})
+            self.close(4409, "epoch changed")
+            return
+        room.join(session)
+        self.collab.sessions_opened += 1
+
+    def send(self, message: bytes | str, *, binary: bool) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            self.write_message(message, binary=binary)
+        except WebSocketClosedError:
+            pass
+
+    async def on_message(self, message: str | bytes) -> None:
+        session = self.session
+        if len(message) > self.collab.max_message_size:
+            session.send_error("too_large", f"message of {len(message)} bytes exceeds the limit of {self.collab.max_message_size}")
+            return
+        if isinstance(message, bytes):
+            self.room.handle_frame(session, message)
+            return
+        try:
+            data = json.loads(message)
+        except ValueError:
+            session.send_error("invalid_json", "text frames must be JSON objects")
+            return
+        if not isinstance(data, dict):
+            session.send_error("invalid_json", "text frames must be JSON objects")
+            return
+        ref = data.get("ref")
+        if ref is not None and not (isinstance(ref, (int, str)) and len(str(ref)) <= 64):
+            session.send_error("invalid_command", "ref must be a string or integer of at most 64 characters")
+            return
+        kind = data.get("type")
+        fn = COMMANDS.get(kind) if isinstance(kind, str) else None
+        if fn is None:
+            session.send_error("unknown_type", f"unknown message type {str(kind)[:40]!r}", ref)
+            return
+        try:
+            result = fn(self, data)
+            if result is not None and not isinstance(result, dict):
+                result = await result
+        except CollabError as exc:
+            session.send_error(exc.code, exc.message, ref)
+            return
+        except Exception:
+            log.exception("command %s failed", kind)
+            session.send_error("internal_error", "the server could not handle this command", ref)
+            return
+        ack: dict[str, Any] = {"type": "ack", "ref": ref, "command": kind}
+        if result:
+            ack.update(result)
+        session.send_json(ack)
+
+    def on_close(self) -> None:
+        room = getattr(self, "room", None)
+        if room is not None and self.session in room.sessions:
+            room.leave(self.session)
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+@command("insert_cell")
+def _insert_cell(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
+    cid = ws.room.insert_cell(ws.session, ws.session.identity.name, msg.get("index"), msg.get("cell_type", "code"), msg.get("source"))
+    return {"cell_id": cid}
+
+
+@command("delete_cell")
+def _delete_cell(ws: NotebookWebSocket, msg: dict[str, Any]) -> None:
+    ws.room.delete_cell(ws.session, msg.get("cell_id"))
+
+
+@command("move_cell")
+def _move_cell(ws: NotebookWebSocket, msg: dict[str, Any]) -> None:
+    ws.room.move_cell(ws.session, msg.get("cell_id"), msg.get("index"))
+
+
+@command("set_cell_type")
+def _set_cell_type(ws: NotebookWebSocket, msg: dict[str, Any]) -> None:
+    ws.room.set_cell_type(ws.session, msg.get("cell_id"), msg.get("cell_type"))
+
+
+@command("sync")
+async def _sync(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
+    """Acknowledge once everything this client sent before is durable in the store."""
+    await ws.collab.update_log.flush()
+    return {"durable": True}
+
+
+default_handlers = [(r"api/notebooks/([^/]+)/ws", NotebookWebSocket)]

@@ -1,0 +1,419 @@
+"""The store: notebooks, the CRDT update log with checkpoints, and the audit log.
+
+:class:`Store` wraps one SQLAlchemy engine (SQLite by default, PostgreSQL for
+several replicas). Methods are synchronous and short; the hot path (appending
+CRDT updates) goes through :class:`UpdateLog`, which group-commits on a
+dedicated thread so the event loop never waits on the disk.
+
+Persistence model: the update log is the source of truth. Each applied update
+is appended with an increasing id; a checkpoint stores the merged state of one
+doc up to an id, after which older updates of that doc are deleted. Loading a
+doc applies its checkpoint and then every later update. Applying an update
+twice is a no-op for a CRDT, so a checkpoint that already contains an update
+still in the log duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger("hub_collab.store")
+
+metadata = sa.MetaData()
+
+notebooks = sa.Table(
+    "collab_notebooks",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("epoch", sa.String(64), nullable=False),
+    sa.Column("settings", sa.Text, nullable=False, default="{}"),
+)
+
+doc_updates = sa.Table(
+    "collab_doc_updates",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("notebook_id", sa.String(64), nullable=False, index=True),
+    sa.Column("doc", sa.String(80), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+doc_checkpoints = sa.Table(
+    "collab_doc_checkpoints",
+    metadata,
+    sa.Column("notebook_id", sa.String(64), primary_key=True),
+    sa.Column("doc", sa.String(80), primary_key=True),
+    sa.Column("upto", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+audit = sa.Table(
+    "collab_audit",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("notebook_id", sa.String(64), nullable=False, index=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(128), nullable=False, default=""),
+    sa.Column("detail", sa.Text, nullable=False, default="{}"),
+)
+
+
+@dataclass(frozen=True)
+class NotebookRecord:
+    id: str
+    name: str
+    created_by: str
+    created_at: float
+    updated_at: float
+    epoch: str
+    settings: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_by": self.created_by,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "epoch": self.epoch,
+        }
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings we rely on (WAL and a busy timeout for SQLite)."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _row_to_record(row: Any) -> NotebookRecord:
+    return NotebookRecord(
+        id=row.id,
+        name=row.name,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        epoch=row.epoch,
+        settings=json.loads(row.settings or "{}"),
+    )
+
+
+class Store:
+    """Synchronous access to the service's tables. Create, then :meth:`start`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def start(self) -> None:
+        metadata.create_all(self.engine)
+
+    def stop(self) -> None:
+        self.engine.dispose()
+
+    # -- notebooks ------------------------------------------------------------------
+
+    def create_notebook(
+        self,
+        nb_id: str,
+        name: str,
+        created_by: str,
+        epoch: str,
+        initial_updates: Iterable[tuple[str, bytes]] = (),
+        settings: dict[str, Any] | None = None,
+    ) -> NotebookRecord:
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(
+                notebooks.insert().values(
+                    id=nb_id,
+                    name=name,
+                    created_by=created_by,
+                    created_at=now,
+                    updated_at=now,
+                    epoch=epoch,
+                    settings=json.dumps(settings or {}),
+                )
+            )
+            rows = [{"notebook_id": nb_id, "doc": doc, "data": data} for doc, data in initial_updates]
+            if rows:
+                conn.execute(doc_updates.insert(), rows)
+        return NotebookRecord(nb_id, name, created_by, now, now, epoch, settings or {})
+
+    def get_notebook(self, nb_id: str) -> NotebookRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(notebooks.select().where(notebooks.c.id == nb_id)).first()
+        return _row_to_record(row) if row else None
+
+    def list_notebooks(self) -> list[NotebookRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(notebooks.select().order_by(notebooks.c.created_at)).all()
+        return [_row_to_record(r) for r in rows]
+
+    def update_notebook(self, nb_id: str, **values: Any) -> None:
+        if "settings" in values:
+            values["settings"] = json.dumps(values["settings"])
+        values.setdefault("updated_at", time.time())
+        with self.engine.begin() as conn:
+            conn.execute(notebooks.update().where(notebooks.c.id == nb_id).values(**values))
+
+    def delete_notebook(self, nb_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(doc_updates.delete().where(doc_updates.c.notebook_id == nb_id))
+            conn.execute(doc_checkpoints.delete().where(doc_checkpoints.c.notebook_id == nb_id))
+            conn.execute(notebooks.delete().where(notebooks.c.id == nb_id))
+
+    # -- CRDT state -----------------------------------------------------------------
+
+    def load_docs(self, nb_id: str) -> tuple[dict[str, list[bytes]], int]:
+        """All persisted state of a notebook: doc name → [checkpoint?, updates...], max id."""
+        out: dict[str, list[bytes]] = {}
+        upto: dict[str, int] = {}
+        max_id = 0
+        with self.engine.connect() as conn:
+            for row in conn.execute(
+                sa.select(doc_checkpoints.c.doc, doc_checkpoints.c.upto, doc_checkpoints.c.data).where(
+                    doc_checkpoints.c.notebook_id == nb_id
+                )
+            ):
+                out[row.doc] = [row.data]
+                upto[row.doc] = row.upto
+                max_id = max(max_id, row.upto)
+            for row in conn.execute(
+                sa.select(doc_updates.c.id, doc_updates.c.doc, doc_updates.c.data)
+                .where(doc_updates.c.notebook_id == nb_id)
+                .order_by(doc_updates.c.id)
+            ):
+                if row.id <= upto.get(row.doc, 0):
+                    continue
+                out.setdefault(row.doc, []).append(row.data)
+                max_id = max(max_id, row.id)
+        return out, max_id
+
+    def append_updates(self, rows: list[tuple[str, str, bytes]]) -> int:
+        """Append (notebook, doc, update) rows in one transaction; return the last id."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                doc_updates.insert(),
+                [{"notebook_id": nb, "doc": doc, "data": data} for nb, doc, data in rows],
+            )
+            last = conn.execute(sa.select(sa.func.max(doc_updates.c.id))).scalar()
+        return int(last or 0)
+
+    def updates_since(self, nb_id: str, after_id: int) -> list[tuple[int, str, bytes]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(doc_updates.c.id, doc_updates.c.doc, doc_updates.c.data)
+                .where(doc_updates.c.notebook_id == nb_id, doc_updates.c.id > after_id)
+                .order_by(doc_updates.c.id)
+            ).all()
+        return [(r.id, r.doc, r.data) for r in rows]
+
+    def count_updates(self, nb_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(doc_updates).where(doc_updates.c.notebook_id == nb_id)
+                ).scalar()
+                or 0
+            )
+
+    def checkpoint(self, nb_id: str, states: dict[str, bytes], upto: int) -> None:
+        """Replace the notebook's checkpoints by ``states``, covering every update <= ``upto``.
+
+        ``states`` must hold every live doc of the notebook: checkpoints of docs not in
+        it (deleted cells) are dropped.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(doc_checkpoints.delete().where(doc_checkpoints.c.notebook_id == nb_id))
+            if states:
+                conn.execute(
+                    doc_checkpoints.insert(),
+                    [{"notebook_id": nb_id, "doc": d, "upto": upto, "data": s} for d, s in states.items()],
+                )
+            conn.execute(
+                doc_updates.delete().where(doc_updates.c.notebook_id == nb_id, doc_updates.c.id <= upto)
+            )
+
+    def drop_docs(self, nb_id: str, docs: Iterable[str]) -> None:
+        names = list(docs)
+        if not names:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                doc_updates.delete().where(doc_updates.c.notebook_id == nb_id, doc_updates.c.doc.in_(names))
+            )
+            conn.execute(
+                doc_checkpoints.delete().where(
+                    doc_checkpoints.c.notebook_id == nb_id, doc_checkpoints.c.doc.in_(names)
+                )
+            )
+
+    # -- audit ------------------------------------------------------------------------
+
+    def add_audit(self, nb_id: str, actor: str, action: str, target: str = "", detail: Any = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                audit.insert().values(
+                    notebook_id=nb_id,
+                    at=time.time(),
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    detail=json.dumps(detail if detail is not None else {}),
+                )
+            )
+
+    def list_audit(self, nb_id: str, *, before: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        query = sa.select(audit).where(audit.c.notebook_id == nb_id)
+        if before is not None:
+            query = query.where(audit.c.id < before)
+        query = query.order_by(audit.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {
+                "id": r.id,
+                "at": r.at,
+                "actor": r.actor,
+                "action": r.action,
+                "target": r.target,
+                "detail": json.loads(r.detail),
+            }
+            for r in rows
+        ]
+
+
+class UpdateLog:
+    """Group-commits CRDT updates on one background thread.
+
+    :meth:`append` never blocks; :meth:`flush` waits until everything appended
+    before the call is durable. Start with :meth:`start`, stop with :meth:`stop`
+    (which flushes), or use ``async with``.
+    """
+
+    def __init__(self, store: Store, *, max_delay: float = 0.005) -> None:
+        self.store = store
+        self.max_delay = max_delay
+        self._pending: list[tuple[str, str, bytes]] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._appended = 0
+        self._committed = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._lock = threading.Lock()
+        self.last_id = 0
+        self.failures = 0
+
+    async def __aenter__(self) -> UpdateLog:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("UpdateLog.start() called twice; create one UpdateLog per Store")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="collab-store")
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        await self.flush()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def append(self, nb_id: str, doc: str, data: bytes) -> None:
+        if self._wake is None:
+            raise RuntimeError("UpdateLog.append() before start(): call start() in the event loop first")
+        self._pending.append((nb_id, doc, data))
+        self._appended += 1
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until every update appended so far is committed."""
+        if self._appended == self._committed:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._appended, fut))
+        assert self._wake is not None
+        self._wake.set()
+        await fut
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.max_delay:
+                await asyncio.sleep(self.max_delay)
+            if not self._pending:
+                self._release()
+                continue
+            batch, self._pending = self._pending, []
+            try:
+                self.last_id = await loop.run_in_executor(self._executor, self.store.append_updates, batch)
+            except Exception:
+                # Keep the batch: it is retried with the next one; nothing acknowledged is lost.
+                self.failures += 1
+                log.exception("could not persist %d updates; retrying", len(batch))
+                self._pending[:0] = batch
+                await asyncio.sleep(min(5.0, 0.1 * self.failures))
+                self._wake.set()
+                continue
+            self.failures = 0
+            self._committed += len(batch)
+            self._release()
+
+    def _release(self) -> None:
+        keep = []
+        for target, fut in self._waiters:
+            if self._committed >= target:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((target, fut))
+        self._waiters = keep
+
+    def pending_for(self, nb_id: str) -> Iterator[tuple[str, bytes]]:
+        for nb, doc, data in self._pending:
+            if nb == nb_id:
+                yield doc, data
