@@ -1,0 +1,45 @@
+"""Permissions: POSIX.1e modes and ACLs on notebooks (directories) and cells (files).
+
+* :mod:`.posix` -- values and parsing: :class:`Perms`, :class:`AclEntry`,
+  :func:`parse_mode`, :func:`parse_acl`, :func:`evaluate`.
+* :mod:`.access` -- one user's rights on one notebook: :class:`Identity`,
+  :class:`Access`, :func:`compute_access`, the action table :data:`ACTIONS`.
+* :mod:`.store` -- :class:`PermissionStore`, persisted through Casbin, the
+  class the application uses.
+
+See docs/permissions.md.
+"""
+
+from .access import ACTIONS, CELL_ACTIONS, Access, Identity, check_action, compute_access
+from .posix import (
+    AclEntry,
+    PermissionSyntaxError,
+    Perms,
+    evaluate,
+    format_bits,
+    format_mode,
+    parse_acl,
+    parse_mode,
+)
+from .store import InvalidId, ObjectExists, PermissionStore, UnknownObject
+
+__all__ = [
+    "ACTIONS",
+    "CELL_ACTIONS",
+    "Access",
+    "AclEntry",
+    "Identity",
+    "InvalidId",
+    "ObjectExists",
+    "PermissionStore",
+    "PermissionSyntaxError",
+    "Perms",
+    "UnknownObject",
+    "check_action",
+    "compute_access",
+    "evaluate",
+    "format_bits",
+    "format_mode",
+    "parse_acl",
+    "parse_mode",
+]

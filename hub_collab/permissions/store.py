@@ -1,0 +1,514 @@
+"""The permission store: persisted notebook and cell permissions.
+
+Use :class:`PermissionStore`. It keeps every permission as Casbin policy
+lines in the service's database (through casbin_sqlalchemy_adapter, in a
+table of its own) and a compiled in-memory copy: per notebook, :class:`Perms`
+for the notebook, its default cell mode/ACL and each cell, plus a cache of
+:class:`Access` objects per identity. Checks (``store.access(identity,
+nb).can(...)``) never scan policy lines; :meth:`PermissionStore.enforce` is
+the plain Casbin decision, kept for tests and benchmarks that compare both.
+
+Writes go to the database first (one transaction per change), then update
+the compiled copy, bump the notebook's :meth:`~PermissionStore.generation`
+and call the listeners. Another replica's writes are picked up by
+:meth:`~PermissionStore.reload`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import casbin
+import sqlalchemy as sa
+
+from .access import Access, Identity, compute_access
+from .casbin_backend import (
+    NOTEBOOK_OBJ,
+    NotebookPerms,
+    RuleAdapter,
+    compile_lines,
+    load_model,
+    object_lines,
+    policy_lines,
+)
+from .posix import AclEntry, PermissionSyntaxError, Perms, format_mode, parse_acl
+
+log = logging.getLogger("hub_collab.permissions")
+
+__all__ = ["InvalidId", "ObjectExists", "PermissionStore", "UnknownObject"]
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_BITS = {"r": 4, "w": 2, "x": 1}
+#: Cached Access objects per notebook beyond which the cache is emptied.
+_MAX_CACHED = 10_000
+
+
+class InvalidId(ValueError):
+    """A notebook or cell id is not 1-64 characters of [A-Za-z0-9_-]."""
+
+
+class UnknownObject(LookupError):
+    """No such notebook or cell."""
+
+
+class ObjectExists(ValueError):
+    """The notebook or cell already has permissions."""
+
+
+def _check_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or _ID_RE.match(value) is None:
+        raise InvalidId(
+            f"invalid {what} {str(value)[:80]!r}: expected 1-64 characters of [A-Za-z0-9_-]"
+        )
+    return value
+
+
+def engine_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; fall back to psycopg2 if only it is installed."""
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def _acl(value: Iterable[AclEntry | str] | None) -> tuple[AclEntry, ...]:
+    return () if value is None else parse_acl(value)
+
+
+def _check_default_mode(mode: int) -> int:
+    if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+        raise PermissionSyntaxError(f"invalid default cell mode {mode!r}: expected 0..0o777")
+    return mode
+
+
+def _notebook_json(st: NotebookPerms) -> dict[str, Any]:
+    out = st.perms.to_json()
+    out["default_mode"] = format_mode(st.default_mode)
+    out["default_acl"] = [str(e) for e in st.default_acl]
+    return out
+
+
+Listener = Callable[[str], None]
+
+
+class PermissionStore:
+    """Owns persisted permissions.
+
+    Casbin (casbin_sqlalchemy_adapter over the service's SQLAlchemy URL, its
+    own table) is the storage and decision engine; an in-memory compiled cache
+    makes checks O(1). Call :meth:`start` before anything else and
+    :meth:`stop` at shutdown (or use ``with PermissionStore(...) as store``).
+    Methods are synchronous and thread-safe; writes take a few milliseconds
+    (one database transaction).
+    """
+
+    def __init__(
+        self,
+        db_url: str,
+        model_path: str | Path | None = None,
+        engine: sa.Engine | None = None,
+        *,
+        table: str = "collab_permission_rules",
+    ) -> None:
+        self.db_url = db_url
+        self.model_path = model_path
+        self.table = table
+        self._engine = engine
+        self._own_engine = engine is None
+        self._lock = threading.RLock()
+        self._casbin_lock = threading.Lock()
+        self._started = False
+        self._adapter: RuleAdapter | None = None
+        self._enforcer: casbin.Enforcer | None = None
+        self._model_template: Any = None
+        self._notebooks: dict[str, NotebookPerms] = {}
+        self._generation: dict[str, int] = {}
+        self._access: dict[str, dict[Identity, Access]] = {}
+        self._listeners: list[Listener] = []
+        # Notebooks whose lines in the enforcer's in-memory model are stale;
+        # synced lazily by enforce(), the only reader of that model.
+        self._casbin_dirty: set[str] = set()
+        # Hub groups currently fed to the enforcer as g lines, per subject.
+        self._fed_groups: dict[str, frozenset[str]] = {}
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the table if needed and load every policy line."""
+        with self._lock:
+            if self._started:
+                return
+            if self._engine is None:
+                self._engine = sa.create_engine(engine_url(self.db_url))
+            try:
+                self._adapter = RuleAdapter(self._engine, self.table)
+                self._model_template = load_model(self.model_path)
+                self._enforcer = casbin.Enforcer(copy.deepcopy(self._model_template), self._adapter)
+            except Exception:
+                self.stop()
+                raise
+            # We persist through RuleAdapter.replace; g lines stay in memory.
+            self._enforcer.enable_auto_save(False)
+            self._notebooks = compile_lines(self._enforcer.get_named_policy("p2"))
+            self._started = True
+
+    def stop(self) -> None:
+        """Forget the compiled state and release the engine if we created it."""
+        with self._lock:
+            self._started = False
+            self._access.clear()
+            self._notebooks = {}
+            self._enforcer = None
+            self._adapter = None
+            if self._own_engine and self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    def __enter__(self) -> PermissionStore:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _require_started(self) -> RuleAdapter:
+        if not self._started or self._adapter is None:
+            raise RuntimeError("PermissionStore is not started: call start() first")
+        return self._adapter
+
+    # -- reading --------------------------------------------------------------
+
+    def _state(self, nb: str) -> NotebookPerms:
+        self._require_started()
+        _check_id(nb, "notebook id")
+        st = self._notebooks.get(nb)
+        if st is None:
+            raise UnknownObject(f"no permissions for notebook {nb!r}")
+        return st
+
+    def has_notebook(self, nb: str) -> bool:
+        self._require_started()
+        return _check_id(nb, "notebook id") in self._notebooks
+
+    def notebook(self, nb: str) -> Perms:
+        return self._state(nb).perms
+
+    def default_cell(self, nb: str) -> tuple[int, tuple[AclEntry, ...]]:
+        st = self._state(nb)
+        return st.default_mode, st.default_acl
+
+    def cell(self, nb: str, cell_id: str) -> Perms:
+        st = self._state(nb)
+        p = st.cells.get(_check_id(cell_id, "cell id"))
+        if p is None:
+            raise UnknownObject(f"no permissions for cell {cell_id!r} of notebook {nb!r}")
+        return p
+
+    def cells(self, nb: str) -> dict[str, Perms]:
+        return dict(self._state(nb).cells)
+
+    def generation(self, nb: str) -> int:
+        """A counter that changes whenever the notebook's or a cell's permissions do."""
+        return self._generation.get(nb, 0)
+
+    def access(self, identity: Identity, nb: str) -> Access:
+        """``identity``'s rights on ``nb``, cached until the permissions change."""
+        cache = self._access.get(nb)
+        if cache is not None:
+            acc = cache.get(identity)
+            if acc is not None:
+                return acc
+        st = self._state(nb)
+        gen = self._generation.get(nb, 0)
+        # st.cells is replaced, never mutated, so this snapshot is consistent.
+        acc = compute_access(identity, st.perms, st.cells)
+        with self._lock:
+            if self._generation.get(nb, 0) == gen and self._notebooks.get(nb) is st:
+                cache = self._access.setdefault(nb, {})
+                if len(cache) >= _MAX_CACHED:
+                    cache.clear()
+                cache[identity] = acc
+        return acc
+
+    # -- writing --------------------------------------------------------------
+
+    def add_listener(self, cb: Listener) -> None:
+        """Call ``cb(nb)`` after every change of ``nb``'s permissions (also on reload)."""
+        self._listeners.append(cb)
+
+    def remove_listener(self, cb: Listener) -> None:
+        self._listeners.remove(cb)
+
+    def _notify(self, nb: str) -> None:
+        for cb in list(self._listeners):
+            try:
+                cb(nb)
+            except Exception:
+                log.exception("permission listener %r failed for notebook %r", cb, nb)
+
+    def _changed(self, nb: str, cell_id: str | None = None, cell: Perms | None = None) -> None:
+        """Bump the generation and refresh cached Access objects (lock held)."""
+        self._generation[nb] = self._generation.get(nb, 0) + 1
+        self._casbin_dirty.add(nb)
+        cache = self._access.get(nb)
+        if not cache:
+            return
+        if cell_id is None or nb not in self._notebooks:
+            del self._access[nb]
+        else:
+            # One cell changed: patch each cached Access instead of recomputing it.
+            self._access[nb] = {i: a.with_cell(cell_id, cell) for i, a in cache.items()}
+
+    def create_notebook(
+        self,
+        nb: str,
+        owner: str,
+        group: str = "",
+        mode: int = 0o750,
+        acl: Iterable[AclEntry | str] = (),
+        default_cell_mode: int = 0o664,
+        default_acl: Iterable[AclEntry | str] = (),
+    ) -> None:
+        """Record a new notebook's permissions; :class:`ObjectExists` if it has some."""
+        adapter = self._require_started()
+        _check_id(nb, "notebook id")
+        st = NotebookPerms(
+            Perms(owner, group, mode, _acl(acl)),
+            _check_default_mode(default_cell_mode),
+            _acl(default_acl),
+        )
+        p, p2 = policy_lines(nb, st)
+        with self._lock:
+            try:
+                adapter.replace(
+                    nb,
+                    None,
+                    [("p", r) for r in p] + [("p2", r) for r in p2],
+                    must_not_exist=NOTEBOOK_OBJ,
+                )
+            except FileExistsError:
+                raise ObjectExists(f"notebook {nb!r} already has permissions") from None
+            self._notebooks[nb] = st
+            self._changed(nb)
+        self._notify(nb)
+
+    def delete_notebook(self, nb: str) -> None:
+        """Forget a notebook's and its cells' permissions."""
+        adapter = self._require_started()
+        self._state(nb)
+        with self._lock:
+            adapter.replace(nb, None, [])
+            self._notebooks.pop(nb, None)
+            self._changed(nb)
+        self._notify(nb)
+
+    def set_notebook(
+        self,
+        nb: str,
+        perms: Perms,
+        default_cell_mode: int | None = None,
+        default_acl: Iterable[AclEntry | str] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Replace the notebook's own permissions (and optionally its defaults).
+
+        Returns ``(old, new)`` as JSON for the audit log; both include
+        ``default_mode`` and ``default_acl``.
+        """
+        adapter = self._require_started()
+        with self._lock:
+            old = self._state(nb)
+            new = NotebookPerms(
+                perms,
+                old.default_mode
+                if default_cell_mode is None
+                else _check_default_mode(default_cell_mode),
+                old.default_acl if default_acl is None else _acl(default_acl),
+                old.cells,
+            )
+            p, p2 = object_lines(nb, NOTEBOOK_OBJ, perms, (new.default_mode, new.default_acl))
+            adapter.replace(nb, NOTEBOOK_OBJ, [("p", r) for r in p] + [("p2", r) for r in p2])
+            self._notebooks[nb] = new
+            self._changed(nb)
+        self._notify(nb)
+        return _notebook_json(old), _notebook_json(new)
+
+    def create_cell(self, nb: str, cell_id: str, creator: str, perms: Perms | None = None) -> Perms:
+        """Record a new cell's permissions and return them.
+
+        Without ``perms`` the cell gets the notebook's default cell mode and
+        ACL, ``creator`` as owner and the notebook's group.
+        """
+        adapter = self._require_started()
+        _check_id(cell_id, "cell id")
+        with self._lock:
+            st = self._state(nb)
+            if cell_id in st.cells:
+                raise ObjectExists(f"cell {cell_id!r} of notebook {nb!r} already has permissions")
+            if perms is None:
+                perms = Perms(creator, st.perms.group, st.default_mode, st.default_acl)
+            self._write_cell(adapter, nb, cell_id, perms, new=True)
+        self._notify(nb)
+        return perms
+
+    def set_cell(
+        self, nb: str, cell_id: str, perms: Perms
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Replace a cell's permissions; returns ``(old, new)`` as JSON."""
+        adapter = self._require_started()
+        with self._lock:
+            old = self.cell(nb, cell_id)
+            self._write_cell(adapter, nb, cell_id, perms, new=False)
+        self._notify(nb)
+        return old.to_json(), perms.to_json()
+
+    def _write_cell(
+        self, adapter: RuleAdapter, nb: str, cell_id: str, perms: Perms, *, new: bool
+    ) -> None:
+        p, p2 = object_lines(nb, cell_id, perms)
+        try:
+            adapter.replace(
+                nb,
+                cell_id,
+                [("p", r) for r in p] + [("p2", r) for r in p2],
+                must_exist=NOTEBOOK_OBJ,
+                must_not_exist=cell_id if new else None,
+            )
+        except LookupError:
+            raise UnknownObject(f"no permissions for notebook {nb!r}") from None
+        except FileExistsError:
+            raise ObjectExists(
+                f"cell {cell_id!r} of notebook {nb!r} already has permissions"
+            ) from None
+        st = self._notebooks[nb]
+        st.cells = {**st.cells, cell_id: perms}
+        self._changed(nb, cell_id, perms)
+
+    def delete_cell(self, nb: str, cell_id: str) -> None:
+        """Forget a cell's permissions."""
+        adapter = self._require_started()
+        with self._lock:
+            self.cell(nb, cell_id)
+            adapter.replace(nb, cell_id, [])
+            st = self._notebooks[nb]
+            st.cells = {c: p for c, p in st.cells.items() if c != cell_id}
+            self._changed(nb, cell_id, None)
+        self._notify(nb)
+
+    # -- other replicas -------------------------------------------------------
+
+    def reload(self, nb: str | None = None) -> None:
+        """Re-read permissions from the database (all, or one notebook's).
+
+        Notebooks whose permissions differ from the compiled copy get a new
+        generation and their listeners are called.
+        """
+        adapter = self._require_started()
+        assert self._enforcer is not None
+        changed: list[str] = []
+        with self._lock:
+            if nb is None:
+                with self._casbin_lock:
+                    self._enforcer.load_policy()
+                    self._fed_groups.clear()
+                    self._casbin_dirty.clear()
+                    fresh = compile_lines(self._enforcer.get_named_policy("p2"))
+                names = set(fresh) | set(self._notebooks)
+            else:
+                _check_id(nb, "notebook id")
+                scratch = copy.deepcopy(self._model_template)
+                adapter.load_notebook(scratch, nb)
+                fresh = compile_lines(scratch.get_policy("p", "p2"))
+                names = {nb}
+            for name in sorted(names):
+                old, new = self._notebooks.get(name), fresh.get(name)
+                if old == new:
+                    continue
+                if new is None:
+                    self._notebooks.pop(name, None)
+                else:
+                    self._notebooks[name] = new
+                self._changed(name)
+                self._access.pop(name, None)
+                if nb is None:  # the enforcer was just loaded; it is not stale
+                    self._casbin_dirty.discard(name)
+                changed.append(name)
+        for name in changed:
+            self._notify(name)
+
+    # -- the plain Casbin path ------------------------------------------------
+
+    def enforce(self, identity: Identity, nb: str, cell_id: str | None, bit: str) -> bool:
+        """The Casbin decision for one bit (``"r"``, ``"w"`` or ``"x"``).
+
+        ``casbin.Enforcer.enforce`` scans the policy lines; this is for tests
+        and benchmarks, never for request handling. The two overrides live
+        here, around the model: admins get every bit, and the notebook's owner
+        gets ``r`` on every cell.
+        """
+        self._require_started()
+        if bit not in _BITS:
+            raise ValueError(f"invalid permission bit {bit!r}: expected 'r', 'w' or 'x'")
+        _check_id(nb, "notebook id")
+        obj = NOTEBOOK_OBJ if cell_id is None else _check_id(cell_id, "cell id")
+        if identity.admin:
+            return True
+        st = self._notebooks.get(nb)
+        if (
+            cell_id is not None
+            and bit == "r"
+            and st is not None
+            and st.perms.owner == identity.name
+        ):
+            return True
+        enforcer = self._enforcer
+        assert enforcer is not None
+        sub = "u:" + identity.name
+        with self._casbin_lock:
+            self._sync_casbin(enforcer)
+            self._feed_groups(enforcer, sub, identity.groups)
+            return bool(enforcer.enforce(sub, nb, obj, bit))
+
+    def _sync_casbin(self, enforcer: casbin.Enforcer) -> None:
+        with self._lock:
+            dirty = list(self._casbin_dirty)
+            self._casbin_dirty.clear()
+            states = {nb: self._notebooks.get(nb) for nb in dirty}
+        if not dirty:
+            return
+        model = enforcer.get_model()
+        for nb, st in states.items():
+            model.remove_filtered_policy("p", "p", 1, nb)
+            model.remove_filtered_policy("p", "p2", 1, nb)
+            if st is not None:
+                p, p2 = policy_lines(nb, st)
+                model.add_policies("p", "p", p)
+                model.add_policies("p", "p2", p2)
+        model.sort_policies_by_priority()
+
+    def _feed_groups(self, enforcer: casbin.Enforcer, sub: str, groups: frozenset[str]) -> None:
+        """Make the in-memory g lines of ``sub`` match ``groups`` (never persisted)."""
+        if self._fed_groups.get(sub) == groups:
+            return
+        current = set(enforcer.get_roles_for_user(sub))
+        wanted = {"g:" + g for g in groups}
+        stale = [[sub, r] for r in current - wanted]
+        missing = [[sub, r] for r in wanted - current]
+        if stale:
+            enforcer.remove_named_grouping_policies("g", stale)
+        if missing:
+            enforcer.add_named_grouping_policies("g", missing)
+        self._fed_groups[sub] = groups
