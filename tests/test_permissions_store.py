@@ -211,6 +211,13 @@ def test_access_cached_and_updated(store: PermissionStore) -> None:
     # groups are part of the identity: different groups, different rights
     assert store.access(Identity("bob", frozenset()), "nb").notebook_bits == 0
     assert store.access(Identity("x", frozenset(), admin=True), "nb").notebook_bits == 7
+    # chown of the notebook moves the owner's right to read every cell
+    store.set_cell("nb", "c1", Perms("bob", "", 0o000))
+    assert store.access(ALICE, "nb").can("read_cell", "c1")
+    store.set_notebook("nb", Perms("dave", "students", 0o777))
+    assert not store.access(ALICE, "nb").can("read_cell", "c1")
+    assert store.access(Identity("dave", frozenset()), "nb").can("read_cell", "c1")
+    assert store.access(BOB, "nb").can("open")
     with pytest.raises(UnknownObject):
         store.access(BOB, "nope")
 

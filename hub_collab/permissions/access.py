@@ -239,6 +239,26 @@ class Access:
             self.notebook_owner,
         )
 
+    def with_notebook(self, notebook: Perms) -> Access | None:
+        """A copy for new notebook permissions, or None if it must be recomputed.
+
+        Cell rights depend on the notebook only through its owner (who reads
+        every cell), so while the owner stays the cell bits are shared.
+        """
+        if notebook.owner != self.notebook_owner:
+            return None
+        ident = self.identity
+        bits = 7 if ident.admin else evaluate(notebook, ident.name, ident.groups)
+        return Access(
+            ident,
+            bits,
+            self.cell_bits,
+            self.is_notebook_owner,
+            notebook.sticky,
+            self.owned_cells,
+            self.notebook_owner,
+        )
+
     def __repr__(self) -> str:
         return (
             f"<Access {self.identity.name!r} notebook={format_bits(self.notebook_bits)} "

@@ -260,18 +260,33 @@ class PermissionStore:
             except Exception:
                 log.exception("permission listener %r failed for notebook %r", cb, nb)
 
-    def _changed(self, nb: str, cell_id: str | None = None, cell: Perms | None = None) -> None:
-        """Bump the generation and refresh cached Access objects (lock held)."""
+    def _changed(
+        self,
+        nb: str,
+        cell_id: str | None = None,
+        cell: Perms | None = None,
+        *,
+        notebook: Perms | None = None,
+    ) -> None:
+        """Bump the generation and refresh cached Access objects (lock held).
+
+        Cached Access objects are patched rather than dropped when one cell
+        changed (``cell_id``) or the notebook's permissions changed but not
+        its owner (``notebook``); otherwise they are dropped.
+        """
         self._generation[nb] = self._generation.get(nb, 0) + 1
         self._casbin_dirty.add(nb)
         cache = self._access.get(nb)
         if not cache:
             return
-        if cell_id is None or nb not in self._notebooks:
-            del self._access[nb]
-        else:
-            # One cell changed: patch each cached Access instead of recomputing it.
+        self._access.pop(nb)
+        if nb not in self._notebooks:
+            return
+        if cell_id is not None:
             self._access[nb] = {i: a.with_cell(cell_id, cell) for i, a in cache.items()}
+        elif notebook is not None:
+            patched = {i: a.with_notebook(notebook) for i, a in cache.items()}
+            self._access[nb] = {i: a for i, a in patched.items() if a is not None}
 
     def create_notebook(
         self,
@@ -342,7 +357,7 @@ class PermissionStore:
             p, p2 = object_lines(nb, NOTEBOOK_OBJ, perms, (new.default_mode, new.default_acl))
             adapter.replace(nb, NOTEBOOK_OBJ, [("p", r) for r in p] + [("p2", r) for r in p2])
             self._notebooks[nb] = new
-            self._changed(nb)
+            self._changed(nb, notebook=perms)
         self._notify(nb)
         return _notebook_json(old), _notebook_json(new)
 
