@@ -49,20 +49,20 @@ def split_doc_name(name: str) -> tuple[str, str | None]:
     raise ValueError(f"unknown doc name {name[:80]!r}")
 
 
-def seeded_doc(nb_id: str, name: str) -> Doc:
+def seeded_doc(nb_id: str, name: str) -> Doc[Any]:
     """A doc whose client id is derived from its name, so a seed is reproducible."""
     return Doc(client_id=zlib.crc32(f"{nb_id}/{name}".encode()) or 1)
 
 
-def init_index(doc: Doc) -> tuple[Array[Any], Map[Any]]:
+def init_index(doc: Doc[Any]) -> tuple[Array[Any], Map[Any]]:
     return doc.get("cells", type=Array), doc.get("meta", type=Map)
 
 
-def init_cell(doc: Doc) -> tuple[Text, Map[Any], Map[Any]]:
+def init_cell(doc: Doc[Any]) -> tuple[Text, Map[Any], Map[Any]]:
     return doc.get("source", type=Text), doc.get("metadata", type=Map), doc.get("attachments", type=Map)
 
 
-def init_out(doc: Doc) -> tuple[Array[Any], Map[Any]]:
+def init_out(doc: Doc[Any]) -> tuple[Array[Any], Map[Any]]:
     return doc.get("outputs", type=Array), doc.get("state", type=Map)
 
 
@@ -116,7 +116,7 @@ def validate_ipynb(content: Any, *, max_cells: int) -> dict[str, Any]:
             )
         seen.add(cid)
     try:
-        node = nbformat.from_dict(nb)
+        node = nbformat.from_dict(nb)  # type: ignore[no-untyped-call]
         nbformat.validate(node, version=4)
     except nbformat.ValidationError as exc:
         where = "/".join(str(p) for p in getattr(exc, "absolute_path", []) or [])
@@ -135,10 +135,10 @@ def seed_notebook(
     nb_id: str,
     nb: Mapping[str, Any],
     cell_perms: Callable[[str], Mapping[str, Any]],
-    seed_outputs: Callable[[Doc, list[dict[str, Any]], int | None], None],
-) -> dict[str, Doc]:
+    seed_outputs: Callable[[Doc[Any], list[dict[str, Any]], int | None], None],
+) -> dict[str, Doc[Any]]:
     """Build every doc of a validated notebook; ``cell_perms(cell_id)`` gives index perms."""
-    docs: dict[str, Doc] = {}
+    docs: dict[str, Doc[Any]] = {}
     index = seeded_doc(nb_id, INDEX_DOC)
     cells, meta = init_index(index)
     with index.transaction():
@@ -178,16 +178,16 @@ def empty_notebook_json() -> dict[str, Any]:
     }
 
 
-def index_cells(index: Doc) -> list[dict[str, Any]]:
+def index_cells(index: Doc[Any]) -> list[dict[str, Any]]:
     cells, _ = init_index(index)
     return [dict(entry.to_py()) for entry in cells]
 
 
 def export_cell(
     entry: Mapping[str, Any],
-    cdoc: Doc,
-    odoc: Doc | None,
-    outputs_to_nbformat: Callable[[Doc], list[dict[str, Any]]],
+    cdoc: Doc[Any],
+    odoc: Doc[Any] | None,
+    outputs_to_nbformat: Callable[[Doc[Any]], list[dict[str, Any]]],
 ) -> dict[str, Any]:
     source, metadata, attachments = init_cell(cdoc)
     cell: dict[str, Any] = {

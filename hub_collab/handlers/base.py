@@ -26,7 +26,7 @@ CSP = (
 )
 
 
-class BaseHandler(HubOAuthenticated, web.RequestHandler):
+class BaseHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
     """Authentication, the application object and security headers."""
 
     _not_allowed: bool = False

@@ -46,7 +46,7 @@ class NotebookPageHandler(PageHandler):
         self.render_app("notebook", notebook=nb_id)
 
 
-class OAuthCallbackHandler(HubOAuthCallbackHandler):
+class OAuthCallbackHandler(HubOAuthCallbackHandler):  # type: ignore[misc]
     @property
     def hub_auth(self) -> Any:  # type: ignore[override]
         return self.settings["hub_auth"]
