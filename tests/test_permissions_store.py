@@ -11,6 +11,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -299,3 +300,44 @@ def test_own_table_and_engine(db_url: str) -> None:
         eng.dispose()
     with pytest.raises(ValueError, match="invalid table name"):
         PermissionStore("sqlite://", table="bad name").start()
+
+
+def test_concurrent_writers(store: PermissionStore, db_url: str) -> None:
+    """Two replicas rewriting the same cells never leave duplicate lines behind."""
+    store.create_notebook("nb", "alice", "students", 0o775)
+    for i in range(4):
+        store.create_cell("nb", f"c{i}", "bob")
+    errors: list[BaseException] = []
+
+    with PermissionStore(db_url) as other:
+
+        def writer(s: PermissionStore, mode_base: int) -> None:
+            try:
+                for n in range(15):
+                    cid = f"c{n % 4}"
+                    s.set_cell("nb", cid, Perms("bob", "students", mode_base | (n % 8)))
+                    s.access(BOB, "nb").caps_json()
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=writer, args=(store, 0o600)),
+            threading.Thread(target=writer, args=(other, 0o640)),
+            threading.Thread(target=writer, args=(store, 0o660)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    with PermissionStore(db_url) as fresh:
+        cells = fresh.cells("nb")
+        assert set(cells) == {"c0", "c1", "c2", "c3"}
+        for cid, p in cells.items():  # exactly one write won per cell, whole
+            assert p.owner == "bob" and p.mode & 0o770 in (0o600, 0o640, 0o660)
+            want = sum(
+                b for b, ch in ((4, "r"), (2, "w"), (1, "x")) if fresh.enforce(BOB, "nb", cid, ch)
+            )
+            assert fresh.access(BOB, "nb").cell_bits[cid] == want
+    store.reload()
+    assert store.cells("nb") == cells

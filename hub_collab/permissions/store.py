@@ -125,7 +125,6 @@ class PermissionStore:
         self._engine = engine
         self._own_engine = engine is None
         self._lock = threading.RLock()
-        self._casbin_lock = threading.Lock()
         self._started = False
         self._adapter: RuleAdapter | None = None
         self._enforcer: casbin.Enforcer | None = None
@@ -436,11 +435,10 @@ class PermissionStore:
         changed: list[str] = []
         with self._lock:
             if nb is None:
-                with self._casbin_lock:
-                    self._enforcer.load_policy()
-                    self._fed_groups.clear()
-                    self._casbin_dirty.clear()
-                    fresh = compile_lines(self._enforcer.get_named_policy("p2"))
+                self._enforcer.load_policy()
+                self._fed_groups.clear()
+                self._casbin_dirty.clear()
+                fresh = compile_lines(self._enforcer.get_named_policy("p2"))
                 names = set(fresh) | set(self._notebooks)
             else:
                 _check_id(nb, "notebook id")
@@ -492,16 +490,16 @@ class PermissionStore:
         enforcer = self._enforcer
         assert enforcer is not None
         sub = "u:" + identity.name
-        with self._casbin_lock:
+        # One lock for writes and the enforcer's model: enforce is slow and rare.
+        with self._lock:
             self._sync_casbin(enforcer)
             self._feed_groups(enforcer, sub, identity.groups)
             return bool(enforcer.enforce(sub, nb, obj, bit))
 
     def _sync_casbin(self, enforcer: casbin.Enforcer) -> None:
-        with self._lock:
-            dirty = list(self._casbin_dirty)
-            self._casbin_dirty.clear()
-            states = {nb: self._notebooks.get(nb) for nb in dirty}
+        dirty = list(self._casbin_dirty)
+        self._casbin_dirty.clear()
+        states = {nb: self._notebooks.get(nb) for nb in dirty}
         if not dirty:
             return
         model = enforcer.get_model()
