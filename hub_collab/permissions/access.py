@@ -285,16 +285,8 @@ def compute_access(identity: Identity, notebook: Perms, cells: Mapping[str, Perm
     else:
         nb_bits = evaluate(notebook, name, identity.groups)
         groups = identity.groups
-        # Cells usually share a few permission sets: evaluate each distinct one once.
-        memo: dict[Perms, int] = {}
-        cell_bits = {}
-        for cid, p in cells.items():
-            b = memo.get(p)
-            if b is None:
-                b = evaluate(p, name, groups)
-                if is_owner:
-                    b |= R
-                memo[p] = b
-            cell_bits[cid] = b
+        cell_bits = {cid: evaluate(p, name, groups) for cid, p in cells.items()}
+        if is_owner:
+            cell_bits = {cid: b | R for cid, b in cell_bits.items()}
     owned = frozenset(cid for cid, p in cells.items() if p.owner == name)
     return Access(identity, nb_bits, cell_bits, is_owner, notebook.sticky, owned, notebook.owner)
