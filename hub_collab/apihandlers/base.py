@@ -17,7 +17,9 @@ from tornado import web
 from ..errors import BadRequest, CollabError, NotFound
 from ..handlers.base import BaseHandler
 from ..ids import check_id
+from ..permissions import InvalidId, UnknownObject
 from ..permissions.access import Identity
+from ..permissions.posix import PermissionSyntaxError
 
 log = logging.getLogger("hub_collab.api")
 
@@ -91,6 +93,10 @@ class APIHandler(BaseHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, UnknownObject):
+            exc = NotFound("no such notebook or cell")
+        elif isinstance(exc, (InvalidId, PermissionSyntaxError)):
+            exc = BadRequest(str(exc), code="invalid_permissions")
         if isinstance(exc, CollabError):
             status, code, message = exc.status, exc.code, exc.message
         elif isinstance(exc, web.HTTPError):
@@ -107,7 +113,9 @@ class APIHandler(BaseHandler):
         self.finish(json.dumps({"status": status, "code": code, "message": message}))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, CollabError):
+        if isinstance(value, (UnknownObject, InvalidId, PermissionSyntaxError)):
+            log.info("%s %s: %s", self.request.method, self.request.path, value)
+        elif isinstance(value, CollabError):
             log.info("%s %s: %s %s", self.request.method, self.request.path, value.status, value.log_message)
         else:
             super().log_exception(typ, value, tb)
