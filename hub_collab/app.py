@@ -31,7 +31,9 @@ from traitlets.config import Application, catch_config_error
 
 from . import __version__
 from .apihandlers import base as api_base
+from .apihandlers import chat as api_chat
 from .apihandlers import notebooks as api_notebooks
+from .chat import MAX_PAGE_SIZE, ChatService
 from .documents.rooms import RoomManager
 from .handlers import pages, ws
 from .hubapi import GroupDirectory
@@ -205,6 +207,40 @@ class HubCollab(Application):
         help="Seconds after the last client leaves a notebook before it is checkpointed and unloaded from memory.",
     ).tag(config=True)
 
+    chat_max_length = Integer(
+        4000,
+        help="""Longest chat message, in characters (Unicode code points). A longer
+        one is refused with the error `too_large` and nothing is stored.""",
+    ).tag(config=True)
+
+    chat_rate = Float(
+        1.0,
+        help="""Chat messages (posts and edits) per second one user may send to one
+        notebook, on average, once `chat_burst` is used up. More are refused with
+        `rate_limited` and a `retry_after` in seconds; nothing is stored. Other users
+        and other notebooks are not affected. Counted per replica. 0 disables the limit.""",
+    ).tag(config=True)
+
+    chat_burst = Integer(
+        10,
+        help="""Chat messages one user may send to one notebook in a quick burst
+        before `chat_rate` applies (the size of the token bucket).""",
+    ).tag(config=True)
+
+    chat_page_size = Integer(
+        50,
+        help="""Chat messages in a history page when the client does not say
+        (`limit` of REST `GET api/notebooks/{id}/chat` and of the WebSocket
+        `chat_history`). Clients may ask for 1 to 500; this must be in that range too.""",
+    ).tag(config=True)
+
+    @validate("chat_page_size")
+    def _chat_page_size(self, proposal: Any) -> int:
+        value = int(proposal.value)
+        if not 1 <= value <= MAX_PAGE_SIZE:
+            raise ValueError(f"chat_page_size must be from 1 to {MAX_PAGE_SIZE}, got {value}")
+        return value
+
     # -- runtime state --------------------------------------------------------------------
     sessions_opened = 0
 
@@ -222,6 +258,7 @@ class HubCollab(Application):
         self.init_secrets()
         self.init_hub_auth()
         self.init_store()
+        self.init_chat()
         self.init_tornado()
 
     def _config_given(self, argv: list[str] | None) -> bool:
@@ -286,10 +323,24 @@ class HubCollab(Application):
             idle_unload_seconds=self.idle_unload_seconds,
         )
 
+    def init_chat(self) -> None:
+        self.chat = ChatService(
+            self.engine,
+            rooms=self.rooms,
+            permissions=self.permissions,
+            groups_of=self.groups.groups_of,
+            store=self.store,
+            max_length=self.chat_max_length,
+            rate=self.chat_rate,
+            burst=self.chat_burst,
+            page_size=self.chat_page_size,
+        )
+        self.chat.start()
+
     def init_tornado(self) -> None:
         prefix = self.base_url
         handlers: list[Any] = []
-        for module in (pages, ws, api_notebooks):
+        for module in (pages, ws, api_notebooks, api_chat):
             for route in module.default_handlers:
                 handlers.append((url_path_join(prefix, route[0]).rstrip("/") or "/", *route[1:]))
         handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}))
@@ -347,6 +398,7 @@ class HubCollab(Application):
         await self.groups.stop()
         await self.rooms.stop()
         await self.update_log.stop()
+        self.chat.stop()
         self.permissions.stop()
         self.store.stop()
 

@@ -138,6 +138,24 @@ class CollabClient:
         result: dict[str, Any] = await self.request("PUT", path, fields)
         return result
 
+    async def chat_history(self, nb_id: str, before: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        """A page of the notebook's chat, oldest first: ``{messages, next_before}``."""
+        query = urlencode({k: v for k, v in (("before", before), ("limit", limit)) if v is not None})
+        result: dict[str, Any] = await self.request("GET", f"api/notebooks/{nb_id}/chat" + (f"?{query}" if query else ""))
+        return result
+
+    async def post_chat(self, nb_id: str, text: str) -> dict[str, Any]:
+        """Post a message (bots): ``{message, warnings}``."""
+        result: dict[str, Any] = await self.request("POST", f"api/notebooks/{nb_id}/chat", {"text": text})
+        return result
+
+    async def edit_chat(self, nb_id: str, msg_id: int, text: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("PUT", f"api/notebooks/{nb_id}/chat/{msg_id}", {"text": text})
+        return result
+
+    async def delete_chat(self, nb_id: str, msg_id: int) -> None:
+        await self.request("DELETE", f"api/notebooks/{nb_id}/chat/{msg_id}")
+
     def ws_url(self, nb_id: str, epoch: str | None = None) -> str:
         parts = urlparse(self.base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
@@ -386,6 +404,25 @@ class NotebookConnection:
     async def sync(self) -> None:
         """Return once everything sent before is durable on the server."""
         await self.command("sync")
+
+    async def chat(self, text: str) -> dict[str, Any]:
+        """Post a chat message; the ``ack`` carries ``message`` and ``warnings``."""
+        return await self.command("chat", text=text)
+
+    async def chat_edit(self, msg_id: int, text: str) -> dict[str, Any]:
+        return await self.command("chat_edit", id=msg_id, text=text)
+
+    async def chat_delete(self, msg_id: int) -> dict[str, Any]:
+        return await self.command("chat_delete", id=msg_id)
+
+    async def chat_history(self, before: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        """A page of the chat, oldest first: the ``ack`` carries ``messages`` and ``next_before``."""
+        fields = {k: v for k, v in (("before", before), ("limit", limit)) if v is not None}
+        return await self.command("chat_history", **fields)
+
+    def chat_events(self, kind: str = "chat") -> list[dict[str, Any]]:
+        """Chat pushes received so far (``chat``, ``chat_edit`` or ``chat_delete``)."""
+        return [m for m in self.messages if m.get("type") == kind]
 
     def set_awareness(self, state: dict[str, Any] | None) -> None:
         if self.client_id_for_awareness is None:

@@ -1,0 +1,89 @@
+"""REST v1 chat: ``api/notebooks/{id}/chat`` and ``api/notebooks/{id}/chat/{msg_id}``.
+
+| method | what | answer |
+| --- | --- | --- |
+| ``GET …/chat?before=&limit=`` | a history page, oldest first | ``{messages, next_before}`` |
+| ``POST …/chat {text}`` | post (bots: with a Hub API token) | 201 ``{message, warnings}`` |
+| ``PUT …/chat/{msg_id} {text}`` | edit your own message | ``{message, warnings}`` |
+| ``DELETE …/chat/{msg_id}`` | delete your own (owner/admin: any) | 204 |
+
+The rules live in :class:`hub_collab.chat.ChatService`; these handlers only
+parse requests. A rate-limited request gets 429 with ``retry_after`` in the
+body and a ``Retry-After`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ..chat import CHAT_POST, CHAT_READ, ChatRateLimited
+from ..errors import BadRequest
+from .notebooks import NotebookAPIHandler
+
+#: A chat request body never needs more than this (the text limit is in characters; 4 bytes each, JSON escapes).
+_BODY_SLACK = 1024
+
+
+class ChatAPIHandler(NotebookAPIHandler):
+    """Shared by the chat handlers: the body's ``text`` and the 429 answer."""
+
+    def chat_text(self) -> Any:
+        limit = self.collab.chat.max_length * 12 + _BODY_SLACK
+        body = self.json_body(max_bytes=limit)
+        unknown = set(body) - {"text"}
+        if unknown:
+            raise BadRequest(
+                f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field"
+            )
+        if "text" not in body:
+            raise BadRequest("the request body needs a field text", code="invalid_chat")
+        return body["text"]
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ChatRateLimited):
+            self.set_status(exc.status)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))
+            self.finish(json.dumps(exc.to_json()))
+            return
+        super().write_error(status_code, **kwargs)
+
+
+class ChatHandler(ChatAPIHandler):
+    async def get(self, nb_id: str) -> None:
+        room, access = await self.room_for(nb_id, CHAT_READ)
+        before = self.get_query_argument("before", None)
+        limit = self.get_query_argument("limit", None)
+        self.write_json(await self.collab.chat.history(room.id, access, before, limit))
+
+    async def post(self, nb_id: str) -> None:
+        room, access = await self.room_for(nb_id, CHAT_POST)
+        text = self.chat_text()
+        message, warnings = await self.collab.chat.post(room, self.me, access, text)
+        self.set_header(
+            "Location", f"{self.collab.base_url}api/notebooks/{room.id}/chat/{message['id']}"
+        )
+        self.write_json({"message": message, "warnings": warnings}, status=201)
+
+
+class ChatMessageHandler(ChatAPIHandler):
+    async def put(self, nb_id: str, msg_id: str) -> None:
+        room, access = await self.room_for(nb_id, CHAT_POST)
+        text = self.chat_text()
+        message, warnings = await self.collab.chat.edit(room, self.me, access, msg_id, text)
+        self.write_json({"message": message, "warnings": warnings})
+
+    async def delete(self, nb_id: str, msg_id: str) -> None:
+        room, access = await self.room_for(nb_id, CHAT_READ)
+        await self.collab.chat.delete(room, self.me, access, msg_id)
+        self.set_status(204)
+        self.finish()
+
+
+default_handlers = [
+    (r"api/notebooks/([^/]+)/chat", ChatHandler),
+    (r"api/notebooks/([^/]+)/chat/([^/]+)", ChatMessageHandler),
+]
