@@ -1,0 +1,68 @@
+"""Fixtures for hub-collab's tests (helpers in :mod:`hubfixtures`).
+
+Real things, on free 127.0.0.1 ports, one of each per test session:
+
+``hub`` (session) -> :class:`hubfixtures.Hub`
+    A real JupyterHub behind the real configurable-http-proxy. DummyAuthenticator,
+    password ``demo``. Users instructor, ta (group ``staff``), alice, bob, carol
+    (group ``students``), admin (Hub admin), dave and eve (no group). hub-collab is
+    its *external* service ``collab``; every user may access it.
+    ``hub.url`` (public, through the proxy), ``hub.api_url``,
+    ``hub.token(user, scopes=None) -> str`` (cached), ``hub.api(method, path, ...)``
+    (as the ``test-admin`` service), ``hub.create_user(name)``,
+    ``hub.set_groups(group, users)``, ``hub.add_to_group(group, user)``,
+    ``hub.remove_from_group(group, user)``, ``hub.reset_groups()``, ``hub.group(name)``,
+    ``hub.group_members(name)``.
+
+``collab`` (session) -> :class:`hubfixtures.CollabService`
+    The hub-collab process, started with the env a Hub gives a service and
+    ``--HubCollab.group_refresh_interval=1``; ready when ``api/me`` answers 200
+    through the proxy. ``.public_url``, ``.direct_url``, ``.data_dir``, ``.db_url``,
+    ``.extra_args`` (list, used at the next start), ``.start()``, ``.stop()``,
+    ``.restart()``, ``.tail()`` (its log). A test that stops it must start it again.
+
+``browser_login`` (function) -> ``browser_login(public_service_url, user, password="demo")``
+    The OAuth login as a browser does it; returns a :class:`hubfixtures.BrowserSession`
+    (a ``requests.Session`` with ``.xsrf`` for the ``X-XSRFToken`` header).
+
+``free_port`` -> ``free_port() -> int``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from hubfixtures import BrowserSession, CollabService, Hub
+from hubfixtures import browser_login as _browser_login
+from hubfixtures import free_port as _free_port
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    the_hub = Hub(tmp_path_factory.mktemp("hub"))
+    try:
+        the_hub.start()
+        yield the_hub
+    finally:
+        the_hub.stop()
+
+
+@pytest.fixture(scope="session")
+def collab(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollabService]:
+    service = CollabService(hub, tmp_path_factory.mktemp("collab"))
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def browser_login() -> Callable[..., BrowserSession]:
+    return _browser_login
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    return _free_port
