@@ -1,0 +1,432 @@
+/**
+ * One cell of the notebook page: a CodeMirror 6 editor bound to the `source`
+ * Y.Text of `cell:<id>` (mounted lazily, when the cell nears the viewport),
+ * rendered markdown, outputs from `out:<id>`, the execution prompt and state,
+ * badges for locked and hidden cells, and who is in the cell.
+ */
+import { defaultKeymap, indentWithTab } from "@codemirror/commands";
+import { markdown } from "@codemirror/lang-markdown";
+import { python } from "@codemirror/lang-python";
+import { bracketMatching, defaultHighlightStyle, indentOnInput, syntaxHighlighting } from "@codemirror/language";
+import { Compartment, EditorState, type Extension, Prec } from "@codemirror/state";
+import { EditorView, drawSelection, keymap, placeholder } from "@codemirror/view";
+import { digest } from "lib0/hash/sha256";
+import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
+import * as Y from "yjs";
+
+import { capsBadge, rightsInWords } from "./permissions";
+import { canRead, canWrite, canExec, cellDoc, outDoc } from "./protocol";
+import { cursorJson, remoteCursors } from "./cursors";
+import { h, clear, timeAgo, userColor, initials } from "./dom";
+import { renderMarkdown, renderOutput, type OutputModel } from "./render";
+import type { NotebookView } from "./notebook";
+
+export interface IndexEntry {
+  id: string;
+  cell_type: string;
+  owner: string;
+  group: string;
+  mode: string;
+  acl: string[];
+}
+
+const sharedTheme = EditorView.theme({
+  "&": { fontSize: "14px" },
+  ".cm-content": { fontFamily: "var(--mono)", padding: "6px 0" },
+  "&.cm-focused": { outline: "none" },
+});
+
+export class CellView {
+  readonly el: HTMLElement;
+  entry: IndexEntry;
+  rwx = "---";
+  view: EditorView | null = null;
+  ytext: Y.Text | null = null;
+  outDoc: Y.Doc | null = null;
+  visible = false;
+  editing = false; // markdown: showing the editor
+  private prompt: HTMLElement;
+  private badges: HTMLElement;
+  private people: HTMLElement;
+  private body: HTMLElement;
+  private editorHost: HTMLElement;
+  private preview: HTMLElement;
+  private rendered: HTMLElement;
+  private outputs: HTMLElement;
+  private info: HTMLElement;
+  private inputBox: HTMLElement;
+  private readOnly = new Compartment();
+  private outScheduled = false;
+  private srcScheduled = false;
+  private unbind: (() => void)[] = [];
+  private outUnbind: (() => void) | null = null;
+  private typingTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    private nb: NotebookView,
+    entry: IndexEntry,
+  ) {
+    this.entry = entry;
+    this.prompt = h("div", { class: "cell-prompt" });
+    this.badges = h("div", { class: "cell-badges" });
+    this.people = h("div", { class: "cell-people" });
+    this.editorHost = h("div", { class: "cell-editor" });
+    this.preview = h("pre", { class: "cell-preview" });
+    this.rendered = h("div", { class: "cell-rendered markdown-body", title: "Double-click to edit" });
+    this.outputs = h("div", { class: "cell-outputs" });
+    this.info = h("div", { class: "cell-info" });
+    this.inputBox = h("div", { class: "cell-input-request" });
+    this.body = h("div", { class: "cell-body" }, this.editorHost, this.preview, this.rendered);
+    this.el = h(
+      "div",
+      { class: "cell", "data-cell-id": entry.id, tabindex: "-1" },
+      h("div", { class: "cell-side" }, this.prompt, this.people),
+      h("div", { class: "cell-main" }, h("div", { class: "cell-head" }, this.badges, this.info), this.body, this.inputBox, this.outputs),
+    );
+    this.el.addEventListener("mousedown", () => this.nb.select(this, false));
+    this.rendered.addEventListener("dblclick", () => {
+      if (canWrite(this.rwx)) this.startEditing(true);
+    });
+    this.preview.addEventListener("click", () => {
+      this.mount();
+      this.view?.focus();
+    });
+    this.update(entry, nb.conn.caps.cells[entry.id] ?? "---");
+  }
+
+  get id(): string {
+    return this.entry.id;
+  }
+
+  get isMarkdown(): boolean {
+    return this.entry.cell_type === "markdown";
+  }
+
+  /** The index entry or the caps changed. */
+  update(entry: IndexEntry, rwx: string): void {
+    const typeChanged = entry.cell_type !== this.entry.cell_type;
+    const capsChanged = rwx !== this.rwx;
+    this.entry = entry;
+    this.rwx = rwx;
+    this.el.classList.toggle("cell-code", entry.cell_type === "code");
+    this.el.classList.toggle("cell-markdown", entry.cell_type === "markdown");
+    this.el.classList.toggle("cell-raw", entry.cell_type === "raw");
+    this.el.classList.toggle("cell-hidden", !canRead(rwx));
+    this.el.classList.toggle("cell-locked", canRead(rwx) && !canWrite(rwx));
+    this.el.dataset.type = entry.cell_type;
+    this.el.dataset.rwx = rwx;
+    this.renderBadges();
+    if (!canRead(rwx)) {
+      this.unmount();
+      this.detachDocs();
+      clear(this.preview);
+      this.preview.textContent = `Hidden cell: you may not see it (owner ${entry.owner}, mode ${entry.mode}).`;
+      this.preview.classList.add("hidden-placeholder");
+      this.rendered.hidden = true;
+      this.editorHost.hidden = true;
+      this.preview.hidden = false;
+      clear(this.outputs);
+      clear(this.info);
+      this.prompt.textContent = "";
+      return;
+    }
+    this.preview.classList.remove("hidden-placeholder");
+    this.attachDocs();
+    if (typeChanged && this.view) {
+      this.unmount();
+      if (this.visible) this.mount();
+    } else if (capsChanged && this.view) {
+      this.view.dispatch({ effects: this.readOnly.reconfigure(this.readOnlyExt()) });
+    }
+    this.layout();
+  }
+
+  private renderBadges(): void {
+    clear(this.badges);
+    const b = capsBadge(this.rwx);
+    if (b) this.badges.appendChild(h("span", { class: `badge badge-${b.label}`, title: b.title }, b.label === "locked" ? "🔒 locked" : "hidden"));
+    if (canRead(this.rwx) && !canExec(this.rwx) && this.entry.cell_type === "code") this.badges.appendChild(h("span", { class: "badge badge-noexec", title: `you ${rightsInWords(this.rwx, "cell")}` }, "no run"));
+    if (this.nb.canChmodCell(this)) {
+      this.badges.appendChild(h("button", { class: "link cell-share", title: `Permissions of this cell: ${this.entry.mode}`, onclick: (e: Event) => { e.stopPropagation(); this.nb.openCellShare(this); } }, `share · ${this.entry.mode}`));
+    }
+  }
+
+  // -- docs -------------------------------------------------------------------------------------
+
+  /** Bind to the held docs (again after a `resync` replaced them). */
+  attachDocs(): void {
+    const cdoc = this.nb.conn.docs.get(cellDoc(this.id));
+    const ytext = cdoc ? cdoc.getText("source") : null;
+    if (ytext !== this.ytext) {
+      for (const u of this.unbind) u();
+      this.unbind = [];
+      const hadEditor = !!this.view;
+      const hadFocus = this.view?.hasFocus ?? false;
+      this.unmount();
+      this.ytext = ytext;
+      if (ytext) {
+        const obs = (): void => this.scheduleSource();
+        ytext.observe(obs);
+        this.unbind.push(() => ytext.unobserve(obs));
+      }
+      if (hadEditor && ytext) {
+        this.mount();
+        if (hadFocus) this.view?.focus();
+      }
+      this.scheduleSource();
+    }
+    const odoc = this.nb.conn.docs.get(outDoc(this.id)) ?? null;
+    if (odoc !== this.outDoc) {
+      this.outUnbind?.();
+      this.outUnbind = null;
+      this.outDoc = odoc;
+      if (odoc) {
+        const obs = (): void => this.scheduleOutputs();
+        const outs = odoc.getArray("outputs");
+        const state = odoc.getMap("state");
+        outs.observeDeep(obs);
+        state.observe(obs);
+        this.outUnbind = () => {
+          outs.unobserveDeep(obs);
+          state.unobserve(obs);
+        };
+      }
+      this.scheduleOutputs();
+    }
+  }
+
+  private detachDocs(): void {
+    for (const u of this.unbind) u();
+    this.unbind = [];
+    this.outUnbind?.();
+    this.outUnbind = null;
+    this.ytext = null;
+    this.outDoc = null;
+  }
+
+  source(): string {
+    return this.ytext ? this.ytext.toString() : "";
+  }
+
+  sourceHash(): string {
+    const bytes = digest(new TextEncoder().encode(this.source()));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // -- visibility and layout --------------------------------------------------------------------
+
+  setVisible(v: boolean): void {
+    if (v === this.visible) return;
+    this.visible = v;
+    if (v) {
+      if (!this.isMarkdown || this.editing) this.mount();
+      this.scheduleSource();
+      this.scheduleOutputs();
+    }
+  }
+
+  private layout(): void {
+    const readable = canRead(this.rwx);
+    const showRendered = readable && this.isMarkdown && !this.editing;
+    this.rendered.hidden = !showRendered;
+    this.editorHost.hidden = !readable || showRendered || !this.view;
+    this.preview.hidden = readable && (showRendered || !!this.view);
+  }
+
+  private readOnlyExt(): Extension {
+    // still focusable and selectable (copying, showing the cursor to others), never editable
+    return EditorState.readOnly.of(!canWrite(this.rwx));
+  }
+
+  /** Create the editor (idempotent). */
+  mount(): void {
+    if (this.view || !this.ytext || !canRead(this.rwx)) return;
+    const ytext = this.ytext;
+    const undoManager = new Y.UndoManager(ytext);
+    const conn = this.nb.conn;
+    const keys = Prec.highest(
+      keymap.of([
+        { key: "Shift-Enter", run: () => (this.nb.runCell(this, "advance"), true) },
+        { key: "Mod-Enter", run: () => (this.nb.runCell(this, "stay"), true) },
+        { key: "Alt-Enter", run: () => (this.nb.runCell(this, "insert"), true) },
+        {
+          key: "Escape",
+          run: () => {
+            this.nb.commandMode(this);
+            return true;
+          },
+        },
+      ]),
+    );
+    const state = EditorState.create({
+      doc: ytext.toString(),
+      extensions: [
+        keys,
+        keymap.of([...yUndoManagerKeymap, indentWithTab, ...defaultKeymap]),
+        drawSelection(),
+        bracketMatching(),
+        indentOnInput(),
+        syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+        this.entry.cell_type === "code" ? python() : this.entry.cell_type === "markdown" ? markdown() : [],
+        placeholder(this.entry.cell_type === "markdown" ? "Markdown" : this.entry.cell_type === "raw" ? "Raw text" : "Code"),
+        sharedTheme,
+        EditorView.lineWrapping,
+        this.readOnly.of(this.readOnlyExt()),
+        yCollab(ytext, null, { undoManager }),
+        remoteCursors(conn.awareness, this.id, ytext),
+        EditorView.updateListener.of((u) => {
+          if (u.focusChanged && u.view.hasFocus) this.nb.select(this, true);
+          if (u.view.hasFocus && (u.selectionSet || u.docChanged || u.focusChanged)) {
+            const sel = u.state.selection.main;
+            conn.setPresence({ cell: this.id, cursor: cursorJson(ytext, sel.anchor, sel.head) });
+          }
+          if (u.docChanged && u.transactions.some((t) => t.isUserEvent("input") || t.isUserEvent("delete"))) {
+            if (!canWrite(this.rwx)) return;
+            conn.setPresence({ status: "editing" });
+            if (this.typingTimer) clearTimeout(this.typingTimer);
+            this.typingTimer = setTimeout(() => conn.setPresence({ status: undefined }), 2000);
+          }
+        }),
+        EditorState.transactionFilter.of((tr) => {
+          // a locked cell: refuse local edits before they reach the Y.Text
+          if (tr.docChanged && !canWrite(this.rwx) && tr.isUserEvent("input")) return [];
+          return tr;
+        }),
+      ],
+    });
+    this.view = new EditorView({ state, parent: this.editorHost });
+    this.layout();
+  }
+
+  unmount(): void {
+    if (!this.view) return;
+    this.view.destroy();
+    this.view = null;
+    clear(this.editorHost);
+    this.layout();
+  }
+
+  focusEditor(): void {
+    if (this.isMarkdown) this.startEditing(true);
+    else {
+      this.mount();
+      this.view?.focus();
+    }
+  }
+
+  startEditing(focus: boolean): void {
+    this.editing = true;
+    this.mount();
+    this.layout();
+    if (focus) this.view?.focus();
+  }
+
+  /** Markdown: show the rendered text again. */
+  stopEditing(): void {
+    if (!this.isMarkdown) return;
+    this.editing = false;
+    this.scheduleSource();
+    this.layout();
+  }
+
+  // -- rendering --------------------------------------------------------------------------------
+
+  private scheduleSource(): void {
+    if (this.srcScheduled) return;
+    this.srcScheduled = true;
+    requestAnimationFrame(() => {
+      this.srcScheduled = false;
+      this.renderSource();
+    });
+  }
+
+  renderSource(): void {
+    if (!canRead(this.rwx)) return;
+    const src = this.source();
+    if (this.isMarkdown) {
+      if (this.visible || !this.rendered.hasChildNodes()) {
+        if (this.visible) this.rendered.innerHTML = src.trim() ? renderMarkdown(window, src) : '<p class="empty-md">Empty markdown cell: double-click to write.</p>';
+        else this.rendered.textContent = src;
+      }
+    }
+    if (!this.view) this.preview.textContent = src || "\u200b";
+    this.layout();
+  }
+
+  private scheduleOutputs(): void {
+    if (this.outScheduled) return;
+    this.outScheduled = true;
+    requestAnimationFrame(() => {
+      this.outScheduled = false;
+      this.renderOutputs();
+    });
+  }
+
+  state(): Record<string, unknown> {
+    return this.outDoc ? (this.outDoc.getMap("state").toJSON() as Record<string, unknown>) : {};
+  }
+
+  renderOutputs(): void {
+    if (!canRead(this.rwx)) return;
+    const st = this.state();
+    const es = String(st.execution_state ?? "idle");
+    this.el.dataset.state = es;
+    if (this.entry.cell_type === "code") {
+      const count = st.execution_count;
+      this.prompt.textContent = es === "running" ? "[*]:" : es === "queued" ? "[…]:" : `[${count ?? " "}]:`;
+      this.prompt.title = es;
+    } else this.prompt.textContent = "";
+    clear(this.info);
+    if (st.executed_by) {
+      const who = String(st.executed_by);
+      const when = es === "idle" ? timeAgo(st.ended_at as number) : es === "running" ? `running since ${timeAgo(st.started_at as number)}` : "queued";
+      const dur = typeof st.started_at === "number" && typeof st.ended_at === "number" ? ` · ${(st.ended_at - st.started_at).toFixed(2)} s` : "";
+      const status = st.status && st.status !== "ok" ? ` · ${String(st.status)}` : "";
+      this.info.appendChild(h("span", { class: `exec-info exec-${es}` }, `${es === "idle" ? "run" : es} by ${who}${es === "idle" ? " · " + when : ""}${dur}${status}`));
+      if (es !== "idle") this.info.appendChild(h("span", { class: "spinner", "aria-hidden": "true" }));
+    }
+    if (!this.visible && this.outputs.hasChildNodes() === false && !this.nb.renderAll) return;
+    clear(this.outputs);
+    if (!this.outDoc) return;
+    const arr = this.outDoc.getArray<Y.Map<unknown>>("outputs");
+    for (const m of arr) {
+      const model = (m instanceof Y.Map ? m.toJSON() : m) as OutputModel;
+      this.outputs.appendChild(renderOutput(window, model));
+    }
+    if (st.truncated) this.outputs.appendChild(h("div", { class: "output-notice" }, "Output truncated."));
+  }
+
+  /** Who is in this cell (from awareness). */
+  setPeople(names: { name: string; typing: boolean }[]): void {
+    clear(this.people);
+    for (const p of names) {
+      this.people.appendChild(h("span", { class: "avatar avatar-small", style: `background:${userColor(p.name)}`, title: `${p.name} is ${p.typing ? "editing" : "in"} this cell` }, initials(p.name)));
+    }
+    this.el.classList.toggle("cell-has-people", names.length > 0);
+  }
+
+  /** The kernel asks this user for input (`input_request`), or someone else (`input_waiting`). */
+  showInput(req: { prompt?: string; password?: boolean; user?: string } | null, mine: boolean): void {
+    clear(this.inputBox);
+    if (!req) return;
+    if (!mine) {
+      this.inputBox.appendChild(h("div", { class: "input-waiting" }, `Waiting for ${req.user ?? "someone"} to answer an input prompt…`));
+      return;
+    }
+    const field = h("input", { type: req.password ? "password" : "text", class: "input-field", "aria-label": req.prompt || "input" });
+    const form = h("form", { class: "input-form" }, h("label", {}, req.prompt || "Input: "), field, h("button", { type: "submit" }, "Send"));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.nb.inputReply(this, field.value);
+      clear(this.inputBox);
+    });
+    this.inputBox.appendChild(form);
+    field.focus();
+  }
+
+  destroy(): void {
+    this.unmount();
+    this.detachDocs();
+    this.el.remove();
+  }
+}

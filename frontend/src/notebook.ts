@@ -1,0 +1,567 @@
+/**
+ * The notebook page: toolbar, kernel status, who is here, the cells (in the
+ * order of the `index` doc), Jupyter's command-mode keys, the chat panel and
+ * the share dialogs. State lives in the {@link Connection}'s Y.Docs; this view
+ * follows them.
+ */
+import * as Y from "yjs";
+
+import { Api } from "./api";
+import { CellView, type IndexEntry } from "./cell";
+import { ChatPanel } from "./chat";
+import type { PageConfig } from "./config";
+import { CommandError, Connection, type Json } from "./connection";
+import { h, clear, toast, userColor, initials } from "./dom";
+import { rightsInWords } from "./permissions";
+import { INDEX_DOC, canExec, canWrite, splitDocName } from "./protocol";
+import { ShareDialog } from "./share";
+
+interface PresenceState {
+  user?: { name?: string };
+  cell?: string;
+  typing?: boolean;
+  status?: string;
+}
+
+declare global {
+  interface Window {
+    hubCollab?: Record<string, unknown>;
+  }
+}
+
+export class NotebookView {
+  readonly conn: Connection;
+  readonly api: Api;
+  readonly cells = new Map<string, CellView>();
+  order: string[] = [];
+  active: CellView | null = null;
+  mode: "command" | "edit" = "command";
+  renderAll = false;
+  meta: Json = {};
+  private cellsEl: HTMLElement;
+  private banner: HTMLElement;
+  private kernelEl: HTMLElement;
+  private avatarsEl: HTMLElement;
+  private titleEl: HTMLElement;
+  private rightsEl: HTMLElement;
+  private io: IntersectionObserver;
+  private chat: ChatPanel;
+  private lastD = 0;
+  private indexObserved: Y.Array<Y.Map<unknown>> | null = null;
+  private reconcileScheduled = false;
+  private presenceScheduled = false;
+  readonly t0 = performance.now();
+  private readyMarked = false;
+
+  constructor(
+    readonly cfg: PageConfig,
+    root: HTMLElement,
+  ) {
+    const nb = cfg.notebook as string;
+    this.api = new Api(cfg);
+    this.conn = new Connection(cfg.base_url, nb);
+    this.cellsEl = h("main", { class: "cells", "aria-label": "cells" });
+    this.banner = h("div", { class: "banner", hidden: true, role: "alert" });
+    this.kernelEl = h("span", { class: "kernel-status", title: "kernel" }, "kernel: …");
+    this.avatarsEl = h("div", { class: "avatars", "aria-label": "who is here" });
+    this.titleEl = h("h1", { class: "nb-title" }, "…");
+    this.rightsEl = h("span", { class: "nb-rights" });
+    this.chat = new ChatPanel(this);
+    const btn = (label: string, title: string, fn: () => void, cls = ""): HTMLButtonElement => h("button", { class: `tb ${cls}`, title, "aria-label": title, onclick: () => fn() }, label);
+    const typeSelect = h("select", { class: "tb cell-type-select", title: "Cell type", "aria-label": "Cell type" }, h("option", { value: "code" }, "Code"), h("option", { value: "markdown" }, "Markdown"), h("option", { value: "raw" }, "Raw"));
+    typeSelect.addEventListener("change", () => {
+      if (this.active) void this.setType(this.active, typeSelect.value);
+    });
+    this.typeSelect = typeSelect;
+    const toolbar = h(
+      "div",
+      { class: "toolbar", role: "toolbar" },
+      btn("＋ code", "Insert a code cell below (B)", () => void this.insert("below", "code")),
+      btn("＋ text", "Insert a markdown cell below", () => void this.insert("below", "markdown")),
+      btn("✂", "Delete the cell (D, D)", () => this.active && void this.deleteCell(this.active)),
+      btn("↑", "Move the cell up (Ctrl-Shift-↑)", () => this.active && void this.move(this.active, -1)),
+      btn("↓", "Move the cell down (Ctrl-Shift-↓)", () => this.active && void this.move(this.active, 1)),
+      typeSelect,
+      h("span", { class: "sep" }),
+      btn("▶ Run", "Run the cell and select the next (Shift-Enter)", () => this.active && this.runCell(this.active, "advance"), "run"),
+      btn("▶▶ Run all", "Run all cells", () => void this.cmd("execute_all")),
+      btn("■", "Interrupt the kernel (I, I)", () => void this.cmd("interrupt")),
+      btn("↻", "Restart the kernel (0, 0)", () => void this.restart()),
+      this.kernelEl,
+      h("span", { class: "sep" }),
+      btn("⤓ .ipynb", "Export as .ipynb", () => this.exportIpynb()),
+      btn("Share", "Who may open, edit and run this notebook", () => void this.openShare(), "share-btn"),
+      btn("Chat", "Show or hide the chat", () => this.chat.toggle(), "chat-btn"),
+    );
+    const header = h(
+      "header",
+      { class: "nb-header" },
+      h("a", { class: "home-link", href: cfg.base_url, title: "All notebooks" }, "hub-collab"),
+      this.titleEl,
+      this.rightsEl,
+      this.avatarsEl,
+      h("span", { class: "me", title: "you" }, cfg.user.name),
+    );
+    root.append(h("div", { class: "nb-page" }, header, toolbar, this.banner, h("div", { class: "nb-split" }, this.cellsEl, this.chat.el)));
+
+    this.io = new IntersectionObserver(
+      (entries) => {
+        for (const e of entries) {
+          const id = (e.target as HTMLElement).dataset.cellId as string;
+          this.cells.get(id)?.setVisible(e.isIntersecting);
+        }
+      },
+      { rootMargin: "600px 0px" },
+    );
+
+    this.conn.on("status", (s) => this.showStatus(s));
+    this.conn.on("synced", (name) => {
+      if (name === INDEX_DOC) this.observeIndex();
+      this.checkReady();
+    });
+    this.conn.on("docAdded", (name) => this.onDocChanged(name));
+    this.conn.on("docDropped", (name) => this.onDocChanged(name));
+    this.conn.on("caps", () => this.onCaps());
+    this.conn.on("reset", () => {
+      this.showBanner("This notebook was reset on the server; reloading…", "error");
+      setTimeout(() => window.location.reload(), 300);
+    });
+    this.conn.on("message", (m) => this.onMessage(m));
+    this.conn.awareness.on("change", () => this.schedulePresence());
+    this.conn.setPresence({ user: { color: userColor(cfg.user.name) } });
+    window.addEventListener("online", () => this.conn.reconnectNow());
+    document.addEventListener("keydown", (e) => this.onKey(e));
+    window.hubCollab = { view: this, conn: this.conn, t0: this.t0 };
+    this.conn.connect();
+    void this.loadMeta();
+  }
+
+  private typeSelect: HTMLSelectElement;
+
+  private async loadMeta(): Promise<void> {
+    try {
+      this.meta = await this.api.request<Json>("GET", `api/notebooks/${this.cfg.notebook}`);
+      const name = String(this.meta.name ?? "notebook");
+      this.titleEl.textContent = name;
+      document.title = `${name} · hub-collab`;
+    } catch (err) {
+      this.showBanner(`This notebook cannot be opened: ${(err as Error).message}`, "error");
+    }
+  }
+
+  // -- connection state -------------------------------------------------------------------------
+
+  private showStatus(s: string): void {
+    document.body.dataset.connection = s;
+    if (s === "reconnecting") this.showBanner("Connection lost. Reconnecting… your edits are kept and will be sent.", "warn");
+    else if (s === "open") this.hideBanner();
+    else if (s === "closed") this.showBanner("Disconnected.", "warn");
+  }
+
+  showBanner(text: string, kind: "warn" | "error" | "info"): void {
+    this.banner.textContent = text;
+    this.banner.className = `banner banner-${kind}`;
+    this.banner.hidden = false;
+  }
+
+  hideBanner(): void {
+    this.banner.hidden = true;
+  }
+
+  private onMessage(m: Json): void {
+    switch (m.type) {
+      case "kernel":
+        this.showKernel(m);
+        break;
+      case "input_request":
+        this.cells.get(String(m.cell_id))?.showInput(m as { prompt?: string; password?: boolean }, true);
+        break;
+      case "input_waiting":
+        this.cells.get(String(m.cell_id))?.showInput(m as { user?: string }, false);
+        break;
+      case "input_done":
+        this.cells.get(String(m.cell_id))?.showInput(null, false);
+        break;
+      case "error":
+        if (m.ref === undefined) this.onServerError(m);
+        break;
+      case "welcome":
+        this.chat.onWelcome();
+        break;
+      default:
+        this.chat.onMessage(m);
+    }
+  }
+
+  private onServerError(m: Json): void {
+    const code = String(m.code);
+    const doc = typeof m.doc === "string" ? m.doc : null;
+    if (code === "forbidden" && doc) {
+      const parts = splitDocName(doc);
+      toast(parts && parts[0] === "cell" ? "Your edit was undone: you may not edit this cell." : "That change is not allowed; it was undone.", "error");
+    } else if (code === "epoch_mismatch") {
+      // handled by the reset
+    } else if (code === "notebook_deleted") {
+      this.showBanner("This notebook was deleted.", "error");
+    } else {
+      toast(`${String(m.message ?? code)}`, "error");
+    }
+  }
+
+  private showKernel(m: Json): void {
+    const state = String(m.state ?? "unknown");
+    this.kernelEl.textContent = `${m.kernel_name ?? "kernel"}: ${state}`;
+    this.kernelEl.dataset.state = state;
+    this.kernelEl.title = m.message ? String(m.message) : `kernel ${state}${m.kernel_mode ? ` (${String(m.kernel_mode)})` : ""}`;
+  }
+
+  // -- index and caps ---------------------------------------------------------------------------
+
+  private observeIndex(): void {
+    const arr = this.conn.indexCells();
+    if (!arr || arr === this.indexObserved) {
+      this.scheduleReconcile();
+      return;
+    }
+    this.indexObserved = arr;
+    arr.observeDeep(() => this.scheduleReconcile());
+    this.reconcile();
+  }
+
+  private onDocChanged(name: string): void {
+    if (name === INDEX_DOC) {
+      this.indexObserved = null;
+      return;
+    }
+    const parts = splitDocName(name);
+    if (parts && parts[1]) {
+      const cell = this.cells.get(parts[1]);
+      if (cell) queueMicrotask(() => cell.attachDocs());
+    }
+  }
+
+  private onCaps(): void {
+    const caps = this.conn.caps;
+    this.rightsEl.textContent = `you: ${caps.notebook}`;
+    this.rightsEl.title = `On this notebook you ${rightsInWords(caps.notebook, "notebook")}${caps.owner ? " (you own it)" : ""}`;
+    document.body.dataset.nbRights = caps.notebook;
+    for (const cell of this.cells.values()) cell.update(cell.entry, caps.cells[cell.id] ?? "---");
+    this.chat.onCaps();
+  }
+
+  private scheduleReconcile(): void {
+    if (this.reconcileScheduled) return;
+    this.reconcileScheduled = true;
+    queueMicrotask(() => {
+      this.reconcileScheduled = false;
+      this.reconcile();
+    });
+  }
+
+  /** Make the cell views follow the index: create, update, remove and order them. */
+  private reconcile(): void {
+    const arr = this.conn.indexCells();
+    if (!arr) return;
+    const entries = arr.toArray().map((m) => (m instanceof Y.Map ? m.toJSON() : m) as IndexEntry);
+    const ids = entries.map((e) => e.id);
+    const keep = new Set(ids);
+    for (const [id, cell] of this.cells) {
+      if (!keep.has(id)) {
+        this.io.unobserve(cell.el);
+        cell.destroy();
+        this.cells.delete(id);
+        if (this.active === cell) this.active = null;
+      }
+    }
+    const frag = document.createDocumentFragment();
+    const fresh: CellView[] = [];
+    for (const e of entries) {
+      let cell = this.cells.get(e.id);
+      if (!cell) {
+        cell = new CellView(this, e);
+        this.cells.set(e.id, cell);
+        fresh.push(cell);
+      } else if (JSON.stringify(cell.entry) !== JSON.stringify(e)) {
+        cell.update(e, this.conn.caps.cells[e.id] ?? "---");
+      }
+    }
+    const sameOrder = ids.length === this.order.length && ids.every((id, i) => this.order[i] === id);
+    if (!sameOrder) {
+      if (this.cellsEl.childElementCount === 0) {
+        for (const id of ids) frag.appendChild((this.cells.get(id) as CellView).el);
+        this.cellsEl.appendChild(frag);
+      } else {
+        let prev: Element | null = null;
+        for (const id of ids) {
+          const el = (this.cells.get(id) as CellView).el;
+          const want: Element | null = prev ? prev.nextElementSibling : this.cellsEl.firstElementChild;
+          if (want !== el) this.cellsEl.insertBefore(el, want);
+          prev = el;
+        }
+      }
+      this.order = ids;
+    }
+    for (const c of fresh) this.io.observe(c.el);
+    if (!this.active && ids.length) this.select(this.cells.get(ids[0] as string) as CellView, false);
+    if (!ids.length) this.cellsEl.dataset.empty = "true";
+    else delete this.cellsEl.dataset.empty;
+    this.renderEmpty();
+    this.schedulePresence();
+    this.checkReady();
+  }
+
+  private renderEmpty(): void {
+    const existing = this.cellsEl.querySelector(".empty-notebook");
+    if (this.order.length) {
+      existing?.remove();
+      return;
+    }
+    if (!existing) this.cellsEl.appendChild(h("div", { class: "empty-notebook" }, canWrite(this.conn.caps.notebook) ? "This notebook is empty. Press B or “＋ code” to add a cell." : "This notebook is empty."));
+  }
+
+  /** `window.hubCollab.readyAt`: when the index and every readable doc were synced and shown. */
+  private checkReady(): void {
+    if (this.readyMarked || !this.conn.synced.has(INDEX_DOC)) return;
+    for (const name of this.conn.docs.keys()) if (!this.conn.synced.has(name)) return;
+    if (this.cells.size !== this.order.length) return;
+    this.readyMarked = true;
+    const w = window.hubCollab as Record<string, unknown>;
+    w.readyAt = performance.now();
+    document.body.dataset.ready = "true";
+  }
+
+  // -- presence ---------------------------------------------------------------------------------
+
+  private schedulePresence(): void {
+    if (this.presenceScheduled) return;
+    this.presenceScheduled = true;
+    requestAnimationFrame(() => {
+      this.presenceScheduled = false;
+      this.renderPresence();
+    });
+  }
+
+  private renderPresence(): void {
+    const byCell = new Map<string, { name: string; typing: boolean }[]>();
+    const here = new Map<string, PresenceState>();
+    const me = this.conn.awareness.clientID;
+    this.conn.awareness.getStates().forEach((raw, clientId) => {
+      const st = raw as PresenceState;
+      const name = st.user?.name;
+      if (!name) return;
+      if (clientId !== me) {
+        if (st.cell) {
+          const list = byCell.get(st.cell) ?? [];
+          if (!list.some((p) => p.name === name)) list.push({ name, typing: st.status === "editing" });
+          byCell.set(st.cell, list);
+        }
+      }
+      if (!here.has(name) || st.cell) here.set(name, st);
+    });
+    here.set(this.cfg.user.name, here.get(this.cfg.user.name) ?? {});
+    for (const cell of this.cells.values()) cell.setPeople(byCell.get(cell.id) ?? []);
+    clear(this.avatarsEl);
+    for (const [name, st] of [...here.entries()].sort()) {
+      const idx = st.cell ? this.order.indexOf(st.cell) : -1;
+      const where = idx >= 0 ? ` · in cell ${idx + 1}` : "";
+      this.avatarsEl.appendChild(
+        h(
+          "button",
+          { class: `avatar${name === this.cfg.user.name ? " avatar-me" : ""}`, style: `background:${userColor(name)}`, title: `${name}${name === this.cfg.user.name ? " (you)" : ""}${where}`, "data-user": name, onclick: () => st.cell && this.scrollTo(st.cell) },
+          initials(name),
+        ),
+      );
+    }
+    this.chat.renderTyping();
+  }
+
+  scrollTo(cellId: string): void {
+    const cell = this.cells.get(cellId);
+    if (!cell) {
+      toast("That cell is not in this notebook (any more).");
+      return;
+    }
+    cell.el.scrollIntoView({ block: "center", behavior: "smooth" });
+    this.select(cell, false);
+    cell.el.classList.add("flash");
+    setTimeout(() => cell.el.classList.remove("flash"), 1200);
+  }
+
+  // -- selection and modes ----------------------------------------------------------------------
+
+  select(cell: CellView, edit: boolean): void {
+    if (this.active && this.active !== cell) {
+      this.active.el.classList.remove("active");
+      if (this.active.isMarkdown && this.active.editing) this.active.stopEditing();
+    }
+    this.active = cell;
+    cell.el.classList.add("active");
+    this.mode = edit ? "edit" : this.mode === "edit" && cell.view?.hasFocus ? "edit" : edit ? "edit" : "command";
+    document.body.dataset.mode = this.mode;
+    this.typeSelect.value = cell.entry.cell_type;
+    if (edit) this.conn.setPresence({ cell: cell.id });
+    else this.conn.setPresence({ cell: cell.id, cursor: null });
+  }
+
+  commandMode(cell: CellView): void {
+    this.mode = "command";
+    document.body.dataset.mode = "command";
+    cell.view?.contentDOM.blur();
+    if (cell.isMarkdown) cell.stopEditing();
+    cell.el.focus({ preventScroll: true });
+  }
+
+  private neighbour(delta: number): CellView | null {
+    if (!this.active) return null;
+    const i = this.order.indexOf(this.active.id);
+    const id = this.order[i + delta];
+    return id ? (this.cells.get(id) ?? null) : null;
+  }
+
+  private onKey(e: KeyboardEvent): void {
+    const target = e.target as HTMLElement | null;
+    if (target && (target.closest(".cm-editor") || target.closest("input, textarea, select, dialog, .chat"))) return;
+    if (e.altKey || (e.metaKey && e.key !== "Enter")) return;
+    const cell = this.active;
+    const key = e.key;
+    const go = (c: CellView | null): void => {
+      if (c) {
+        this.select(c, false);
+        c.el.focus({ preventScroll: true });
+        c.el.scrollIntoView({ block: "nearest" });
+      }
+    };
+    let handled = true;
+    if (key === "Enter" && e.shiftKey && cell) this.runCell(cell, "advance");
+    else if (key === "Enter" && e.ctrlKey && cell) this.runCell(cell, "stay");
+    else if (key === "Enter" && cell) cell.focusEditor();
+    else if (e.ctrlKey && e.shiftKey && key === "ArrowUp" && cell) void this.move(cell, -1);
+    else if (e.ctrlKey && e.shiftKey && key === "ArrowDown" && cell) void this.move(cell, 1);
+    else if (e.ctrlKey) handled = false;
+    else if (key === "ArrowUp" || key === "k") go(this.neighbour(-1));
+    else if (key === "ArrowDown" || key === "j") go(this.neighbour(1));
+    else if (key === "a") void this.insert("above", "code");
+    else if (key === "b") void this.insert("below", "code");
+    else if (key === "m" && cell) void this.setType(cell, "markdown");
+    else if (key === "y" && cell) void this.setType(cell, "code");
+    else if (key === "r" && cell) void this.setType(cell, "raw");
+    else if (key === "d" && cell) {
+      const now = Date.now();
+      if (now - this.lastD < 800) {
+        this.lastD = 0;
+        void this.deleteCell(cell);
+      } else this.lastD = now;
+    } else if (key === "i") {
+      const now = Date.now();
+      if (now - this.lastD < 800) void this.cmd("interrupt");
+      this.lastD = now;
+    } else if (key === "0") {
+      const now = Date.now();
+      if (now - this.lastD < 800) void this.restart();
+      this.lastD = now;
+    } else handled = false;
+    if (handled) e.preventDefault();
+  }
+
+  // -- commands ---------------------------------------------------------------------------------
+
+  async cmd(type: string, fields: Json = {}): Promise<Json | null> {
+    try {
+      return await this.conn.command(type, fields);
+    } catch (err) {
+      const e = err as CommandError;
+      toast(e.message || String(err), "error");
+      return null;
+    }
+  }
+
+  runCell(cell: CellView, then: "advance" | "stay" | "insert"): void {
+    if (cell.isMarkdown) cell.stopEditing();
+    else if (cell.entry.cell_type === "code") {
+      if (!canExec(this.conn.caps.notebook) || !canExec(cell.rwx)) toast(`You may not run this cell (notebook ${this.conn.caps.notebook}, cell ${cell.rwx}).`, "error");
+      else void this.cmd("execute", { cell_id: cell.id, source_hash: cell.sourceHash() });
+    }
+    if (then === "advance") {
+      const next = this.neighbour(1);
+      if (next) {
+        this.select(next, false);
+        if (this.mode === "edit" && !next.isMarkdown) next.focusEditor();
+        else this.commandMode(next);
+        next.el.scrollIntoView({ block: "nearest" });
+      } else if (canWrite(this.conn.caps.notebook)) void this.insert("below", "code", true);
+      else this.commandMode(cell);
+    } else if (then === "insert") void this.insert("below", "code", true);
+  }
+
+  async insert(where: "above" | "below", cellType: string, focus = true): Promise<void> {
+    if (!canWrite(this.conn.caps.notebook)) {
+      toast("You may not add cells to this notebook.", "error");
+      return;
+    }
+    let index = this.order.length;
+    if (this.active) {
+      const i = this.order.indexOf(this.active.id);
+      if (i >= 0) index = where === "above" ? i : i + 1;
+    }
+    const ack = await this.cmd("insert_cell", { index, cell_type: cellType });
+    if (!ack) return;
+    const id = String(ack.cell_id);
+    // the index update and the new caps arrive before the ack
+    const cell = this.cells.get(id);
+    if (cell) {
+      this.select(cell, focus);
+      cell.el.scrollIntoView({ block: "nearest" });
+      if (focus) setTimeout(() => cell.focusEditor(), 0);
+    }
+  }
+
+  async deleteCell(cell: CellView): Promise<void> {
+    const next = this.neighbour(1) ?? this.neighbour(-1);
+    const ok = await this.cmd("delete_cell", { cell_id: cell.id });
+    if (ok && next) this.select(next, false);
+  }
+
+  async move(cell: CellView, delta: number): Promise<void> {
+    const i = this.order.indexOf(cell.id);
+    const j = i + delta;
+    if (j < 0 || j >= this.order.length) return;
+    await this.cmd("move_cell", { cell_id: cell.id, index: j });
+    cell.el.scrollIntoView({ block: "nearest" });
+  }
+
+  async setType(cell: CellView, t: string): Promise<void> {
+    if (cell.entry.cell_type === t) return;
+    await this.cmd("set_cell_type", { cell_id: cell.id, cell_type: t });
+  }
+
+  async restart(): Promise<void> {
+    if (!window.confirm("Restart the kernel? Every variable is lost, for everyone in this notebook.")) return;
+    await this.cmd("restart");
+  }
+
+  inputReply(cell: CellView, value: string): void {
+    void this.cmd("input_reply", { cell_id: cell.id, value });
+  }
+
+  exportIpynb(): void {
+    const a = h("a", { href: this.api.url(`api/notebooks/${this.cfg.notebook}/ipynb?download=1`), download: "" });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  }
+
+  // -- sharing ----------------------------------------------------------------------------------
+
+  canChmodCell(cell: CellView): boolean {
+    const caps = this.conn.caps;
+    return !!(caps.owner || caps.admin || cell.entry.owner === this.cfg.user.name);
+  }
+
+  async openShare(): Promise<void> {
+    await new ShareDialog(this, null).open();
+  }
+
+  openCellShare(cell: CellView): void {
+    void new ShareDialog(this, cell).open();
+  }
+}
