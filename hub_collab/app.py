@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from typing import Any
 from urllib.parse import urlparse
@@ -26,19 +27,26 @@ from jupyterhub.services.auth import HubOAuth
 from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Bytes, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Bytes, Dict, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Application, catch_config_error
 
 from . import __version__
 from .apihandlers import base as api_base
 from .apihandlers import chat as api_chat
+from .apihandlers import health as api_health
+from .apihandlers import kernels as api_kernels
 from .apihandlers import notebooks as api_notebooks
+from .bus import make_bus
 from .chat import MAX_PAGE_SIZE, ChatService
 from .documents.rooms import RoomManager
 from .handlers import pages, ws
 from .hubapi import GroupDirectory
+from .kernels.env import forbidden_name
+from .kernels.manager import KernelService
+from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
 from .permissions.store import PermissionStore
+from .replication import Replicator
 from .store import Store, UpdateLog, make_engine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -197,6 +205,47 @@ class HubCollab(Application):
         user's groups reaches their connected clients within this time.""",
     ).tag(config=True)
 
+    redis_url = Unicode(
+        help="""Redis URL (redis://host:6379/0) joining several replicas: doc updates,
+        awareness, chat, kernel state and permission changes travel over Redis pub/sub,
+        the home replica of each notebook holds a lease in Redis, and logins in progress
+        are shared. Empty (the default, $HUB_COLLAB_REDIS_URL if set): one replica, an
+        in-process bus. Several replicas also need a shared PostgreSQL `db_url` and a
+        shared cookie secret.""",
+    ).tag(config=True)
+
+    @default("redis_url")
+    def _default_redis_url(self) -> str:
+        return _env("HUB_COLLAB_REDIS_URL")
+
+    redis_prefix = Unicode(
+        "collab:",
+        help="""Prefix of every Redis channel and key this service uses, so that several
+        deployments (or test runs) can share one Redis.""",
+    ).tag(config=True)
+
+    replica_id = Unicode(
+        help="""This replica's name on the bus. Default: $HUB_COLLAB_REPLICA_ID, else the
+        host name and a random suffix (unique per process start).""",
+    ).tag(config=True)
+
+    @default("replica_id")
+    def _default_replica_id(self) -> str:
+        return _env("HUB_COLLAB_REPLICA_ID", default=f"{socket.gethostname()}-{secrets.token_hex(3)}")
+
+    lease_ttl = Float(
+        5.0,
+        help="""Seconds a notebook's home lease lasts without renewal. When the home
+        replica dies, another takes over within about this time plus one second.""",
+    ).tag(config=True)
+
+    catchup_interval = Float(
+        30.0,
+        help="""Seconds between safety catch-ups: each replica re-reads the update log of
+        its open notebooks and reloads permissions, in case a pub/sub message was lost
+        without a visible gap.""",
+    ).tag(config=True)
+
     checkpoint_every = Integer(
         2000,
         help="Updates to a notebook after which its docs are checkpointed and the log compacted.",
@@ -241,6 +290,49 @@ class HubCollab(Application):
             raise ValueError(f"chat_page_size must be from 1 to {MAX_PAGE_SIZE}, got {value}")
         return value
 
+    kernel_cull_idle_seconds = Float(
+        3600.0,
+        help="""Seconds a kernel may sit idle (nothing running or queued) before it is
+        shut down; its notebook's clients see the state `shutdown`, and the next
+        execution starts a fresh kernel. 0 disables culling.""",
+    ).tag(config=True)
+
+    kernel_env = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        help="""Extra environment variables for every kernel. Kernels otherwise get only
+        PATH, LANG, LANGUAGE, LC_*, TZ, TMPDIR, the PYTHON* variables Python needs to
+        start, and HOME (their working directory): never the service's own
+        environment. JUPYTERHUB_* and HUB_COLLAB_* names are refused.""",
+    ).tag(config=True)
+
+    @validate("kernel_env")
+    def _kernel_env(self, proposal: Any) -> dict[str, str]:
+        value = dict(proposal.value)
+        bad = sorted(k for k in value if forbidden_name(k))
+        if bad:
+            raise ValueError(f"kernel_env may not set {', '.join(bad)}: the service's secrets stay out of kernels")
+        return value
+
+    max_output_bytes = Integer(
+        10_000_000,
+        help="""Most output, in bytes, one execution of one cell may write. Output past
+        it is dropped and the cell shows a notice saying so (errors are still kept).""",
+    ).tag(config=True)
+
+    output_flush_interval = Float(
+        0.02,
+        help="""Seconds between writes of a running cell's buffered output into its
+        document: output arriving faster is batched into one update per interval, so
+        a flood of tiny messages does not swamp clients or the store.""",
+    ).tag(config=True)
+
+    kernel_start_timeout = Float(
+        60.0,
+        help="""Seconds a kernel may take to start and answer. Past it the start fails:
+        the execution ends with `kernel_start_failed` and a notice in the cell.""",
+    ).tag(config=True)
+
     # -- runtime state --------------------------------------------------------------------
     sessions_opened = 0
 
@@ -258,7 +350,9 @@ class HubCollab(Application):
         self.init_secrets()
         self.init_hub_auth()
         self.init_store()
+        self.init_kernels()
         self.init_chat()
+        self.init_bus()
         self.init_tornado()
 
     def _config_given(self, argv: list[str] | None) -> bool:
@@ -270,7 +364,7 @@ class HubCollab(Application):
         for name in ("hub_collab", "tornado.access", "tornado.application", "tornado.general"):
             logger = logging.getLogger(name)
             logger.handlers = self.log.handlers
-            logger.setLevel(self.log_level)
+            logger.setLevel(self.log_level)  # type: ignore[arg-type]
             logger.propagate = False
 
     def init_data_dir(self) -> None:
@@ -297,8 +391,11 @@ class HubCollab(Application):
         self.cookie_secret = secret
 
     def init_hub_auth(self) -> None:
-        self.hub_auth = HubOAuth(
+        oauth_class: type[HubOAuth] = SharedHubOAuth if self.redis_url else HubOAuth
+        extra = {"redis_url": self.redis_url, "redis_prefix": self.redis_prefix + "oauth:"} if self.redis_url else {}
+        self.hub_auth = oauth_class(
             parent=self,
+            **extra,
             api_url=self.hub_api_url,
             api_token=self.api_token,
             base_url=self.base_url,
@@ -337,12 +434,35 @@ class HubCollab(Application):
         )
         self.chat.start()
 
+    def init_kernels(self) -> None:
+        self.kernels = KernelService(
+            self.rooms,
+            self.store,
+            data_dir=self.data_dir,
+            kernel_env=self.kernel_env,
+            cull_idle_seconds=self.kernel_cull_idle_seconds,
+            max_output_bytes=self.max_output_bytes,
+            flush_interval=self.output_flush_interval,
+            start_timeout=self.kernel_start_timeout,
+        )
+
+    def init_bus(self) -> None:
+        self.rooms.app = self
+        self.bus = make_bus(self.redis_url, self.replica_id, prefix=self.redis_prefix)
+        self.replicator = Replicator(
+            self.bus,
+            self.rooms,
+            self.permissions,
+            lease_ttl=self.lease_ttl,
+            catchup_interval=self.catchup_interval,
+        )
+
     def init_tornado(self) -> None:
         prefix = self.base_url
         handlers: list[Any] = []
-        for module in (pages, ws, api_notebooks, api_chat):
+        for module in (pages, ws, api_notebooks, api_chat, api_kernels, api_health):
             for route in module.default_handlers:
-                handlers.append((url_path_join(prefix, route[0]).rstrip("/") or "/", *route[1:]))
+                handlers.append((url_path_join(prefix, route[0]) if route[0] else prefix, *route[1:]))
         handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}))
         handlers.append((url_path_join(prefix, "api/.*"), api_base.NotFoundAPIHandler))
         self.tornado_settings = {
@@ -376,7 +496,10 @@ class HubCollab(Application):
     async def start_service(self) -> None:
         """Open the store's writer, the group directory and the HTTP server."""
         self.update_log.start()
+        await self.bus.start()
+        await self.replicator.start()
         self.rooms.start()
+        self.kernels.start()
         self.groups.listeners.append(self._groups_changed)
         if self.api_token:
             try:
@@ -396,7 +519,10 @@ class HubCollab(Application):
             for session in list(room.sessions):
                 session.close(1001, "server shutting down")
         await self.groups.stop()
+        await self.kernels.stop()
         await self.rooms.stop()
+        await self.replicator.stop()
+        await self.bus.stop()
         await self.update_log.stop()
         self.chat.stop()
         self.permissions.stop()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import time
@@ -29,7 +30,7 @@ from urllib.parse import urlencode, urlparse, urlunparse
 
 from pycrdt import Doc, Text, TransactionEvent
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from .documents import protocol as p
 from .documents.notebook import cell_doc, init_cell, init_index, init_out, out_doc, split_doc_name
@@ -176,7 +177,7 @@ class NotebookConnection:
         self.epoch = epoch
         self.subscribe_all = subscribe_all
         self.ws: WebSocketClientConnection | None = None
-        self.docs: dict[str, Doc] = {}
+        self.docs: dict[str, Doc[Any]] = {}
         self.synced_docs: set[str] = set()
         self.welcome: dict[str, Any] = {}
         self.caps: dict[str, Any] = {}
@@ -195,6 +196,10 @@ class NotebookConnection:
         self.client_id_for_awareness: int | None = None
         self.listeners: list[Callable[[str, Any], None]] = []
         self.frames_received = 0
+        #: the last ``kernel`` message (state, kernel_name, queue, running)
+        self.kernel_state: dict[str, Any] = {}
+        #: pending ``input_request`` messages for this user, by cell id
+        self.input_requests: dict[str, dict[str, Any]] = {}
         self.bytes_received = 0
 
     async def __aenter__(self) -> NotebookConnection:
@@ -268,6 +273,12 @@ class NotebookConnection:
                 self._drop(name)
                 if self._readable(name):
                     self._subscribe([name])
+        elif kind == "kernel":
+            self.kernel_state = msg
+        elif kind == "input_request":
+            self.input_requests[str(msg.get("cell_id"))] = msg
+        elif kind == "input_done":
+            self.input_requests.pop(str(msg.get("cell_id")), None)
         elif kind in ("ack", "error"):
             if kind == "error":
                 self.errors.append(msg)
@@ -315,7 +326,7 @@ class NotebookConnection:
         for name in names:
             if name in self.docs:
                 continue
-            doc = Doc()
+            doc: Doc[Any] = Doc()
             self.docs[name] = doc
             kind, _ = split_doc_name(name)
             if kind == "index":
@@ -361,8 +372,9 @@ class NotebookConnection:
     # -- sending ------------------------------------------------------------------------------
 
     def _send_bytes(self, data: bytes) -> None:
-        if self.ws is not None and self.close_code is None:
-            self.ws.write_message(data, binary=True)
+        if self.ws is not None and self.close_code is None and not self.closed.is_set():
+            with contextlib.suppress(WebSocketClosedError):
+                self.ws.write_message(data, binary=True)
 
     def send_raw(self, data: bytes | str) -> None:
         """Send a frame as it is (tests of bad input)."""
@@ -400,6 +412,51 @@ class NotebookConnection:
 
     async def set_cell_type(self, cell_id: str, cell_type: str) -> None:
         await self.command("set_cell_type", cell_id=cell_id, cell_type=cell_type)
+
+    async def execute(self, cell_id: str, *, source_hash: str | bool | None = True) -> dict[str, Any]:
+        """Run a cell on the server (its copy of the source); the ack has ``queue_position``.
+
+        ``source_hash=True`` sends the hash of the local copy of the source (if held),
+        so a stale copy is refused with ``source_changed``; pass a string to send that.
+        """
+        fields: dict[str, Any] = {"cell_id": cell_id}
+        if source_hash is True:
+            if cell_doc(cell_id) in self.docs:
+                fields["source_hash"] = hashlib.sha256(self.source(cell_id).encode()).hexdigest()
+        elif isinstance(source_hash, str):
+            fields["source_hash"] = source_hash
+        return await self.command("execute", **fields)
+
+    async def execute_all(self) -> dict[str, Any]:
+        return await self.command("execute_all")
+
+    async def execute_below(self, cell_id: str) -> dict[str, Any]:
+        return await self.command("execute_below", cell_id=cell_id)
+
+    async def interrupt(self) -> dict[str, Any]:
+        return await self.command("interrupt")
+
+    async def restart(self) -> dict[str, Any]:
+        return await self.command("restart", timeout=90.0)
+
+    async def shutdown_kernel(self) -> dict[str, Any]:
+        return await self.command("shutdown_kernel")
+
+    async def input_reply(self, cell_id: str, value: str) -> None:
+        await self.command("input_reply", cell_id=cell_id, value=value)
+
+    async def wait_executed(self, cell_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait until the cell's execution has ended (``state.status`` set, idle); its state."""
+
+        def ended() -> bool:
+            doc = self.docs.get(out_doc(cell_id))
+            if doc is None or out_doc(cell_id) not in self.synced_docs:
+                return False
+            state = self.out_state(cell_id)
+            return state.get("execution_state") == "idle" and state.get("status") is not None
+
+        await self.wait_for(ended, timeout)
+        return self.out_state(cell_id)
 
     async def sync(self) -> None:
         """Return once everything sent before is durable on the server."""
@@ -495,6 +552,10 @@ class NotebookConnection:
             self._changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def cell_ready(self, cell_id: str, timeout: float = 10.0) -> None:
+        """Wait until the cell's source doc is synced here (for instance after an insert)."""
+        await self.wait_for(lambda: cell_doc(cell_id) in self.synced_docs, timeout)
 
     async def synced(self, timeout: float = 30.0) -> None:
         """Wait until the index and every readable cell's docs are synced."""

@@ -192,30 +192,28 @@ class Store:
 
     # -- CRDT state -----------------------------------------------------------------
 
-    def load_docs(self, nb_id: str) -> tuple[dict[str, list[bytes]], int]:
-        """All persisted state of a notebook: doc name → [checkpoint?, updates...], max id."""
+    def load_docs(self, nb_id: str) -> tuple[dict[str, list[bytes]], list[int]]:
+        """All persisted state of a notebook: doc name → [checkpoint?, updates...], and the
+        ids of the log rows read.
+
+        Every log row is applied, also one older than the checkpoint (a row that
+        committed late on another replica): a CRDT update applied twice changes nothing.
+        """
         out: dict[str, list[bytes]] = {}
-        upto: dict[str, int] = {}
-        max_id = 0
+        ids: list[int] = []
         with self.engine.connect() as conn:
             for row in conn.execute(
-                sa.select(doc_checkpoints.c.doc, doc_checkpoints.c.upto, doc_checkpoints.c.data).where(
-                    doc_checkpoints.c.notebook_id == nb_id
-                )
+                sa.select(doc_checkpoints.c.doc, doc_checkpoints.c.data).where(doc_checkpoints.c.notebook_id == nb_id)
             ):
                 out[row.doc] = [row.data]
-                upto[row.doc] = row.upto
-                max_id = max(max_id, row.upto)
-            for row in conn.execute(
+            for update in conn.execute(
                 sa.select(doc_updates.c.id, doc_updates.c.doc, doc_updates.c.data)
                 .where(doc_updates.c.notebook_id == nb_id)
                 .order_by(doc_updates.c.id)
             ):
-                if row.id <= upto.get(row.doc, 0):
-                    continue
-                out.setdefault(row.doc, []).append(row.data)
-                max_id = max(max_id, row.id)
-        return out, max_id
+                out.setdefault(update.doc, []).append(update.data)
+                ids.append(update.id)
+        return out, ids
 
     def append_updates(self, rows: list[tuple[str, str, bytes]]) -> int:
         """Append (notebook, doc, update) rows in one transaction; return the last id."""
@@ -245,12 +243,15 @@ class Store:
                 or 0
             )
 
-    def checkpoint(self, nb_id: str, states: dict[str, bytes], upto: int) -> None:
-        """Replace the notebook's checkpoints by ``states``, covering every update <= ``upto``.
+    def checkpoint(self, nb_id: str, states: dict[str, bytes], covered: list[int]) -> None:
+        """Replace the notebook's checkpoints by ``states`` and delete the log rows ``covered``.
 
-        ``states`` must hold every live doc of the notebook: checkpoints of docs not in
-        it (deleted cells) are dropped.
+        ``states`` must contain every row in ``covered`` (the caller merged them first)
+        and every live doc of the notebook: checkpoints of docs not in it (deleted
+        cells) are dropped. Only the rows named are deleted, so a row that another
+        replica commits meanwhile is kept.
         """
+        upto = max(covered, default=0)
         with self.engine.begin() as conn:
             conn.execute(doc_checkpoints.delete().where(doc_checkpoints.c.notebook_id == nb_id))
             if states:
@@ -258,9 +259,9 @@ class Store:
                     doc_checkpoints.insert(),
                     [{"notebook_id": nb_id, "doc": d, "upto": upto, "data": s} for d, s in states.items()],
                 )
-            conn.execute(
-                doc_updates.delete().where(doc_updates.c.notebook_id == nb_id, doc_updates.c.id <= upto)
-            )
+            for start in range(0, len(covered), 1000):
+                chunk = covered[start : start + 1000]
+                conn.execute(doc_updates.delete().where(doc_updates.c.notebook_id == nb_id, doc_updates.c.id.in_(chunk)))
 
     def drop_docs(self, nb_id: str, docs: Iterable[str]) -> None:
         names = list(docs)

@@ -46,10 +46,10 @@ async def test_two_users_edit_the_same_cell_concurrently_and_converge(hub, colla
     nb = await alice.create_notebook("converge", group="students", mode="0770")
     async with alice.open(nb["id"]) as a, bob.open(nb["id"]) as b:
         await a.synced()
-        cid = await a.insert_cell(0, "code", "base")
+        cid = await a.insert_cell(0, "code", "seed")
         await a.wait_for(lambda: cid in a.cell_ids() and f"cell:{cid}" in a.synced_docs)
         await b.wait_for(lambda: f"cell:{cid}" in b.synced_docs)
-        assert b.source(cid) == "base"
+        assert b.source(cid) == "seed"
         # interleaved edits from both sides without waiting for each other
         for i in range(20):
             a.edit(cid, 0, insert="A")
@@ -58,7 +58,7 @@ async def test_two_users_edit_the_same_cell_concurrently_and_converge(hub, colla
                 await asyncio.sleep(0)
         await a.wait_for(lambda: a.source(cid).count("b") == 20 and a.source(cid).count("A") == 20)
         await b.wait_for(lambda: b.source(cid) == a.source(cid))
-        assert "base" in a.source(cid)
+        assert "seed" in a.source(cid)
         assert len(a.source(cid)) == 44
     alice.close()
     bob.close()
@@ -195,6 +195,7 @@ async def test_restart_loses_nothing_and_duplicates_nothing(hub, collab):
     async with alice.open(nb["id"]) as a:
         await a.synced()
         cid = await a.insert_cell(1, "code", "kept")
+        await a.cell_ready(cid)
         for ch in "abc":
             a.edit(cid, len(a.source(cid)), insert=ch)
         await a.sync()

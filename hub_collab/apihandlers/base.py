@@ -84,6 +84,8 @@ class APIHandler(BaseHandler):
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+        except RecursionError as exc:
+            raise BadRequest("request body is nested too deeply", code="invalid_json") from exc
         if not isinstance(data, dict):
             raise BadRequest("request body must be a JSON object", code="invalid_json")
         return data

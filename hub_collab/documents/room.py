@@ -69,25 +69,47 @@ class NotebookRoom:
         self.update_log = update_log
         self.max_doc_bytes = max_doc_bytes
         self.max_awareness_bytes = max_awareness_bytes
-        self.docs: dict[str, Doc] = {}
+        self.docs: dict[str, Doc[Any]] = {}
         self.doc_bytes: dict[str, int] = {}
         self.subscribers: dict[str, set[Session]] = {}
         self.sessions: set[Session] = set()
-        # awareness client id -> (session, clock, raw state as sent by the client, sanitised)
-        self.awareness: dict[int, tuple[Session, int, dict[str, Any] | None]] = {}
+        # awareness client id -> (owner, clock, sanitised state); the owner is the local
+        # Session, or a replication.RemoteOwner for clients of another replica
+        self.awareness: dict[int, tuple[Any, int, dict[str, Any] | None]] = {}
         self._origin: Session | None = None
         self._subscriptions: dict[str, Any] = {}
         self.updates_since_checkpoint = 0
         self.last_activity = time.monotonic()
         #: called with (doc name, update) after every change; the kernel and the bus hook in here
         self.update_hooks: list[Callable[[str, bytes], None]] = []
+        #: called with each session once it has joined (kernels send their state here)
+        self.join_hooks: list[Callable[[Session], None]] = []
+        #: per-session views: ``hook(session, name)`` returns the internal name of a doc to
+        #: serve that session under ``name`` instead, or None (per-user kernel outputs)
+        self.view_hooks: list[Callable[[Session, str], str | None]] = []
+        #: internal doc name -> the name clients know it by (see :meth:`add_internal_doc`)
+        self.wire_names: dict[str, str] = {}
+        #: persisted docs that are not index/cell/out, for the hooks that own them
+        self.internal_persisted: dict[str, list[bytes]] = {}
+        # session -> {wire name: internal name} of the views it is subscribed to
+        self._views: dict[Session, dict[str, str]] = {}
+        #: called with each awareness payload set by this replica's clients (sanitised)
+        self.awareness_hooks: list[Callable[[bytes], None]] = []
+        #: called with (message, user or None) for every :meth:`broadcast_json`
+        self.json_hooks: list[Callable[[dict[str, Any], str | None], None]] = []
+        #: the application object (set by the RoomManager)
+        self.app: Any = None
+        #: the replicator, when one joins this room to other replicas
+        self.replicator: Any = None
+        #: True while applying changes that were persisted by another replica
+        self.applying_remote = False
         self.closed = False
 
     # -- loading ------------------------------------------------------------------------
 
     def load(self, persisted: dict[str, list[bytes]]) -> None:
         """Build docs from persisted state (checkpoint and updates per doc)."""
-        index = Doc()
+        index: Doc[Any] = Doc()
         for update in persisted.get(INDEX_DOC, ()):
             index.apply_update(update)
         self._add_doc(INDEX_DOC, index)
@@ -96,14 +118,45 @@ class NotebookRoom:
         # stored docs of deleted cells are left out (the next checkpoint drops them).
         for cid in self.cell_ids():
             for name in (cell_doc(cid), out_doc(cid)):
-                doc = Doc()
+                doc: Doc[Any] = Doc()
                 for update in persisted.get(name, ()):
                     doc.apply_update(update)
                 self._add_doc(name, doc)
             init_cell(self.docs[cell_doc(cid)])
             init_out(self.docs[out_doc(cid)])
+        for name, updates in persisted.items():
+            try:
+                split_doc_name(name)
+            except ValueError:
+                self.internal_persisted[name] = updates
 
-    def _add_doc(self, name: str, doc: Doc) -> None:
+    def add_internal_doc(self, name: str, doc: Doc[Any], wire_name: str) -> None:
+        """Hold ``doc`` (persisted, checkpointed) under an internal name.
+
+        Clients never name it: a ``view_hooks`` entry routes a session's
+        subscription of ``wire_name`` to it, and its updates are sent as
+        updates of ``wire_name`` to the sessions so routed.
+        """
+        self._add_doc(name, doc)
+        self.wire_names[name] = wire_name
+
+    def drop_internal_doc(self, name: str) -> None:
+        self._drop_doc(name)
+
+    def reroute(self, session: Session, name: str) -> None:
+        """Unsubscribe ``session`` from ``name`` and tell it to subscribe again
+        (``resync``), for instance because a view for it appeared or went away."""
+        self._unsubscribe(session, name)
+        session.send_json({"type": "resync", "doc": name})
+
+    def _view(self, session: Session, name: str) -> str | None:
+        for hook in self.view_hooks:
+            internal = hook(session, name)
+            if internal is not None and internal in self.docs:
+                return internal
+        return None
+
+    def _add_doc(self, name: str, doc: Doc[Any]) -> None:
         self.docs[name] = doc
         self.doc_bytes[name] = len(doc.get_update())
         self._subscriptions[name] = doc.observe(lambda event, name=name: self._on_change(name, event))
@@ -114,13 +167,15 @@ class NotebookRoom:
         sub = self._subscriptions.pop(name, None)
         if doc is not None and sub is not None:
             doc.unobserve(sub)
+        wire = self.wire_names.pop(name, name)
         for session in self.subscribers.pop(name, set()):
-            session.subscribed.discard(name)
+            session.subscribed.discard(wire)
+            self._views.get(session, {}).pop(wire, None)
 
     # -- the index --------------------------------------------------------------------
 
     @property
-    def index(self) -> Doc:
+    def index(self) -> Doc[Any]:
         return self.docs[INDEX_DOC]
 
     def cell_entries(self) -> list[Map[Any]]:
@@ -147,8 +202,9 @@ class NotebookRoom:
         self.doc_bytes[name] = self.doc_bytes.get(name, 0) + len(update)
         self.updates_since_checkpoint += 1
         self.last_activity = time.monotonic()
-        self.update_log.append(self.id, name, update)
-        frame = p.sync_update(name, update)
+        if not self.applying_remote:
+            self.update_log.append(self.id, name, update)
+        frame = p.sync_update(self.wire_names.get(name, name), update)
         origin = self._origin
         for session in self.subscribers.get(name, ()):
             if session is not origin:
@@ -157,24 +213,99 @@ class NotebookRoom:
             hook(name, update)
 
     def apply_remote(self, name: str, update: bytes) -> None:
-        """Apply an update that is already persisted elsewhere (another replica)."""
+        """Apply an update that is already persisted (by another replica, or in the log).
+
+        Local clients get it; it is neither persisted nor published again.
+        """
         doc = self.docs.get(name)
-        if doc is not None:
+        if doc is None:
+            try:
+                kind, _ = split_doc_name(name)
+            except ValueError:
+                return
+            if kind == "index":
+                return
+            doc = Doc()
+            self._add_doc(name, doc)
+        cells_before = self.cell_ids() if name == INDEX_DOC else None
+        self.applying_remote = True
+        try:
             doc.apply_update(update)
+        except Exception:
+            log.warning("notebook %s: could not apply a remote update to %s", self.id, name)
+            return
+        finally:
+            self.applying_remote = False
+        if cells_before is not None and cells_before != self.cell_ids():
+            self._sync_cells_with_index(set(cells_before))
+
+    def _sync_cells_with_index(self, before: set[str]) -> None:
+        """After a remote change of ``index``: docs for new cells, none for deleted ones."""
+        now = set(self.cell_ids())
+        for cid in now - before:
+            for name in (cell_doc(cid), out_doc(cid)):
+                if name not in self.docs:
+                    self._add_doc(name, Doc())
+        for cid in before - now:
+            for name in (cell_doc(cid), out_doc(cid)):
+                self._drop_doc(name)
+        if now != before:
+            self.refresh_all()
+
+    def merge_persisted(self, persisted: dict[str, list[bytes]]) -> None:
+        """Merge the store's state of this notebook (catch-up); idempotent."""
+        index_updates = persisted.get(INDEX_DOC, ())
+        if index_updates:
+            before = self.cell_ids()
+            self.applying_remote = True
+            try:
+                for update in index_updates:
+                    self.index.apply_update(update)
+            finally:
+                self.applying_remote = False
+            if before != self.cell_ids():
+                self._sync_cells_with_index(set(before))
+        live = set(self.cell_ids())
+        for name, updates in persisted.items():
+            if name == INDEX_DOC:
+                continue
+            try:
+                kind, cid = split_doc_name(name)
+            except ValueError:
+                continue
+            if cid not in live:
+                continue
+            for update in updates:
+                self.apply_remote(name, update)
+
+    # -- JSON messages to sessions (on every replica) ------------------------------------
+
+    def deliver_json(self, message: dict[str, Any], user: str | None = None) -> None:
+        """Send to this replica's sessions (all, or only ``user``'s)."""
+        for session in list(self.sessions):
+            if user is None or session.identity.name == user:
+                session.send_json(message)
+
+    def broadcast_json(self, message: dict[str, Any], user: str | None = None) -> None:
+        """Send to every session of the notebook on every replica (all, or ``user``'s)."""
+        self.deliver_json(message, user)
+        for hook in self.json_hooks:
+            hook(message, user)
 
     # -- sessions ---------------------------------------------------------------------
 
     def join(self, session: Session) -> None:
         self.sessions.add(session)
         self.last_activity = time.monotonic()
+        for hook in self.join_hooks:
+            hook(session)
 
     def leave(self, session: Session) -> None:
         self.sessions.discard(session)
         for name in list(session.subscribed):
-            subs = self.subscribers.get(name)
-            if subs is not None:
-                subs.discard(session)
+            self._unsubscribe(session, name)
         session.subscribed.clear()
+        self._views.pop(session, None)
         gone = [cid for cid, (owner, _, _) in self.awareness.items() if owner is session]
         if gone:
             self._remove_awareness(gone)
@@ -210,7 +341,8 @@ class NotebookRoom:
 
     def _unsubscribe(self, session: Session, name: str) -> None:
         session.subscribed.discard(name)
-        subs = self.subscribers.get(name)
+        views = self._views.get(session)
+        subs = self.subscribers.get(views.pop(name, name) if views else name)
         if subs is not None:
             subs.discard(session)
 
@@ -245,7 +377,7 @@ class NotebookRoom:
         if replies:
             session.send_bytes(b"".join(replies))
 
-    def _resolve(self, session: Session, name: str) -> Doc:
+    def _resolve(self, session: Session, name: str) -> Doc[Any]:
         try:
             kind, cid = split_doc_name(name)
         except ValueError as exc:
@@ -265,6 +397,9 @@ class NotebookRoom:
             self._handle_awareness(session, entry.payload)
             return
         doc = self._resolve(session, name)
+        internal = self._view(session, name) if self.view_hooks else None
+        if internal is not None:
+            doc = self.docs[internal]
         if entry.sub == p.SYNC_STEP1:
             try:
                 diff = doc.get_update(entry.payload)
@@ -275,7 +410,9 @@ class NotebookRoom:
                 replies.append(p.sync_step1(name, doc.get_state()))
             if name not in session.subscribed:
                 session.subscribed.add(name)
-                self.subscribers.setdefault(name, set()).add(session)
+                self.subscribers.setdefault(internal or name, set()).add(session)
+                if internal is not None:
+                    self._views.setdefault(session, {})[name] = internal
                 if name == INDEX_DOC and self.awareness:
                     replies.append(self._awareness_frame_for(session, list(self.awareness)))
             return
@@ -302,11 +439,11 @@ class NotebookRoom:
             self._origin = None
 
     @staticmethod
-    def _is_noop(doc: Doc, update: bytes) -> bool:
+    def _is_noop(doc: Doc[Any], update: bytes) -> bool:
         """True if ``update`` would change nothing in ``doc`` (checked on a scratch copy)."""
         if update == b"\x00\x00":
             return True
-        scratch = Doc()
+        scratch: Doc[Any] = Doc()
         scratch.apply_update(doc.get_update())
         changed: list[bool] = []
         sub = scratch.observe(lambda _e: changed.append(True))
@@ -328,18 +465,23 @@ class NotebookRoom:
             raise TooLarge(f"awareness update over {self.max_awareness_bytes} bytes")
         try:
             states = p.decode_awareness(payload, max_states=4)
-        except p.ProtocolError as exc:
+        except (p.ProtocolError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
             raise BadRequest(f"malformed awareness update: {exc}", code="bad_awareness") from exc
-        changed: list[int] = []
-        removed: list[int] = []
+        # validate the whole update before applying any of it
+        claimed = set(session.awareness_ids)
         for st in states:
             current = self.awareness.get(st.client_id)
             if current is not None and current[0] is not session:
                 raise Forbidden("awareness client id belongs to another connection", code="bad_awareness")
-            if current is None and st.client_id not in session.awareness_ids:
-                if len(session.awareness_ids) >= 4:
+            if current is None and st.client_id not in claimed:
+                if len(claimed) >= 4:
                     raise BadRequest("too many awareness client ids on one connection", code="bad_awareness")
-                session.awareness_ids.add(st.client_id)
+                claimed.add(st.client_id)
+        session.awareness_ids |= claimed
+        changed: list[int] = []
+        removed: list[int] = []
+        for st in states:
+            current = self.awareness.get(st.client_id)
             if current is not None and st.clock < current[1]:
                 continue
             if st.state is None:
@@ -351,6 +493,32 @@ class NotebookRoom:
             self._remove_awareness(removed)
         if changed:
             self._broadcast_awareness(changed, exclude=session)
+            if self.awareness_hooks:
+                payload = p.encode_awareness(p.AwarenessState(c, self.awareness[c][1], self.awareness[c][2]) for c in changed)
+                for hook in self.awareness_hooks:
+                    hook(payload)
+
+    def apply_remote_awareness(self, payload: bytes, owner: Any) -> None:
+        """Awareness states of clients on another replica (already sanitised there)."""
+        try:
+            states = p.decode_awareness(payload, max_states=1 << 16)
+        except p.ProtocolError:
+            return
+        changed: list[int] = []
+        removed: list[int] = []
+        for st in states:
+            current = self.awareness.get(st.client_id)
+            if current is not None and current[1] > st.clock:
+                continue
+            if st.state is None:
+                removed.append(st.client_id)
+            else:
+                self.awareness[st.client_id] = (owner, st.clock, st.state)
+                changed.append(st.client_id)
+        if removed:
+            self._remove_awareness(removed, publish=False)
+        if changed:
+            self._broadcast_awareness(changed)
 
     def _sanitize_awareness(self, session: Session, state: dict[str, Any]) -> dict[str, Any]:
         clean = {k: v for k, v in state.items() if k in AWARENESS_FIELDS}
@@ -390,17 +558,21 @@ class NotebookRoom:
         if self.awareness:
             self._broadcast_awareness(list(self.awareness))
 
-    def _remove_awareness(self, client_ids: list[int]) -> None:
+    def _remove_awareness(self, client_ids: list[int], *, publish: bool = True) -> None:
         items = []
         for cid in client_ids:
             entry = self.awareness.pop(cid, None)
             clock = entry[1] + 1 if entry else 0
-            if entry is not None:
+            if entry is not None and isinstance(entry[0], Session):
                 entry[0].awareness_ids.discard(cid)
             items.append(p.AwarenessState(cid, clock, None))
-        frame = p.awareness_message(INDEX_DOC, p.encode_awareness(items))
+        payload = p.encode_awareness(items)
+        frame = p.awareness_message(INDEX_DOC, payload)
         for receiver in self.subscribers.get(INDEX_DOC, ()):
             receiver.send_bytes(frame)
+        if publish:
+            for hook in self.awareness_hooks:
+                hook(payload)
 
     def presence(self) -> list[dict[str, Any]]:
         """Who is here (names and cells), for REST and chat."""
@@ -426,7 +598,8 @@ class NotebookRoom:
             raise TooLarge("source is too large")
         cid = new_id()
         perms = self.permissions.create_cell(self.id, cid, user)
-        cdoc, odoc = Doc(), Doc()
+        cdoc: Doc[Any] = Doc()
+        odoc: Doc[Any] = Doc()
         src, _, _ = init_cell(cdoc)
         init_out(odoc)
         self._add_doc(cell_doc(cid), cdoc)

@@ -60,11 +60,17 @@ class RoomManager:
         self.checkpoint_every = checkpoint_every
         self.idle_unload_seconds = idle_unload_seconds
         self.housekeeping_interval = housekeeping_interval
+        #: the application (commands reach it as ``ws.collab``)
+        self.app: Any = None
         self.rooms: dict[str, NotebookRoom] = {}
         self._loading: dict[str, asyncio.Future[NotebookRoom]] = {}
         self._task: asyncio.Task[None] | None = None
         #: hooks called with every new room (kernels and the bus attach here)
         self.room_hooks: list[Any] = []
+        #: hooks called with the id of a notebook being deleted here
+        self.delete_hooks: list[Any] = []
+        #: hooks called with every room before it is unloaded
+        self.unload_hooks: list[Any] = []
         #: callables that say whether a room must stay loaded (e.g. a kernel is running)
         self.keep_loaded: list[Any] = []
 
@@ -144,14 +150,21 @@ class RoomManager:
         persisted, _ = await loop.run_in_executor(None, self.store.load_docs, nb_id)
         room = NotebookRoom(record, self.permissions, self.update_log, max_doc_bytes=self.max_doc_bytes)
         room.load(persisted)
+        room.app = self.app
         return room
 
     async def checkpoint(self, room: NotebookRoom) -> None:
+        """Compact the notebook's log: merge every committed row into the room (rows from
+        other replicas too), snapshot, and replace exactly those rows by the snapshot."""
+        loop = asyncio.get_running_loop()
         await self.update_log.flush()
-        upto = self.update_log.last_id
+        persisted, covered = await loop.run_in_executor(None, self.store.load_docs, room.id)
+        if room.closed:
+            return
+        room.merge_persisted(persisted)
         states = room.snapshot()
         room.updates_since_checkpoint = 0
-        await asyncio.get_running_loop().run_in_executor(None, self.store.checkpoint, room.id, states, upto)
+        await loop.run_in_executor(None, self.store.checkpoint, room.id, states, covered)
 
     async def unload(self, room: NotebookRoom) -> None:
         if room.closed:
@@ -160,6 +173,8 @@ class RoomManager:
             await self.checkpoint(room)
         finally:
             self.rooms.pop(room.id, None)
+            for hook in self.unload_hooks:
+                hook(room)
             room.close()
 
     def _permissions_changed(self, nb_id: str) -> None:
@@ -201,14 +216,22 @@ class RoomManager:
             raise
         return record
 
-    async def delete_notebook(self, nb_id: str) -> None:
+    def close_deleted(self, nb_id: str) -> None:
+        """Disconnect this replica's clients of a deleted notebook and forget its room."""
         room = self.rooms.pop(nb_id, None)
         if room is not None:
             for session in list(room.sessions):
                 session.send_error("notebook_deleted", "this notebook was deleted")
                 room.leave(session)
                 session.close(4404, "notebook deleted")
+            for hook in self.unload_hooks:
+                hook(room)
             room.close()
+
+    async def delete_notebook(self, nb_id: str) -> None:
+        for hook in self.delete_hooks:
+            hook(nb_id)
+        self.close_deleted(nb_id)
         await self.update_log.flush()
         await asyncio.get_running_loop().run_in_executor(None, self.store.delete_notebook, nb_id)
         self.permissions.delete_notebook(nb_id)

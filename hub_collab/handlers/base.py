@@ -47,8 +47,8 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
 
     async def resolve_user(self) -> dict[str, Any] | None:
         """Resolve the Hub user once per request, without blocking the event loop."""
-        if hasattr(self, "_hub_auth_user_cache"):
-            cached: dict[str, Any] | None = self._hub_auth_user_cache
+        if "_hub_auth_user_cache" in self.__dict__:
+            cached: dict[str, Any] | None = self.__dict__["_hub_auth_user_cache"]
             return cached
         model = await self.hub_auth.get_user(self, sync=False)
         user = None

@@ -24,11 +24,29 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from ..documents.room import NotebookRoom
 from ..documents.session import Session
 from ..errors import CollabError, NotFound
-from ..ids import check_id
+from ..ids import check_id, new_id
 from ..permissions.access import Identity
 from .base import BaseHandler
 
 log = logging.getLogger("hub_collab.ws")
+
+#: commands that change ``index`` or drive the kernel: they run on the notebook's home
+#: replica (forwarded there by :class:`hub_collab.replication.Replicator` if need be)
+HOME_COMMANDS = frozenset(
+    {
+        "insert_cell",
+        "delete_cell",
+        "move_cell",
+        "set_cell_type",
+        "execute",
+        "execute_all",
+        "execute_below",
+        "interrupt",
+        "restart",
+        "shutdown_kernel",
+        "input_reply",
+    }
+)
 
 CommandFn = Callable[["NotebookWebSocket", dict[str, Any]], "Awaitable[dict[str, Any] | None] | dict[str, Any] | None"]
 COMMANDS: dict[str, CommandFn] = {}
@@ -46,10 +64,32 @@ def command(name: str) -> Callable[[CommandFn], CommandFn]:
     return register
 
 
+class _CommandContext:
+    """What a command function sees as ``ws``: the room, the session and the app."""
+
+    def __init__(self, room: NotebookRoom, session: Session) -> None:
+        self.room = room
+        self.session = session
+        self.collab = room.app
+
+
+async def run_command(room: NotebookRoom, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
+    """Run one JSON command here (on the home replica for :data:`HOME_COMMANDS`)."""
+    kind = msg.get("type")
+    fn = COMMANDS.get(kind) if isinstance(kind, str) else None
+    if fn is None:
+        raise CollabError(f"unknown message type {str(kind)[:40]!r}", code="unknown_type")
+    result = fn(_CommandContext(room, session), msg)  # type: ignore[arg-type]
+    if result is not None and not isinstance(result, dict):
+        result = await result
+    return result or {}
+
+
 class WSSession(Session):
     def __init__(self, handler: NotebookWebSocket, identity: Identity) -> None:
         super().__init__(identity)
         self.handler = handler
+        self.session_id = new_id()
 
     def send_bytes(self, data: bytes) -> None:
         self.handler.send(data, binary=True)
@@ -135,7 +175,7 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
             return
         try:
             data = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             session.send_error("invalid_json", "text frames must be JSON objects")
             return
         if not isinstance(data, dict):
@@ -146,16 +186,19 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
             session.send_error("invalid_command", "ref must be a string or integer of at most 64 characters")
             return
         kind = data.get("type")
-        fn = COMMANDS.get(kind) if isinstance(kind, str) else None
-        if fn is None:
+        if not isinstance(kind, str) or kind not in COMMANDS:
             session.send_error("unknown_type", f"unknown message type {str(kind)[:40]!r}", ref)
             return
+        replicator = self.room.replicator
         try:
-            result = fn(self, data)
-            if result is not None and not isinstance(result, dict):
-                result = await result
+            if kind in HOME_COMMANDS and replicator is not None and not replicator.is_home(self.room.id):
+                result = await replicator.forward(self.room, session, data)
+            else:
+                result = await run_command(self.room, session, data)
         except CollabError as exc:
-            session.send_error(exc.code, exc.message, ref)
+            retry_after = exc.__dict__.get("retry_after")
+            extra = {"retry_after": retry_after} if isinstance(retry_after, (int, float)) else {}
+            session.send_error(exc.code, exc.message, ref, **extra)
             return
         except Exception:
             log.exception("command %s failed", kind)

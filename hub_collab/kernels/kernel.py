@@ -1,0 +1,539 @@
+"""One kernel process and its execution queue: :class:`Kernel`.
+
+:class:`~hub_collab.kernels.manager.KernelService` creates one :class:`Kernel`
+per shared notebook (or per notebook and user in per-user mode) and talks to it
+through :meth:`Kernel.submit`, :meth:`Kernel.interrupt`, :meth:`Kernel.restart`
+and :meth:`Kernel.shutdown`. Do not build one yourself.
+
+The kernel runs one execution at a time: the queue is ours, not the kernel's,
+so every client can see it, an interrupt can abort what is still waiting, and a
+dying kernel takes down only what it was running. IOPub messages are routed by
+``parent_header.msg_id`` to the execution's
+:class:`~hub_collab.kernels.outputs.OutputWriter` and flushed into its
+``out:`` doc every ``flush_interval`` seconds, so a flood of tiny messages
+becomes a handful of document updates. An execution ends when both its
+``execute_reply`` and its ``status: idle`` have arrived (so no output is
+missed), or when the kernel dies, is restarted or is shut down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from jupyter_client.manager import AsyncKernelManager
+from pycrdt import Doc
+
+from ..errors import CollabError
+from .outputs import DisplayRegistry, OutputWriter
+from .wire import BadMessage, decode
+
+log = logging.getLogger("hub_collab.kernels")
+
+#: kernel states sent to clients (``{"type": "kernel", "state": ...}``)
+STATES = ("starting", "idle", "busy", "dead", "restarting", "shutdown")
+#: finished executions whose late output (background threads) is still routed
+RECENT_EXECUTIONS = 64
+#: seconds to wait for the IOPub ``idle`` of an execution once its reply has arrived
+IDLE_GRACE = 3.0
+
+
+class KernelStartFailed(CollabError):
+    """The kernel could not be started (unknown or broken kernelspec, timeout)."""
+
+    status = 503
+    code = "kernel_start_failed"
+
+
+def _new_future() -> asyncio.Future[str]:
+    return asyncio.get_running_loop().create_future()
+
+
+@dataclass(eq=False)
+class Execution:
+    """One request to run one cell, from being queued to its end."""
+
+    cell_id: str
+    user: str
+    source: str
+    doc: Doc[Any]
+    writer: OutputWriter
+    batch: int | None = None
+    queued_at: float = field(default_factory=time.time)
+    msg_id: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    reply: dict[str, Any] | None = None
+    idle_seen: bool = False
+    interrupted: bool = False
+    execution_count: int | None = None
+    #: resolves with the final status: ok, error, interrupted, aborted, kernel_died, kernel_start_failed
+    done: asyncio.Future[str] = field(default_factory=_new_future)
+
+    @property
+    def duration(self) -> float:
+        if self.started_at is None or self.ended_at is None:
+            return 0.0
+        return round(self.ended_at - self.started_at, 6)
+
+
+class KernelOwner(Protocol):
+    """What a :class:`Kernel` reports to (the :class:`KernelService`)."""
+
+    def on_state(self, kernel: Kernel) -> None: ...
+
+    def on_input(self, kernel: Kernel, ex: Execution, prompt: str, password: bool) -> None: ...
+
+    def on_input_done(self, kernel: Kernel, ex: Execution) -> None: ...
+
+    def on_finished(self, kernel: Kernel, ex: Execution) -> None: ...
+
+
+@dataclass
+class KernelConfig:
+    """The settings a kernel needs from ``HubCollab``."""
+
+    env: dict[str, str]
+    cwd: str
+    runtime_dir: str
+    start_timeout: float = 60.0
+    flush_interval: float = 0.02
+    max_output_bytes: int = 10_000_000
+    shutdown_wait: float = 3.0
+
+
+class Kernel:
+    """A kernel process for one notebook (and one user in per-user mode)."""
+
+    def __init__(self, owner: KernelOwner, nb_id: str, user: str | None, kernel_name: str, config: KernelConfig) -> None:
+        self.owner = owner
+        self.nb_id = nb_id
+        #: None for the notebook's shared kernel, else the user of a per-user kernel
+        self.user = user
+        self.kernel_name = kernel_name
+        self.config = config
+        self.state = "shutdown"
+        #: why the kernel is dead or shut down (shown to users), or ""
+        self.message = ""
+        self.queue: deque[Execution] = deque()
+        self.current: Execution | None = None
+        self.registry = DisplayRegistry()
+        self.last_activity = time.monotonic()
+        self.pending_input: tuple[Execution, str, bool] | None = None
+        self.km: AsyncKernelManager | None = None
+        self.kc: Any = None
+        self.up = False
+        self.closed = False
+        self._recent: OrderedDict[str, Execution] = OrderedDict()
+        self._starting: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dirty: set[OutputWriter] = set()
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._wake = asyncio.Event()
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    def __repr__(self) -> str:
+        who = f" user={self.user!r}" if self.user else ""
+        return f"<Kernel {self.nb_id}{who} {self.kernel_name} {self.state}>"
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """A process exists or is coming, or work is waiting: keep the room loaded."""
+        return self.up or self._starting is not None or bool(self.queue) or self.current is not None
+
+    def queued_cells(self) -> list[str]:
+        return [ex.cell_id for ex in self.queue]
+
+    def _set_state(self, state: str, message: str = "") -> None:
+        assert state in STATES, state
+        self.state = state
+        self.message = message
+        self.last_activity = time.monotonic()
+        self.owner.on_state(self)
+
+    def _changed(self) -> None:
+        self.owner.on_state(self)
+
+    # -- starting ----------------------------------------------------------------------------
+
+    async def ensure_started(self) -> None:
+        """Start the kernel unless it runs; concurrent callers share one attempt.
+
+        Raises :class:`KernelStartFailed`; the next call makes a new attempt.
+        """
+        if self.up:
+            return
+        if self.closed:
+            raise KernelStartFailed("the kernel service is stopping")
+        task = self._starting
+        if task is None:
+            task = self._starting = asyncio.get_running_loop().create_task(self._start())
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._starting is task:
+                self._starting = None
+
+    async def _start(self) -> None:
+        self._set_state("starting")
+        cfg = self.config
+        os.makedirs(cfg.cwd, mode=0o700, exist_ok=True)
+        os.chmod(cfg.cwd, 0o700)
+        os.makedirs(cfg.runtime_dir, mode=0o700, exist_ok=True)
+        km = AsyncKernelManager(
+            kernel_name=self.kernel_name,
+            connection_file=os.path.join(cfg.runtime_dir, f"kernel-{uuid.uuid4().hex}.json"),
+        )
+        km.shutdown_wait_time = cfg.shutdown_wait
+        kc: Any = None
+        try:
+            await asyncio.wait_for(km.start_kernel(env=dict(cfg.env), cwd=cfg.cwd), cfg.start_timeout)
+            kc = km.client()
+            kc.start_channels(hb=False)
+            await asyncio.wait_for(kc.wait_for_ready(timeout=cfg.start_timeout), cfg.start_timeout + 1)
+        except Exception as exc:
+            log.warning("kernel %r for notebook %s failed to start: %s", self.kernel_name, self.nb_id, exc)
+            if kc is not None:
+                kc.stop_channels()
+            with contextlib.suppress(Exception):
+                if km.has_kernel:
+                    await km.shutdown_kernel(now=True)
+            with contextlib.suppress(Exception):
+                km.cleanup_connection_file()
+            reason = str(exc).strip() or type(exc).__name__
+            if isinstance(exc, asyncio.TimeoutError):
+                reason = f"no answer within {cfg.start_timeout:g} s"
+            message = f"The kernel {self.kernel_name!r} could not start: {reason[:300]}"
+            self._set_state("dead", message)
+            raise KernelStartFailed(message, log_message=f"{message} ({exc!r})") from exc
+        self.km, self.kc, self.up = km, kc, True
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._iopub_loop()),
+            loop.create_task(self._shell_loop()),
+            loop.create_task(self._stdin_loop()),
+            loop.create_task(self._monitor()),
+        ]
+        log.info("started kernel %s for notebook %s%s", self.kernel_name, self.nb_id, f" (user {self.user})" if self.user else "")
+        self._set_state("busy" if self.current or self.queue else "idle")
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def submit(self, ex: Execution) -> int:
+        """Queue ``ex`` (already marked queued in its doc); return its position (0 = next)."""
+        if self.closed:
+            raise KernelStartFailed("the kernel service is stopping")
+        self.queue.append(ex)
+        self._wake.set()
+        self._changed()
+        return len(self.queue) - 1 + (1 if self.current is not None else 0)
+
+    async def _run(self) -> None:
+        while True:
+            while not self.queue:
+                self._wake.clear()
+                await self._wake.wait()
+            ex = self.queue.popleft()
+            if ex.done.done():
+                continue
+            self.current = ex
+            try:
+                await self._execute(ex)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("execution of cell %s in notebook %s failed", ex.cell_id, self.nb_id)
+                self._complete(ex, "error", notice="The service failed to run this cell (internal error).")
+            finally:
+                self.current = None
+            self.last_activity = time.monotonic()
+            if self.up and self.state == "busy" and not self.queue:
+                self._set_state("idle")
+            else:
+                self._changed()
+
+    async def _execute(self, ex: Execution) -> None:
+        if not self.up:
+            try:
+                await self.ensure_started()
+            except KernelStartFailed as exc:
+                self.fail_start(ex, exc)
+                for other in list(self.queue):
+                    self.fail_start(other, exc)
+                self.queue.clear()
+                return
+        kc = self.kc
+        assert kc is not None
+        ex.writer.start()
+        ex.started_at = time.time()
+        ex.msg_id = kc.execute(ex.source, silent=False, store_history=True, allow_stdin=True, stop_on_error=False)
+        self._recent[ex.msg_id] = ex
+        while len(self._recent) > RECENT_EXECUTIONS:
+            self._recent.popitem(last=False)
+        if self.state != "busy":
+            self._set_state("busy")
+        else:
+            self._changed()
+        await asyncio.shield(ex.done)
+
+    def fail_start(self, ex: Execution, exc: KernelStartFailed) -> None:
+        self._complete(ex, "kernel_start_failed", notice=exc.message)
+
+    def _complete(self, ex: Execution, status: str, count: int | None = None, notice: str | None = None) -> None:
+        """End ``ex`` once: write the final state, tell the owner, wake whoever waits."""
+        if ex.done.done():
+            return
+        ex.ended_at = time.time()
+        self._dirty.discard(ex.writer)
+        try:
+            if notice:
+                ex.writer.notice(notice, "error" if status in ("kernel_died", "kernel_start_failed") else "warning")
+            ex.writer.finish(status, count)
+        except Exception:
+            log.exception("could not record the end of cell %s", ex.cell_id)
+        ex.execution_count = count
+        ex.done.set_result(status)
+        if self.pending_input is not None and self.pending_input[0] is ex:
+            self.pending_input = None
+            self.owner.on_input_done(self, ex)
+        self.owner.on_finished(self, ex)
+
+    def abort_queue(self, notice: str) -> list[Execution]:
+        """Abort every queued (not running) execution with ``notice``."""
+        aborted = list(self.queue)
+        self.queue.clear()
+        for ex in aborted:
+            self._complete(ex, "aborted", notice=notice)
+        if aborted:
+            self._changed()
+        return aborted
+
+    def abort_batch(self, batch: int, notice: str) -> None:
+        keep: deque[Execution] = deque()
+        for ex in self.queue:
+            if ex.batch == batch:
+                self._complete(ex, "aborted", notice=notice)
+            else:
+                keep.append(ex)
+        self.queue = keep
+
+    # -- routing kernel messages ----------------------------------------------------------
+
+    def _mark_dirty(self, writer: OutputWriter) -> None:
+        self._dirty.add(writer)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(self.config.flush_interval, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, set()
+        for writer in dirty:
+            try:
+                writer.flush()
+            except Exception:
+                log.exception("flushing output into %s failed", self.nb_id)
+
+    def _on_iopub(self, msg: dict[str, Any]) -> None:
+        parent_id = (msg.get("parent_header") or {}).get("msg_id")
+        ex = self._recent.get(parent_id) if parent_id else None
+        if ex is None:
+            return
+        msg_type = msg.get("msg_type") or msg["header"].get("msg_type")
+        if msg_type == "status":
+            if msg["content"].get("execution_state") == "idle" and not ex.done.done():
+                ex.idle_seen = True
+                self._maybe_complete(ex)
+            return
+        ex.writer.handle(msg)
+        self._mark_dirty(ex.writer)
+
+    def _on_reply(self, msg: dict[str, Any]) -> None:
+        if msg.get("msg_type") != "execute_reply":
+            return
+        ex = self._recent.get((msg.get("parent_header") or {}).get("msg_id", ""))
+        if ex is None or ex.done.done():
+            return
+        ex.reply = dict(msg.get("content") or {})
+        self._maybe_complete(ex)
+        if not ex.done.done():
+            # IOPub drops messages at its high-water mark, the final ``idle`` too: do not
+            # wait for it forever once the reply is in
+            asyncio.get_running_loop().call_later(IDLE_GRACE, self._idle_missed, ex)
+
+    def _idle_missed(self, ex: Execution) -> None:
+        if not ex.done.done():
+            log.warning("no IOPub idle for cell %s of %s after its reply; ending it", ex.cell_id, self.nb_id)
+            ex.idle_seen = True
+            self._flush()
+            self._maybe_complete(ex)
+
+    def _maybe_complete(self, ex: Execution) -> None:
+        reply = ex.reply
+        if reply is None or not ex.idle_seen:
+            return
+        status = str(reply.get("status", "error"))
+        if status == "error":
+            interrupted = ex.interrupted or reply.get("ename") == "KeyboardInterrupt"
+            status = "interrupted" if interrupted else "error"
+        elif status not in ("ok", "aborted"):
+            status = "error"
+        count = reply.get("execution_count")
+        self._complete(ex, status, count if isinstance(count, int) else None)
+        if status in ("error", "interrupted") and ex.batch is not None:
+            self.abort_batch(ex.batch, "Not run: an earlier cell of this run stopped with an error.")
+
+    async def _iopub_loop(self) -> None:
+        kc = self.kc
+        socket, session = kc.iopub_channel.socket, kc.session
+        n = 0
+        while True:
+            parts = await socket.recv_multipart()
+            try:
+                self._on_iopub(decode(session, parts))
+            except BadMessage as exc:
+                log.warning("dropped an IOPub message from the kernel of %s: %s", self.nb_id, exc)
+            except Exception:
+                log.exception("bad IOPub message from kernel of %s", self.nb_id)
+            n += 1
+            if n % 200 == 0:
+                # a ready socket never suspends: let the rest of the service run under a flood
+                await asyncio.sleep(0)
+
+    async def _shell_loop(self) -> None:
+        while True:
+            msg = await self.kc.get_shell_msg()
+            try:
+                self._on_reply(msg)
+            except Exception:
+                log.exception("bad shell reply from kernel of %s", self.nb_id)
+
+    async def _stdin_loop(self) -> None:
+        while True:
+            msg = await self.kc.get_stdin_msg()
+            if msg.get("msg_type") != "input_request":
+                continue
+            ex = self._recent.get((msg.get("parent_header") or {}).get("msg_id", ""))
+            if ex is None or ex.done.done():
+                continue
+            content = msg.get("content") or {}
+            prompt, password = str(content.get("prompt", "")), bool(content.get("password", False))
+            self.pending_input = (ex, prompt, password)
+            self.owner.on_input(self, ex, prompt, password)
+
+    def reply_input(self, ex: Execution, value: str) -> None:
+        assert self.kc is not None
+        self.pending_input = None
+        self.kc.input(value)
+        self.owner.on_input_done(self, ex)
+
+    async def _monitor(self) -> None:
+        km = self.km
+        assert km is not None
+        while True:
+            await asyncio.sleep(0.2 if self.current is not None else 1.0)
+            if not await km.is_alive():
+                await self._died()
+                return
+
+    async def _died(self) -> None:
+        km = self.km
+        code = None
+        if km is not None and km.provisioner is not None:
+            with contextlib.suppress(Exception):
+                code = await km.provisioner.poll()
+        why = f" (exit code {code})" if code is not None else ""
+        log.warning("kernel of notebook %s died%s", self.nb_id, why)
+        await self._teardown(now=True, keep_task=asyncio.current_task())
+        ex = self.current
+        if ex is not None:
+            self._flush()
+            self._complete(ex, "kernel_died", notice=f"The kernel died while running this cell{why}. Run it again to start a new kernel.")
+        self.abort_queue("Not run: the kernel died.")
+        self._set_state("dead", f"The kernel died{why}; the next execution starts a new one.")
+
+    # -- control ----------------------------------------------------------------------------
+
+    async def interrupt(self, by: str) -> list[Execution]:
+        """Interrupt the running cell and abort the queued ones."""
+        aborted = self.abort_queue(f"Not run: the kernel was interrupted by {by}.")
+        if self.current is not None:
+            self.current.interrupted = True
+        if self.up and self.km is not None:
+            await self.km.interrupt_kernel()
+        self._changed()
+        return aborted
+
+    def _end_all(self, notice_running: str, notice_queued: str) -> None:
+        ex = self.current
+        if ex is not None:
+            self._flush()
+            self._complete(ex, "interrupted", notice=notice_running)
+        self.abort_queue(notice_queued)
+
+    async def restart(self, by: str) -> None:
+        """Stop the kernel (ending what runs and waits) and start a fresh one."""
+        self._set_state("restarting")
+        busy = self.current is not None
+        self._end_all(f"The kernel was restarted by {by} while this cell ran.", f"Not run: the kernel was restarted by {by}.")
+        await self._teardown(now=busy)
+        await self.ensure_started()
+
+    async def shutdown(self, message: str, *, notice: str | None = None) -> None:
+        """Stop the kernel; ``message`` says why (sent with state ``shutdown``)."""
+        busy = self.current is not None
+        self._end_all(notice or f"Stopped: {message}", f"Not run: {message}")
+        await self._teardown(now=busy)
+        self._set_state("shutdown", message)
+
+    async def close(self, notice: str) -> None:
+        """Final teardown (service stop): end everything, kill the process, stop the runner."""
+        self.closed = True
+        busy = self.current is not None  # a busy kernel would not answer a shutdown request
+        self._end_all(notice, notice)
+        self._runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._runner
+        if self._starting is not None:
+            with contextlib.suppress(BaseException):
+                await self._starting
+        await self._teardown(now=busy)
+        self.state = "shutdown"
+
+    async def _teardown(self, *, now: bool, keep_task: asyncio.Task[Any] | None = None) -> None:
+        self.up = False
+        self._flush()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            if task is not keep_task:
+                task.cancel()
+        for task in tasks:
+            if task is not keep_task:
+                with contextlib.suppress(BaseException):
+                    await task
+        km, kc = self.km, self.kc
+        self.km = self.kc = None
+        if self.pending_input is not None:
+            ex = self.pending_input[0]
+            self.pending_input = None
+            self.owner.on_input_done(self, ex)
+        if kc is not None:
+            kc.stop_channels()
+        if km is not None:
+            try:
+                await asyncio.wait_for(km.shutdown_kernel(now=now), self.config.shutdown_wait + 5)
+            except Exception as exc:
+                log.warning("shutting down the kernel of %s: %s", self.nb_id, exc)
+                with contextlib.suppress(Exception):
+                    await km.shutdown_kernel(now=True)

@@ -1,0 +1,476 @@
+"""Shared kernels and server-side execution: :class:`KernelService`.
+
+One :class:`KernelService` per process (``HubCollab.kernels``), started with
+:meth:`KernelService.start` and stopped with :meth:`KernelService.stop` (or
+``async with``). The WebSocket commands (:mod:`hub_collab.kernels.commands`)
+and the REST handlers (:mod:`hub_collab.apihandlers.kernels`) call
+:meth:`execute`, :meth:`interrupt`, :meth:`restart`, :meth:`shutdown` and
+:meth:`input_reply` with the caller's identity and
+:class:`~hub_collab.permissions.access.Access`; the rights are checked here,
+once, for both.
+
+Kernels come from jupyter_client (the ``local`` provider): one per notebook in
+``shared`` mode (the default), one per notebook and user in ``per-user`` mode
+(a notebook setting), each started on the first execution with the notebook's
+kernelspec, in ``<data_dir>/notebooks/<id>/`` with an allowlisted environment
+(:mod:`hub_collab.kernels.env`). Security note: whoever may execute a cell of a
+shared kernel has the power of that kernel (its memory, files and history are
+not split by cell); per-user mode is the answer when that matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager
+from pycrdt import Doc, Text
+
+from ..documents.notebook import cell_doc, init_index, init_out, out_doc
+from ..documents.room import NotebookRoom
+from ..documents.rooms import RoomManager
+from ..documents.session import Session
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..permissions.access import Access, Identity, check_action
+from ..store import Store
+from . import peruser
+from .env import kernel_environment
+from .kernel import Execution, Kernel, KernelConfig, KernelStartFailed
+from .outputs import OutputWriter
+
+log = logging.getLogger("hub_collab.kernels")
+
+EXECUTE = check_action("execute")
+INTERRUPT = check_action("interrupt")
+RESTART = check_action("restart")
+
+KERNEL_MODES = ("shared", "per-user")
+DEFAULT_KERNEL = "python3"
+LOST_NOTICE = "The service restarted; the kernel was lost. Run the cell again."
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+#: (notebook id, user name or "" for the shared kernel)
+KernelKey = tuple[str, str]
+
+
+def source_hash(source: str) -> str:
+    """Hex SHA-256 of the UTF-8 source: what ``execute {source_hash}`` carries."""
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+class KernelService:
+    """Kernels of every loaded notebook, their queues, and who may drive them."""
+
+    def __init__(
+        self,
+        rooms: RoomManager,
+        store: Store,
+        *,
+        data_dir: str,
+        kernel_env: dict[str, str] | None = None,
+        cull_idle_seconds: float = 3600.0,
+        max_output_bytes: int = 10_000_000,
+        flush_interval: float = 0.02,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.rooms = rooms
+        self.store = store
+        self.data_dir = data_dir
+        self.kernel_env = dict(kernel_env or {})
+        self.cull_idle_seconds = cull_idle_seconds
+        self.max_output_bytes = max_output_bytes
+        self.flush_interval = flush_interval
+        self.start_timeout = start_timeout
+        self.kernels: dict[KernelKey, Kernel] = {}
+        self._batches = itertools.count(1)
+        self._cull_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.started = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> KernelService:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        """Hook into the room manager and start culling. Call within the event loop."""
+        if self.started:
+            raise RuntimeError("KernelService.start() called twice; create one service per app")
+        self.started = True
+        self.rooms.room_hooks.append(self._room_loaded)
+        self.rooms.keep_loaded.append(self._keep_loaded)
+        for room in list(self.rooms.rooms.values()):
+            self._room_loaded(room)
+        self._cull_task = asyncio.get_running_loop().create_task(self._cull_loop())
+
+    async def stop(self) -> None:
+        """Shut down every kernel; running cells end as interrupted, with a notice."""
+        if self._cull_task is not None:
+            self._cull_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cull_task
+            self._cull_task = None
+        kernels, self.kernels = list(self.kernels.values()), {}
+        await asyncio.gather(
+            *(k.close("The service stopped; the kernel was shut down. Run the cell again.") for k in kernels),
+            return_exceptions=True,
+        )
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        with contextlib.suppress(ValueError):
+            self.rooms.room_hooks.remove(self._room_loaded)
+        with contextlib.suppress(ValueError):
+            self.rooms.keep_loaded.remove(self._keep_loaded)
+        self.started = False
+
+    def _check_started(self) -> None:
+        if not self.started:
+            raise RuntimeError("KernelService is not started: call start() (or use `async with`) first")
+
+    # -- rooms ------------------------------------------------------------------------------
+
+    def _room_loaded(self, room: NotebookRoom) -> None:
+        peruser.load_overlays(room)
+        room.join_hooks.append(lambda session: self._joined(room, session))
+        room.view_hooks.append(lambda session, name: peruser.view(room, self.mode(room) == "per-user", session, name))
+        if not any(k.nb_id == room.id for k in self.kernels.values()):
+            self._mark_lost(room)
+
+    def _mark_lost(self, room: NotebookRoom) -> None:
+        """Cells left queued or running by a previous process: the kernel is gone."""
+        docs: list[Doc[Any]] = [room.docs[out_doc(cid)] for cid in room.cell_ids() if out_doc(cid) in room.docs]
+        docs += peruser.overlays(room)
+        for doc in docs:
+            _, state = init_out(doc)
+            if state.get("execution_state") in ("queued", "running"):
+                writer = OutputWriter(doc, max_output_bytes=self.max_output_bytes)
+                writer.notice(LOST_NOTICE, "warning")
+                writer.finish("interrupted")
+
+    def _keep_loaded(self, room: NotebookRoom) -> bool:
+        return any(k.nb_id == room.id and k.live for k in self.kernels.values())
+
+    def mode(self, room: NotebookRoom) -> str:
+        mode = room.record.settings.get("kernel_mode")
+        return mode if mode in KERNEL_MODES else "shared"
+
+    def kernel_name(self, room: NotebookRoom) -> str:
+        name = room.record.settings.get("kernel_name")
+        if isinstance(name, str) and name:
+            return name
+        _, meta = init_index(room.index)
+        metadata = meta.get("metadata")
+        spec = metadata.get("kernelspec") if isinstance(metadata, dict) else None
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"]:
+            return str(spec["name"])
+        return DEFAULT_KERNEL
+
+    def key_for(self, room: NotebookRoom, user: str) -> KernelKey:
+        return (room.id, user if self.mode(room) == "per-user" else "")
+
+    def find_kernel(self, room: NotebookRoom, user: str) -> Kernel | None:
+        return self.kernels.get(self.key_for(room, user))
+
+    def kernel_for(self, room: NotebookRoom, user: str) -> Kernel:
+        """The kernel the ``user`` executes in (created, not started, if missing)."""
+        self._check_started()
+        key = self.key_for(room, user)
+        kernel = self.kernels.get(key)
+        if kernel is not None and kernel.kernel_name != self.kernel_name(room) and not kernel.live:
+            del self.kernels[key]
+            kernel = None
+        if kernel is None:
+            cwd = os.path.join(self.data_dir, "notebooks", room.id)
+            if key[1]:
+                cwd = os.path.join(cwd, "users", SAFE_NAME.sub("_", key[1]) + "-" + source_hash(key[1])[:8])
+            config = KernelConfig(
+                env=kernel_environment(cwd, self.kernel_env),
+                cwd=cwd,
+                runtime_dir=os.path.join(self.data_dir, "runtime"),
+                start_timeout=self.start_timeout,
+                flush_interval=self.flush_interval,
+                max_output_bytes=self.max_output_bytes,
+            )
+            kernel = Kernel(self, room.id, key[1] or None, self.kernel_name(room), config)
+            self.kernels[key] = kernel
+        return kernel
+
+    # -- messages to sessions ---------------------------------------------------------------
+
+    def _sessions_of(self, room: NotebookRoom, kernel: Kernel) -> Iterable[Session]:
+        if kernel.user is None:
+            return list(room.sessions)
+        return [s for s in room.sessions if s.identity.name == kernel.user]
+
+    def state_message(self, room: NotebookRoom, kernel: Kernel | None) -> dict[str, Any]:
+        msg: dict[str, Any] = {
+            "type": "kernel",
+            "state": kernel.state if kernel is not None else "shutdown",
+            "kernel_name": kernel.kernel_name if kernel is not None else self.kernel_name(room),
+            "kernel_mode": self.mode(room),
+            "queue": kernel.queued_cells() if kernel is not None else [],
+            "running": kernel.current.cell_id if kernel is not None and kernel.current is not None else None,
+        }
+        if kernel is not None and kernel.message:
+            msg["message"] = kernel.message
+        return msg
+
+    def on_state(self, kernel: Kernel) -> None:
+        room = self.rooms.rooms.get(kernel.nb_id)
+        if room is None or self.kernels.get((kernel.nb_id, kernel.user or "")) is not kernel:
+            return
+        msg = self.state_message(room, kernel)
+        for session in self._sessions_of(room, kernel):
+            session.send_json(msg)
+
+    def on_input(self, kernel: Kernel, ex: Execution, prompt: str, password: bool) -> None:
+        room = self.rooms.rooms.get(kernel.nb_id)
+        if room is None:
+            return
+        for session in self._sessions_of(room, kernel):
+            self._send_input(session, ex, prompt, password)
+
+    def _send_input(self, session: Session, ex: Execution, prompt: str, password: bool) -> None:
+        if session.identity.name == ex.user:
+            session.send_json({"type": "input_request", "cell_id": ex.cell_id, "prompt": prompt, "password": password})
+        else:
+            session.send_json({"type": "input_waiting", "cell_id": ex.cell_id, "user": ex.user})
+
+    def on_input_done(self, kernel: Kernel, ex: Execution) -> None:
+        room = self.rooms.rooms.get(kernel.nb_id)
+        if room is None:
+            return
+        for session in self._sessions_of(room, kernel):
+            session.send_json({"type": "input_done", "cell_id": ex.cell_id})
+
+    def on_finished(self, kernel: Kernel, ex: Execution) -> None:
+        status = ex.done.result()
+        detail = {"status": status, "duration": ex.duration, "execution_count": ex.execution_count}
+        if kernel.user is not None:
+            detail["kernel"] = "per-user"
+        self._in_background(self._audit(kernel.nb_id, ex.user, "execute", f"cell:{ex.cell_id}", detail))
+
+    async def _audit(self, nb_id: str, user: str, action: str, target: str, detail: dict[str, Any]) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.store.add_audit, nb_id, user, action, target, detail)
+        except Exception:
+            log.exception("could not write the audit entry %s %s of %s", action, target, nb_id)
+
+    def _in_background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _joined(self, room: NotebookRoom, session: Session) -> None:
+        kernel = self.find_kernel(room, session.identity.name)
+        session.send_json(self.state_message(room, kernel))
+        if kernel is not None and kernel.pending_input is not None:
+            ex, prompt, password = kernel.pending_input
+            self._send_input(session, ex, prompt, password)
+
+    # -- execution --------------------------------------------------------------------------
+
+    def _code_cell(self, room: NotebookRoom, access: Access, cell_id: Any) -> str:
+        if not isinstance(cell_id, str):
+            raise BadRequest("cell_id must be a string", code="invalid_command")
+        _, entry = room.find_cell(cell_id)
+        if not access.can(EXECUTE, cell_id):
+            raise Forbidden("you may not execute this cell (it needs notebook x and cell r and x)")
+        if entry["cell_type"] != "code":
+            raise BadRequest(f"only code cells can be executed; this one is {entry['cell_type']}", code="not_code")
+        return cell_id
+
+    def _new_execution(self, room: NotebookRoom, kernel: Kernel, user: str, cid: str, source: str, batch: int | None) -> Execution:
+        if kernel.user is not None:
+            doc = peruser.ensure_overlay(room, user, cid)
+        else:
+            doc = room.docs[out_doc(cid)]
+        writer = OutputWriter(doc, max_output_bytes=self.max_output_bytes, display_registry=kernel.registry)
+        writer.begin(executed_by=user, queued=True)
+        return Execution(cid, user, source, doc, writer, batch)
+
+    async def execute(
+        self,
+        room: NotebookRoom,
+        identity: Identity,
+        access: Access,
+        cell_id: Any,
+        source_hash_: Any = None,
+    ) -> tuple[Execution, int]:
+        """Queue one cell; return the execution and its queue position (0 = runs next).
+
+        Runs the server's copy of the source; ``source_hash_`` (hex SHA-256), if
+        given, must match it (else ``source_changed``).
+        """
+        cid = self._code_cell(room, access, cell_id)
+        source = str(room.docs[cell_doc(cid)].get("source", type=Text))
+        if source_hash_ is not None:
+            if not isinstance(source_hash_, str) or source_hash_.lower() != source_hash(source):
+                raise Conflict("the cell's source changed since you sent it; execute it again", code="source_changed")
+        [(ex, position)] = await self._submit(room, identity, [(cid, source)], batch=None)
+        return ex, position
+
+    async def execute_many(
+        self, room: NotebookRoom, identity: Identity, access: Access, start: str | None = None
+    ) -> tuple[list[Execution], list[str]]:
+        """Run all code cells (from ``start`` on, if given) that ``identity`` may execute.
+
+        Returns the queued executions and the code cells skipped for lack of rights.
+        An error or interrupt in one aborts the rest of this run.
+        """
+        ids = room.cell_ids()
+        if start is not None:
+            if not isinstance(start, str):
+                raise BadRequest("cell_id must be a string", code="invalid_command")
+            room.find_cell(start)
+            ids = ids[ids.index(start) :]
+        todo: list[tuple[str, str]] = []
+        skipped: list[str] = []
+        for cid in ids:
+            if room.cell_type(cid) != "code":
+                continue
+            if not access.can(EXECUTE, cid):
+                skipped.append(cid)
+                continue
+            todo.append((cid, str(room.docs[cell_doc(cid)].get("source", type=Text))))
+        if not todo:
+            return [], skipped
+        queued = await self._submit(room, identity, todo, batch=next(self._batches))
+        return [ex for ex, _ in queued], skipped
+
+    async def _submit(
+        self, room: NotebookRoom, identity: Identity, cells: list[tuple[str, str]], batch: int | None
+    ) -> list[tuple[Execution, int]]:
+        kernel = self.kernel_for(room, identity.name)
+        executions = [self._new_execution(room, kernel, identity.name, cid, src, batch) for cid, src in cells]
+        if not kernel.up:
+            try:
+                await kernel.ensure_started()
+            except KernelStartFailed as exc:
+                for ex in executions:
+                    kernel.fail_start(ex, exc)
+                raise
+        return [(ex, kernel.submit(ex)) for ex in executions]
+
+    async def interrupt(self, room: NotebookRoom, identity: Identity, access: Access) -> dict[str, Any]:
+        if not access.can(INTERRUPT):
+            raise Forbidden("you may not interrupt this notebook's kernel (it needs notebook x)")
+        kernel = self.find_kernel(room, identity.name)
+        if kernel is None or not kernel.live:
+            return {"interrupted": None, "aborted": []}
+        running = kernel.current.cell_id if kernel.current is not None else None
+        aborted = await kernel.interrupt(identity.name)
+        self._in_background(self._audit(room.id, identity.name, "interrupt", "kernel", {"running": running}))
+        return {"interrupted": running, "aborted": [ex.cell_id for ex in aborted]}
+
+    async def restart(self, room: NotebookRoom, identity: Identity, access: Access) -> dict[str, Any]:
+        if not access.can(RESTART):
+            raise Forbidden("you may not restart this notebook's kernel (it needs notebook w and x)")
+        kernel = self.kernel_for(room, identity.name)
+        self._in_background(self._audit(room.id, identity.name, "restart", "kernel", {}))
+        await kernel.restart(identity.name)
+        return {"state": kernel.state}
+
+    async def shutdown(self, room: NotebookRoom, identity: Identity, access: Access) -> dict[str, Any]:
+        if not access.can(RESTART):
+            raise Forbidden("you may not shut down this notebook's kernel (it needs notebook w and x)")
+        kernel = self.find_kernel(room, identity.name)
+        if kernel is None:
+            return {"state": "shutdown"}
+        self._in_background(self._audit(room.id, identity.name, "shutdown", "kernel", {}))
+        await kernel.shutdown(f"the kernel was shut down by {identity.name}")
+        return {"state": kernel.state}
+
+    def input_reply(self, room: NotebookRoom, identity: Identity, cell_id: Any, value: Any) -> None:
+        if not isinstance(cell_id, str) or not isinstance(value, str):
+            raise BadRequest("input_reply needs cell_id and value (strings)", code="invalid_command")
+        kernel = self.find_kernel(room, identity.name)
+        pending = kernel.pending_input if kernel is not None else None
+        if kernel is None or pending is None or pending[0].cell_id != cell_id:
+            raise NotFound("this cell is not waiting for input", code="no_input_request")
+        if pending[0].user != identity.name:
+            raise Forbidden(f"only {pending[0].user}, who ran this cell, may answer its input")
+        kernel.reply_input(pending[0], value)
+
+    def status(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
+        msg = self.state_message(room, self.find_kernel(room, identity.name))
+        msg.pop("type")
+        return msg
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def settings(self, room: NotebookRoom) -> dict[str, Any]:
+        return {"kernel_mode": self.mode(room), "kernel_name": self.kernel_name(room)}
+
+    async def set_settings(self, room: NotebookRoom, identity: Identity, body: dict[str, Any]) -> dict[str, Any]:
+        """Change ``kernel_mode`` and/or ``kernel_name``; the notebook's kernels are shut down."""
+        unknown = set(body) - {"kernel_mode", "kernel_name"}
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        new = dict(room.record.settings)
+        if "kernel_mode" in body:
+            if body["kernel_mode"] not in KERNEL_MODES:
+                raise BadRequest(f"kernel_mode must be 'shared' or 'per-user', got {str(body['kernel_mode'])[:40]!r}", code="invalid_setting")
+            new["kernel_mode"] = body["kernel_mode"]
+        if "kernel_name" in body:
+            name = body["kernel_name"]
+            if not isinstance(name, str) or not name:
+                raise BadRequest("kernel_name must be the name of a kernelspec", code="invalid_setting")
+            specs = await asyncio.get_running_loop().run_in_executor(None, KernelSpecManager().find_kernel_specs)
+            if name not in specs:
+                raise BadRequest(f"no kernelspec named {name[:80]!r}; available: {', '.join(sorted(specs))}", code="unknown_kernel")
+            new["kernel_name"] = name
+        old = dict(room.record.settings)
+        if new == old:
+            return self.settings(room)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self.store.update_notebook(room.id, settings=new))
+        mode_changed = self.mode(room) != (new.get("kernel_mode") if new.get("kernel_mode") in KERNEL_MODES else "shared")
+        room.record = dataclasses.replace(room.record, settings=new)
+        mine = [k for key, k in list(self.kernels.items()) if key[0] == room.id]
+        for kernel in mine:
+            self.kernels.pop((kernel.nb_id, kernel.user or ""), None)
+        await asyncio.gather(*(k.close(f"The notebook's kernel settings were changed by {identity.name}.") for k in mine))
+        if mode_changed:
+            peruser.reroute_all(room)
+        for session in list(room.sessions):
+            self._joined(room, session)
+        self._in_background(self._audit(room.id, identity.name, "settings", "kernel", {"old": old, "new": new}))
+        return self.settings(room)
+
+    # -- culling ----------------------------------------------------------------------------
+
+    async def _cull_loop(self) -> None:
+        while True:
+            interval = self.cull_idle_seconds / 4 if self.cull_idle_seconds > 0 else 30.0
+            await asyncio.sleep(max(0.5, min(30.0, interval)))
+            try:
+                await self.cull()
+            except Exception:
+                log.exception("culling kernels failed")
+
+    async def cull(self) -> None:
+        """Shut down idle kernels, and the kernels of notebooks that were deleted."""
+        now = time.monotonic()
+        for key, kernel in list(self.kernels.items()):
+            room = self.rooms.rooms.get(kernel.nb_id)
+            if room is None or room.closed:
+                self.kernels.pop(key, None)
+                await kernel.close("The notebook was closed or deleted.")
+                continue
+            idle = kernel.up and kernel.state == "idle" and not kernel.queue and kernel.current is None
+            if idle and self.cull_idle_seconds > 0 and now - kernel.last_activity > self.cull_idle_seconds:
+                log.info("culling idle kernel %r", kernel)
+                await kernel.shutdown(f"the kernel was stopped after {self.cull_idle_seconds:g} s without activity")
