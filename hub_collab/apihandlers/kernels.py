@@ -43,8 +43,12 @@ class ExecuteHandler(KernelAPIHandler):
         body = self.optional_json_body()
         unknown = set(body) - {"source_hash"}
         if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
-        ex, position = await self.kernels.execute(room, self.me, access, cid, body.get("source_hash"))
+            raise BadRequest(
+                f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field"
+            )
+        ex, position = await self.kernels.execute(
+            room, self.me, access, cid, body.get("source_hash")
+        )
         if self.get_argument("wait", "") not in ("1", "true", "yes"):
             self.write_json({"cell_id": cid, "queue_position": position}, status=202)
             return

@@ -30,7 +30,9 @@ async def execute(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
 
 @command("execute_all")
 async def execute_all(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    queued, skipped = await _service(ws).execute_many(ws.room, ws.session.identity, ws.session.access)
+    queued, skipped = await _service(ws).execute_many(
+        ws.room, ws.session.identity, ws.session.access
+    )
     return {"cell_ids": [ex.cell_id for ex in queued], "skipped": skipped}
 
 

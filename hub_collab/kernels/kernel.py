@@ -112,7 +112,14 @@ class KernelConfig:
 class Kernel:
     """A kernel process for one notebook (and one user in per-user mode)."""
 
-    def __init__(self, owner: KernelOwner, nb_id: str, user: str | None, kernel_name: str, config: KernelConfig) -> None:
+    def __init__(
+        self,
+        owner: KernelOwner,
+        nb_id: str,
+        user: str | None,
+        kernel_name: str,
+        config: KernelConfig,
+    ) -> None:
         self.owner = owner
         self.nb_id = nb_id
         #: None for the notebook's shared kernel, else the user of a per-user kernel
@@ -196,12 +203,18 @@ class Kernel:
         km.shutdown_wait_time = cfg.shutdown_wait
         kc: Any = None
         try:
-            await asyncio.wait_for(km.start_kernel(env=dict(cfg.env), cwd=cfg.cwd), cfg.start_timeout)
+            await asyncio.wait_for(
+                km.start_kernel(env=dict(cfg.env), cwd=cfg.cwd), cfg.start_timeout
+            )
             kc = km.client()
             kc.start_channels(hb=False)
-            await asyncio.wait_for(kc.wait_for_ready(timeout=cfg.start_timeout), cfg.start_timeout + 1)
+            await asyncio.wait_for(
+                kc.wait_for_ready(timeout=cfg.start_timeout), cfg.start_timeout + 1
+            )
         except Exception as exc:
-            log.warning("kernel %r for notebook %s failed to start: %s", self.kernel_name, self.nb_id, exc)
+            log.warning(
+                "kernel %r for notebook %s failed to start: %s", self.kernel_name, self.nb_id, exc
+            )
             if kc is not None:
                 kc.stop_channels()
             with contextlib.suppress(Exception):
@@ -223,7 +236,12 @@ class Kernel:
             loop.create_task(self._stdin_loop()),
             loop.create_task(self._monitor()),
         ]
-        log.info("started kernel %s for notebook %s%s", self.kernel_name, self.nb_id, f" (user {self.user})" if self.user else "")
+        log.info(
+            "started kernel %s for notebook %s%s",
+            self.kernel_name,
+            self.nb_id,
+            f" (user {self.user})" if self.user else "",
+        )
         self._set_state("busy" if self.current or self.queue else "idle")
 
     # -- the queue ---------------------------------------------------------------------------
@@ -252,7 +270,9 @@ class Kernel:
                 raise
             except Exception:
                 log.exception("execution of cell %s in notebook %s failed", ex.cell_id, self.nb_id)
-                self._complete(ex, "error", notice="The service failed to run this cell (internal error).")
+                self._complete(
+                    ex, "error", notice="The service failed to run this cell (internal error)."
+                )
             finally:
                 self.current = None
             self.last_activity = time.monotonic()
@@ -275,7 +295,9 @@ class Kernel:
         assert kc is not None
         ex.writer.start()
         ex.started_at = time.time()
-        ex.msg_id = kc.execute(ex.source, silent=False, store_history=True, allow_stdin=True, stop_on_error=False)
+        ex.msg_id = kc.execute(
+            ex.source, silent=False, store_history=True, allow_stdin=True, stop_on_error=False
+        )
         self._recent[ex.msg_id] = ex
         while len(self._recent) > RECENT_EXECUTIONS:
             self._recent.popitem(last=False)
@@ -288,7 +310,9 @@ class Kernel:
     def fail_start(self, ex: Execution, exc: KernelStartFailed) -> None:
         self._complete(ex, "kernel_start_failed", notice=exc.message)
 
-    def _complete(self, ex: Execution, status: str, count: int | None = None, notice: str | None = None) -> None:
+    def _complete(
+        self, ex: Execution, status: str, count: int | None = None, notice: str | None = None
+    ) -> None:
         """End ``ex`` once: write the final state, tell the owner, wake whoever waits."""
         if ex.done.done():
             return
@@ -296,7 +320,10 @@ class Kernel:
         self._dirty.discard(ex.writer)
         try:
             if notice:
-                ex.writer.notice(notice, "error" if status in ("kernel_died", "kernel_start_failed") else "warning")
+                ex.writer.notice(
+                    notice,
+                    "error" if status in ("kernel_died", "kernel_start_failed") else "warning",
+                )
             ex.writer.finish(status, count)
         except Exception:
             log.exception("could not record the end of cell %s", ex.cell_id)
@@ -331,7 +358,9 @@ class Kernel:
     def _mark_dirty(self, writer: OutputWriter) -> None:
         self._dirty.add(writer)
         if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(self.config.flush_interval, self._flush)
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                self.config.flush_interval, self._flush
+            )
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -371,7 +400,9 @@ class Kernel:
 
     def _idle_missed(self, ex: Execution) -> None:
         if not ex.done.done():
-            log.warning("no IOPub idle for cell %s of %s after its reply; ending it", ex.cell_id, self.nb_id)
+            log.warning(
+                "no IOPub idle for cell %s of %s after its reply; ending it", ex.cell_id, self.nb_id
+            )
             ex.idle_seen = True
             self._flush()
             self._maybe_complete(ex)
@@ -389,7 +420,9 @@ class Kernel:
         count = reply.get("execution_count")
         self._complete(ex, status, count if isinstance(count, int) else None)
         if status in ("error", "interrupted") and ex.batch is not None:
-            self.abort_batch(ex.batch, "Not run: an earlier cell of this run stopped with an error.")
+            self.abort_batch(
+                ex.batch, "Not run: an earlier cell of this run stopped with an error."
+            )
 
     async def _iopub_loop(self) -> None:
         kc = self.kc
@@ -456,7 +489,11 @@ class Kernel:
         ex = self.current
         if ex is not None:
             self._flush()
-            self._complete(ex, "kernel_died", notice=f"The kernel died while running this cell{why}. Run it again to start a new kernel.")
+            self._complete(
+                ex,
+                "kernel_died",
+                notice=f"The kernel died while running this cell{why}. Run it again to start a new kernel.",
+            )
         self.abort_queue("Not run: the kernel died.")
         self._set_state("dead", f"The kernel died{why}; the next execution starts a new one.")
 
@@ -483,7 +520,10 @@ class Kernel:
         """Stop the kernel (ending what runs and waits) and start a fresh one."""
         self._set_state("restarting")
         busy = self.current is not None
-        self._end_all(f"The kernel was restarted by {by} while this cell ran.", f"Not run: the kernel was restarted by {by}.")
+        self._end_all(
+            f"The kernel was restarted by {by} while this cell ran.",
+            f"Not run: the kernel was restarted by {by}.",
+        )
         await self._teardown(now=busy)
         await self.ensure_started()
 

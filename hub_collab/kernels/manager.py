@@ -125,7 +125,10 @@ class KernelService:
             self._cull_task = None
         kernels, self.kernels = list(self.kernels.values()), {}
         await asyncio.gather(
-            *(k.close("The service stopped; the kernel was shut down. Run the cell again.") for k in kernels),
+            *(
+                k.close("The service stopped; the kernel was shut down. Run the cell again.")
+                for k in kernels
+            ),
             return_exceptions=True,
         )
         if self._background:
@@ -138,20 +141,26 @@ class KernelService:
 
     def _check_started(self) -> None:
         if not self.started:
-            raise RuntimeError("KernelService is not started: call start() (or use `async with`) first")
+            raise RuntimeError(
+                "KernelService is not started: call start() (or use `async with`) first"
+            )
 
     # -- rooms ------------------------------------------------------------------------------
 
     def _room_loaded(self, room: NotebookRoom) -> None:
         peruser.load_overlays(room)
         room.join_hooks.append(lambda session: self._joined(room, session))
-        room.view_hooks.append(lambda session, name: peruser.view(room, self.mode(room) == "per-user", session, name))
+        room.view_hooks.append(
+            lambda session, name: peruser.view(room, self.mode(room) == "per-user", session, name)
+        )
         if not any(k.nb_id == room.id for k in self.kernels.values()):
             self._mark_lost(room)
 
     def _mark_lost(self, room: NotebookRoom) -> None:
         """Cells left queued or running by a previous process: the kernel is gone."""
-        docs: list[Doc[Any]] = [room.docs[out_doc(cid)] for cid in room.cell_ids() if out_doc(cid) in room.docs]
+        docs: list[Doc[Any]] = [
+            room.docs[out_doc(cid)] for cid in room.cell_ids() if out_doc(cid) in room.docs
+        ]
         docs += peruser.overlays(room)
         for doc in docs:
             _, state = init_out(doc)
@@ -195,7 +204,9 @@ class KernelService:
         if kernel is None:
             cwd = os.path.join(self.data_dir, "notebooks", room.id)
             if key[1]:
-                cwd = os.path.join(cwd, "users", SAFE_NAME.sub("_", key[1]) + "-" + source_hash(key[1])[:8])
+                cwd = os.path.join(
+                    cwd, "users", SAFE_NAME.sub("_", key[1]) + "-" + source_hash(key[1])[:8]
+                )
             config = KernelConfig(
                 env=kernel_environment(cwd, self.kernel_env),
                 cwd=cwd,
@@ -222,7 +233,9 @@ class KernelService:
             "kernel_name": kernel.kernel_name if kernel is not None else self.kernel_name(room),
             "kernel_mode": self.mode(room),
             "queue": kernel.queued_cells() if kernel is not None else [],
-            "running": kernel.current.cell_id if kernel is not None and kernel.current is not None else None,
+            "running": kernel.current.cell_id
+            if kernel is not None and kernel.current is not None
+            else None,
         }
         if kernel is not None and kernel.message:
             msg["message"] = kernel.message
@@ -245,7 +258,14 @@ class KernelService:
 
     def _send_input(self, session: Session, ex: Execution, prompt: str, password: bool) -> None:
         if session.identity.name == ex.user:
-            session.send_json({"type": "input_request", "cell_id": ex.cell_id, "prompt": prompt, "password": password})
+            session.send_json(
+                {
+                    "type": "input_request",
+                    "cell_id": ex.cell_id,
+                    "prompt": prompt,
+                    "password": password,
+                }
+            )
         else:
             session.send_json({"type": "input_waiting", "cell_id": ex.cell_id, "user": ex.user})
 
@@ -261,11 +281,17 @@ class KernelService:
         detail = {"status": status, "duration": ex.duration, "execution_count": ex.execution_count}
         if kernel.user is not None:
             detail["kernel"] = "per-user"
-        self._in_background(self._audit(kernel.nb_id, ex.user, "execute", f"cell:{ex.cell_id}", detail))
+        self._in_background(
+            self._audit(kernel.nb_id, ex.user, "execute", f"cell:{ex.cell_id}", detail)
+        )
 
-    async def _audit(self, nb_id: str, user: str, action: str, target: str, detail: dict[str, Any]) -> None:
+    async def _audit(
+        self, nb_id: str, user: str, action: str, target: str, detail: dict[str, Any]
+    ) -> None:
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.store.add_audit, nb_id, user, action, target, detail)
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.store.add_audit, nb_id, user, action, target, detail
+            )
         except Exception:
             log.exception("could not write the audit entry %s %s of %s", action, target, nb_id)
 
@@ -290,15 +316,28 @@ class KernelService:
         if not access.can(EXECUTE, cell_id):
             raise Forbidden("you may not execute this cell (it needs notebook x and cell r and x)")
         if entry["cell_type"] != "code":
-            raise BadRequest(f"only code cells can be executed; this one is {entry['cell_type']}", code="not_code")
+            raise BadRequest(
+                f"only code cells can be executed; this one is {entry['cell_type']}",
+                code="not_code",
+            )
         return cell_id
 
-    def _new_execution(self, room: NotebookRoom, kernel: Kernel, user: str, cid: str, source: str, batch: int | None) -> Execution:
+    def _new_execution(
+        self,
+        room: NotebookRoom,
+        kernel: Kernel,
+        user: str,
+        cid: str,
+        source: str,
+        batch: int | None,
+    ) -> Execution:
         if kernel.user is not None:
             doc = peruser.ensure_overlay(room, user, cid)
         else:
             doc = room.docs[out_doc(cid)]
-        writer = OutputWriter(doc, max_output_bytes=self.max_output_bytes, display_registry=kernel.registry)
+        writer = OutputWriter(
+            doc, max_output_bytes=self.max_output_bytes, display_registry=kernel.registry
+        )
         writer.begin(executed_by=user, queued=True)
         return Execution(cid, user, source, doc, writer, batch)
 
@@ -319,7 +358,10 @@ class KernelService:
         source = str(room.docs[cell_doc(cid)].get("source", type=Text))
         if source_hash_ is not None:
             if not isinstance(source_hash_, str) or source_hash_.lower() != source_hash(source):
-                raise Conflict("the cell's source changed since you sent it; execute it again", code="source_changed")
+                raise Conflict(
+                    "the cell's source changed since you sent it; execute it again",
+                    code="source_changed",
+                )
         [(ex, position)] = await self._submit(room, identity, [(cid, source)], batch=None)
         return ex, position
 
@@ -352,10 +394,16 @@ class KernelService:
         return [ex for ex, _ in queued], skipped
 
     async def _submit(
-        self, room: NotebookRoom, identity: Identity, cells: list[tuple[str, str]], batch: int | None
+        self,
+        room: NotebookRoom,
+        identity: Identity,
+        cells: list[tuple[str, str]],
+        batch: int | None,
     ) -> list[tuple[Execution, int]]:
         kernel = self.kernel_for(room, identity.name)
-        executions = [self._new_execution(room, kernel, identity.name, cid, src, batch) for cid, src in cells]
+        executions = [
+            self._new_execution(room, kernel, identity.name, cid, src, batch) for cid, src in cells
+        ]
         if not kernel.up:
             try:
                 await kernel.ensure_started()
@@ -365,7 +413,9 @@ class KernelService:
                 raise
         return [(ex, kernel.submit(ex)) for ex in executions]
 
-    async def interrupt(self, room: NotebookRoom, identity: Identity, access: Access) -> dict[str, Any]:
+    async def interrupt(
+        self, room: NotebookRoom, identity: Identity, access: Access
+    ) -> dict[str, Any]:
         if not access.can(INTERRUPT):
             raise Forbidden("you may not interrupt this notebook's kernel (it needs notebook x)")
         kernel = self.find_kernel(room, identity.name)
@@ -373,20 +423,30 @@ class KernelService:
             return {"interrupted": None, "aborted": []}
         running = kernel.current.cell_id if kernel.current is not None else None
         aborted = await kernel.interrupt(identity.name)
-        self._in_background(self._audit(room.id, identity.name, "interrupt", "kernel", {"running": running}))
+        self._in_background(
+            self._audit(room.id, identity.name, "interrupt", "kernel", {"running": running})
+        )
         return {"interrupted": running, "aborted": [ex.cell_id for ex in aborted]}
 
-    async def restart(self, room: NotebookRoom, identity: Identity, access: Access) -> dict[str, Any]:
+    async def restart(
+        self, room: NotebookRoom, identity: Identity, access: Access
+    ) -> dict[str, Any]:
         if not access.can(RESTART):
-            raise Forbidden("you may not restart this notebook's kernel (it needs notebook w and x)")
+            raise Forbidden(
+                "you may not restart this notebook's kernel (it needs notebook w and x)"
+            )
         kernel = self.kernel_for(room, identity.name)
         self._in_background(self._audit(room.id, identity.name, "restart", "kernel", {}))
         await kernel.restart(identity.name)
         return {"state": kernel.state}
 
-    async def shutdown(self, room: NotebookRoom, identity: Identity, access: Access) -> dict[str, Any]:
+    async def shutdown(
+        self, room: NotebookRoom, identity: Identity, access: Access
+    ) -> dict[str, Any]:
         if not access.can(RESTART):
-            raise Forbidden("you may not shut down this notebook's kernel (it needs notebook w and x)")
+            raise Forbidden(
+                "you may not shut down this notebook's kernel (it needs notebook w and x)"
+            )
         kernel = self.find_kernel(room, identity.name)
         if kernel is None:
             return {"state": "shutdown"}
@@ -396,7 +456,9 @@ class KernelService:
 
     def input_reply(self, room: NotebookRoom, identity: Identity, cell_id: Any, value: Any) -> None:
         if not isinstance(cell_id, str) or not isinstance(value, str):
-            raise BadRequest("input_reply needs cell_id and value (strings)", code="invalid_command")
+            raise BadRequest(
+                "input_reply needs cell_id and value (strings)", code="invalid_command"
+            )
         kernel = self.find_kernel(room, identity.name)
         pending = kernel.pending_input if kernel is not None else None
         if kernel is None or pending is None or pending[0].cell_id != cell_id:
@@ -415,39 +477,64 @@ class KernelService:
     def settings(self, room: NotebookRoom) -> dict[str, Any]:
         return {"kernel_mode": self.mode(room), "kernel_name": self.kernel_name(room)}
 
-    async def set_settings(self, room: NotebookRoom, identity: Identity, body: dict[str, Any]) -> dict[str, Any]:
+    async def set_settings(
+        self, room: NotebookRoom, identity: Identity, body: dict[str, Any]
+    ) -> dict[str, Any]:
         """Change ``kernel_mode`` and/or ``kernel_name``; the notebook's kernels are shut down."""
         unknown = set(body) - {"kernel_mode", "kernel_name"}
         if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+            raise BadRequest(
+                f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field"
+            )
         new = dict(room.record.settings)
         if "kernel_mode" in body:
             if body["kernel_mode"] not in KERNEL_MODES:
-                raise BadRequest(f"kernel_mode must be 'shared' or 'per-user', got {str(body['kernel_mode'])[:40]!r}", code="invalid_setting")
+                raise BadRequest(
+                    f"kernel_mode must be 'shared' or 'per-user', got {str(body['kernel_mode'])[:40]!r}",
+                    code="invalid_setting",
+                )
             new["kernel_mode"] = body["kernel_mode"]
         if "kernel_name" in body:
             name = body["kernel_name"]
             if not isinstance(name, str) or not name:
-                raise BadRequest("kernel_name must be the name of a kernelspec", code="invalid_setting")
-            specs = await asyncio.get_running_loop().run_in_executor(None, KernelSpecManager().find_kernel_specs)
+                raise BadRequest(
+                    "kernel_name must be the name of a kernelspec", code="invalid_setting"
+                )
+            specs = await asyncio.get_running_loop().run_in_executor(
+                None, KernelSpecManager().find_kernel_specs
+            )
             if name not in specs:
-                raise BadRequest(f"no kernelspec named {name[:80]!r}; available: {', '.join(sorted(specs))}", code="unknown_kernel")
+                raise BadRequest(
+                    f"no kernelspec named {name[:80]!r}; available: {', '.join(sorted(specs))}",
+                    code="unknown_kernel",
+                )
             new["kernel_name"] = name
         old = dict(room.record.settings)
         if new == old:
             return self.settings(room)
-        await asyncio.get_running_loop().run_in_executor(None, lambda: self.store.update_notebook(room.id, settings=new))
-        mode_changed = self.mode(room) != (new.get("kernel_mode") if new.get("kernel_mode") in KERNEL_MODES else "shared")
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.store.update_notebook(room.id, settings=new)
+        )
+        mode_changed = self.mode(room) != (
+            new.get("kernel_mode") if new.get("kernel_mode") in KERNEL_MODES else "shared"
+        )
         room.record = dataclasses.replace(room.record, settings=new)
         mine = [k for key, k in list(self.kernels.items()) if key[0] == room.id]
         for kernel in mine:
             self.kernels.pop((kernel.nb_id, kernel.user or ""), None)
-        await asyncio.gather(*(k.close(f"The notebook's kernel settings were changed by {identity.name}.") for k in mine))
+        await asyncio.gather(
+            *(
+                k.close(f"The notebook's kernel settings were changed by {identity.name}.")
+                for k in mine
+            )
+        )
         if mode_changed:
             peruser.reroute_all(room)
         for session in list(room.sessions):
             self._joined(room, session)
-        self._in_background(self._audit(room.id, identity.name, "settings", "kernel", {"old": old, "new": new}))
+        self._in_background(
+            self._audit(room.id, identity.name, "settings", "kernel", {"old": old, "new": new})
+        )
         return self.settings(room)
 
     # -- culling ----------------------------------------------------------------------------
@@ -470,7 +557,15 @@ class KernelService:
                 self.kernels.pop(key, None)
                 await kernel.close("The notebook was closed or deleted.")
                 continue
-            idle = kernel.up and kernel.state == "idle" and not kernel.queue and kernel.current is None
-            if idle and self.cull_idle_seconds > 0 and now - kernel.last_activity > self.cull_idle_seconds:
+            idle = (
+                kernel.up and kernel.state == "idle" and not kernel.queue and kernel.current is None
+            )
+            if (
+                idle
+                and self.cull_idle_seconds > 0
+                and now - kernel.last_activity > self.cull_idle_seconds
+            ):
                 log.info("culling idle kernel %r", kernel)
-                await kernel.shutdown(f"the kernel was stopped after {self.cull_idle_seconds:g} s without activity")
+                await kernel.shutdown(
+                    f"the kernel was stopped after {self.cull_idle_seconds:g} s without activity"
+                )
