@@ -111,7 +111,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    from .permissions.store import engine_url
+
+    return sa.create_engine(engine_url(url), pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 def _row_to_record(row: Any) -> NotebookRecord:
