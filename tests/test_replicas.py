@@ -149,7 +149,8 @@ async def test_kill9_of_the_home_loses_no_acknowledged_edit(hub, cluster):
         acknowledged = b.source(cid)
         # another replica takes the lease within the lease time plus a watch interval
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not (r2.health()["home_of"] or r3.health()["home_of"]):
+        # polling another process: there is no event to wait on
+        while time.monotonic() < deadline and not (r2.health()["home_of"] or r3.health()["home_of"]):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         assert r2.health()["home_of"] or r3.health()["home_of"]
         # and structure commands work again (through the new home)
