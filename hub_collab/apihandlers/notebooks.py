@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tornado import web
+
 from ..documents.notebook import index_cells
 from ..documents.room import NotebookRoom
 from ..errors import BadRequest, Forbidden, NotFound
@@ -122,6 +124,7 @@ class NotebooksHandler(NotebookAPIHandler):
 
 
 class NotebookHandler(NotebooksHandler):
+    post = web.RequestHandler.post  # type: ignore[assignment]  # 405: the collection's POST is not this one
     async def get(self, nb_id: str) -> None:  # type: ignore[override]
         room, access = await self.room_for(nb_id)
         self.write_json(self.notebook_model(room, access))
