@@ -1,0 +1,347 @@
+"""Interop: a Node.js client on yjs + y-protocols beside the Python client, through the real Hub.
+
+The Node client (``tests/js/interop_client.mjs``, the stack the browser UI uses) and a
+:class:`~hub_collab.client.NotebookConnection` open the same notebook through the proxy,
+edit the same cell concurrently with non-ASCII text, and must converge to the same
+text; the Node client sees a cell the Python client inserts, and the Python client sees
+the Node client's presence with the user name the server put there.
+
+Text offsets differ between the two libraries, and the tests say so rather than hide
+it: yjs indexes a ``Y.Text`` in UTF-16 code units (JavaScript strings), while pycrdt
+0.14 (yrs with ``OffsetKind::Bytes``) indexes ``Text`` in UTF-8 bytes, and
+``len(text)`` is a byte count. The CRDT updates themselves are the same on both sides
+(item lengths are UTF-16 units in the encoding), so the documents converge; only the
+index an API call takes differs. :func:`pycrdt_index` and :func:`utf16_index` convert
+a position counted in Python characters (code points) into each library's unit.
+
+The Node packages are installed by the README's set-up command
+(``npm ci --prefix tests/js``); if ``tests/js/node_modules`` is missing, the first test
+runs that itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Text
+
+from hub_collab.client import CollabClient
+
+on_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+NODE = shutil.which("node")
+NPM = shutil.which("npm")
+
+BASE = "héllo – 日本 🎉\nprint('ok')"
+NOTEBOOK = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {},
+    "cells": [
+        {
+            "id": "first",
+            "cell_type": "code",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": BASE,
+        },
+        {
+            "id": "second",
+            "cell_type": "markdown",
+            "metadata": {},
+            "source": "# Ωmega\n\n– naïve café 🍵",
+        },
+    ],
+}
+
+
+def pycrdt_index(text: str, position: int) -> int:
+    """Where character ``position`` of ``text`` is, as pycrdt's ``Text`` counts (UTF-8 bytes)."""
+    return len(text[:position].encode("utf-8"))
+
+
+def utf16_index(text: str, position: int) -> int:
+    """Where character ``position`` of ``text`` is, as yjs's ``Y.Text`` counts (UTF-16 units)."""
+    return len(text[:position].encode("utf-16-le")) // 2
+
+
+class NodeClient:
+    """``interop_client.mjs`` in a subprocess, driven by JSON lines (replies matched by id)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.events: list[dict[str, Any]] = []
+        self._next = 0
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def start(cls) -> NodeClient:
+        assert NODE is not None
+        proc = await asyncio.create_subprocess_exec(
+            NODE,
+            str(JS_DIR / "interop_client.mjs"),
+            cwd=JS_DIR,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(proc)
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            reply = json.loads(line)
+            fut = self._pending.pop(reply.get("id"), None) if "id" in reply else None
+            if fut is None:
+                self.events.append(reply)
+            elif not fut.done():
+                fut.set_result(reply)
+        err = await self.proc.stderr.read() if self.proc.stderr else b""
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(
+                    ConnectionError(f"node client exited: {err.decode(errors='replace')}")
+                )
+        self._pending.clear()
+
+    async def call(self, cmd: str, timeout: float = 30.0, **fields: Any) -> dict[str, Any]:
+        """Send a command; return its reply (raise if ``ok`` is false)."""
+        assert self.proc.stdin is not None
+        if self._reader.done():
+            raise ConnectionError("node client has exited")
+        self._next += 1
+        ident = self._next
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[ident] = fut
+        self.proc.stdin.write(json.dumps({"id": ident, "cmd": cmd, **fields}).encode() + b"\n")
+        await self.proc.stdin.drain()
+        reply = await asyncio.wait_for(fut, timeout)
+        if not reply.get("ok"):
+            raise RuntimeError(f"node client: {cmd} failed: {reply.get('error')}")
+        return reply
+
+    async def close(self) -> int:
+        """Ask it to close and exit; return its exit status."""
+        if self.proc.returncode is None:
+            try:
+                await self.call("close", timeout=10)
+            except (RuntimeError, TimeoutError, ConnectionError):
+                pass
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        return self.proc.returncode if self.proc.returncode is not None else -1
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    """``tests/js/node_modules``, installed with ``npm ci`` when missing (a fresh clone)."""
+    if NODE is None or NPM is None:
+        pytest.fail(
+            "node and npm are needed for the interop test (see the README's set-up command)"
+        )
+    modules = JS_DIR / "node_modules"
+    if not (modules / "yjs").is_dir() or not (modules / "y-protocols").is_dir():
+        subprocess.run(
+            [NPM, "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"],
+            check=True,
+            timeout=300,
+        )
+    return modules
+
+
+async def node_client(url: str, token: str) -> NodeClient:
+    node = await NodeClient.start()
+    try:
+        await node.call("connect", url=url, token=token)
+        await node.call("synced")
+    except BaseException:
+        await node.close()
+        raise
+    return node
+
+
+def test_pycrdt_and_yjs_count_text_offsets_differently() -> None:
+    """Pin what the conversions below rely on: pycrdt indexes ``Text`` in UTF-8 bytes.
+
+    If pycrdt ever switches to code points or UTF-16, this fails and the conversions
+    (and :meth:`NotebookConnection.edit`'s callers) must be revisited.
+    """
+    doc: Doc[Any] = Doc()
+    text = doc.get("source", type=Text)
+    text.insert(0, BASE)
+    assert len(BASE) == 24  # code points
+    assert utf16_index(BASE, len(BASE)) == 25  # what Y.Text.length says: 🎉 is a surrogate pair
+    assert len(text) == len(BASE.encode()) == 34  # pycrdt: UTF-8 bytes
+    position = BASE.index("本") + 1  # just after 日本
+    text.insert(pycrdt_index(BASE, position), "X")
+    assert str(text) == BASE[:position] + "X" + BASE[position:]
+    # A Python character index used as is lands elsewhere: "日" is character 8, but byte
+    # 8 is inside "–" (bytes 7..9), and yrs then silently appends at the *end* instead
+    # of raising. (A delete starting inside a character panics: PanicException.)
+    other: Doc[Any] = Doc()
+    t2 = other.get("source", type=Text)
+    t2.insert(0, BASE)
+    t2.insert(BASE.index("日"), "Y")
+    assert str(t2) == BASE + "Y"
+
+
+@on_module_loop
+async def test_node_and_python_edit_one_cell_and_converge(hub, collab, node_modules):
+    alice = CollabClient(collab.public_url, hub.token("alice"))
+    nb = await alice.create_notebook(
+        "interop", content=json.loads(json.dumps(NOTEBOOK)), group="students", mode="0770"
+    )
+    url = alice.ws_url(nb["id"])
+    node = await node_client(url, hub.token("bob"))
+    try:
+        async with alice.open(nb["id"]) as py:
+            await py.synced()
+            # the seeded non-ASCII sources arrive identically in yjs
+            state = await node.call("sources")
+            assert state["sources"] == {"first": BASE, "second": py.source("second")}
+            assert [c["id"] for c in state["cells"]] == py.cell_ids() == ["first", "second"]
+
+            # sequential edits at positions given in each library's own unit
+            src = py.source("first")
+            pos = src.index("本") + 1
+            await node.call("edit", cell="first", index=utf16_index(src, pos), insert="ß")
+            expected = src[:pos] + "ß" + src[pos:]
+            await py.wait_for(lambda: py.source("first") == expected)
+            src = py.source("first")
+            pos = src.index("🎉") + 1  # after the astral character
+            py.edit("first", pycrdt_index(src, pos), insert="✓")
+            expected = src[:pos] + "✓" + src[pos:]
+            await node.call("wait", cell="first", source=expected)
+            # a delete across the surrogate pair from yjs, a delete of 日 from Python
+            src = expected
+            pos = src.index("🎉")
+            # 🎉 is 2 UTF-16 units
+            await node.call("edit", cell="first", index=utf16_index(src, pos), delete=2)
+            expected = src[:pos] + src[pos + 1 :]
+            await py.wait_for(lambda: py.source("first") == expected)
+            src = expected
+            pos = src.index("日")
+            py.edit("first", pycrdt_index(src, pos), delete=len("日".encode()))
+            expected = src[:pos] + src[pos + 1 :]
+            await node.call("wait", cell="first", source=expected)
+            settled = expected
+
+            # concurrent edits: neither side waits for the other. Node types "日🎉" just
+            # before "print" (an anchor it finds in its own UTF-16 string), Python types
+            # "é–" just after "héllo" (converted to bytes); anchored at different
+            # characters of the settled text, so the merged result is determined.
+            rounds = 25
+            sends = []
+            for i in range(rounds):
+                sends.append(
+                    asyncio.ensure_future(
+                        node.call("edit", cell="first", before="print", insert="日🎉")
+                    )
+                )
+                cur = py.source("first")
+                py.edit("first", pycrdt_index(cur, cur.index("héllo") + len("héllo")), insert="é–")
+                if i % 5 == 0:
+                    await asyncio.sleep(0)
+            await asyncio.gather(*sends)
+            head, tail = settled.split("héllo", 1)
+            pre, post = tail.split("print", 1)
+            expected = head + "héllo" + "é–" * rounds + pre + "日🎉" * rounds + "print" + post
+            await py.wait_for(lambda: py.source("first") == expected, timeout=20)
+            reply = await node.call("wait", cell="first", source=expected, timeout_ms=20000)
+            assert reply["source"] == py.source("first") == expected
+            # and the service stored the same
+            await py.sync()
+            exported = await alice.export(nb["id"])
+            assert exported["cells"][0]["source"] == expected
+            assert (await node.call("state"))["errors"] == []
+    finally:
+        assert await node.close() == 0
+        alice.close()
+
+
+@on_module_loop
+async def test_node_sees_python_cell_and_python_sees_node_presence(hub, collab, node_modules):
+    alice = CollabClient(collab.public_url, hub.token("alice"))
+    nb = await alice.create_notebook("interop-structure", group="students", mode="0770")
+    node = await node_client(alice.ws_url(nb["id"]), hub.token("bob"))
+    try:
+        async with alice.open(nb["id"]) as py:
+            await py.synced()
+            c1 = await py.insert_cell(0, "code", "x = 'ünïcode ✨'")
+            c2 = await py.insert_cell(0, "markdown", "# 見出し 🎉")
+            reply = await node.call("wait", cell=c1, source="x = 'ünïcode ✨'")
+            assert reply["source"] == "x = 'ünïcode ✨'"
+            await node.call("wait", cell=c2, source="# 見出し 🎉")
+            state = await node.call("sources")
+            assert [c["id"] for c in state["cells"]] == [c2, c1]
+            assert [c["cell_type"] for c in state["cells"]] == ["markdown", "code"]
+            # Node edits the new cell; Python gets it
+            await node.call("edit", cell=c2, after="見出し", insert=" ✔")
+            await py.wait_for(lambda: py.source(c2) == "# 見出し ✔ 🎉")
+
+            # presence: Node claims to be someone else; the server writes bob
+            sent = await node.call(
+                "awareness",
+                state={
+                    "user": {"name": "instructor", "color": "#00aa00"},
+                    "cell": c1,
+                    "cursor": {"anchor": 3},
+                    "typing": True,
+                    "secret": "x",
+                },
+            )
+            node_id = sent["client_id"]
+            await py.wait_for(lambda: (py.awareness.get(node_id) or {}).get("cell") == c1)
+            seen = py.awareness[node_id]
+            assert seen is not None
+            assert seen["user"] == {"name": "bob", "color": "#00aa00"}
+            assert seen["cursor"] == {"anchor": 3} and seen["typing"] is True
+            assert "secret" not in seen
+            # and the other way round: Node sees Python's presence, also rewritten
+            py.set_awareness({"user": {"name": "mallory"}, "cell": c2})
+            py_id = py.client_id_for_awareness
+
+            async def node_sees_alice() -> dict[str, Any]:
+                while True:
+                    st = (await node.call("state"))["awareness"].get(str(py_id))
+                    if st and st.get("cell") == c2:
+                        return dict(st)
+                    await asyncio.sleep(0.02)
+
+            st = await asyncio.wait_for(node_sees_alice(), 10)
+            assert st["user"]["name"] == "alice"
+            # Node leaves: its presence is removed for Python
+        assert await node.close() == 0
+    finally:
+        await node.close()
+        alice.close()
+
+
+@on_module_loop
+async def test_node_presence_removed_when_it_leaves(hub, collab, node_modules):
+    alice = CollabClient(collab.public_url, hub.token("alice"))
+    nb = await alice.create_notebook("interop-leave", group="students", mode="0770")
+    try:
+        async with alice.open(nb["id"]) as py:
+            await py.synced()
+            node = await node_client(alice.ws_url(nb["id"]), hub.token("bob"))
+            sent = await node.call("awareness", state={"cell": None, "status": "here"})
+            node_id = sent["client_id"]
+            await py.wait_for(lambda: (py.awareness.get(node_id) or {}).get("status") == "here")
+            assert await node.close() == 0
+            await py.wait_for(lambda: py.awareness.get(node_id, {}) is None)
+    finally:
+        alice.close()
