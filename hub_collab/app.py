@@ -500,6 +500,9 @@ class HubCollab(Application):
         await self.replicator.start()
         self.rooms.start()
         self.kernels.start()
+        self.replicator.became_home.append(self.kernels.on_became_home)
+        self.replicator.lost_home.append(self.kernels.on_lost_home)
+        self.replicator.record_hooks.append(self.kernels.on_record)
         self.groups.listeners.append(self._groups_changed)
         if self.api_token:
             try:
@@ -507,7 +510,9 @@ class HubCollab(Application):
             except Exception as exc:
                 self.log.warning("Hub groups not available yet (%s); retrying in the background", exc)
             self.groups.start()
-        self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=self.max_request_bytes)
+        # tornado drops the connection past max_body_size; leave room for the handlers'
+        # own check, which answers 413 JSON
+        self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=2 * self.max_request_bytes)
         self.http_server.listen(self.port, self.ip)
         self.log.info("hub-collab %s listening on http://%s:%s%s", __version__, self.ip, self.port, self.base_url)
 

@@ -317,7 +317,7 @@ class NotebookConnection:
     def _readable(self, name: str) -> bool:
         kind, cid = split_doc_name(name)
         if kind == "index":
-            return True
+            return "r" in str(self.caps.get("notebook", ""))
         cells = self.caps.get("cells", {})
         return bool(cid in cells and "r" in cells[cid])
 
@@ -354,7 +354,9 @@ class NotebookConnection:
         for name in list(self.docs):
             if not self._readable(name):
                 self._drop(name)
-        if INDEX_DOC in self.synced_docs:
+        if INDEX_DOC not in self.docs and self._readable(INDEX_DOC):
+            self._subscribe([INDEX_DOC])  # regained the notebook: its cells follow the index
+        elif INDEX_DOC in self.synced_docs:
             self._subscribe_readable()
 
     def _drop(self, name: str) -> None:

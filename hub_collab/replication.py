@@ -135,6 +135,8 @@ class Replicator:
         self.event_handlers: dict[str, EventHandler] = {}
         self.became_home: list[Callable[[NotebookRoom], None]] = []
         self.lost_home: list[Callable[[NotebookRoom], None]] = []
+        #: called with a room whose record was re-read after a change on another replica
+        self.record_hooks: list[Callable[[NotebookRoom], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._req = itertools.count(1)
@@ -155,6 +157,7 @@ class Replicator:
         self.bus.subscribe("perms", self._on_message)
         self.bus.subscribe(f"replica:{self.replica_id}", self._on_message)
         self.bus.on_reconnect(self._on_reconnect)
+        self.bus.subscribed_handlers.append(self._on_subscribed)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._lease_loop()), loop.create_task(self._safety_loop())]
         self.event_handlers.setdefault("perms", self._on_perms)
@@ -164,6 +167,7 @@ class Replicator:
         self.event_handlers.setdefault("to_user", self._on_to_user)
         self.event_handlers.setdefault("room_json", self._on_room_json)
         self.event_handlers.setdefault("deleted", self._on_deleted)
+        self.event_handlers.setdefault("record", self._on_record)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -196,6 +200,13 @@ class Replicator:
     async def _claim_then_catch_up(self, room: NotebookRoom) -> None:
         await self._try_claim(room)
         await self.catch_up(room)
+
+    def _on_subscribed(self, channels: list[str]) -> None:
+        """A room's channel is live now: catch up what was committed before it was."""
+        for channel in channels:
+            room = self.rooms.rooms.get(channel[3:]) if channel.startswith("nb:") else None
+            if room is not None:
+                asyncio.get_running_loop().create_task(self.catch_up(room))
 
     def _room_unloaded(self, room: NotebookRoom) -> None:
         if self.bus.distributed:
@@ -234,8 +245,8 @@ class Replicator:
     def _local_awareness(self, room: NotebookRoom, payload: bytes) -> None:
         self._queue(f"nb:{room.id}", awareness_record(payload))
 
-    def _local_json(self, room: NotebookRoom, msg: dict[str, Any], user: str | None) -> None:
-        self._queue(f"nb:{room.id}", event_record("room_json", {"msg": msg, "user": user}))
+    def _local_json(self, room: NotebookRoom, msg: dict[str, Any], user: str | None, exclude_user: str | None) -> None:
+        self._queue(f"nb:{room.id}", event_record("room_json", {"msg": msg, "user": user, "exclude": exclude_user}))
 
     def publish_event(self, nb_id: str, kind: str, data: dict[str, Any]) -> None:
         """Send an event to the other replicas that have this notebook loaded."""
@@ -302,6 +313,18 @@ class Replicator:
         finally:
             self._reloading = False
 
+    def _on_record(self, room: NotebookRoom | None, ev: dict[str, Any], sender: str) -> None:
+        """The notebook's record (name, settings) changed on another replica: re-read it."""
+        if room is not None:
+            asyncio.get_running_loop().create_task(self._reload_record(room))
+
+    async def _reload_record(self, room: NotebookRoom) -> None:
+        record = await asyncio.get_running_loop().run_in_executor(None, self.rooms.store.get_notebook, room.id)
+        if record is not None and not room.closed:
+            room.record = record
+            for hook in self.record_hooks:
+                hook(room)
+
     def _on_deleted(self, room: NotebookRoom | None, ev: dict[str, Any], sender: str) -> None:
         if room is not None:
             self.rooms.close_deleted(room.id)
@@ -312,7 +335,7 @@ class Replicator:
 
     def _on_room_json(self, room: NotebookRoom | None, ev: dict[str, Any], sender: str) -> None:
         if room is not None:
-            room.deliver_json(ev["msg"], ev.get("user"))
+            room.deliver_json(ev["msg"], ev.get("user"), ev.get("exclude"))
 
     def _on_to_user(self, room: NotebookRoom | None, ev: dict[str, Any], sender: str) -> None:
         sid = ev.get("session")
@@ -421,12 +444,14 @@ class Replicator:
     async def forward(self, room: NotebookRoom, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
         """Run a home-only command on the home replica; return its ack fields."""
         home = await self.home_of(room.id)
-        if home is None:
+        if home is None or home == self.replica_id:
+            # No home, or the lease is ours and the claim is still completing: run it here.
             if await self._try_claim(room):
-                home = self.replica_id
-        if home == self.replica_id:
-            raise RuntimeError("forward() called on the home replica")
-        if home is None:
+                from .handlers.ws import run_command
+
+                return await run_command(room, session, msg)
+            home = await self.home_of(room.id)
+        if home is None or home == self.replica_id:
             raise CollabError("the notebook's home replica cannot be reached; try again", status=503, code="home_unavailable")
         req = f"{self.replica_id}:{next(self._req)}"
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

@@ -51,6 +51,7 @@ doc_updates = sa.Table(
     sa.Column("notebook_id", sa.String(64), nullable=False, index=True),
     sa.Column("doc", sa.String(80), nullable=False),
     sa.Column("data", sa.LargeBinary, nullable=False),
+    sqlite_autoincrement=True,  # never reuse the id of a row a checkpoint deleted
 )
 
 doc_checkpoints = sa.Table(
@@ -72,6 +73,7 @@ audit = sa.Table(
     sa.Column("action", sa.String(64), nullable=False),
     sa.Column("target", sa.String(128), nullable=False, default=""),
     sa.Column("detail", sa.Text, nullable=False, default="{}"),
+    sqlite_autoincrement=True,
 )
 
 

@@ -43,13 +43,21 @@ def cluster(hub, collab, tmp_path_factory):
     try:
         for r in replicas:
             r.start()
-        yield {"replicas": replicas, "redis": redis_server, "db": db}
+        yield {"replicas": replicas, "redis": redis_server, "db": db, "prefix": prefix}
     finally:
         for r in replicas:
             r.stop()
         redis_server.stop()
         db.drop()
         collab.start()
+
+
+def home_of(cluster, nb):
+    """The replica holding the notebook's home lease, read from Redis itself."""
+    import redis
+
+    value = redis.Redis.from_url(cluster["redis"].url).get(f"{cluster['prefix']}home:{nb}")
+    return value.decode() if value else None
 
 
 def client(hub, replica, user):
@@ -132,7 +140,7 @@ async def test_kill9_of_the_home_loses_no_acknowledged_edit(hub, cluster):
         await a.synced()
         cid = await a.insert_cell(0, "code", "")
         await a.cell_ready(cid)
-    assert r1.health()["home_of"] >= 1
+    assert home_of(cluster, nb) == "r1"
     bob = client(hub, r2, "bob")
     acknowledged = ""
     async with bob.open(nb) as b:
@@ -150,9 +158,9 @@ async def test_kill9_of_the_home_loses_no_acknowledged_edit(hub, cluster):
         # another replica takes the lease within the lease time plus a watch interval
         deadline = time.monotonic() + 15
         # polling another process: there is no event to wait on
-        while time.monotonic() < deadline and not (r2.health()["home_of"] or r3.health()["home_of"]):  # noqa: ASYNC110
+        while time.monotonic() < deadline and home_of(cluster, nb) not in ("r2", "r3"):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
-        assert r2.health()["home_of"] or r3.health()["home_of"]
+        assert home_of(cluster, nb) in ("r2", "r3")
         # and structure commands work again (through the new home)
         cid2 = await b.insert_cell(1, "code", "after")
         assert cid2 in b.cell_ids() or await b.wait_for(lambda: cid2 in b.cell_ids()) is None
@@ -211,3 +219,38 @@ async def test_login_begun_on_r1_finishes_on_r2(hub, cluster):
     assert page.url.startswith(hub.url), page.url
     me = s.get(urljoin(hub.url, "/services/collab/api/me"), timeout=10)
     assert me.status_code == 200 and me.json()["name"] == "alice"
+
+
+async def test_execution_runs_on_the_home_and_outputs_reach_every_replica(hub, cluster):
+    r1, r2, r3 = cluster["replicas"]
+    alice, nb = await shared_notebook(hub, r1, "run-anywhere")
+    carol = client(hub, r3, "carol")
+    async with alice.open(nb) as a, carol.open(nb) as c:
+        await a.synced()
+        await c.synced()
+        cid = await a.insert_cell(0, "code", "print('from the home', 6 * 7)")
+        await alice.set_permissions(nb, cid, mode="0775")  # students may run it
+        await c.cell_ready(cid)
+        await c.wait_for(lambda: c.caps["cells"].get(cid) == "rwx")
+        home = home_of(cluster, nb)
+        # carol's replica forwards the execute to the home; the outputs come back to everyone
+        start = len(c.messages)
+        await c.command("execute", cell_id=cid)
+        for conn in (a, c):
+            await conn.wait_for(lambda conn=conn: conn.out_state(cid).get("status") == "ok", timeout=60)
+            assert conn.outputs(cid)[0]["text"] == "from the home 42\n"
+        kinds = {m.get("type") for m in c.messages[start:]}
+        assert "kernel" in kinds, "kernel state reaches sessions on other replicas"
+    # REST execute on a replica that is not the home, waiting for the result
+    not_home = next(r for r in (r1, r2, r3) if r.name != home)
+    resp = await asyncio.to_thread(
+        requests.post,
+        f"{not_home.direct_url}api/notebooks/{nb}/cells/{cid}/execute?wait=1",
+        headers={"Authorization": f"token {hub.token('alice')}"},
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "ok"
+    assert resp.json()["outputs"][0]["text"] == "from the home 42\n"
+    status = await asyncio.to_thread(requests.get, f"{not_home.direct_url}api/notebooks/{nb}/kernel", headers={"Authorization": f"token {hub.token('alice')}"}, timeout=10)
+    assert status.json()["state"] in ("idle", "busy")

@@ -44,6 +44,8 @@ class HealthHandler(BaseHandler):
                     "replica": self.collab.replica_id,
                     "rooms": len(self.collab.rooms.rooms),
                     "home_of": len(self.collab.replicator.fences),
+                    "bus": dict(bus.stats),
+                    "catchups": self.collab.replicator.catchups,
                 }
             )
         )

@@ -17,10 +17,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pycrdt import TransactionEvent
+
+from ..documents.notebook import out_doc
+from ..documents.room import NotebookRoom
+from ..documents.session import Session
 from ..errors import BadRequest, Forbidden
 from ..kernels import commands  # noqa: F401  (registers the WebSocket commands)
 from ..kernels.manager import KernelService
-from ..kernels.outputs import outputs_to_nbformat
+from ..kernels.outputs import outputs_to_nbformat, read_state
+from ..permissions.access import Identity
 from .notebooks import NotebookAPIHandler
 
 
@@ -29,6 +35,19 @@ class KernelAPIHandler(NotebookAPIHandler):
     def kernels(self) -> KernelService:
         service: KernelService = self.collab.kernels
         return service
+
+    def remote_home(self, room: NotebookRoom) -> Any:
+        """The replicator if another replica is this notebook's home, else None."""
+        rep = room.replicator
+        return rep if rep is not None and not rep.is_home(room.id) else None
+
+    async def on_home(self, room: NotebookRoom, msg: dict[str, Any]) -> dict[str, Any]:
+        """Run a kernel command on the home replica (this request landed elsewhere)."""
+        rep = self.remote_home(room)
+        session = _RequestSession(self.me)
+        session.access = room.compute_access_for(self.me)
+        result: dict[str, Any] = await rep.forward(room, session, msg)
+        return result
 
     def optional_json_body(self) -> dict[str, Any]:
         if not self.request.body.strip():
@@ -46,10 +65,21 @@ class ExecuteHandler(KernelAPIHandler):
             raise BadRequest(
                 f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field"
             )
+        wait = self.get_argument("wait", "") in ("1", "true", "yes")
+        if self.remote_home(room) is not None:
+            done = _run_finished(room, cid) if wait else None
+            reply = await self.on_home(room, {"type": "execute", "cell_id": cid, "source_hash": body.get("source_hash")})
+            if done is None:
+                self.write_json({"cell_id": cid, "queue_position": reply.get("queue_position")}, status=202)
+                return
+            state = await done
+            doc = room.docs[out_doc(cid)]
+            self.write_json({"cell_id": cid, "status": state.get("status"), "execution_count": state.get("execution_count"), "outputs": outputs_to_nbformat(doc)})
+            return
         ex, position = await self.kernels.execute(
             room, self.me, access, cid, body.get("source_hash")
         )
-        if self.get_argument("wait", "") not in ("1", "true", "yes"):
+        if not wait:
             self.write_json({"cell_id": cid, "queue_position": position}, status=202)
             return
         status = await asyncio.shield(ex.done)
@@ -66,16 +96,25 @@ class ExecuteHandler(KernelAPIHandler):
 class KernelHandler(KernelAPIHandler):
     async def get(self, nb_id: str) -> None:
         room, _ = await self.room_for(nb_id)
+        if self.remote_home(room) is not None:
+            self.write_json((await self.on_home(room, {"type": "kernel_status"}))["status"])
+            return
         self.write_json(self.kernels.status(room, self.me))
 
     async def delete(self, nb_id: str) -> None:
         room, access = await self.room_for(nb_id)
+        if self.remote_home(room) is not None:
+            self.write_json(await self.on_home(room, {"type": "shutdown_kernel"}))
+            return
         self.write_json(await self.kernels.shutdown(room, self.me, access))
 
 
 class KernelActionHandler(KernelAPIHandler):
     async def post(self, nb_id: str, action: str) -> None:
         room, access = await self.room_for(nb_id)
+        if self.remote_home(room) is not None:
+            self.write_json(await self.on_home(room, {"type": action}))
+            return
         if action == "interrupt":
             result = await self.kernels.interrupt(room, self.me, access)
         else:
@@ -93,7 +132,52 @@ class SettingsHandler(KernelAPIHandler):
         if not (access.is_notebook_owner or self.me.admin):
             raise Forbidden("only the notebook's owner or an admin may change its settings")
         body = self.json_body()
+        if self.remote_home(room) is not None:
+            self.write_json((await self.on_home(room, {"type": "kernel_settings", "settings": body}))["settings"])
+            return
         self.write_json(await self.kernels.set_settings(room, self.me, body))
+
+
+class _RequestSession(Session):
+    """A REST request as the home replica sees it when it runs a forwarded command."""
+
+    def __init__(self, identity: Identity) -> None:
+        super().__init__(identity)
+        self.session_id = ""
+
+    def send_bytes(self, data: bytes) -> None:
+        return None
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        return None
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        return None
+
+
+def _run_finished(room: NotebookRoom, cid: str) -> asyncio.Future[dict[str, Any]]:
+    """A future set with the cell's out state once a run that starts from now has ended
+    (the home writes ``out:<cell>``; its updates reach this replica through the bus)."""
+    doc = room.docs[out_doc(cid)]
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+    before = read_state(doc).get("queued_at")
+
+    def check() -> None:
+        if fut.done():
+            return
+        state = read_state(doc)
+        # a new run has a new queued_at; it is over once the cell is idle again (this
+        # replica may see only the final state, for instance through a catch-up)
+        if state.get("queued_at") != before and state.get("execution_state") == "idle":
+            fut.set_result(state)
+            doc.unobserve(sub)
+
+    def changed(_event: TransactionEvent) -> None:
+        loop.call_soon(check)  # the doc cannot be read while its transaction commits
+
+    sub = doc.observe(changed)
+    return fut
 
 
 _NB = r"api/notebooks/([^/]+)"

@@ -27,6 +27,8 @@ class Bus(abc.ABC):
     def __init__(self, replica_id: str) -> None:
         self.replica_id = replica_id
         self.reconnect_handlers: list[ReconnectHandler] = []
+        #: called with the channels whose subscription has just become active
+        self.subscribed_handlers: list[Callable[[list[str]], None]] = []
         #: messages and bytes published / received, for benchmarks and /health
         self.stats = {"published": 0, "published_bytes": 0, "received": 0, "received_bytes": 0, "publish_failures": 0}
 

@@ -151,11 +151,13 @@ class RedisBus(Bus):
                         add, drop = wanted - subscribed, subscribed - wanted
                         if add:
                             await self._pubsub.subscribe(*[self.key(c) for c in add])
+                            for on_subscribed in list(self.subscribed_handlers):
+                                on_subscribed(sorted(add))
                         if drop:
                             await self._pubsub.unsubscribe(*[self.key(c) for c in drop])
                         subscribed = wanted
                     self._resubscribe.clear()
-                    msg = await self._pubsub.get_message(timeout=0.5)
+                    msg = await self._pubsub.get_message(timeout=0.1)
                     if msg is None:
                         continue
                     channel = msg["channel"].decode()[len(self.prefix) :]

@@ -95,8 +95,8 @@ class NotebookRoom:
         self._views: dict[Session, dict[str, str]] = {}
         #: called with each awareness payload set by this replica's clients (sanitised)
         self.awareness_hooks: list[Callable[[bytes], None]] = []
-        #: called with (message, user or None) for every :meth:`broadcast_json`
-        self.json_hooks: list[Callable[[dict[str, Any], str | None], None]] = []
+        #: called with (message, user, exclude_user) for every :meth:`broadcast_json`
+        self.json_hooks: list[Callable[[dict[str, Any], str | None, str | None], None]] = []
         #: the application object (set by the RoomManager)
         self.app: Any = None
         #: the replicator, when one joins this room to other replicas
@@ -280,17 +280,18 @@ class NotebookRoom:
 
     # -- JSON messages to sessions (on every replica) ------------------------------------
 
-    def deliver_json(self, message: dict[str, Any], user: str | None = None) -> None:
-        """Send to this replica's sessions (all, or only ``user``'s)."""
+    def deliver_json(self, message: dict[str, Any], user: str | None = None, exclude_user: str | None = None) -> None:
+        """Send to this replica's sessions: all, only ``user``'s, or all but ``exclude_user``'s."""
         for session in list(self.sessions):
-            if user is None or session.identity.name == user:
+            name = session.identity.name
+            if (user is None or name == user) and name != exclude_user:
                 session.send_json(message)
 
-    def broadcast_json(self, message: dict[str, Any], user: str | None = None) -> None:
-        """Send to every session of the notebook on every replica (all, or ``user``'s)."""
-        self.deliver_json(message, user)
+    def broadcast_json(self, message: dict[str, Any], user: str | None = None, exclude_user: str | None = None) -> None:
+        """Like :meth:`deliver_json`, for the sessions of the notebook on every replica."""
+        self.deliver_json(message, user, exclude_user)
         for hook in self.json_hooks:
-            hook(message, user)
+            hook(message, user, exclude_user)
 
     # -- sessions ---------------------------------------------------------------------
 

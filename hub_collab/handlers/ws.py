@@ -45,6 +45,8 @@ HOME_COMMANDS = frozenset(
         "restart",
         "shutdown_kernel",
         "input_reply",
+        "kernel_status",
+        "kernel_settings",
     }
 )
 

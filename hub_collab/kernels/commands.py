@@ -1,5 +1,6 @@
 """WebSocket commands for kernels: ``execute``, ``execute_all``, ``execute_below``,
-``interrupt``, ``restart``, ``shutdown_kernel`` and ``input_reply``.
+``interrupt``, ``restart``, ``shutdown_kernel``, ``input_reply``, and for the REST
+handlers on other replicas ``kernel_status`` and ``kernel_settings``.
 
 Importing this module registers them with :func:`hub_collab.handlers.ws.command`
 (:mod:`hub_collab.apihandlers.kernels` imports it). Each one hands the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import BadRequest, Forbidden
 from ..handlers.ws import NotebookWebSocket, command
 from .manager import KernelService
 
@@ -62,3 +64,19 @@ async def shutdown_kernel(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[st
 @command("input_reply")
 def input_reply(ws: NotebookWebSocket, msg: dict[str, Any]) -> None:
     _service(ws).input_reply(ws.room, ws.session.identity, msg.get("cell_id"), msg.get("value"))
+
+
+@command("kernel_status")
+def kernel_status(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
+    return {"status": _service(ws).status(ws.room, ws.session.identity)}
+
+
+@command("kernel_settings")
+async def kernel_settings(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
+    access = ws.session.access
+    if not (access.is_notebook_owner or ws.session.identity.admin):
+        raise Forbidden("only the notebook's owner or an admin may change its settings")
+    settings = msg.get("settings")
+    if not isinstance(settings, dict):
+        raise BadRequest("settings must be an object", code="invalid_command")
+    return {"settings": await _service(ws).set_settings(ws.room, ws.session.identity, settings)}

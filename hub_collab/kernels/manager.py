@@ -29,7 +29,6 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager
@@ -153,8 +152,34 @@ class KernelService:
         room.view_hooks.append(
             lambda session, name: peruser.view(room, self.mode(room) == "per-user", session, name)
         )
-        if not any(k.nb_id == room.id for k in self.kernels.values()):
+        if self._is_home(room) and not any(k.nb_id == room.id for k in self.kernels.values()):
             self._mark_lost(room)
+
+    @staticmethod
+    def _is_home(room: NotebookRoom) -> bool:
+        """Only the notebook's home replica runs its kernels and writes its outputs."""
+        return room.replicator is None or bool(room.replicator.is_home(room.id))
+
+    def on_became_home(self, room: NotebookRoom) -> None:
+        """This replica took over a notebook: whatever the old home was running is lost."""
+        if not any(k.nb_id == room.id and k.live for k in self.kernels.values()):
+            self._mark_lost(room)
+        msg = self.state_message(room, None)
+        msg["message"] = "No kernel is running on the notebook's current home replica; a kernel that ran elsewhere was lost."
+        room.broadcast_json(msg)
+
+    def on_lost_home(self, room: NotebookRoom) -> None:
+        """Another replica is the notebook's home now: stop this replica's kernels of it."""
+        mine = [k for key, k in list(self.kernels.items()) if key[0] == room.id]
+        for kernel in mine:
+            self.kernels.pop((kernel.nb_id, kernel.user or ""), None)
+            self._in_background(kernel.close("This replica is no longer the notebook's home; the kernel was stopped."))
+
+    def on_record(self, room: NotebookRoom) -> None:
+        """Settings changed on the home: re-route per-user views, tell the sessions here."""
+        peruser.reroute_all(room)
+        for session in list(room.sessions):
+            self._joined(room, session)
 
     def _mark_lost(self, room: NotebookRoom) -> None:
         """Cells left queued or running by a previous process: the kernel is gone."""
@@ -221,11 +246,6 @@ class KernelService:
 
     # -- messages to sessions ---------------------------------------------------------------
 
-    def _sessions_of(self, room: NotebookRoom, kernel: Kernel) -> Iterable[Session]:
-        if kernel.user is None:
-            return list(room.sessions)
-        return [s for s in room.sessions if s.identity.name == kernel.user]
-
     def state_message(self, room: NotebookRoom, kernel: Kernel | None) -> dict[str, Any]:
         msg: dict[str, Any] = {
             "type": "kernel",
@@ -245,36 +265,35 @@ class KernelService:
         room = self.rooms.rooms.get(kernel.nb_id)
         if room is None or self.kernels.get((kernel.nb_id, kernel.user or "")) is not kernel:
             return
-        msg = self.state_message(room, kernel)
-        for session in self._sessions_of(room, kernel):
-            session.send_json(msg)
+        room.broadcast_json(self.state_message(room, kernel), user=kernel.user)
 
     def on_input(self, kernel: Kernel, ex: Execution, prompt: str, password: bool) -> None:
         room = self.rooms.rooms.get(kernel.nb_id)
         if room is None:
             return
-        for session in self._sessions_of(room, kernel):
-            self._send_input(session, ex, prompt, password)
+        room.broadcast_json(self._input_request(ex, prompt, password), user=ex.user)
+        if kernel.user is None:
+            room.broadcast_json(self._input_waiting(ex), exclude_user=ex.user)
+
+    @staticmethod
+    def _input_request(ex: Execution, prompt: str, password: bool) -> dict[str, Any]:
+        return {"type": "input_request", "cell_id": ex.cell_id, "prompt": prompt, "password": password}
+
+    @staticmethod
+    def _input_waiting(ex: Execution) -> dict[str, Any]:
+        return {"type": "input_waiting", "cell_id": ex.cell_id, "user": ex.user}
 
     def _send_input(self, session: Session, ex: Execution, prompt: str, password: bool) -> None:
         if session.identity.name == ex.user:
-            session.send_json(
-                {
-                    "type": "input_request",
-                    "cell_id": ex.cell_id,
-                    "prompt": prompt,
-                    "password": password,
-                }
-            )
+            session.send_json(self._input_request(ex, prompt, password))
         else:
-            session.send_json({"type": "input_waiting", "cell_id": ex.cell_id, "user": ex.user})
+            session.send_json(self._input_waiting(ex))
 
     def on_input_done(self, kernel: Kernel, ex: Execution) -> None:
         room = self.rooms.rooms.get(kernel.nb_id)
         if room is None:
             return
-        for session in self._sessions_of(room, kernel):
-            session.send_json({"type": "input_done", "cell_id": ex.cell_id})
+        room.broadcast_json({"type": "input_done", "cell_id": ex.cell_id}, user=kernel.user)
 
     def on_finished(self, kernel: Kernel, ex: Execution) -> None:
         status = ex.done.result()
@@ -532,6 +551,8 @@ class KernelService:
             peruser.reroute_all(room)
         for session in list(room.sessions):
             self._joined(room, session)
+        if room.replicator is not None:
+            room.replicator.publish_event(room.id, "record", {})
         self._in_background(
             self._audit(room.id, identity.name, "settings", "kernel", {"old": old, "new": new})
         )
