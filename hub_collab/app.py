@@ -479,6 +479,13 @@ class HubCollab(Application):
         }
         self.web_app = web.Application(handlers, **self.tornado_settings)
 
+    def _publish_chat(self, nb_id: str, event: dict[str, Any]) -> None:
+        self.replicator.publish_event(nb_id, "chat", event)
+
+    def _deliver_chat(self, room: Any, event: dict[str, Any], sender: str) -> None:
+        if room is not None:
+            self.chat.deliver(room.id, event)
+
     def identity_for(self, model: dict[str, Any]) -> Identity:
         name = str(model["name"])
         return Identity(name=name, groups=self.groups.groups_of(name, model.get("groups")), admin=bool(model.get("admin")))
@@ -503,6 +510,9 @@ class HubCollab(Application):
         self.replicator.became_home.append(self.kernels.on_became_home)
         self.replicator.lost_home.append(self.kernels.on_lost_home)
         self.replicator.record_hooks.append(self.kernels.on_record)
+        # chat events go to the sessions on the other replicas too
+        self.chat.publish_hooks.append(self._publish_chat)
+        self.replicator.on_event("chat", self._deliver_chat)
         self.groups.listeners.append(self._groups_changed)
         if self.api_token:
             try:

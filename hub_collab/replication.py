@@ -150,6 +150,7 @@ class Replicator:
     async def start(self) -> None:
         self.rooms.room_hooks.append(self._room_loaded)
         self.rooms.unload_hooks.append(self._room_unloaded)
+        self.rooms.ready_hooks.append(self._room_ready)
         self.rooms.delete_hooks.append(lambda nb: self.publish_event(nb, "deleted", {}))
         self.permissions.add_listener(self._permissions_changed)
         if not self.bus.distributed:
@@ -200,6 +201,11 @@ class Replicator:
     async def _claim_then_catch_up(self, room: NotebookRoom) -> None:
         await self._try_claim(room)
         await self.catch_up(room)
+
+    async def _room_ready(self, room: NotebookRoom) -> None:
+        """Wait (briefly) until the room's channel is live, so no event of it is missed."""
+        if self.bus.distributed:
+            await self.bus.wait_active(f"nb:{room.id}", timeout=2.0)
 
     def _on_subscribed(self, channels: list[str]) -> None:
         """A room's channel is live now: catch up what was committed before it was."""

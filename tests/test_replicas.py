@@ -254,3 +254,23 @@ async def test_execution_runs_on_the_home_and_outputs_reach_every_replica(hub, c
     assert resp.json()["outputs"][0]["text"] == "from the home 42\n"
     status = await asyncio.to_thread(requests.get, f"{not_home.direct_url}api/notebooks/{nb}/kernel", headers={"Authorization": f"token {hub.token('alice')}"}, timeout=10)
     assert status.json()["state"] in ("idle", "busy")
+
+
+async def test_chat_reaches_clients_on_other_replicas(hub, cluster):
+    r1, _, r3 = cluster["replicas"]
+    alice, nb = await shared_notebook(hub, r1, "chat-across")
+    bob = client(hub, r3, "bob")
+    async with alice.open(nb) as a, bob.open(nb) as b:
+        await a.synced()
+        await b.synced()
+        start = len(b.messages)
+        before = r3.health()["bus"]
+        await a.command("chat", text="hello from r1 @bob")
+        try:
+            msg = await b.next_message("chat", start=start, timeout=10)
+        except TimeoutError:
+            print("R1", r1.health(), "R3 before", before, "R3", r3.health(), b.messages[start:])
+            print(r3.tail(30))
+            raise
+        assert msg["message"]["text"] == "hello from r1 @bob"
+        assert msg["message"]["author"] == "alice"

@@ -60,6 +60,10 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     def unsubscribe(self, channel: str) -> None: ...
 
+    async def wait_active(self, channel: str, timeout: float) -> bool:
+        """Wait until the subscription to ``channel`` is live; False after ``timeout``."""
+        return True
+
     @abc.abstractmethod
     async def acquire(self, key: str, ttl_ms: int) -> int | None:
         """Take the lease ``key`` if free (or already ours); return the fencing token or None."""

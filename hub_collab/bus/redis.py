@@ -58,6 +58,8 @@ class RedisBus(Bus):
         self._pubsub: Any = None
         self._resubscribe = asyncio.Event()
         self.connected = False
+        self._active: set[str] = set()
+        self._active_changed = asyncio.Event()
 
     @property
     def distributed(self) -> bool:
@@ -128,12 +130,25 @@ class RedisBus(Bus):
         if self.handlers.pop(channel, None) is not None:
             self._resubscribe.set()
 
+    async def wait_active(self, channel: str, timeout: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while channel not in self._active:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            self._active_changed.clear()
+            try:
+                await asyncio.wait_for(self._active_changed.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
     async def _subscriber(self) -> None:
         delay = 0.1
         first = True
         while True:
             try:
-                self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                self._pubsub = self.client.pubsub(ignore_subscribe_messages=False)
                 subscribed: set[str] = set()
                 await self._pubsub.subscribe(self.key("__replicas__"))
                 self.connected = True
@@ -150,17 +165,26 @@ class RedisBus(Bus):
                     if wanted != subscribed:
                         add, drop = wanted - subscribed, subscribed - wanted
                         if add:
+                            # live once Redis confirms (a "subscribe" message, below)
                             await self._pubsub.subscribe(*[self.key(c) for c in add])
-                            for on_subscribed in list(self.subscribed_handlers):
-                                on_subscribed(sorted(add))
                         if drop:
                             await self._pubsub.unsubscribe(*[self.key(c) for c in drop])
+                            self._active -= drop
                         subscribed = wanted
+                        self._active_changed.set()
                     self._resubscribe.clear()
-                    msg = await self._pubsub.get_message(timeout=0.1)
+                    msg = await self._pubsub.get_message(timeout=0.05)
                     if msg is None:
                         continue
                     channel = msg["channel"].decode()[len(self.prefix) :]
+                    if msg["type"] == "subscribe":
+                        self._active.add(channel)
+                        self._active_changed.set()
+                        for on_subscribed in list(self.subscribed_handlers):
+                            on_subscribed([channel])
+                        continue
+                    if msg["type"] != "message":
+                        continue
                     on_message = self.handlers.get(channel)
                     if on_message is None:
                         continue
@@ -177,6 +201,7 @@ class RedisBus(Bus):
                 if self.connected:
                     log.warning("lost Redis (%s); local editing goes on, retrying", exc)
                 self.connected = False
+                self._active.clear()
                 try:
                     await self._pubsub.aclose()
                 except Exception:

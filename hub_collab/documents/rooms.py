@@ -67,6 +67,9 @@ class RoomManager:
         self._task: asyncio.Task[None] | None = None
         #: hooks called with every new room (kernels and the bus attach here)
         self.room_hooks: list[Any] = []
+        #: coroutines awaited with every new room before anyone gets it (the bus
+        #: subscription of the room must be live before its first client joins)
+        self.ready_hooks: list[Any] = []
         #: hooks called with the id of a notebook being deleted here
         self.delete_hooks: list[Any] = []
         #: hooks called with every room before it is unloaded
@@ -130,11 +133,14 @@ class RoomManager:
         try:
             room = await self._load(nb_id)
             self.rooms[nb_id] = room
-            fut.set_result(room)
             for hook in self.room_hooks:
                 hook(room)
+            for ready in self.ready_hooks:
+                await ready(room)
+            fut.set_result(room)
             return room
         except BaseException as exc:
+            self.rooms.pop(nb_id, None)
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: other waiters re-raise it themselves
             raise
