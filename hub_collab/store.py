@@ -77,6 +77,9 @@ audit = sa.Table(
 )
 
 
+_INSERT_UPDATE = doc_updates.insert()
+
+
 @dataclass(frozen=True)
 class NotebookRecord:
     id: str
@@ -219,15 +222,13 @@ class Store:
                 ids.append(update.id)
         return out, ids
 
-    def append_updates(self, rows: list[tuple[str, str, bytes]]) -> int:
-        """Append (notebook, doc, update) rows in one transaction; return the last id."""
+    def append_updates(self, rows: list[tuple[str, str, bytes]]) -> None:
+        """Append (notebook, doc, update) rows in one transaction."""
         with self.engine.begin() as conn:
             conn.execute(
-                doc_updates.insert(),
+                _INSERT_UPDATE,
                 [{"notebook_id": nb, "doc": doc, "data": data} for nb, doc, data in rows],
             )
-            last = conn.execute(sa.select(sa.func.max(doc_updates.c.id))).scalar()
-        return int(last or 0)
 
     def updates_since(self, nb_id: str, after_id: int) -> list[tuple[int, str, bytes]]:
         with self.engine.connect() as conn:
@@ -335,7 +336,6 @@ class UpdateLog:
         self._committed = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._lock = threading.Lock()
-        self.last_id = 0
         self.failures = 0
 
     async def __aenter__(self) -> UpdateLog:
@@ -395,7 +395,7 @@ class UpdateLog:
                 continue
             batch, self._pending = self._pending, []
             try:
-                self.last_id = await loop.run_in_executor(self._executor, self.store.append_updates, batch)
+                await loop.run_in_executor(self._executor, self.store.append_updates, batch)
             except Exception:
                 # Keep the batch: it is retried with the next one; nothing acknowledged is lost.
                 self.failures += 1

@@ -116,14 +116,14 @@ class NotebookRoom:
         init_index(index)
         # Every cell in the index has its two docs, even if nothing was stored for them;
         # stored docs of deleted cells are left out (the next checkpoint drops them).
+        # (Their root types are declared when the server first reads them.)
         for cid in self.cell_ids():
             for name in (cell_doc(cid), out_doc(cid)):
                 doc: Doc[Any] = Doc()
-                for update in persisted.get(name, ()):
+                updates = persisted.get(name, ())
+                for update in updates:
                     doc.apply_update(update)
-                self._add_doc(name, doc)
-            init_cell(self.docs[cell_doc(cid)])
-            init_out(self.docs[out_doc(cid)])
+                self._add_doc(name, doc, size=sum(len(u) for u in updates))
         for name, updates in persisted.items():
             try:
                 split_doc_name(name)
@@ -156,9 +156,11 @@ class NotebookRoom:
                 return internal
         return None
 
-    def _add_doc(self, name: str, doc: Doc[Any]) -> None:
+    def _add_doc(self, name: str, doc: Doc[Any], size: int | None = None) -> None:
+        """Hold and observe ``doc``; ``size`` (bytes of the updates it was built from, an
+        upper bound of its encoded size) spares encoding it once more."""
         self.docs[name] = doc
-        self.doc_bytes[name] = len(doc.get_update())
+        self.doc_bytes[name] = len(doc.get_update()) if size is None else size
         self._subscriptions[name] = doc.observe(lambda event, name=name: self._on_change(name, event))
 
     def _drop_doc(self, name: str) -> None:

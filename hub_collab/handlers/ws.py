@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tornado import web
+from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..documents.room import NotebookRoom
@@ -64,6 +65,27 @@ def command(name: str) -> Callable[[CommandFn], CommandFn]:
         return fn
 
     return register
+
+
+_last_frame: tuple[bytes, bytes] = (b"", b"")
+
+
+def _binary_frame(payload: bytes) -> bytes:
+    """A final, unmasked binary WebSocket frame holding ``payload`` (RFC 6455 5.2);
+    the last one is kept, since a fan-out frames the same payload for every session."""
+    global _last_frame
+    if _last_frame[0] is payload:
+        return _last_frame[1]
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x82, n))
+    elif n < 1 << 16:
+        header = bytes((0x82, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x82, 127)) + n.to_bytes(8, "big")
+    framed = header + payload
+    _last_frame = (payload, framed)
+    return framed
 
 
 class _CommandContext:
@@ -160,21 +182,33 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
         self.collab.sessions_opened += 1
 
     def send(self, message: bytes | str, *, binary: bool) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
             return
         try:
-            self.write_message(message, binary=binary)
-        except WebSocketClosedError:
+            if binary and isinstance(message, bytes) and getattr(conn, "_compressor", None) is None:
+                # Fan-out sends the same payload to many sessions: frame it once and
+                # write the frame as it is (server frames are not masked).
+                conn.stream.write(_binary_frame(message))  # type: ignore[attr-defined,union-attr]
+            else:
+                self.write_message(message, binary=binary)
+        except (WebSocketClosedError, StreamClosedError):
             pass
 
-    async def on_message(self, message: str | bytes) -> None:
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        """Binary frames are handled inline (the hot path); JSON commands as a coroutine,
+        which tornado awaits before it delivers the connection's next message."""
         session = self.session
         if len(message) > self.collab.max_message_size:
             session.send_error("too_large", f"message of {len(message)} bytes exceeds the limit of {self.collab.max_message_size}")
-            return
+            return None
         if isinstance(message, bytes):
             self.room.handle_frame(session, message)
-            return
+            return None
+        return self._on_text(message)
+
+    async def _on_text(self, message: str) -> None:
+        session = self.session
         try:
             data = json.loads(message)
         except (ValueError, RecursionError):  # RecursionError: nested too deeply
