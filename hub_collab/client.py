@@ -522,14 +522,23 @@ class NotebookConnection:
         return dict(state.to_py() or {})
 
     def edit(self, cell_id: str, index: int, delete: int = 0, insert: str = "") -> None:
-        """Delete ``delete`` characters at ``index`` and insert ``insert`` there."""
+        """Delete ``delete`` characters at character ``index`` and insert ``insert`` there.
+
+        Positions are Python string positions (code points). pycrdt's ``Text`` counts
+        UTF-8 bytes (yjs counts UTF-16 units); the conversion happens here.
+        """
         doc = self.docs[cell_doc(cell_id)]
         text = doc.get("source", type=Text)
+        current = str(text)
+        if not 0 <= index <= len(current) or delete < 0 or index + delete > len(current):
+            raise IndexError(f"edit of {delete} characters at {index} is outside a source of {len(current)}")
+        start = len(current[:index].encode())
+        end = start + len(current[index : index + delete].encode())
         with doc.transaction():
-            if delete:
-                del text[index : index + delete]
+            if end > start:
+                del text[start:end]
             if insert:
-                text.insert(index, insert)
+                text.insert(start, insert)
 
     def set_source(self, cell_id: str, source: str) -> None:
         doc = self.docs[cell_doc(cell_id)]

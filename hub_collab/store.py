@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -335,6 +335,7 @@ class UpdateLog:
         self._appended = 0
         self._committed = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._after: list[tuple[int, Callable[[], None]]] = []
         self._lock = threading.Lock()
         self.failures = 0
 
@@ -365,12 +366,22 @@ class UpdateLog:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    def append(self, nb_id: str, doc: str, data: bytes) -> None:
+    def append(self, nb_id: str, doc: str, data: bytes, *, then: Callable[[], None] | None = None) -> None:
+        """Queue an update for the next commit; ``then`` runs once it is committed."""
         if self._wake is None:
             raise RuntimeError("UpdateLog.append() before start(): call start() in the event loop first")
         self._pending.append((nb_id, doc, data))
         self._appended += 1
+        if then is not None:
+            self._after.append((self._appended, then))
         self._wake.set()
+
+    def after_pending(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once everything appended so far is committed (now, if it is)."""
+        if self._appended == self._committed:
+            fn()
+        else:
+            self._after.append((self._appended, fn))
 
     async def flush(self) -> None:
         """Wait until every update appended so far is committed."""
@@ -409,6 +420,14 @@ class UpdateLog:
             self._release()
 
     def _release(self) -> None:
+        if self._after and self._after[0][0] <= self._committed:
+            ready = [fn for target, fn in self._after if target <= self._committed]
+            self._after = [(t, fn) for t, fn in self._after if t > self._committed]
+            for fn in ready:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("a callback after a commit failed")
         keep = []
         for target, fut in self._waiters:
             if self._committed >= target:

@@ -11,8 +11,10 @@ it: yjs indexes a ``Y.Text`` in UTF-16 code units (JavaScript strings), while py
 0.14 (yrs with ``OffsetKind::Bytes``) indexes ``Text`` in UTF-8 bytes, and
 ``len(text)`` is a byte count. The CRDT updates themselves are the same on both sides
 (item lengths are UTF-16 units in the encoding), so the documents converge; only the
-index an API call takes differs. :func:`pycrdt_index` and :func:`utf16_index` convert
-a position counted in Python characters (code points) into each library's unit.
+index an API call takes differs. ``NotebookConnection.edit`` takes Python character
+positions and converts them to pycrdt's bytes itself; :func:`utf16_index` converts a
+character position for yjs, and :func:`pycrdt_index` is kept for the test that pins
+pycrdt's own unit.
 
 The Node packages are installed by the README's set-up command
 (``npm ci --prefix tests/js``); if ``tests/js/node_modules`` is missing, the first test
@@ -222,7 +224,7 @@ async def test_node_and_python_edit_one_cell_and_converge(hub, collab, node_modu
             await py.wait_for(lambda: py.source("first") == expected)
             src = py.source("first")
             pos = src.index("🎉") + 1  # after the astral character
-            py.edit("first", pycrdt_index(src, pos), insert="✓")
+            py.edit("first", pos, insert="✓")  # the client converts to pycrdt's bytes
             expected = src[:pos] + "✓" + src[pos:]
             await node.call("wait", cell="first", source=expected)
             # a delete across the surrogate pair from yjs, a delete of 日 from Python
@@ -234,7 +236,7 @@ async def test_node_and_python_edit_one_cell_and_converge(hub, collab, node_modu
             await py.wait_for(lambda: py.source("first") == expected)
             src = expected
             pos = src.index("日")
-            py.edit("first", pycrdt_index(src, pos), delete=len("日".encode()))
+            py.edit("first", pos, delete=1)
             expected = src[:pos] + src[pos + 1 :]
             await node.call("wait", cell="first", source=expected)
             settled = expected
@@ -252,7 +254,7 @@ async def test_node_and_python_edit_one_cell_and_converge(hub, collab, node_modu
                     )
                 )
                 cur = py.source("first")
-                py.edit("first", pycrdt_index(cur, cur.index("héllo") + len("héllo")), insert="é–")
+                py.edit("first", cur.index("héllo") + len("héllo"), insert="é–")
                 if i % 5 == 0:
                     await asyncio.sleep(0)
             await asyncio.gather(*sends)

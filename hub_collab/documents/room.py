@@ -26,7 +26,7 @@ from pycrdt import Doc, Map, TransactionEvent
 from ..errors import BadRequest, CollabError, Forbidden, NotFound, TooLarge
 from ..ids import new_id
 from ..permissions.access import Access, Identity
-from ..types import INDEX_DOC
+from ..types import CELL_PREFIX, INDEX_DOC
 from . import protocol as p
 from .notebook import (
     CELL_TYPES,
@@ -204,10 +204,21 @@ class NotebookRoom:
         self.doc_bytes[name] = self.doc_bytes.get(name, 0) + len(update)
         self.updates_since_checkpoint += 1
         self.last_activity = time.monotonic()
+        if not self.applying_remote and not name.startswith(CELL_PREFIX) and name != INDEX_DOC:
+            # Outputs are durable before anyone sees them: a crash right after a client
+            # saw an output must not lose it. (Cell edits fan out at once; a client learns
+            # they are durable from `sync`. Index changes are acknowledged commands.)
+            origin = self._origin
+            self.update_log.append(self.id, name, update, then=lambda: self._fan_out(name, update, origin))
+            return
         if not self.applying_remote:
             self.update_log.append(self.id, name, update)
+        self._fan_out(name, update, self._origin)
+
+    def _fan_out(self, name: str, update: bytes, origin: Session | None) -> None:
+        if self.closed:
+            return
         frame = p.sync_update(self.wire_names.get(name, name), update)
-        origin = self._origin
         for session in self.subscribers.get(name, ()):
             if session is not origin:
                 session.send_bytes(frame)
@@ -292,8 +303,12 @@ class NotebookRoom:
     def broadcast_json(self, message: dict[str, Any], user: str | None = None, exclude_user: str | None = None) -> None:
         """Like :meth:`deliver_json`, for the sessions of the notebook on every replica."""
         self.deliver_json(message, user, exclude_user)
-        for hook in self.json_hooks:
-            hook(message, user, exclude_user)
+
+        def publish() -> None:  # after the doc updates before it, like the local sessions
+            for hook in self.json_hooks:
+                hook(message, user, exclude_user)
+
+        self.update_log.after_pending(publish)
 
     # -- sessions ---------------------------------------------------------------------
 

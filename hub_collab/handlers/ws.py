@@ -119,7 +119,10 @@ class WSSession(Session):
         self.handler.send(data, binary=True)
 
     def send_json(self, message: dict[str, Any]) -> None:
-        self.handler.send(json.dumps(message, separators=(",", ":")), binary=False)
+        # after the outputs written before it (they wait for their commit): a client
+        # reads an ack or a kernel message only once the docs it speaks of are here
+        text = json.dumps(message, separators=(",", ":"))
+        self.handler.room.update_log.after_pending(lambda: self.handler.send(text, binary=False))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self.handler.close(code, reason)
