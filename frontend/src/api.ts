@@ -21,7 +21,8 @@ export class Api {
 
   async request<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { Accept: "application/json" };
-    if (method !== "GET") headers["X-XSRFToken"] = this.cfg.xsrf;
+    // JupyterHub checks the XSRF token on every cookie-authenticated fetch (not only state changes)
+    headers["X-XSRFToken"] = this.cfg.xsrf;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const resp = await fetch(this.url(path), {
       method,

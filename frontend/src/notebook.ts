@@ -544,7 +544,7 @@ export class NotebookView {
   }
 
   exportIpynb(): void {
-    const a = h("a", { href: this.api.url(`api/notebooks/${this.cfg.notebook}/ipynb?download=1`), download: "" });
+    const a = h("a", { href: this.api.url(`api/notebooks/${this.cfg.notebook}/ipynb?download=1&_xsrf=${encodeURIComponent(this.cfg.xsrf)}`), download: "" });
     document.body.appendChild(a);
     a.click();
     a.remove();

@@ -75,7 +75,7 @@ export function formatAclEntry(e: AclEntry): string {
 
 const VERBS: Record<ObjectKind, [string, string, string]> = {
   // r, w, x
-  notebook: ["open", "add and remove cells", "run"],
+  notebook: ["open", "change cells", "run"],
   cell: ["read", "edit", "run"],
 };
 

@@ -1,0 +1,214 @@
+"""The web UI in a real browser (headless Debian Chromium, Playwright) through the real Hub login.
+
+Two users in two browser contexts: co-editing with cursors, locked and hidden
+cells, runs with outputs in both, chat, the share dialog changing rights live,
+and XSS attempts by one user that must not execute in the other's browser.
+Screenshots of the main views go to docs/screenshots/ for the user guide.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("playwright")
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright  # noqa: E402
+from ui_helpers import CHROMIUM, Api, cell, ensure_build, launch, login, notebook, open_notebook, screenshot, type_in_cell  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    reason = ensure_build()
+    if reason:
+        pytest.skip(reason)
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(pw: Playwright) -> Iterator[Browser]:
+    b = launch(pw)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def api(hub: Any, collab: Any) -> Any:
+    return lambda user: Api(collab.public_url, hub.token(user))
+
+
+@pytest.fixture
+def as_user(browser: Browser, collab: Any) -> Iterator[Any]:
+    """``as_user(name) -> Page``: a fresh logged-in browser context per user; errors are recorded."""
+    contexts = []
+
+    def make(user: str) -> Page:
+        ctx, page = login(browser, collab.public_url, user)
+        page.errors = []  # type: ignore[attr-defined]
+        page.dialogs = []  # type: ignore[attr-defined]
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))  # type: ignore[attr-defined]
+        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
+        contexts.append(ctx)
+        return page
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def test_home_lists_creates_and_opens(as_user: Any, api: Any, collab: Any) -> None:
+    api("alice").create("Alice's lab")
+    api("bob").create("Bob's shared lab", mode="0755")
+    page = as_user("alice")
+    expect(page.locator(".nb-mine .nb-link", has_text="Alice's lab").first).to_be_visible()
+    expect(page.locator(".nb-shared .nb-link", has_text="Bob's shared lab").first).to_be_visible()
+    screenshot(page, "home")
+    page.fill(".new-name", "From the browser")
+    page.click(".create-form button")
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.locator(".nb-title")).to_have_text("From the browser")
+    page.keyboard.press("b")
+    page.wait_for_selector(".cell .cm-content")
+    page.keyboard.type("1 + 1")
+    expect(page.locator(".cell .cm-content").first).to_have_text("1 + 1")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_two_users_see_each_others_typing_and_cursors(as_user: Any, api: Any, collab: Any) -> None:
+    nb = api("alice").create(
+        "Together",
+        notebook([{"id": "c1", "source": "x = 1"}, {"id": "m1", "cell_type": "markdown", "source": "# Hello *world*"}]),
+        group="students",
+        mode="0770",
+    )
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb["id"])
+    open_notebook(bob, collab.public_url, nb["id"])
+    expect(cell(bob, "m1").locator(".cell-rendered h1")).to_have_text("Hello world")
+    type_in_cell(alice, "c1", "\ny = 2")
+    expect(cell(bob, "c1")).to_contain_text("y = 2")
+    # alice's caret, labelled with her name, in bob's view of the cell; she is shown in the cell
+    bob.locator('.cell[data-cell-id="c1"]').scroll_into_view_if_needed()
+    expect(cell(bob, "c1").locator(".remote-caret-label")).to_have_text("alice")
+    expect(bob.locator('.avatars [data-user="alice"]')).to_be_visible()
+    expect(cell(bob, "c1").locator(".cell-people .avatar")).to_have_count(1)
+    # and bob types back
+    type_in_cell(bob, "c1", "  # bob")
+    expect(cell(alice, "c1").locator(".cm-content")).to_contain_text("y = 2  # bob")
+    expect(cell(alice, "c1").locator(".remote-caret-label")).to_have_text("bob")
+    screenshot(bob, "notebook-two-users")
+    # markdown: double-click to edit, Shift-Enter to render
+    cell(alice, "m1").locator(".cell-rendered").dblclick()
+    alice.keyboard.press("Control+End")
+    alice.keyboard.type(" and $x^2$")
+    alice.keyboard.press("Shift+Enter")
+    expect(cell(bob, "m1").locator(".cell-rendered .katex")).to_have_count(1)
+    assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+
+
+def test_locked_cell_is_read_only_and_hidden_cell_is_a_placeholder(as_user: Any, api: Any, collab: Any) -> None:
+    inst = api("instructor")
+    nb = inst.create(
+        "Exam",
+        notebook([
+            {"id": "given", "source": "DATA = [1, 2, 3]"},
+            {"id": "secret", "source": "ANSWER = 42  # top secret"},
+            {"id": "free", "source": "# your answer"},
+        ]),
+        mode="0777",
+    )
+    inst.chmod_cell(nb["id"], "given", mode="0644")
+    inst.chmod_cell(nb["id"], "secret", mode="0600")
+    inst.chmod_cell(nb["id"], "free", mode="0666")
+    alice = as_user("alice")
+    open_notebook(alice, collab.public_url, nb["id"])
+    given = cell(alice, "given")
+    expect(given.locator(".badge-locked")).to_be_visible()
+    type_in_cell(alice, "given", "HACKED")
+    alice.wait_for_timeout(300)
+    expect(given).not_to_contain_text("HACKED")
+    secret = cell(alice, "secret")
+    expect(secret.locator(".hidden-placeholder")).to_contain_text("Hidden cell")
+    assert "top secret" not in alice.content()
+    type_in_cell(alice, "free", "\nmine = 1")
+    expect(cell(alice, "free")).to_contain_text("mine = 1")
+    screenshot(alice, "locked-and-hidden")
+    assert "HACKED" not in str(inst.call("GET", f"api/notebooks/{nb['id']}/ipynb"))
+
+
+def test_a_run_shows_outputs_in_both_browsers(as_user: Any, api: Any, collab: Any) -> None:
+    nb = api("alice").create("Run", notebook([{"id": "r1", "source": "print('hello', 6 * 7)"}, {"id": "r2", "source": "1/0"}]), group="students", mode="0770", default_cell_mode="0775")
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb["id"])
+    open_notebook(bob, collab.public_url, nb["id"])
+    cell(alice, "r1").locator(".cell-preview, .cm-content").first.click()
+    alice.keyboard.press("Shift+Enter")
+    for page in (alice, bob):
+        expect(cell(page, "r1").locator(".output-stream")).to_have_text("hello 42\n", timeout=60_000)
+        expect(cell(page, "r1").locator(".cell-info")).to_contain_text("by alice")
+        expect(cell(page, "r1").locator(".cell-prompt")).to_have_text("[1]:")
+    # a traceback with ANSI colours, run from bob's side with the toolbar button
+    cell(bob, "r2").click()
+    bob.click("button.run")
+    expect(cell(alice, "r2").locator(".output-error")).to_contain_text("ZeroDivisionError", timeout=60_000)
+    assert cell(alice, "r2").locator(".output-error span[class*=ansi-]").count() > 0
+    expect(alice.locator(".kernel-status")).to_contain_text("idle")
+
+
+def test_chat_message_appears_for_the_other(as_user: Any, api: Any, collab: Any) -> None:
+    nb = api("alice").create("Chatty", notebook([{"id": "q1", "source": "answer = 41"}]), group="students", mode="0770")
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb["id"])
+    open_notebook(bob, collab.public_url, nb["id"])
+    bob.fill(".chat-input", "hi")
+    expect(alice.locator(".chat-typing")).to_have_text("bob is typing…")
+    bob.fill(".chat-input", "")
+    alice.fill(".chat-input", "@bob is #q1 right? <b>not bold</b>")
+    alice.keyboard.press("Enter")
+    msg = bob.locator(".chat-msg").last
+    expect(msg).to_contain_text("is #q1 right? <b>not bold</b>")
+    expect(msg.locator(".mention-me")).to_have_text("@bob")
+    msg.locator(".cell-ref").click()
+    expect(cell(bob, "q1")).to_have_class(__import__("re").compile("active"))
+    bob.fill(".chat-input", "looks good to me")
+    bob.keyboard.press("Enter")
+    expect(alice.locator(".chat-msg").last).to_contain_text("looks good to me")
+    screenshot(alice, "chat")
+
+
+def test_share_dialog_changes_rights_live(as_user: Any, api: Any, collab: Any) -> None:
+    nb = api("alice").create("Shared", notebook([{"id": "s1", "source": "value = 1"}]), mode="0755", default_cell_mode="0644")
+    api("alice").chmod_cell(nb["id"], "s1", mode="0644")
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb["id"])
+    open_notebook(bob, collab.public_url, nb["id"])
+    expect(cell(bob, "s1").locator(".badge-locked")).to_be_visible()
+    # the notebook's dialog in words and rwx
+    alice.click(".share-btn")
+    dlg = alice.locator("dialog.share-dialog")
+    expect(dlg.locator(".share-summary")).to_contain_text("everyone else can open and run, not change cells")
+    expect(dlg.locator(".mode-rwx")).to_have_text("rwxr-xr-x")
+    screenshot(alice, "share-dialog")
+    dlg.locator("button", has_text="Cancel").click()
+    # the cell's dialog: let everyone edit this cell
+    cell(alice, "s1").locator(".cell-share").click()
+    dlg = alice.locator("dialog.share-dialog")
+    dlg.locator('tr[data-who="other"] input[data-bit="w"]').check()
+    expect(dlg.locator(".share-summary")).to_contain_text("everyone else can read and edit, not run")
+    dlg.locator(".share-save").click()
+    expect(cell(bob, "s1").locator(".badge-locked")).to_have_count(0)
+    type_in_cell(bob, "s1", " + 1")
+    expect(cell(alice, "s1")).to_contain_text("value = 1 + 1")
+    # and hide it from others: bob sees only the placeholder, at once
+    cell(alice, "s1").locator(".cell-share").click()
+    dlg = alice.locator("dialog.share-dialog")
+    dlg.locator('tr[data-who="other"] input[data-bit="r"]').uncheck()
+    dlg.locator('tr[data-who="other"] input[data-bit="w"]').uncheck()
+    dlg.locator(".share-save").click()
+    expect(cell(bob, "s1").locator(".hidden-placeholder")).to_be_visible()
+    expect(cell(bob, "s1")).not_to_contain_text("value = 1")
