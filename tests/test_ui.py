@@ -212,3 +212,83 @@ def test_share_dialog_changes_rights_live(as_user: Any, api: Any, collab: Any) -
     dlg.locator(".share-save").click()
     expect(cell(bob, "s1").locator(".hidden-placeholder")).to_be_visible()
     expect(cell(bob, "s1")).not_to_contain_text("value = 1")
+
+
+XSS_HTML = "".join([
+    "<script>window.__xss = 'script'</script>",
+    "<img src=x onerror=\"window.__xss = 'onerror'\">",
+    "<a id=jslink href=\"javascript:window.__xss = 'jslink'\">click me</a>",
+    "<svg><script>window.__xss = 'svg-script'</script><circle r=5 onload=\"window.__xss = 'svg-onload'\"/></svg>",
+    "<iframe srcdoc=\"<script>parent.__xss = 'iframe'</script>\"></iframe>",
+    "<details open ontoggle=\"window.__xss = 'ontoggle'\"><summary>s</summary></details>",
+    "<form action=\"javascript:window.__xss = 'form'\"><button id=formbtn>go</button></form>",
+    "<div style=\"position:fixed;inset:0;z-index:99999;background:red\" id=overlay>overlay</div>",
+    "<p onclick=\"window.__xss = 'onclick'\" id=clickme>click</p>",
+    "<style>body { display: none }</style>",
+])
+XSS_SVG = (
+    "<svg xmlns='http://www.w3.org/2000/svg' onload=\"window.__xss = 'svg-doc'\">"
+    "<script>window.__xss = 'svg-doc-script'</script><a href=\"javascript:window.__xss = 'svg-a'\"><text y='20'>x</text></a></svg>"
+)
+XSS_MD = (
+    "# Title\n\n[a link](javascript:window.__xss='md-link') <img src=x onerror=\"window.__xss='md-img'\">\n\n"
+    "<script>window.__xss='md-script'</script>\n\n$x$ <svg onload=\"window.__xss='md-svg'\"></svg>"
+)
+
+
+def test_malicious_outputs_and_markdown_do_not_execute_for_another_user(as_user: Any, api: Any, collab: Any) -> None:
+    outputs = [
+        {"output_type": "display_data", "data": {"text/html": XSS_HTML, "text/plain": "x"}, "metadata": {}},
+        {"output_type": "display_data", "data": {"image/svg+xml": XSS_SVG}, "metadata": {}},
+        {"output_type": "display_data", "data": {"text/markdown": XSS_MD}, "metadata": {}},
+        {"output_type": "stream", "name": "stdout", "text": "<script>window.__xss='stream'</script>\x1b[31mred\x1b[0m"},
+        {"output_type": "error", "ename": "E", "evalue": "<img src=x onerror=\"window.__xss='tb'\">", "traceback": ["<img src=x onerror=\"window.__xss='tb'\">"]},
+    ]
+    nb = api("alice").create(
+        "Evil",
+        notebook([{"id": "evil", "source": "evil()", "outputs": outputs}, {"id": "md", "cell_type": "markdown", "source": XSS_MD}]),
+        group="students",
+        mode="0770",
+    )
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb["id"])
+    open_notebook(bob, collab.public_url, nb["id"])
+    # alice also writes malicious markdown live
+    cell(alice, "md").locator(".cell-rendered").dblclick()
+    alice.keyboard.press("Control+End")
+    alice.keyboard.type("\n\n<img src=y onerror=\"window.__xss='live'\"> [x](javascript:window.__xss='live-link')")
+    alice.keyboard.press("Shift+Enter")
+    expect(cell(bob, "md").locator(".cell-rendered")).to_contain_text("x")
+    cell(bob, "md").scroll_into_view_if_needed()  # markdown is rendered when near the viewport
+    expect(cell(bob, "md").locator(".cell-rendered img")).to_have_count(2)
+    out = cell(bob, "evil").locator(".cell-outputs")
+    expect(out.locator(".output-html")).to_contain_text("click me")
+    expect(out.locator(".output-stream")).to_contain_text("<script>window.__xss='stream'</script>red")
+    # nothing dangerous survived in the DOM ...
+    bad = bob.evaluate(
+        """() => {
+        const found = [];
+        for (const el of document.querySelectorAll('.cells *')) {
+            if (['SCRIPT', 'IFRAME', 'FORM', 'STYLE', 'OBJECT', 'EMBED'].includes(el.tagName)) found.push(el.tagName);
+            for (const a of el.attributes) {
+                if (a.name.startsWith('on')) found.push(el.tagName + '@' + a.name);
+                if (/^\\s*javascript:/i.test(a.value)) found.push(el.tagName + '@' + a.name + '=js');
+            }
+        }
+        return found;
+    }"""
+    )
+    assert bad == []
+    # ... clicking what is left does nothing, the overlay stays inside the output box
+    for sel in ("#jslink", "#clickme", ".cell-rendered a"):
+        for i in range(bob.locator(sel).count()):
+            bob.locator(sel).nth(i).click(modifiers=[], no_wait_after=True, force=True)
+    box = out.bounding_box()
+    overlay = bob.locator("#overlay").bounding_box()
+    assert box and overlay and overlay["height"] <= box["height"] + 1
+    expect(bob.locator(".nb-header")).to_be_visible()  # no <style> hid the page
+    bob.wait_for_timeout(500)
+    for page in (alice, bob):
+        assert page.evaluate("window.__xss") is None
+        assert page.dialogs == []  # type: ignore[attr-defined]
+    assert len(bob.context.pages) == 1

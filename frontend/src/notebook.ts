@@ -76,8 +76,8 @@ export class NotebookView {
     const toolbar = h(
       "div",
       { class: "toolbar", role: "toolbar" },
-      btn("＋ code", "Insert a code cell below (B)", () => void this.insert("below", "code")),
-      btn("＋ text", "Insert a markdown cell below", () => void this.insert("below", "markdown")),
+      btn("+ code", "Insert a code cell below (B)", () => void this.insert("below", "code")),
+      btn("+ text", "Insert a markdown cell below", () => void this.insert("below", "markdown")),
       btn("✂", "Delete the cell (D, D)", () => this.active && void this.deleteCell(this.active)),
       btn("↑", "Move the cell up (Ctrl-Shift-↑)", () => this.active && void this.move(this.active, -1)),
       btn("↓", "Move the cell down (Ctrl-Shift-↓)", () => this.active && void this.move(this.active, 1)),
@@ -316,7 +316,7 @@ export class NotebookView {
       existing?.remove();
       return;
     }
-    if (!existing) this.cellsEl.appendChild(h("div", { class: "empty-notebook" }, canWrite(this.conn.caps.notebook) ? "This notebook is empty. Press B or “＋ code” to add a cell." : "This notebook is empty."));
+    if (!existing) this.cellsEl.appendChild(h("div", { class: "empty-notebook" }, canWrite(this.conn.caps.notebook) ? "This notebook is empty. Press B or “+ code” to add a cell." : "This notebook is empty."));
   }
 
   /** `window.hubCollab.readyAt`: when the index and every readable doc were synced and shown. */
