@@ -69,8 +69,14 @@ function applySgr(style: Style, codes: number[]): Style {
 function open(s: Style): string {
   const cls: string[] = [];
   const css: string[] = [];
-  if (s.fg) (s.fg.startsWith("rgb") ? css.push(`color:${s.fg}`) : cls.push(`ansi-${s.fg}-fg`));
-  if (s.bg) (s.bg.startsWith("rgb") ? css.push(`background-color:${s.bg}`) : cls.push(`ansi-${s.bg}-bg`));
+  if (s.fg) {
+    if (s.fg.startsWith("rgb")) css.push(`color:${s.fg}`);
+    else cls.push(`ansi-${s.fg}-fg`);
+  }
+  if (s.bg) {
+    if (s.bg.startsWith("rgb")) css.push(`background-color:${s.bg}`);
+    else cls.push(`ansi-${s.bg}-bg`);
+  }
   if (s.bold) cls.push("ansi-bold");
   if (s.italic) cls.push("ansi-italic");
   if (s.underline) cls.push("ansi-underline");
