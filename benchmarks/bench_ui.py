@@ -1,0 +1,154 @@
+"""Browser benchmark of the web UI (headless Debian Chromium through the real Hub).
+
+    .venv/bin/python benchmarks/bench_ui.py [--cells 1000] [--keys 200]
+
+Prints:
+
+* time until a notebook of ``--cells`` cells (code and markdown, with short
+  outputs) is interactive: from navigation start until the index and every
+  readable doc are synced and every cell is in the page (``window.hubCollab.readyAt``),
+  and until a keystroke typed into the first cell is on screen;
+* keystroke-to-screen latency between two browsers (alice types, bob's
+  editor shows it): p50/p95/max over ``--keys`` keystrokes, measured from
+  alice's ``keydown`` to the DOM mutation in bob's page (same machine clock);
+* the JS heap of the 1,000-cell page (CDP ``Runtime.getHeapUsage``, after GC).
+
+Goals: interactive ≤ 2 s, p95 keystroke ≤ 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from hubfixtures import CollabService, Hub  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+from ui_helpers import Api, ensure_build, launch, login, notebook  # noqa: E402
+
+
+def big_notebook(n: int) -> dict:
+    cells = []
+    for i in range(n):
+        if i % 5 == 4:
+            cells.append({"id": f"m{i}", "cell_type": "markdown", "source": f"## Step {i}\n\nSome *text* with `code` and a [link](https://example.org)."})
+        else:
+            cells.append({
+                "id": f"c{i}",
+                "source": f"x{i} = {i} * 2\nprint('value', x{i})",
+                "execution_count": i,
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": f"value {i * 2}\n"}],
+            })
+    return notebook(cells)
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cells", type=int, default=1000)
+    ap.add_argument("--keys", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=3, help="page loads of the big notebook")
+    args = ap.parse_args()
+    ensure_build()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ui-"))
+    hub = Hub(tmp / "hub")
+    collab = None
+    try:
+        hub.start()
+        collab = CollabService(hub, tmp / "collab")
+        collab.start()
+        url = collab.public_url
+        alice_api = Api(url, hub.token("alice"))
+        big = alice_api.create("big", big_notebook(args.cells), group="students", mode="0770")
+        small = alice_api.create("keys", notebook([{"id": "k1", "source": ""}]), group="students", mode="0770")
+        with sync_playwright() as pw:
+            browser = launch(pw)
+            ctx_a, alice = login(browser, url, "alice")
+            ctx_b, bob = login(browser, url, "bob")
+
+            # -- time to interactive ------------------------------------------------------
+            ready, typed = [], []
+            for _ in range(args.runs):
+                alice.goto(f"{url}notebooks/{big['id']}")
+                alice.wait_for_selector("body[data-ready=true]", timeout=60_000)
+                ready_ms = alice.evaluate("() => window.hubCollab.readyAt")
+                first = alice.locator(".cell").first
+                first.locator(".cm-content").click()
+                alice.keyboard.press("Control+End")
+                alice.keyboard.type("#")
+                first.locator(".cm-content").filter(has_text="#").wait_for()
+                typed_ms = alice.evaluate("() => performance.now()")
+                ready.append(ready_ms)
+                typed.append(typed_ms)
+                alice.keyboard.press("Backspace")
+            n_cells = alice.locator(".cell").count()
+            cdp = ctx_a.new_cdp_session(alice)
+            cdp.send("HeapProfiler.collectGarbage")
+            heap = cdp.send("Runtime.getHeapUsage")
+            dom_nodes = alice.evaluate("() => document.getElementsByTagName('*').length")
+            print(f"notebook of {n_cells} cells ({args.runs} loads, from navigation start):")
+            print(f"  all docs synced and every cell shown: median {statistics.median(ready):.0f} ms (min {min(ready):.0f}, max {max(ready):.0f})")
+            print(f"  ... and a keystroke in the first cell on screen: median {statistics.median(typed):.0f} ms")
+            print(f"  JS heap used {heap['usedSize'] / 1e6:.1f} MB of {heap['totalSize'] / 1e6:.1f} MB; {dom_nodes} DOM elements")
+
+            # -- keystroke latency between two browsers -----------------------------------
+            for page in (alice, bob):
+                page.goto(f"{url}notebooks/{small['id']}")
+                page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+            bob.locator('.cell[data-cell-id="k1"] .cell-preview, .cell[data-cell-id="k1"] .cm-content').first.click()
+            bob.keyboard.press("Escape")
+            alice.locator('.cell[data-cell-id="k1"] .cell-preview, .cell[data-cell-id="k1"] .cm-content').first.click()
+            alice.locator('.cell[data-cell-id="k1"] .cm-content').click()
+            bob.evaluate(
+                """() => {
+                window.__seen = {};
+                const el = document.querySelector('.cell[data-cell-id="k1"] .cm-content')
+                    || document.querySelector('.cell[data-cell-id="k1"] .cell-preview');
+                const target = el.closest('.cell');
+                new MutationObserver(() => {
+                    // the text only: not the placeholder nor alice's caret label
+                    const box = target.querySelector('.cm-content, .cell-preview').cloneNode(true);
+                    box.querySelectorAll('.remote-caret, .cm-placeholder').forEach((e) => e.remove());
+                    const t = box.textContent.replace(/\\u200b/g, '');
+                    if (!(t.length in window.__seen)) window.__seen[t.length] = Date.now();
+                }).observe(target, {subtree: true, childList: true, characterData: true});
+            }"""
+            )
+            alice.evaluate(
+                """() => {
+                window.__keys = [];
+                document.addEventListener('keydown', () => window.__keys.push(Date.now()), true);
+            }"""
+            )
+            for i in range(args.keys):
+                alice.keyboard.type("abcdefghij"[i % 10])
+                time.sleep(0.02)
+            bob.wait_for_timeout(500)
+            keys = alice.evaluate("() => window.__keys")
+            seen = bob.evaluate("() => window.__seen")
+            lat = [seen[str(i + 1)] - keys[i] for i in range(len(keys)) if str(i + 1) in seen]
+            print(f"keystroke to the other browser's screen ({len(lat)} of {args.keys} keys matched):")
+            print(f"  p50 {pct(lat, 50):.0f} ms, p95 {pct(lat, 95):.0f} ms, max {max(lat):.0f} ms")
+            ctx_a.close()
+            ctx_b.close()
+            browser.close()
+    finally:
+        if collab is not None:
+            collab.stop()
+        hub.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
