@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hub_collab.replication")
 
+#: how far below the newest merged log row a catch-up re-reads (rows are idempotent)
+CATCHUP_MARGIN = 500
+
 REC_DOC = 1
 REC_AWARENESS = 2
 REC_EVENT = 3
@@ -361,10 +364,15 @@ class Replicator:
         try:
             loop = asyncio.get_running_loop()
             await self.rooms.update_log.flush()
-            persisted, _ = await loop.run_in_executor(None, self.rooms.store.load_docs, room.id)
+            # Rows below the watermark were merged before. The margin covers rows that
+            # got a lower id but committed later (concurrent transactions on PostgreSQL).
+            after = max(0, room.merged_upto - CATCHUP_MARGIN)
+            persisted, ids = await loop.run_in_executor(None, self.rooms.store.load_docs_since, room.id, after)
             if room.closed:
                 return
             room.merge_persisted(persisted)
+            if ids:
+                room.merged_upto = max(room.merged_upto, ids[-1])
             self.catchups += 1
         except Exception:
             log.exception("catch-up of notebook %s failed", room.id)

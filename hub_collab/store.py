@@ -222,6 +222,29 @@ class Store:
                 ids.append(update.id)
         return out, ids
 
+    def load_docs_since(self, nb_id: str, after_id: int) -> tuple[dict[str, list[bytes]], list[int]]:
+        """Like :meth:`load_docs`, but only log rows with ``id > after_id``, and the
+        checkpoints only if one was written since (it may hold rows folded into it)."""
+        out: dict[str, list[bytes]] = {}
+        ids: list[int] = []
+        with self.engine.connect() as conn:
+            newest = conn.execute(
+                sa.select(sa.func.max(doc_checkpoints.c.upto)).where(doc_checkpoints.c.notebook_id == nb_id)
+            ).scalar()
+            if newest is not None and newest > after_id:
+                for row in conn.execute(
+                    sa.select(doc_checkpoints.c.doc, doc_checkpoints.c.data).where(doc_checkpoints.c.notebook_id == nb_id)
+                ):
+                    out[row.doc] = [row.data]
+            for update in conn.execute(
+                sa.select(doc_updates.c.id, doc_updates.c.doc, doc_updates.c.data)
+                .where(doc_updates.c.notebook_id == nb_id, doc_updates.c.id > after_id)
+                .order_by(doc_updates.c.id)
+            ):
+                out.setdefault(update.doc, []).append(update.data)
+                ids.append(update.id)
+        return out, ids
+
     def append_updates(self, rows: list[tuple[str, str, bytes]]) -> None:
         """Append (notebook, doc, update) rows in one transaction."""
         with self.engine.begin() as conn:

@@ -101,6 +101,8 @@ class NotebookRoom:
         self.app: Any = None
         #: the replicator, when one joins this room to other replicas
         self.replicator: Any = None
+        #: the newest update-log row merged by a catch-up (the replicator's watermark)
+        self.merged_upto = 0
         #: True while applying changes that were persisted by another replica
         self.applying_remote = False
         self.closed = False

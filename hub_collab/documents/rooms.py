@@ -153,9 +153,10 @@ class RoomManager:
         if record is None:
             raise NotFound("no such notebook", code="unknown_notebook")
         await self.update_log.flush()
-        persisted, _ = await loop.run_in_executor(None, self.store.load_docs, nb_id)
+        persisted, ids = await loop.run_in_executor(None, self.store.load_docs, nb_id)
         room = NotebookRoom(record, self.permissions, self.update_log, max_doc_bytes=self.max_doc_bytes)
         room.load(persisted)
+        room.merged_upto = max(ids, default=0)
         room.app = self.app
         return room
 
@@ -168,6 +169,7 @@ class RoomManager:
         if room.closed:
             return
         room.merge_persisted(persisted)
+        room.merged_upto = max([room.merged_upto, *covered])
         states = room.snapshot()
         room.updates_since_checkpoint = 0
         await loop.run_in_executor(None, self.store.checkpoint, room.id, states, covered)
