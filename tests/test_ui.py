@@ -16,7 +16,18 @@ import pytest
 
 pytest.importorskip("playwright")
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright  # noqa: E402
-from ui_helpers import CHROMIUM, Api, cell, ensure_build, launch, login, notebook, open_notebook, screenshot, type_in_cell  # noqa: E402
+from ui_helpers import (  # noqa: E402
+    CHROMIUM,
+    Api,
+    cell,
+    ensure_build,
+    launch,
+    login,
+    notebook,
+    open_notebook,
+    screenshot,
+    type_in_cell,
+)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 
