@@ -3,7 +3,9 @@
 Two users in two browser contexts: co-editing with cursors, locked and hidden
 cells, runs with outputs in both, chat, the share dialog changing rights live,
 and XSS attempts by one user that must not execute in the other's browser.
-Screenshots of the main views go to docs/screenshots/ for the user guide.
+Screenshots of the main views go to docs/screenshots/ for the user guide when
+HUB_COLLAB_SCREENSHOTS=1 is set (otherwise to a temporary folder, so a test run
+leaves the repository as it was).
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-pytest.importorskip("playwright")
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright  # noqa: E402
-from ui_helpers import (  # noqa: E402
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from ui_helpers import (
     CHROMIUM,
     Api,
     cell,
@@ -29,7 +29,8 @@ from ui_helpers import (  # noqa: E402
     type_in_cell,
 )
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+# No skip: a missing browser is a failed set-up (scripts/setup installs it), not a pass.
+assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: run scripts/setup (or apt-get install chromium)"
 
 
 @pytest.fixture(scope="module")

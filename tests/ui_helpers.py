@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,11 @@ def type_in_cell(page: Page, cell_id: str, text: str, at_end: bool = True) -> No
 
 
 def screenshot(page: Page, name: str, **kwargs: Any) -> None:
-    out = ROOT / "docs" / "screenshots"
+    """Save a screenshot: into docs/screenshots/ with HUB_COLLAB_SCREENSHOTS=1 (to
+    refresh the user guide), else into a temporary folder (the page is still drawn)."""
+    if os.environ.get("HUB_COLLAB_SCREENSHOTS") == "1":
+        out = ROOT / "docs" / "screenshots"
+    else:
+        out = Path(tempfile.gettempdir()) / "hub-collab-screenshots"
     out.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out / f"{name}.png"), **kwargs)
