@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from .documents.rooms import RoomManager
     from .permissions.store import PermissionStore
 
+from .tasks import cancel_and_wait
+
 log = logging.getLogger("hub_collab.replication")
 
 #: how far below the newest merged log row a catch-up re-reads (rows are idempotent)
@@ -174,13 +176,7 @@ class Replicator:
         self.event_handlers.setdefault("record", self._on_record)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         self._flush()
         for nb in list(self.fences):

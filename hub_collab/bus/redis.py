@@ -16,6 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..tasks import cancel_and_wait
 from .base import Bus, BusUnavailable, Handler
 
 log = logging.getLogger("hub_collab.bus")
@@ -74,13 +75,7 @@ class RedisBus(Bus):
         self._tasks = [loop.create_task(self._publisher()), loop.create_task(self._subscriber())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         if self._pubsub is not None:
             try:

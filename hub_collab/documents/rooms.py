@@ -21,6 +21,7 @@ from ..kernels.outputs import outputs_to_nbformat, seed_outputs
 from ..permissions.access import Access, Identity
 from ..permissions.store import PermissionStore
 from ..store import NotebookRecord, Store, UpdateLog
+from ..tasks import cancel_and_wait
 from ..types import INDEX_DOC
 from .notebook import (
     cell_doc,
@@ -91,13 +92,8 @@ class RoomManager:
         self._task = asyncio.get_running_loop().create_task(self._housekeeping())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for room in list(self.rooms.values()):
             await self.unload(room)
 
