@@ -125,6 +125,7 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; every client got every caps: {'yes' if complete else 'NO'}")
     print(f"until the LAST client has its caps, from sending the PUT:  p50 {percentile(from_sent, 50):7.1f} ms   max {max(from_sent):7.1f} ms")
     print(f"                                   from the PUT's answer:  p50 {percentile(from_returned, 50):7.1f} ms   max {max(from_returned):7.1f} ms")
+    print("each change, from sending (ms):", " ".join(f"{v:.0f}" for v in from_sent))
     print(f"goal: within 100 ms: {'MET' if max(from_sent) <= 100 else 'MISSED'}")
 
 

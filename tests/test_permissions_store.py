@@ -131,10 +131,10 @@ def test_set_cell_and_notebook(store: PermissionStore, db_url: str) -> None:
     store.create_notebook("nb", "alice", "students", 0o750)
     store.create_cell("nb", "c1", "bob")
     old, new = store.set_cell("nb", "c1", Perms("bob", "students", 0o600, parse_acl(["u:carol:r"])))
-    assert old == {"owner": "bob", "group": "students", "mode": "0664", "acl": []}
+    assert old == {"owner": "bob", "group": "students", "mode": "0775", "acl": []}
     assert new == {"owner": "bob", "group": "students", "mode": "0600", "acl": ["user:carol:r--"]}
     old, new = store.set_notebook("nb", Perms("dave", "ta", 0o1770), default_cell_mode=0o600)
-    assert old["owner"] == "alice" and old["default_mode"] == "0664" and old["default_acl"] == []
+    assert old["owner"] == "alice" and old["default_mode"] == "0775" and old["default_acl"] == []
     assert new == {
         "owner": "dave",
         "group": "ta",
@@ -271,7 +271,7 @@ def test_reload_sees_another_store(store: PermissionStore, db_url: str) -> None:
     assert store.notebook("nb") == Perms("alice", "students", 0o750)
     assert store.cells("nb") == {
         "c1": Perms("bob", "", 0o700),
-        "c2": Perms("carol", "students", 0o664),
+        "c2": Perms("carol", "students", 0o775),  # the default cell mode
     }
     after = store.access(BOB, "nb")
     assert not after.can("insert_cell") and after.can("write_cell", "c1")

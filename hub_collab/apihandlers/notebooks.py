@@ -92,14 +92,14 @@ class NotebooksHandler(NotebookAPIHandler):
             raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
         group = self.parse_group_field(body) or ""
         mode = self.parse_mode_field(body, "mode", 0o750)
-        default_cell_mode = self.parse_mode_field(body, "default_cell_mode", 0o664)
+        default_cell_mode = self.parse_mode_field(body, "default_cell_mode", 0o775)
         record = await self.collab.rooms.create_notebook(
             self.me,
             name,
             body.get("content"),
             group=group,
             mode=0o750 if mode is None else mode,
-            default_cell_mode=0o664 if default_cell_mode is None else default_cell_mode,
+            default_cell_mode=0o775 if default_cell_mode is None else default_cell_mode,
         )
         self.collab.store.add_audit(record.id, self.me.name, "create", "notebook", {"name": name})
         self.set_header("Location", f"{self.collab.base_url}api/notebooks/{record.id}")

@@ -198,7 +198,7 @@ class RoomManager:
         *,
         group: str = "",
         mode: int = 0o750,
-        default_cell_mode: int = 0o664,
+        default_cell_mode: int = 0o775,
     ) -> NotebookRecord:
         nb = validate_ipynb(content, max_cells=self.max_cells) if content is not None else empty_notebook_json()
         nb_id = new_id()

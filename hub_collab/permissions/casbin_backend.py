@@ -123,7 +123,7 @@ class NotebookPerms:
     """A notebook's compiled permissions: its own, its defaults, its cells'."""
 
     perms: Perms
-    default_mode: int = 0o664
+    default_mode: int = 0o775
     default_acl: tuple[AclEntry, ...] = ()
     cells: dict[str, Perms] = field(default_factory=dict)
 

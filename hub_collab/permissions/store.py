@@ -294,7 +294,7 @@ class PermissionStore:
         group: str = "",
         mode: int = 0o750,
         acl: Iterable[AclEntry | str] = (),
-        default_cell_mode: int = 0o664,
+        default_cell_mode: int = 0o775,
         default_acl: Iterable[AclEntry | str] = (),
     ) -> None:
         """Record a new notebook's permissions; :class:`ObjectExists` if it has some."""
