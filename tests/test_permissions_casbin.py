@@ -132,7 +132,7 @@ def pg_url() -> Iterator[str]:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:  # pragma: no cover
         admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
+        pytest.fail(f"PostgreSQL not reachable at 127.0.0.1:5432 (the tests need it): {exc}")
     try:
         yield server.rsplit("/", 1)[0] + "/" + name
     finally:

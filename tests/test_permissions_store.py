@@ -43,7 +43,7 @@ def pg_server() -> Iterator[str]:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:  # pragma: no cover - depends on the host
         admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
+        pytest.fail(f"PostgreSQL not reachable at 127.0.0.1:5432 (the tests need it): {exc}")
     try:
         yield PG_SERVER.rsplit("/", 1)[0] + "/" + name
     finally:

@@ -36,8 +36,7 @@ assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: run scripts/setup 
 @pytest.fixture(scope="module")
 def pw() -> Iterator[Playwright]:
     reason = ensure_build()
-    if reason:
-        pytest.skip(reason)
+    assert not reason, f"the front end could not be built: {reason}"  # a failed set-up, not a skip
     with sync_playwright() as p:
         yield p
 
