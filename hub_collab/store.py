@@ -28,6 +28,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from .tasks import cancel_and_wait
+
 log = logging.getLogger("hub_collab.store")
 
 metadata = sa.MetaData()
@@ -380,11 +382,7 @@ class UpdateLog:
         if self._task is None:
             return
         await self.flush()
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait(self._task)
         self._task = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)

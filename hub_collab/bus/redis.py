@@ -10,6 +10,7 @@ pub/sub dropped whatever was published meanwhile).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -78,12 +79,14 @@ class RedisBus(Bus):
         await cancel_and_wait(*self._tasks)
         self._tasks = []
         if self._pubsub is not None:
-            try:
-                await self._pubsub.aclose()
-            except Exception:
-                pass
+            await self._close_pubsub()
         if self.client is not None:
             await self.client.aclose()
+
+    async def _close_pubsub(self) -> None:
+        # Its connection may already be broken (that is often why we close it).
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -197,10 +200,7 @@ class RedisBus(Bus):
                     log.warning("lost Redis (%s); local editing goes on, retrying", exc)
                 self.connected = False
                 self._active.clear()
-                try:
-                    await self._pubsub.aclose()
-                except Exception:
-                    pass
+                await self._close_pubsub()
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
 
@@ -223,7 +223,7 @@ class RedisBus(Bus):
         try:
             await self.client.eval(_RELEASE, 1, self.key(key), self.replica_id)
         except (RedisError, OSError):
-            pass
+            pass  # unreachable Redis: the lease expires by itself after its TTL
 
     async def holder(self, key: str) -> str | None:
         try:

@@ -41,6 +41,7 @@ from ..documents.session import Session
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..permissions.access import Access, Identity, check_action
 from ..store import Store
+from ..tasks import cancel_and_wait
 from . import peruser
 from .env import kernel_environment
 from .kernel import Execution, Kernel, KernelConfig, KernelStartFailed
@@ -117,11 +118,8 @@ class KernelService:
 
     async def stop(self) -> None:
         """Shut down every kernel; running cells end as interrupted, with a notice."""
-        if self._cull_task is not None:
-            self._cull_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cull_task
-            self._cull_task = None
+        await cancel_and_wait(self._cull_task)
+        self._cull_task = None
         kernels, self.kernels = list(self.kernels.values()), {}
         await asyncio.gather(
             *(

@@ -248,7 +248,8 @@ class _UpdateOp:
 
 @dataclass(slots=True)
 class _ClearOp:
-    pass
+    """A buffered ``clear_output``: applied, it clears the outputs already in the doc
+    (what was buffered before it was dropped when it was queued)."""
 
 
 _Op = _StreamOp | _OutputOp | _UpdateOp | _ClearOp

@@ -196,6 +196,11 @@ class PermissionStore:
         _check_id(nb, "notebook id")
         st = self._notebooks.get(nb)
         if st is None:
+            # Created by another replica whose announcement has not arrived yet (or was
+            # lost): the database is the truth, read this notebook's policies from it.
+            self.reload(nb)
+            st = self._notebooks.get(nb)
+        if st is None:
             raise UnknownObject(f"no permissions for notebook {nb!r}")
         return st
 
