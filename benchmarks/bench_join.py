@@ -117,6 +117,8 @@ def lean_join(url: str, token: str, apply: bool = True) -> dict[str, Any]:
         "connected": (m["connected"] - m["start"]) * 1000,
         "welcome": (m["welcome"] - m["start"]) * 1000,
         "index": (m["index"] - m["start"]) * 1000,
+        "subscribed": (m["subscribed"] - m["start"]) * 1000,
+        "answer": (m["answer"] - m["start"]) * 1000,
         "rx": conn.bytes_received,
         "tx": conn.bytes_sent,
         "docs": docs,
@@ -150,6 +152,8 @@ async def full_join(base_url: str, token: str, nb_id: str) -> dict[str, Any]:
         "connected": float("nan"),
         "welcome": (t_welcome - t0) * 1000,
         "index": (t_index - t0) * 1000,
+        "subscribed": float("nan"),
+        "answer": float("nan"),
         "rx": rx,
         "tx": sent[0],
         "docs": docs,
@@ -256,7 +260,7 @@ def print_table(args: argparse.Namespace, rows: list[dict[str, Any]], mode: str)
     print(f"cold: median of {args.repeat} restarts; warm: median of {args.warm} later joins")
     print()
     head = (
-        f"{'cells':>5} {'client':>6} {'':>7} | {'total':>7} {'welcome':>7} {'index':>6} | {'docs':>5} {'received':>10} {'sent':>8} | "
+        f"{'cells':>5} {'client':>6} {'':>7} | {'total':>7} {'welcome':>7} {'index':>6} {'subscr':>6} {'answer':>6} | {'docs':>5} {'received':>10} {'sent':>8} | "
         f"{'svc CPU':>7} {'auth':>5}"
     )
     print(head)
@@ -269,12 +273,15 @@ def print_table(args: argparse.Namespace, rows: list[dict[str, Any]], mode: str)
                     continue
                 res = median_result(warm)
             print(
-                f"{r['size']:>5} {r['kind']:>6} {label:>7} | {fmt(res['total']):>7} {fmt(res['welcome']):>7} {fmt(res['index']):>6} | "
+                f"{r['size']:>5} {r['kind']:>6} {label:>7} | {fmt(res['total']):>7} {fmt(res['welcome']):>7} {fmt(res['index']):>6} "
+                f"{fmt(res['subscribed']):>6} {fmt(res['answer']):>6} | "
                 f"{res['docs']:>5.0f} {res['rx'] / 1000:>8.1f}KB {res['tx'] / 1000:>6.1f}KB | {fmt(res['server_cpu']):>7} {fmt(res['auth']):>5}"
             )
     print()
     print("welcome/index: time from the start until welcome arrived / index was held (the cold")
     print("welcome includes resolving the token with the Hub and loading the notebook from the store).")
+    print("subscr/answer: until the client had sent its one frame subscribing to every cell's docs /")
+    print("until the first bytes of the answer arrived (the service answers the frame with one frame).")
     print("svc CPU: the service's CPU time during the join (10 ms resolution); auth: the REST call")
     print("that resolved the token before a 'cold nb' join (not included in its total).")
     sources = {r["size"]: r["src"] for r in rows}

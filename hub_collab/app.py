@@ -14,6 +14,7 @@ Startup is a list of ``init_*`` steps (:meth:`HubCollab.initialize`), then
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -25,6 +26,7 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuth
 from jupyterhub.utils import url_path_join
+from pycrdt import Doc
 from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Bytes, Dict, Float, Integer, List, Unicode, default, validate
@@ -525,6 +527,21 @@ class HubCollab(Application):
         self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=2 * self.max_request_bytes)
         self.http_server.listen(self.port, self.ip)
         self.log.info("hub-collab %s listening on http://%s:%s%s", __version__, self.ip, self.port, self.base_url)
+        self._settle_heap()
+
+    @staticmethod
+    def _settle_heap() -> None:
+        """Make the first join as fast as the later ones, and collections short.
+
+        pycrdt's first ``Doc`` in the event loop imports anyio's asyncio backend (~10 ms);
+        do it now, not in the first client's join. Then move everything loaded so far
+        (modules, the permission policies) out of the cyclic collector's generations:
+        it lives as long as the process, and every full collection would walk it
+        again, in the middle of some client's request.
+        """
+        Doc()
+        gc.collect()
+        gc.freeze()
 
     async def stop_service(self) -> None:
         """Stop accepting, then persist everything: nothing acknowledged is lost."""

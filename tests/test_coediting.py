@@ -216,6 +216,35 @@ async def test_restart_loses_nothing_and_duplicates_nothing(hub, collab):
     alice.close()
 
 
+async def test_after_a_restart_stored_docs_serve_joins_and_take_edits(hub, collab):
+    """A loaded notebook keeps cell and output docs as stored bytes until first written:
+    joins are answered from them, and the first edit (which builds the doc) reaches
+    clients who joined before it and after it."""
+    alice, bob, carol = (client_for(hub, collab, u) for u in ("alice", "bob", "carol"))
+    nb = await alice.create_notebook("stored", content=copy.deepcopy(SAMPLE), group="students", mode="0770")
+    collab.restart()
+    async with alice.open(nb["id"]) as a, bob.open(nb["id"]) as b:
+        await a.synced()
+        await b.synced()
+        assert b.source("code1") == "x = 1\nprint(x)"
+        assert [o["output_type"] for o in b.outputs("code1")] == ["stream", "execute_result", "display_data", "error"]
+        a.edit("code1", 0, insert="# edited\n")
+        await b.wait_for(lambda: b.source("code1").startswith("# edited\n"))
+        await a.sync()
+        async with carol.open(nb["id"]) as c:
+            await c.synced()
+            assert c.source("code1") == "# edited\nx = 1\nprint(x)"
+            assert c.source("raw1") == "raw text"
+            c.edit("raw1", 0, insert="more ")
+            await a.wait_for(lambda: a.source("raw1") == "more raw text")
+            await c.sync()
+    exported = await alice.export(nb["id"])
+    assert [c["source"] for c in exported["cells"]] == [SAMPLE["cells"][0]["source"], "# edited\nx = 1\nprint(x)", "more raw text"]
+    assert len(exported["cells"][1]["outputs"]) == 4
+    for client in (alice, bob, carol):
+        client.close()
+
+
 async def test_stale_epoch_is_told_to_reset(hub, collab):
     alice = client_for(hub, collab, "alice")
     nb = await alice.create_notebook("epochs")

@@ -55,6 +55,8 @@ RESTART = check_action("restart")
 
 KERNEL_MODES = ("shared", "per-user")
 DEFAULT_KERNEL = "python3"
+#: execution states of a cell whose run a lost kernel leaves unfinished
+LIVE_STATES = ("queued", "running")
 LOST_NOTICE = "The service restarted; the kernel was lost. Run the cell again."
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -181,13 +183,15 @@ class KernelService:
 
     def _mark_lost(self, room: NotebookRoom) -> None:
         """Cells left queued or running by a previous process: the kernel is gone."""
+        # a stored doc whose bytes hold neither state was not running: it is not built
+        names = [out_doc(cid) for cid in room.cell_ids()]
         docs: list[Doc[Any]] = [
-            room.docs[out_doc(cid)] for cid in room.cell_ids() if out_doc(cid) in room.docs
+            room.docs[name] for name in names if name in room.docs and room.docs.may_hold_string(name, LIVE_STATES)
         ]
         docs += peruser.overlays(room)
         for doc in docs:
             _, state = init_out(doc)
-            if state.get("execution_state") in ("queued", "running"):
+            if state.get("execution_state") in LIVE_STATES:
                 writer = OutputWriter(doc, max_output_bytes=self.max_output_bytes)
                 writer.notice(LOST_NOTICE, "warning")
                 writer.finish("interrupted")

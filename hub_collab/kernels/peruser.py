@@ -68,7 +68,7 @@ def load_overlays(room: NotebookRoom) -> int:
 
 
 def overlays(room: NotebookRoom) -> list[Doc[Any]]:
-    return [doc for name, doc in room.docs.items() if name.startswith(OVERLAY_PREFIX)]
+    return [room.docs[name] for name in room.docs if name.startswith(OVERLAY_PREFIX)]
 
 
 def ensure_overlay(room: NotebookRoom, user: str, cell_id: str) -> Doc[Any]:

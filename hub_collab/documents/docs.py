@@ -1,0 +1,152 @@
+"""The docs of one room by name: :class:`RoomDocs`.
+
+A notebook of 1,000 cells has 2,001 docs, and a client that opens it subscribes
+to all of them. Building a pycrdt ``Doc`` costs tens of microseconds (more in a
+process with a large heap), so building every doc when a notebook is loaded
+used to be most of a cold join. A doc loaded from the store is therefore kept
+as its encoded state (one update, the merge of its checkpoint and log rows)
+until something needs it as a ``Doc``: a write, a kernel output, an export.
+Until then sync step 1 is answered from those bytes (``pycrdt.get_update`` and
+``pycrdt.get_state`` work on an encoded update without building a doc).
+
+Built docs keep the encoding of their whole state once it was asked for, until
+their next change (the room calls :meth:`RoomDocs.changed` from its observer),
+so later joins do not encode unchanged docs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from pycrdt import Doc, get_state, get_update, merge_updates
+
+from .protocol import write_var_uint
+
+#: the update that changes nothing (no structs, empty delete set)
+EMPTY_UPDATE = b"\x00\x00"
+#: the state vector of an empty doc
+EMPTY_STATE = b"\x00"
+
+
+def any_string(value: str) -> bytes:
+    """lib0's encoding of a string held as a Map or Array value."""
+    raw = value.encode("utf-8")
+    return b"\x77" + write_var_uint(len(raw)) + raw
+
+
+def merged(updates: Iterable[bytes]) -> bytes:
+    """One update equivalent to applying ``updates`` in order."""
+    updates = list(updates)
+    if not updates:
+        return EMPTY_UPDATE
+    if len(updates) == 1:
+        return updates[0]
+    return merge_updates(*updates)
+
+
+class RoomDocs(Mapping[str, Doc[Any]]):
+    """Docs by name; ``docs[name]`` builds a stored doc on first use.
+
+    ``build(name, state)`` makes the ``Doc`` of a stored one (the room applies
+    ``state`` and starts observing it); it must not touch this mapping.
+    """
+
+    def __init__(self, build: Callable[[str, bytes], Doc[Any]]) -> None:
+        self._build = build
+        self._built: dict[str, Doc[Any]] = {}
+        self._stored: dict[str, bytes] = {}
+        # whole-state encodings and state vectors, valid until the doc's next change
+        self._encoded: dict[str, bytes] = {}
+        self._vectors: dict[str, bytes] = {}
+
+    # -- Mapping ----------------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Doc[Any]:
+        doc = self._built.get(name)
+        if doc is not None:
+            return doc
+        state = self._stored[name]  # KeyError: no such doc
+        doc = self._build(name, state)
+        del self._stored[name]
+        self._built[name] = doc
+        self._encoded[name] = state
+        return doc
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._built or name in self._stored
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._built, *self._stored])
+
+    def __len__(self) -> int:
+        return len(self._built) + len(self._stored)
+
+    # -- adding and dropping ----------------------------------------------------------------
+
+    def add(self, name: str, doc: Doc[Any]) -> None:
+        """Hold a built doc."""
+        self.discard(name)
+        self._built[name] = doc
+
+    def add_stored(self, name: str, state: bytes) -> None:
+        """Hold a doc as its encoded state, built when first used."""
+        self.discard(name)
+        self._stored[name] = state
+
+    def discard(self, name: str) -> Doc[Any] | None:
+        """Forget ``name``; return its Doc if it was built."""
+        self._stored.pop(name, None)
+        self._encoded.pop(name, None)
+        self._vectors.pop(name, None)
+        return self._built.pop(name, None)
+
+    def changed(self, name: str) -> None:
+        """``name`` changed: its cached encodings are stale."""
+        self._encoded.pop(name, None)
+        self._vectors.pop(name, None)
+
+    def is_built(self, name: str) -> bool:
+        return name in self._built
+
+    # -- reading without building -----------------------------------------------------------
+
+    def state(self, name: str) -> bytes:
+        """The whole state of ``name`` as one update."""
+        stored = self._stored.get(name)
+        if stored is not None:
+            return stored
+        encoded = self._encoded.get(name)
+        if encoded is None:
+            encoded = self._encoded[name] = self[name].get_update()
+        return encoded
+
+    def state_vector(self, name: str) -> bytes:
+        vector = self._vectors.get(name)
+        if vector is None:
+            stored = self._stored.get(name)
+            vector = get_state(stored) if stored is not None else self[name].get_state()
+            self._vectors[name] = vector
+        return vector
+
+    def diff(self, name: str, state_vector: bytes) -> bytes:
+        """What a peer at ``state_vector`` lacks of ``name`` (ValueError-like errors from
+        pycrdt if the state vector does not decode)."""
+        if state_vector == EMPTY_STATE:
+            return self.state(name)
+        stored = self._stored.get(name)
+        if stored is not None:
+            return get_update(stored, state_vector)
+        return self[name].get_update(state_vector)
+
+    def may_hold_string(self, name: str, values: Iterable[str]) -> bool:
+        """False only if no Map or Array value of the doc ``name`` is one of ``values``.
+
+        Update encoding v1 writes such a value as lib0 does (0x77, the length, the
+        UTF-8 bytes), so stored bytes without any of these encodings cannot hold
+        it. Built docs are not looked at (True).
+        """
+        stored = self._stored.get(name)
+        if stored is None:
+            return True
+        return any(any_string(value) in stored for value in values)
