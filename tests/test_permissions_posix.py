@@ -433,3 +433,11 @@ def test_with_cell_patches_one_cell() -> None:
 def test_identity_groups_normalised() -> None:
     assert Identity("x", {"a"}).groups == frozenset({"a"})  # type: ignore[arg-type]
     assert hash(Identity("x", frozenset({"a"}))) == hash(Identity("x", frozenset({"a"})))
+
+
+@given(st.integers(0, 0o1777), st.integers(0, 0o777), st.sampled_from(["alice", "bob", "carol"]))
+def test_cell_rights_is_read_cell_and_write_cell_in_one(nb_mode: int, cell_mode: int, cell_owner: str) -> None:
+    for identity in (ALICE, BOB, CAROL, ROOT):
+        a = _access(identity, nb_mode, cell_mode, cell_owner)
+        for cell in ("c1", "c2", "unknown"):
+            assert a.cell_rights(cell) == (a.can("read_cell", cell), a.can("write_cell", cell))

@@ -16,6 +16,7 @@ so later joins do not encode unchanged docs again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ EMPTY_UPDATE = b"\x00\x00"
 EMPTY_STATE = b"\x00"
 
 
+@functools.lru_cache(maxsize=64)
 def any_string(value: str) -> bytes:
     """lib0's encoding of a string held as a Map or Array value."""
     raw = value.encode("utf-8")
@@ -91,8 +93,11 @@ class RoomDocs(Mapping[str, Doc[Any]]):
 
     def add_stored(self, name: str, state: bytes) -> None:
         """Hold a doc as its encoded state, built when first used."""
-        self.discard(name)
+        if name in self._built:
+            self.discard(name)
         self._stored[name] = state
+        self._encoded.pop(name, None)
+        self._vectors.pop(name, None)
 
     def discard(self, name: str) -> Doc[Any] | None:
         """Forget ``name``; return its Doc if it was built."""

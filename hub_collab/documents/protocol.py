@@ -133,23 +133,48 @@ def decode_frame(data: bytes) -> list[Entry]:
         raise ProtocolError("empty frame")
     reader = Reader(data)
     entries: list[Entry] = []
-    while not reader.at_end():
-        doc = reader.var_string()
-        if not doc or len(doc) > MAX_DOC_NAME:
-            raise ProtocolError(f"invalid doc name {doc[:MAX_DOC_NAME]!r}")
-        kind = reader.var_uint()
-        if kind == MSG_SYNC:
-            sub = reader.var_uint()
-            if sub not in (SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE):
-                raise ProtocolError(f"unknown sync message type {sub} for doc {doc!r}")
-            payload = reader.var_bytes()
-        elif kind == MSG_AWARENESS:
-            sub = -1
-            payload = reader.var_bytes()
-        else:
-            raise ProtocolError(f"unknown message type {kind} for doc {doc!r}")
-        entries.append(Entry(doc, kind, sub, payload))
+    append = entries.append
+    size = len(data)
+    pos = 0
+    while pos < size:
+        # The common entry, inline: a sync message with a short name and payload (each
+        # length one byte). Anything else, including every error, takes _decode_entry.
+        name_len = data[pos]
+        name_end = pos + 1 + name_len
+        if 0 < name_len <= MAX_DOC_NAME and name_end + 2 < size and data[name_end] == MSG_SYNC and data[name_end + 1] <= SYNC_UPDATE:
+            payload_len = data[name_end + 2]
+            end = name_end + 3 + payload_len
+            if payload_len < 0x80 and end <= size:
+                try:
+                    doc = data[pos + 1 : name_end].decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    append(Entry(doc, MSG_SYNC, data[name_end + 1], data[name_end + 3 : end]))
+                    pos = end
+                    continue
+        reader.pos = pos
+        append(_decode_entry(reader))
+        pos = reader.pos
     return entries
+
+
+def _decode_entry(reader: Reader) -> Entry:
+    doc = reader.var_string()
+    if not doc or len(doc) > MAX_DOC_NAME:
+        raise ProtocolError(f"invalid doc name {doc[:MAX_DOC_NAME]!r}")
+    kind = reader.var_uint()
+    if kind == MSG_SYNC:
+        sub = reader.var_uint()
+        if sub not in (SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE):
+            raise ProtocolError(f"unknown sync message type {sub} for doc {doc!r}")
+        payload = reader.var_bytes()
+    elif kind == MSG_AWARENESS:
+        sub = -1
+        payload = reader.var_bytes()
+    else:
+        raise ProtocolError(f"unknown message type {kind} for doc {doc!r}")
+    return Entry(doc, kind, sub, payload)
 
 
 def encode_sync(doc: str, sub: int, payload: bytes) -> bytes:
@@ -158,6 +183,17 @@ def encode_sync(doc: str, sub: int, payload: bytes) -> bytes:
 
 
 _SYNC_HEAD = {sub: bytes((MSG_SYNC, sub)) for sub in (SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE)}
+
+
+def sync_answer(doc: str, update: bytes, state_vector: bytes | None) -> bytes:
+    """The answer to a peer's sync step 1: step 2 with ``update`` and, unless
+    ``state_vector`` is None, our own step 1 (the name encoded once for both)."""
+    name = doc.encode("utf-8")
+    head = write_var_uint(len(name)) + name
+    parts = [head, _SYNC_HEAD[SYNC_STEP2], write_var_uint(len(update)), update]
+    if state_vector is not None:
+        parts += (head, _SYNC_HEAD[SYNC_STEP1], write_var_uint(len(state_vector)), state_vector)
+    return b"".join(parts)
 
 
 def sync_step1(doc: str, state_vector: bytes) -> bytes:

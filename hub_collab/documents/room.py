@@ -27,7 +27,7 @@ from pycrdt import Doc, Map, TransactionEvent
 from ..errors import BadRequest, CollabError, Forbidden, NotFound, TooLarge
 from ..ids import new_id
 from ..permissions.access import Access, Identity
-from ..types import CELL_PREFIX, INDEX_DOC
+from ..types import CELL_PREFIX, INDEX_DOC, OUT_PREFIX
 from . import protocol as p
 from .docs import EMPTY_UPDATE, RoomDocs, merged
 from .notebook import (
@@ -131,9 +131,7 @@ class NotebookRoom:
                 self.docs.add_stored(name, merged(updates))
                 self.doc_bytes[name] = sum(len(u) for u in updates)
         for name, updates in persisted.items():
-            try:
-                split_doc_name(name)
-            except ValueError:
+            if name != INDEX_DOC and name not in self.docs and not name.startswith((CELL_PREFIX, OUT_PREFIX)):
                 self.internal_persisted[name] = updates
 
     def add_internal_doc(self, name: str, doc: Doc[Any], wire_name: str) -> None:
@@ -420,17 +418,30 @@ class NotebookRoom:
         if replies:
             session.send_bytes(b"".join(replies))
 
-    def _check_readable(self, session: Session, name: str) -> tuple[str, str | None]:
-        """``name``'s kind and cell id if ``session`` may read it; else the error to send."""
-        try:
-            kind, cid = split_doc_name(name)
-        except ValueError as exc:
-            raise BadRequest(str(exc), code="unknown_doc") from exc
-        if name not in self.docs:
+    def _check_readable(self, session: Session, name: str) -> tuple[str, bool]:
+        """``name``'s kind, and whether ``session`` may write it, if it may read it;
+        else the error to send."""
+        if name not in self.docs or name in self.wire_names:  # internal docs have no wire name of their own
+            try:
+                split_doc_name(name)
+            except ValueError as exc:
+                raise BadRequest(str(exc), code="unknown_doc") from exc
             raise NotFound(f"no such doc {name!r} in this notebook", code="unknown_doc")
-        if not (session.access.can("open") if cid is None else session.access.can("read_cell", cid)):
+        # every other doc held is index, cell:<valid id> or out:<valid id>
+        if name == INDEX_DOC:
+            kind, cid = "index", None
+        elif name.startswith(CELL_PREFIX):
+            kind, cid = "cell", name[len(CELL_PREFIX) :]
+        else:
+            kind, cid = "out", name[len(OUT_PREFIX) :]
+        if cid is None:
+            readable, writable = session.access.can("open"), False
+        else:
+            readable, writable = session.access.cell_rights(cid)
+            writable = writable and kind == "cell"
+        if not readable:
             raise Forbidden(f"you may not read {name!r}")
-        return kind, cid
+        return kind, writable
 
     def _handle_entry(self, session: Session, entry: p.Entry, replies: list[bytes]) -> None:
         name = entry.doc
@@ -439,8 +450,7 @@ class NotebookRoom:
                 raise BadRequest("awareness is carried on the 'index' doc only", code="bad_awareness")
             self._handle_awareness(session, entry.payload)
             return
-        kind, cid = self._check_readable(session, name)
-        writable = kind == "cell" and session.access.can("write_cell", cid)
+        kind, writable = self._check_readable(session, name)
         internal = self._view(session, name) if self.view_hooks and kind == "out" else None
         target = internal or name
         if entry.sub == p.SYNC_STEP1:
@@ -449,9 +459,7 @@ class NotebookRoom:
                 diff = self.docs.diff(target, entry.payload)
             except ValueError as exc:
                 raise BadRequest(f"invalid state vector for {name!r}", code="invalid_update") from exc
-            replies.append(p.sync_step2(name, diff))
-            if writable:
-                replies.append(p.sync_step1(name, self.docs.state_vector(target)))
+            replies.append(p.sync_answer(name, diff, self.docs.state_vector(target) if writable else None))
             if name not in session.subscribed:
                 session.subscribed.add(name)
                 self.subscribers.setdefault(internal or name, set()).add(session)

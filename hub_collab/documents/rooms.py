@@ -127,13 +127,19 @@ class RoomManager:
         fut: asyncio.Future[NotebookRoom] = asyncio.get_running_loop().create_future()
         self._loading[nb_id] = fut
         try:
+            t0 = time.perf_counter()
             room = await self._load(nb_id)
+            t1 = time.perf_counter()
             self.rooms[nb_id] = room
             for hook in self.room_hooks:
                 hook(room)
             for ready in self.ready_hooks:
                 await ready(room)
             fut.set_result(room)
+            log.info(
+                "loaded notebook %s: %d docs in %.1f ms (%.1f ms reading and holding them)",
+                nb_id, len(room.docs), (time.perf_counter() - t0) * 1000, (t1 - t0) * 1000,
+            )
             return room
         except BaseException as exc:
             self.rooms.pop(nb_id, None)

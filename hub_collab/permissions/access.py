@@ -189,6 +189,14 @@ class Access:
         assert rule is not None
         return rule(self, cell_id)
 
+    def cell_rights(self, cell_id: str) -> tuple[bool, bool]:
+        """``(can("read_cell", cell_id), can("write_cell", cell_id))`` in one lookup
+        (a join asks both for ~1,000 cells)."""
+        if not self.notebook_bits & R:
+            return False, False
+        bits = self.cell_bits.get(cell_id, 0)
+        return bits & R == R, bits & (R | W) == R | W
+
     def readable_cells(self) -> frozenset[str]:
         """Cells whose source and outputs this identity may receive."""
         if not self.notebook_bits & R:
