@@ -1,8 +1,9 @@
 """Benchmark: join time of a 50-cell and a 1,000-cell notebook, cold and warm.
 
-A join is: open the WebSocket → ``welcome`` → subscribe to ``index`` → hold it →
-subscribe (in one frame) to every cell's ``cell:`` and ``out:`` doc → hold them all
-(every doc has had its sync step 2 applied). Cells have realistic sources (200-700
+A join is what the browser client does: open the WebSocket → ``welcome`` (its caps list
+every cell the user may read) → subscribe in one frame to ``index`` and every readable
+cell's ``cell:`` and ``out:`` doc → hold them all (every doc has had its sync step 2
+applied). Cells have realistic sources (200-700
 bytes of Python or Markdown) and some outputs (streams, results, a few small images).
 
 *Cold*: the service was just restarted, so the first client's join loads the notebook
@@ -260,7 +261,7 @@ def print_table(args: argparse.Namespace, rows: list[dict[str, Any]], mode: str)
     print(f"cold: median of {args.repeat} restarts; warm: median of {args.warm} later joins")
     print()
     head = (
-        f"{'cells':>5} {'client':>6} {'':>7} | {'total':>7} {'welcome':>7} {'index':>6} {'subscr':>6} {'answer':>6} | {'docs':>5} {'received':>10} {'sent':>8} | "
+        f"{'cells':>5} {'client':>6} {'':>7} | {'total':>7} {'welcome':>7} {'subscr':>6} {'answer':>6} {'index':>6} | {'docs':>5} {'received':>10} {'sent':>8} | "
         f"{'svc CPU':>7} {'auth':>5}"
     )
     print(head)
@@ -273,15 +274,15 @@ def print_table(args: argparse.Namespace, rows: list[dict[str, Any]], mode: str)
                     continue
                 res = median_result(warm)
             print(
-                f"{r['size']:>5} {r['kind']:>6} {label:>7} | {fmt(res['total']):>7} {fmt(res['welcome']):>7} {fmt(res['index']):>6} "
-                f"{fmt(res['subscribed']):>6} {fmt(res['answer']):>6} | "
+                f"{r['size']:>5} {r['kind']:>6} {label:>7} | {fmt(res['total']):>7} {fmt(res['welcome']):>7} "
+                f"{fmt(res['subscribed']):>6} {fmt(res['answer']):>6} {fmt(res['index']):>6} | "
                 f"{res['docs']:>5.0f} {res['rx'] / 1000:>8.1f}KB {res['tx'] / 1000:>6.1f}KB | {fmt(res['server_cpu']):>7} {fmt(res['auth']):>5}"
             )
     print()
-    print("welcome/index: time from the start until welcome arrived / index was held (the cold")
-    print("welcome includes resolving the token with the Hub and loading the notebook from the store).")
-    print("subscr/answer: until the client had sent its one frame subscribing to every cell's docs /")
-    print("until the first bytes of the answer arrived (the service answers the frame with one frame).")
+    print("welcome: time from the start until welcome arrived (a cold welcome includes resolving the")
+    print("token with the Hub and loading the notebook from the store); subscr: until the client had")
+    print("sent its one frame subscribing to every doc; answer: until the first frame of the answer")
+    print("had arrived (the service answers in frames of ~64 KB, index first); index: until index was held.")
     print("svc CPU: the service's CPU time during the join (10 ms resolution); auth: the REST call")
     print("that resolved the token before a 'cold nb' join (not included in its total).")
     sources = {r["size"]: r["src"] for r in rows}

@@ -29,6 +29,8 @@ __all__ = ["LeanConnection"]
 
 #: stands for a doc the raw mode does not hold
 _NO_DOC: Doc[Any] = Doc()
+#: a doc subscribed to but not answered yet
+_PENDING: Doc[Any] = Doc()
 
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0, 1, 2, 8, 9, 10
 
@@ -174,8 +176,6 @@ class LeanConnection:
             self.closed = True
             raise ConnectionError("connection closed by the server")
         self.bytes_received += len(chunk)
-        if "subscribed" in self.marks and "answer" not in self.marks:
-            self.marks["answer"] = time.perf_counter()
         self.buf += chunk
         return self.parse()
 
@@ -192,6 +192,8 @@ class LeanConnection:
             return []
         if opcode != _OP_BINARY:
             return []
+        if "subscribed" in self.marks and "answer" not in self.marks:
+            self.marks["answer"] = time.perf_counter()  # the first answer is complete
         changed = []
         replies = []
         for entry in p.decode_frame(payload):
@@ -200,6 +202,8 @@ class LeanConnection:
             doc = self.docs.get(entry.doc)
             if doc is None:
                 continue
+            if doc is _PENDING:  # subscribed holding nothing: the doc is made from the answer
+                doc = self.docs[entry.doc] = self._make_doc(entry.doc)
             if entry.sub == p.SYNC_STEP1:
                 if doc is _NO_DOC:
                     continue
@@ -214,11 +218,9 @@ class LeanConnection:
             self.send_binary(b"".join(replies))
         return changed
 
-    def _new_doc(self, name: str) -> bytes:
+    def _make_doc(self, name: str) -> Doc[Any]:
         if not self.apply and name != "index":
-            # nothing held: an empty state vector, and answers are only decoded
-            self.docs[name] = _NO_DOC
-            return p.sync_step1(name, b"\x00")
+            return _NO_DOC  # raw: answers are only decoded
         doc: Doc[Any] = Doc()
         if name == "index":
             init_index(doc)
@@ -226,8 +228,7 @@ class LeanConnection:
             init_cell(doc)
         else:
             init_out(doc)
-        self.docs[name] = doc
-        return p.sync_step1(name, doc.get_state())
+        return doc
 
     def cell_ids(self) -> list[str]:
         cells, _ = init_index(self.docs["index"])
@@ -235,28 +236,25 @@ class LeanConnection:
         return [str(entry["id"]) for entry in json.loads(str(cells))]
 
     def join(self, timeout: float = 60.0) -> None:
-        """Connect, then subscribe to ``index`` and (in one frame) every readable cell's docs."""
+        """Connect, then subscribe (in one frame, as the browser client does) to ``index``
+        and the docs of every cell that ``welcome``'s caps say we may read."""
         if self.sock is None:
             self.connect(timeout)
         deadline = time.monotonic() + timeout
         while not self.welcome:
             self._pump(deadline)
         self.marks["welcome"] = time.perf_counter()
-        self.send_binary(self._new_doc("index"))
-        while "index" not in self.synced:
-            self._pump(deadline)
-        self.marks["index"] = time.perf_counter()
         cells = self.welcome.get("caps", {}).get("cells", {})
-        wanted = [
-            name
-            for cid in self.cell_ids()
-            if "r" in cells.get(cid, "")
-            for name in (cell_doc(cid), out_doc(cid))
-        ]
-        self.send_binary(b"".join(self._new_doc(name) for name in wanted))
+        wanted = ["index"] + [name for cid, rwx in cells.items() if "r" in rwx for name in (cell_doc(cid), out_doc(cid))]
+        for name in wanted:
+            self.docs[name] = _PENDING
+        # holding nothing yet: empty state vectors
+        self.send_binary(b"".join(p.sync_step1(name, b"\x00") for name in wanted))
         self.marks["subscribed"] = time.perf_counter()
         while not all(name in self.synced for name in wanted):
             self._pump(deadline)
+            if "index" in self.synced and "index" not in self.marks:
+                self.marks["index"] = time.perf_counter()
         self.marks["synced"] = time.perf_counter()
 
     def _pump(self, deadline: float) -> None:

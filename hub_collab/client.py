@@ -219,7 +219,12 @@ class NotebookConnection:
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
         await asyncio.wait_for(self._welcomed.wait(), timeout)
         if self.close_code is None:
-            self._subscribe([INDEX_DOC])
+            # everything at once, as the browser does: welcome's caps list the readable cells
+            wanted = [INDEX_DOC]
+            if self.subscribe_all:
+                cells = self.caps.get("cells", {})
+                wanted += [name for cid in cells for name in (cell_doc(cid), out_doc(cid)) if self._readable(name)]
+            self._subscribe(wanted)
 
     async def close(self) -> None:
         if self.ws is not None:

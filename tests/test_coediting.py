@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from hub_collab.client import CollabAPIError, CollabClient, CommandError
+from hub_collab.documents import protocol as p
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -257,4 +258,25 @@ async def test_stale_epoch_is_told_to_reset(hub, collab):
     # with the right epoch it works
     async with alice.open(nb["id"], epoch=conn.welcome["epoch"]) as ok:
         await ok.synced()
+    alice.close()
+
+
+async def test_a_long_join_answer_comes_in_parts_index_first(hub, collab):
+    """The answer to one subscription frame is sent in frames of ~64 KB, so a client can
+    show the notebook's structure while the rest arrives; nothing is lost or repeated."""
+    alice = client_for(hub, collab, "alice")
+    cells = [{"id": f"big{i}", "cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": f"# {i}\n" + "x" * 3000} for i in range(60)]
+    nb = await alice.create_notebook("long", content={"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells})
+    conn = alice.open(nb["id"])
+    frames: list[bytes] = []
+    conn.listeners.append(lambda kind, data: frames.append(data) if kind == "binary" else None)
+    async with conn:
+        await conn.synced()
+        assert [conn.source(c["id"]) for c in cells] == [c["source"] for c in cells]
+    answers = [p.decode_frame(f) for f in frames]
+    step2 = [e.doc for entries in answers for e in entries if e.kind == p.MSG_SYNC and e.sub == p.SYNC_STEP2]
+    assert len(answers) >= 3, "180 KB of sources should come in several frames"
+    assert step2[0] == "index"
+    assert sorted(step2) == sorted(["index"] + [f"{k}:{c['id']}" for c in cells for k in ("cell", "out")])
+    assert all(len(f) < 64 * 1024 + 8 * 1024 for f in frames), "each part is about 64 KB"
     alice.close()

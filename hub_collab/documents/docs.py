@@ -99,6 +99,17 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         self._encoded.pop(name, None)
         self._vectors.pop(name, None)
 
+    def add_stored_many(self, states: dict[str, bytes]) -> None:
+        """:meth:`add_stored` for many docs at once (loading a notebook)."""
+        if self._built.keys() & states.keys():
+            for name in states:
+                self.discard(name)
+        self._stored.update(states)
+        for name in self._encoded.keys() & states.keys():
+            del self._encoded[name]
+        for name in self._vectors.keys() & states.keys():
+            del self._vectors[name]
+
     def discard(self, name: str) -> Doc[Any] | None:
         """Forget ``name``; return its Doc if it was built."""
         self._stored.pop(name, None)

@@ -137,20 +137,25 @@ def decode_frame(data: bytes) -> list[Entry]:
     size = len(data)
     pos = 0
     while pos < size:
-        # The common entry, inline: a sync message with a short name and payload (each
-        # length one byte). Anything else, including every error, takes _decode_entry.
+        # The common entry, inline: a sync message with a short name (its length one byte)
+        # and a payload of less than 16 KiB (its length one or two bytes). Anything else,
+        # including every error, takes _decode_entry.
         name_len = data[pos]
         name_end = pos + 1 + name_len
         if 0 < name_len <= MAX_DOC_NAME and name_end + 2 < size and data[name_end] == MSG_SYNC and data[name_end + 1] <= SYNC_UPDATE:
-            payload_len = data[name_end + 2]
-            end = name_end + 3 + payload_len
-            if payload_len < 0x80 and end <= size:
+            body = name_end + 3
+            payload_len = data[body - 1]
+            if payload_len >= 0x80 and body < size and data[body] < 0x80:
+                payload_len = (payload_len & 0x7F) | (data[body] << 7)
+                body += 1
+            end = body + payload_len
+            if payload_len < 0x4000 and data[body - 1] < 0x80 and end <= size:
                 try:
                     doc = data[pos + 1 : name_end].decode("utf-8")
                 except UnicodeDecodeError:
                     pass
                 else:
-                    append(Entry(doc, MSG_SYNC, data[name_end + 1], data[name_end + 3 : end]))
+                    append(Entry(doc, MSG_SYNC, data[name_end + 1], data[body:end]))
                     pos = end
                     continue
         reader.pos = pos

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hub_collab.room")
 
+#: answers to one frame are sent in frames of about this size (the last may be smaller)
+REPLY_FRAME_BYTES = 64 * 1024
+
 #: awareness fields a client may set; everything else is dropped
 AWARENESS_FIELDS = frozenset({"user", "cell", "cursor", "typing", "status"})
 
@@ -125,13 +128,22 @@ class NotebookRoom:
         # Every cell in the index has its two docs, even if nothing was stored for them;
         # stored docs of deleted cells are left out (the next checkpoint drops them).
         # (Their root types are declared when the server first reads them.)
+        stored: dict[str, bytes] = {}
         for cid in self.cell_ids():
-            for name in (cell_doc(cid), out_doc(cid)):
-                updates = persisted.get(name, ())
-                self.docs.add_stored(name, merged(updates))
-                self.doc_bytes[name] = sum(len(u) for u in updates)
+            for name in (CELL_PREFIX + cid, OUT_PREFIX + cid):
+                updates = persisted.get(name)
+                if updates is None:
+                    stored[name] = EMPTY_UPDATE
+                    self.doc_bytes[name] = 0
+                elif len(updates) == 1:  # a checkpoint: the common case
+                    stored[name] = updates[0]
+                    self.doc_bytes[name] = len(updates[0])
+                else:
+                    stored[name] = merged(updates)
+                    self.doc_bytes[name] = sum(map(len, updates))
+        self.docs.add_stored_many(stored)
         for name, updates in persisted.items():
-            if name != INDEX_DOC and name not in self.docs and not name.startswith((CELL_PREFIX, OUT_PREFIX)):
+            if name != INDEX_DOC and not name.startswith((CELL_PREFIX, OUT_PREFIX)):
                 self.internal_persisted[name] = updates
 
     def add_internal_doc(self, name: str, doc: Doc[Any], wire_name: str) -> None:
@@ -408,13 +420,23 @@ class NotebookRoom:
             session.send_error("malformed_frame", f"malformed binary frame: {exc}")
             return
         replies: list[bytes] = []
+        size = 0
         for entry in entries:
+            count = len(replies)
             try:
                 self._handle_entry(session, entry, replies)
             except CollabError as exc:
                 session.send_error(exc.code, exc.message, doc=entry.doc)
                 if exc.code in ("forbidden", "invalid_update", "too_large") and entry.kind == p.MSG_SYNC and entry.sub != p.SYNC_STEP1:
                     session.send_json({"type": "resync", "doc": entry.doc})
+            for reply in replies[count:]:
+                size += len(reply)
+            if size >= REPLY_FRAME_BYTES:
+                # a long answer (a join) goes out in parts: the client applies the first
+                # (index comes first) while the rest is being answered
+                session.send_bytes(b"".join(replies))
+                replies.clear()
+                size = 0
         if replies:
             session.send_bytes(b"".join(replies))
 
