@@ -127,6 +127,16 @@ class RoomDocs(Mapping[str, Doc[Any]]):
 
     # -- reading without building -----------------------------------------------------------
 
+    def read(self, name: str) -> Doc[Any]:
+        """``name`` to read once: the held Doc if built, else a throwaway Doc of its stored
+        state (not kept, not observed; do not write to it)."""
+        doc = self._built.get(name)
+        if doc is not None:
+            return doc
+        doc = Doc()
+        doc.apply_update(self._stored[name])
+        return doc
+
     def state(self, name: str) -> bytes:
         """The whole state of ``name`` as one update."""
         stored = self._stored.get(name)

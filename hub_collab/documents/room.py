@@ -323,6 +323,8 @@ class NotebookRoom:
                 continue
             if cid not in live:
                 continue
+            if name in self.docs and not self.docs.is_built(name) and merged(updates) == self.docs.state(name):
+                continue  # held as exactly these stored bytes: nothing new, and it stays unbuilt
             for update in updates:
                 self.apply_remote(name, update)
 

@@ -255,7 +255,12 @@ class RoomManager:
             if not access.can("read_cell", cid):
                 continue
             cells.append(
-                export_cell(entry, room.docs[cell_doc(cid)], room.docs.get(out_doc(cid)), outputs_to_nbformat)
+                export_cell(
+                    entry,
+                    room.docs.read(cell_doc(cid)),
+                    room.docs.read(out_doc(cid)) if out_doc(cid) in room.docs else None,
+                    outputs_to_nbformat,
+                )
             )
         return {
             "nbformat": 4,
