@@ -15,6 +15,9 @@ the notebook is cold. *Warm*: later clients, the notebook in memory. Each is mea
   counted): the service and the wire, with as little client as possible;
 * ``lean``: :mod:`leanws` (blocking socket, one frame for all ~2,000 subscriptions,
   ``Doc.apply_update`` on every answer): the least a Python client must do;
+* ``yjs``: the Node.js client of the interop tests (``tests/js/interop_client.mjs``: yjs,
+  y-protocols, ws), joining as the browser does and applying every answer to a
+  ``Y.Doc``: the browser's stack without the page (timed inside Node);
 * ``full``: :class:`~hub_collab.client.NotebookConnection` (tornado + asyncio), what
   scripts and bots use.
 
@@ -50,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_edit_latency import REPO, BenchService, start_py_spy, summarize_profile  # noqa: E402
 from hubfixtures import Hub  # noqa: E402
 from leanws import LeanConnection  # noqa: E402
+from test_interop import NodeClient  # noqa: E402
 
 from hub_collab.client import CollabClient  # noqa: E402
 
@@ -126,6 +130,26 @@ def lean_join(url: str, token: str, apply: bool = True) -> dict[str, Any]:
     }
 
 
+async def node_join(node: NodeClient, url: str, token: str) -> dict[str, Any]:
+    try:
+        connected = await node.call("connect", url=url, token=token, all=True)
+        synced = await node.call("synced", timeout=60)
+        state = await node.call("state")
+    finally:
+        await node.close()
+    return {
+        "total": synced["since_connect_ms"],
+        "connected": float("nan"),
+        "welcome": connected["welcome_ms"],
+        "index": float("nan"),
+        "subscribed": float("nan"),
+        "answer": float("nan"),
+        "rx": state["bytes"],
+        "tx": float("nan"),
+        "docs": 1 + 2 * len(state["sources"]),
+    }
+
+
 async def full_join(base_url: str, token: str, nb_id: str) -> dict[str, Any]:
     client = CollabClient(base_url, token)
     conn = client.open(nb_id)
@@ -181,7 +205,10 @@ class JoinBench:
                 await client.me()
                 auth = (time.perf_counter() - t) * 1000
         cpu0 = server.cpu_times()
-        if kind in ("lean", "raw"):
+        node = await NodeClient.start() if kind == "yjs" else None  # started before the clock
+        if node is not None:
+            result = await node_join(node, CollabClient(self.base_url, token).ws_url(nb_id), token)
+        elif kind in ("lean", "raw"):
             url = CollabClient(self.base_url, token).ws_url(nb_id)
             result = await asyncio.to_thread(lean_join, url, token, kind == "lean")
         else:
@@ -207,7 +234,7 @@ class JoinBench:
                 notebooks[size] = (nb["id"], src)
         for size in args.sizes:
             nb_id, src_bytes = notebooks[size]
-            for kind in ("raw", "lean", "full"):
+            for kind in ("raw", "lean", "yjs", "full"):
                 colds, cold_nbs = [], []
                 for _ in range(args.repeat):
                     self.service.restart()
@@ -276,7 +303,7 @@ def print_table(args: argparse.Namespace, rows: list[dict[str, Any]], mode: str)
             print(
                 f"{r['size']:>5} {r['kind']:>6} {label:>7} | {fmt(res['total']):>7} {fmt(res['welcome']):>7} "
                 f"{fmt(res['subscribed']):>6} {fmt(res['answer']):>6} {fmt(res['index']):>6} | "
-                f"{res['docs']:>5.0f} {res['rx'] / 1000:>8.1f}KB {res['tx'] / 1000:>6.1f}KB | {fmt(res['server_cpu']):>7} {fmt(res['auth']):>5}"
+                f"{res['docs']:>5.0f} {res['rx'] / 1000:>8.1f}KB {fmt(res['tx'] / 1000):>6}KB | {fmt(res['server_cpu']):>7} {fmt(res['auth']):>5}"
             )
     print()
     print("welcome: time from the start until welcome arrived (a cold welcome includes resolving the")
@@ -287,7 +314,7 @@ def print_table(args: argparse.Namespace, rows: list[dict[str, Any]], mode: str)
     print("that resolved the token before a 'cold nb' join (not included in its total).")
     sources = {r["size"]: r["src"] for r in rows}
     print("source bytes per notebook: " + ", ".join(f"{k} cells: {v / 1000:.0f} KB" for k, v in sources.items()))
-    for kind in ("raw", "lean"):
+    for kind in ("raw", "lean", "yjs"):
         for r in rows:
             if r["size"] == 1000 and r["kind"] == kind:
                 t = r["cold"]["total"]

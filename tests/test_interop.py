@@ -95,6 +95,7 @@ class NodeClient:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            limit=1 << 24,  # a "state" reply holds every source
         )
         return cls(proc)
 
@@ -346,4 +347,27 @@ async def test_node_presence_removed_when_it_leaves(hub, collab, node_modules):
             assert await node.close() == 0
             await py.wait_for(lambda: py.awareness.get(node_id, {}) is None)
     finally:
+        alice.close()
+
+
+async def test_node_joins_like_the_browser_in_one_frame_and_holds_every_doc(hub, collab, node_modules):
+    """Subscribing to index and every readable cell right after welcome (from its caps):
+    the yjs client holds everything, the hidden cell excluded, answered in several frames."""
+    alice = CollabClient(collab.public_url, hub.token("alice"))
+    cells = [{"id": f"j{i}", "cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": f"# {i} ünï\n" + "y" * 2000} for i in range(50)]
+    nb = await alice.create_notebook("interop-join", content={"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}, group="students", mode="0770")
+    await alice.set_permissions(nb["id"], "j7", mode="0600")
+    node = await NodeClient.start()
+    try:
+        reply = await node.call("connect", url=alice.ws_url(nb["id"]), token=hub.token("bob"), all=True)
+        assert reply["welcome_ms"] > 0
+        synced = await node.call("synced")
+        assert synced["cells"] == [c["id"] for c in cells]
+        assert synced["since_connect_ms"] >= reply["welcome_ms"]
+        state = await node.call("state")
+        assert state["sources"] == {c["id"]: c["source"] for c in cells if c["id"] != "j7"}
+        assert state["frames"] >= 3, "100 KB of sources should come in several frames"
+        assert not state["errors"]
+    finally:
+        await node.close()
         alice.close()

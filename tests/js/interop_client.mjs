@@ -7,11 +7,16 @@
 //   node interop_client.mjs            # then write commands to stdin
 //
 // Commands (every reply has "id" and "ok"; on failure "ok": false and "error"):
-//   {"cmd": "connect", "url": "ws://.../api/notebooks/<id>/ws", "token": "...", "epoch"?: "..."}
-//        -> {"welcome": {...}}       opens the socket (Authorization: token header),
-//                                    waits for `welcome`, subscribes to `index`
+//   {"cmd": "connect", "url": "ws://.../api/notebooks/<id>/ws", "token": "...", "epoch"?: "...", "all"?: true}
+//        -> {"welcome": {...}, "welcome_ms": t}
+//                                    opens the socket (Authorization: token header),
+//                                    waits for `welcome`, subscribes to `index` (with "all":
+//                                    in the same frame to every cell welcome's caps let us
+//                                    read, as the browser does; else to cells once index is here)
 //   {"cmd": "synced", "timeout_ms"?: N}
-//        -> {"cells": [ids]}         waits until index and every readable cell:/out: doc is synced
+//        -> {"cells": [ids], "since_connect_ms": t}
+//                                    waits until index and every readable cell:/out: doc is
+//                                    synced (t: from the connect command until then)
 //   {"cmd": "edit", "cell": id, "index"?: n, "before"?: s, "after"?: s, "delete"?: n, "insert"?: s}
 //        -> {"length": n}            one transaction on the cell's Y.Text `source`; `index` is
 //                                    in yjs units (UTF-16 code units); `before`/`after` place
@@ -69,7 +74,8 @@ class Connection {
     })
   }
 
-  connect (url, token, epoch) {
+  connect (url, token, epoch, all = false) {
+    this.t0 = performance.now()
     const full = epoch ? `${url}${url.includes('?') ? '&' : '?'}epoch=${encodeURIComponent(epoch)}` : url
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(full, { headers: { Authorization: `token ${token}` }, perMessageDeflate: false })
@@ -95,7 +101,14 @@ class Connection {
             this.onJson(msg)
             if (msg.type === 'welcome' && !settled) {
               settled = true
-              this.subscribe([INDEX])
+              this.welcomeMs = performance.now() - this.t0
+              const wanted = [INDEX]
+              if (all) {
+                for (const [cid, rwx] of Object.entries(this.caps.cells || {})) {
+                  if (rwx.includes('r')) wanted.push(`cell:${cid}`, `out:${cid}`)
+                }
+              }
+              this.subscribe(wanted)
               resolve(msg)
             }
           }
@@ -194,7 +207,8 @@ class Connection {
     const parts = []
     for (const name of names) {
       if (this.docs.has(name)) continue
-      const doc = new Y.Doc()
+      // our own guid: lib0's uuidv4 draws 31 random numbers (~0.2 ms a doc in Node)
+      const doc = new Y.Doc({ guid: name })
       this.docs.set(name, doc)
       if (name.startsWith('cell:')) {
         doc.getText('source')
@@ -314,10 +328,16 @@ const conn = new Connection()
 async function handle (msg) {
   switch (msg.cmd) {
     case 'connect':
-      return { welcome: await conn.connect(msg.url, msg.token, msg.epoch) }
-    case 'synced':
-      await conn.waitFor(() => conn.allSynced(), msg.timeout_ms ?? 30000, 'every readable doc synced')
-      return { cells: conn.cells().map((c) => c.id) }
+      return { welcome: await conn.connect(msg.url, msg.token, msg.epoch, msg.all === true), welcome_ms: conn.welcomeMs }
+    case 'synced': {
+      let at = null
+      await conn.waitFor(() => {
+        const ok = conn.allSynced()
+        if (ok && at === null) at = performance.now()
+        return ok
+      }, msg.timeout_ms ?? 30000, 'every readable doc synced')
+      return { cells: conn.cells().map((c) => c.id), since_connect_ms: at - conn.t0 }
+    }
     case 'edit': {
       const doc = conn.docs.get(`cell:${msg.cell}`)
       if (!doc || !conn.synced.has(`cell:${msg.cell}`)) throw new Error(`cell ${msg.cell} is not synced`)
