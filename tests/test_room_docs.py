@@ -49,7 +49,7 @@ def test_a_stored_doc_answers_every_state_vector_like_the_built_doc() -> None:
     updates, reference = history()
     builds: list[str] = []
     docs = make(builds)
-    docs.add_stored("cell:x", merged(updates))
+    docs.add_stored({"cell:x": merged(updates)})
     # peers that hold: nothing, the first update, everything, a foreign client's edit
     first: Doc[Any] = Doc()
     first.apply_update(updates[0])
@@ -75,7 +75,7 @@ def test_a_stored_doc_answers_every_state_vector_like_the_built_doc() -> None:
 def test_invalid_state_vectors_are_value_errors_stored_or_built() -> None:
     updates, _ = history()
     docs = make([])
-    docs.add_stored("cell:x", merged(updates))
+    docs.add_stored({"cell:x": merged(updates)})
     for bad in (b"", b"\xff", b"\x01", b"\x05\x01\x02"):
         with pytest.raises(ValueError):
             docs.diff("cell:x", bad)
@@ -89,8 +89,8 @@ def test_first_use_builds_once_and_changes_invalidate_the_cached_encoding() -> N
     updates, _ = history()
     builds: list[str] = []
     docs = make(builds)
-    docs.add_stored("cell:x", merged(updates))
-    docs.add_stored("out:x", EMPTY_UPDATE)
+    docs.add_stored({"cell:x": merged(updates)})
+    docs.add_stored({"out:x": EMPTY_UPDATE})
     assert set(docs) == {"cell:x", "out:x"} and len(docs) == 2
     assert "cell:x" in docs and "cell:y" not in docs
     assert builds == [], "iterating and membership must not build"
@@ -113,14 +113,14 @@ def test_first_use_builds_once_and_changes_invalidate_the_cached_encoding() -> N
 def test_may_hold_string_looks_for_map_values_in_stored_bytes_only() -> None:
     updates, _ = history()  # metadata["state"] = "running"
     docs = make([])
-    docs.add_stored("out:x", merged(updates))
+    docs.add_stored({"out:x": merged(updates)})
     idle: Doc[Any] = Doc()
     with idle.transaction():
         state = idle.get("state", type=Map)
         state["execution_state"] = "idle"
         state["queued_at"] = None  # a key that contains a needle is not a value
     idle.get("source", type=Text).insert(0, "queued running")  # nor is text
-    docs.add_stored("out:y", idle.get_update())
+    docs.add_stored({"out:y": idle.get_update()})
     assert docs.may_hold_string("out:x", ["queued", "running"])
     assert not docs.may_hold_string("out:y", ["queued", "running"])
     assert not docs.may_hold_string("out:x", ["queued"])

@@ -91,16 +91,8 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         self.discard(name)
         self._built[name] = doc
 
-    def add_stored(self, name: str, state: bytes) -> None:
-        """Hold a doc as its encoded state, built when first used."""
-        if name in self._built:
-            self.discard(name)
-        self._stored[name] = state
-        self._encoded.pop(name, None)
-        self._vectors.pop(name, None)
-
-    def add_stored_many(self, states: dict[str, bytes]) -> None:
-        """:meth:`add_stored` for many docs at once (loading a notebook)."""
+    def add_stored(self, states: Mapping[str, bytes]) -> None:
+        """Hold docs as their encoded states (name → one update), built when first used."""
         if self._built.keys() & states.keys():
             for name in states:
                 self.discard(name)

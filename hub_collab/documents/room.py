@@ -141,7 +141,7 @@ class NotebookRoom:
                 else:
                     stored[name] = merged(updates)
                     self.doc_bytes[name] = sum(map(len, updates))
-        self.docs.add_stored_many(stored)
+        self.docs.add_stored(stored)
         for name, updates in persisted.items():
             if name != INDEX_DOC and not name.startswith((CELL_PREFIX, OUT_PREFIX)):
                 self.internal_persisted[name] = updates
@@ -407,10 +407,6 @@ class NotebookRoom:
             return access.can("open")
         assert cid is not None
         return access.can("read_cell", cid)
-
-    def can_write_doc(self, access: Access, name: str) -> bool:
-        kind, cid = split_doc_name(name)
-        return kind == "cell" and cid is not None and access.can("write_cell", cid)
 
     # -- binary frames ------------------------------------------------------------------
 
