@@ -300,7 +300,10 @@ async def test_service_restart_marks_running_cells_interrupted(env: Env) -> None
             conn = alice
 
             def working(conn: NotebookConnection = conn) -> bool:
-                return text_of(conn.outputs("c0")) == "working\n"
+                # this run's output: the previous round's "working" is still shown until
+                # the new run begins (and clears it), so wait for the run to be running too
+                running = conn.out_state("c0").get("execution_state") == "running"
+                return running and text_of(conn.outputs("c0")) == "working\n"
 
             await alice.wait_for(working, timeout=60)
         finally:
