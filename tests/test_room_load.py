@@ -50,7 +50,7 @@ class Recorder(Session):
         self.messages.append(message)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        pass
+        self.messages.append({"type": "closed", "code": code})
 
     def updates(self, doc: str) -> list[bytes]:
         return [e.payload for f in self.frames for e in p.decode_frame(f) if e.doc == doc and e.sub == p.SYNC_UPDATE]

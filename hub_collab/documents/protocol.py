@@ -153,8 +153,8 @@ def decode_frame(data: bytes) -> list[Entry]:
                 try:
                     doc = data[pos + 1 : name_end].decode("utf-8")
                 except UnicodeDecodeError:
-                    pass
-                else:
+                    doc = None  # the general decoder below reports it
+                if doc is not None:
                     append(Entry(doc, MSG_SYNC, data[name_end + 1], data[body:end]))
                     pos = end
                     continue
