@@ -117,6 +117,15 @@ def held(session: Recorder) -> dict[str, Doc[Any]]:
     return docs
 
 
+def insertion(doc: Doc[Any], index: int, text: str) -> bytes:
+    """The update that inserts ``text`` at ``index`` of a copy of ``doc``'s source."""
+    copy: Doc[Any] = Doc()
+    copy.apply_update(doc.get_update())
+    before = copy.get_state()
+    copy.get("source", type=Text).insert(index, text)
+    return copy.get_update(before)
+
+
 async def test_joins_checkpoints_and_exports_leave_stored_docs_unbuilt(world: World) -> None:
     room = await fresh_room(world)
     assert built(room) == {"index"}
@@ -134,11 +143,7 @@ async def test_joins_checkpoints_and_exports_leave_stored_docs_unbuilt(world: Wo
 async def test_a_write_builds_that_doc_only_and_later_joins_see_it(world: World) -> None:
     room = await fresh_room(world)
     alice = join(room, ALICE)
-    edit: Doc[Any] = Doc()
-    edit.apply_update(held(alice)["cell:c1"].get_update())
-    before = edit.get_state()
-    edit.get("source", type=Text).insert(0, "# ")
-    room.handle_frame(alice, p.sync_update("cell:c1", edit.get_update(before)))
+    room.handle_frame(alice, p.sync_update("cell:c1", insertion(held(alice)["cell:c1"], 0, "# ")))
     # an empty answer to the server's step 1 builds nothing
     room.handle_frame(alice, p.sync_step2("cell:c2", EMPTY_UPDATE))
     assert built(room) == {"index", "cell:c1"}
@@ -155,11 +160,7 @@ async def test_rows_from_another_replica_are_merged_at_the_checkpoint(world: Wor
     room = await fresh_room(world)
     bob = join(room, BOB)
     # another replica's edit, committed to the shared log but never announced here
-    other: Doc[Any] = Doc()
-    other.apply_update(held(bob)["cell:c4"].get_update())
-    before = other.get_state()
-    other.get("source", type=Text).insert(5, "0")
-    world.store.append_updates([(room.id, "cell:c4", other.get_update(before))])
+    world.store.append_updates([(room.id, "cell:c4", insertion(held(bob)["cell:c4"], 5, "0"))])
     await world.rooms.checkpoint(room)
     assert built(room) == {"index", "cell:c4"}, "only the doc with something new is built"
     assert str(room.docs["cell:c4"].get("source", type=Text)) == "x = 40"

@@ -93,14 +93,9 @@ class RoomDocs(Mapping[str, Doc[Any]]):
 
     def add_stored(self, states: Mapping[str, bytes]) -> None:
         """Hold docs as their encoded states (name → one update), built when first used."""
-        if self._built.keys() & states.keys():
-            for name in states:
-                self.discard(name)
+        for name in states.keys() & (self._built.keys() | self._encoded.keys() | self._vectors.keys()):
+            self.discard(name)  # replaced: the Doc and the cached encodings go
         self._stored.update(states)
-        for name in self._encoded.keys() & states.keys():
-            del self._encoded[name]
-        for name in self._vectors.keys() & states.keys():
-            del self._vectors[name]
 
     def discard(self, name: str) -> Doc[Any] | None:
         """Forget ``name``; return its Doc if it was built."""
