@@ -9,6 +9,12 @@ line (``--HubCollab.max_message_size=1000000``).
 
 Startup is a list of ``init_*`` steps (:meth:`HubCollab.initialize`), then
 :meth:`HubCollab.start_service`; tests configure and start the same object.
+
+This class is the composition root: each ``init_*`` step builds one service
+and hands it what it needs explicitly, and :meth:`HubCollab.init_wiring`
+registers every observer in one place, in the order it states. No service
+imports a handler or reaches for the application object; docs/architecture.md
+draws the result.
 """
 
 from __future__ import annotations
@@ -40,11 +46,16 @@ from .apihandlers import kernels as api_kernels
 from .apihandlers import notebooks as api_notebooks
 from .bus import make_bus
 from .chat import MAX_PAGE_SIZE, ChatService
+from .chat import register_commands as register_chat_commands
+from .commands import CommandRegistry, Dispatcher
+from .documents import structure
 from .documents.rooms import RoomManager
 from .handlers import pages, ws
 from .hubapi import GroupDirectory
+from .kernels.commands import register_commands as register_kernel_commands
 from .kernels.env import forbidden_name
 from .kernels.manager import KernelService
+from .lifecycle import NotebookLifecycle
 from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
 from .permissions.store import PermissionStore
@@ -352,9 +363,12 @@ class HubCollab(Application):
         self.init_secrets()
         self.init_hub_auth()
         self.init_store()
+        self.init_bus()
         self.init_kernels()
         self.init_chat()
-        self.init_bus()
+        self.init_commands()
+        self.init_lifecycle()
+        self.init_wiring()
         self.init_tornado()
 
     def _config_given(self, argv: list[str] | None) -> bool:
@@ -433,6 +447,7 @@ class HubCollab(Application):
             rate=self.chat_rate,
             burst=self.chat_burst,
             page_size=self.chat_page_size,
+            relay=self.replicator,
         )
         self.chat.start()
 
@@ -446,10 +461,10 @@ class HubCollab(Application):
             max_output_bytes=self.max_output_bytes,
             flush_interval=self.output_flush_interval,
             start_timeout=self.kernel_start_timeout,
+            replicas=self.replicator,
         )
 
     def init_bus(self) -> None:
-        self.rooms.app = self
         self.bus = make_bus(self.redis_url, self.replica_id, prefix=self.redis_prefix)
         self.replicator = Replicator(
             self.bus,
@@ -458,6 +473,47 @@ class HubCollab(Application):
             lease_ttl=self.lease_ttl,
             catchup_interval=self.catchup_interval,
         )
+
+    def init_commands(self) -> None:
+        """One registry, filled by the services that own the commands; one dispatcher."""
+        self.command_registry = CommandRegistry()
+        structure.register_commands(self.command_registry)
+        register_kernel_commands(self.command_registry, self.kernels)
+        register_chat_commands(self.command_registry, self.chat)
+        self.commands = Dispatcher(self.command_registry, router=self.replicator)
+
+    def init_lifecycle(self) -> None:
+        self.lifecycle = NotebookLifecycle(
+            store=self.store,
+            rooms=self.rooms,
+            permissions=self.permissions,
+            kernels=self.kernels,
+            chat=self.chat,
+            relay=self.replicator,
+        )
+
+    def init_wiring(self) -> None:
+        """Register every observer, in this order.
+
+        1. Rooms: the replicator first (it subscribes the room's bus channel and, with
+           one replica, makes this replica its home), then the kernel service (which
+           asks whether this replica is home before it marks lost runs).
+        2. Home leases: the kernel service (lost runs, stopping kernels, settings).
+        3. Commands forwarded by other replicas run through the dispatcher.
+        4. Events from other replicas: chat messages, deleted notebooks.
+        5. Permission changes: the rooms (``index`` mirror, every session's ``caps``),
+           then the other replicas (they reload the notebook's policies).
+        6. Hub group changes: the connected sessions' rights.
+        """
+        self.rooms.observe(self.replicator)
+        self.rooms.observe(self.kernels)
+        self.replicator.observe_home(self.kernels)
+        self.replicator.serve_commands(self.commands)
+        self.replicator.on_event("chat", self.chat.remote_event)
+        self.replicator.on_event("deleted", self.lifecycle.deleted_elsewhere)
+        self.permissions.add_listener(self.rooms.permissions_changed)
+        self.permissions.add_listener(self.replicator.permissions_changed)
+        self.groups.listeners.append(self._groups_changed)
 
     def init_tornado(self) -> None:
         prefix = self.base_url
@@ -481,13 +537,6 @@ class HubCollab(Application):
         }
         self.web_app = web.Application(handlers, **self.tornado_settings)
 
-    def _publish_chat(self, nb_id: str, event: dict[str, Any]) -> None:
-        self.replicator.publish_event(nb_id, "chat", event)
-
-    def _deliver_chat(self, room: Any, event: dict[str, Any], sender: str) -> None:
-        if room is not None:
-            self.chat.deliver(room.id, event)
-
     def identity_for(self, model: dict[str, Any]) -> Identity:
         name = str(model["name"])
         return Identity(name=name, groups=self.groups.groups_of(name, model.get("groups")), admin=bool(model.get("admin")))
@@ -509,13 +558,6 @@ class HubCollab(Application):
         await self.replicator.start()
         self.rooms.start()
         self.kernels.start()
-        self.replicator.became_home.append(self.kernels.on_became_home)
-        self.replicator.lost_home.append(self.kernels.on_lost_home)
-        self.replicator.record_hooks.append(self.kernels.on_record)
-        # chat events go to the sessions on the other replicas too
-        self.chat.publish_hooks.append(self._publish_chat)
-        self.replicator.on_event("chat", self._deliver_chat)
-        self.groups.listeners.append(self._groups_changed)
         if self.api_token:
             try:
                 await self.groups.refresh()
@@ -551,6 +593,7 @@ class HubCollab(Application):
             for session in list(room.sessions):
                 session.close(1001, "server shutting down")
         await self.groups.stop()
+        await self.lifecycle.stop()
         await self.kernels.stop()
         await self.rooms.stop()
         await self.replicator.stop()

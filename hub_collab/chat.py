@@ -1,18 +1,22 @@
-"""Chat beside every notebook: :class:`ChatService` and the WebSocket chat commands.
+"""Chat beside every notebook: :class:`ChatService` and the chat commands.
 
 Use the application's one service, ``app.chat`` (created by
-:meth:`HubCollab.init_chat <hub_collab.app.HubCollab.init_chat>`). Handlers call
-:meth:`ChatService.post`, :meth:`~ChatService.edit`, :meth:`~ChatService.delete`
-and :meth:`~ChatService.history` with the caller's identity and *current*
-:class:`~hub_collab.permissions.access.Access`; the service checks the chat
-actions itself (``chat_read``/``chat_post``: notebook ``r``), so a handler
-cannot forget them.
+:meth:`HubCollab.init_chat <hub_collab.app.HubCollab.init_chat>`).
+:func:`register_commands` adds ``chat``, ``chat_edit``, ``chat_delete`` and
+``chat_history`` to the command registry, each declaring its action
+(``chat_post`` or ``chat_read``: notebook ``r``); the REST handlers declare the
+same actions. :meth:`ChatService.post`, :meth:`~ChatService.edit`,
+:meth:`~ChatService.delete` and :meth:`~ChatService.history` take the caller's
+identity and *current* :class:`~hub_collab.permissions.access.Access`, which
+they use for what only they can decide (whose message this is, how a message
+renders for each receiver).
 
 Messages live in the table ``collab_chat`` of the service's database (the
 application's engine). Deleted messages stay as tombstones (text removed) so
 that history and ids stay stable. Every live event goes through one method,
-:meth:`ChatService.publish`; today it delivers to the sessions of the local
-room, the scale-out bus routes it between replicas later.
+:meth:`ChatService.publish`: it delivers to the sessions of the local room and
+hands the event to the :class:`~hub_collab.types.EventRelay` (the replicator),
+whose other replicas deliver it to theirs (:meth:`ChatService.remote_event`).
 
 Security: what a receiver gets is rendered *for that receiver*
 (:func:`render`): a ``#<cell id>`` reference to a cell they cannot read is
@@ -35,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from .commands import CommandContext, CommandRegistry
 from .errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, TooLarge
-from .handlers.ws import NotebookWebSocket, command
 from .permissions.access import Access, Identity, check_action
-from .types import JSONDict
+from .types import EventRelay, JSONDict
 
 if TYPE_CHECKING:
     from .documents.room import NotebookRoom
@@ -294,6 +298,7 @@ class ChatService:
         rate: float = 1.0,
         burst: int = 10,
         page_size: int = 50,
+        relay: EventRelay | None = None,
     ) -> None:
         if max_length < 1:
             raise ValueError(f"max_length must be at least 1, got {max_length!r}")
@@ -308,8 +313,8 @@ class ChatService:
         self.page_size = page_size
         self.limiter = RateLimiter(rate, burst)
         self._executor: ThreadPoolExecutor | None = None
-        #: called with (notebook id, event) for every published event (metrics, tests, the bus)
-        self.publish_hooks: list[Callable[[str, JSONDict], None]] = []
+        #: where published events go besides the local sessions (the other replicas)
+        self.relay = relay
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -321,16 +326,9 @@ class ChatService:
             )
         chat_metadata.create_all(self.engine)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="collab-chat")
-        if self.permissions is not None:
-            self.permissions.add_listener(self._permissions_changed)
 
     def stop(self) -> None:
         """Wait for pending writes and stop the writer thread."""
-        if self.permissions is not None and self._executor is not None:
-            try:
-                self.permissions.remove_listener(self._permissions_changed)
-            except ValueError:
-                pass
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -340,34 +338,7 @@ class ChatService:
             raise RuntimeError("ChatService used before start(): call start() first")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def _permissions_changed(self, nb_id: str) -> None:
-        # A notebook's permissions disappear only when the notebook is deleted: drop its chat.
-        if (
-            self.permissions is None
-            or self._executor is None
-            or self.permissions.has_notebook(nb_id)
-        ):
-            return
-        self._executor.submit(self._purge_if_deleted, nb_id)
-
-    def _purge_if_deleted(self, nb_id: str) -> None:
-        # Destructive, so double-checked: the notebook's record must be gone from the store too.
-        try:
-            if self.store is not None and self.store.get_notebook(nb_id) is not None:
-                return
-            self.purge_notebook(nb_id)
-        except Exception:
-            log.exception("could not delete the chat of deleted notebook %s", nb_id)
-
     # -- writing ------------------------------------------------------------------------
-
-    def _check(self, access: Access, action: str) -> None:
-        if not access.can(action):
-            raise Forbidden(
-                "you may not read this notebook's chat"
-                if action == CHAT_READ
-                else "you may not post in this notebook's chat"
-            )
 
     def _rate(self, nb_id: str, identity: Identity) -> None:
         wait = self.limiter.take((nb_id, identity.name))
@@ -378,7 +349,6 @@ class ChatService:
         self, room: NotebookRoom, identity: Identity, access: Access, text: Any
     ) -> tuple[JSONDict, list[JSONDict]]:
         """Store and publish a message; return it as the writer sees it, and warnings."""
-        self._check(access, CHAT_POST)
         clean = clean_text(text, self.max_length)
         self._rate(room.id, identity)
         mentions = parse_mentions(clean)
@@ -402,7 +372,6 @@ class ChatService:
         self, room: NotebookRoom, identity: Identity, access: Access, msg_id: Any, text: Any
     ) -> tuple[JSONDict, list[JSONDict]]:
         """Replace the text of one's own message; publish ``chat_edit``."""
-        self._check(access, CHAT_POST)
         mid = message_id(msg_id)
         clean = clean_text(text, self.max_length)
         self._rate(room.id, identity)
@@ -427,7 +396,6 @@ class ChatService:
 
         Deleting a tombstone again is a no-op. Returns the tombstone.
         """
-        self._check(access, CHAT_READ)
         mid = message_id(msg_id)
         moderator = identity.admin or access.is_notebook_owner
         may_post = access.can(CHAT_POST)
@@ -486,7 +454,6 @@ class ChatService:
         ``next_before`` is the value of ``before`` for the previous (older)
         page, or ``None`` when there is none.
         """
-        self._check(access, CHAT_READ)
         n = self.page_size if limit is None else parse_int(limit, "limit", 1, MAX_PAGE_SIZE)
         upto = None if before is None or before == "" else parse_int(before, "before", 1, 2**63 - 1)
         records, more = await asyncio.get_running_loop().run_in_executor(
@@ -500,16 +467,22 @@ class ChatService:
     # -- fan-out ------------------------------------------------------------------------
 
     def publish(self, nb_id: str, event: JSONDict) -> None:
-        """The one way an event leaves the service: today to the local room's sessions.
+        """The one way an event leaves the service: to the local room's sessions and
+        through the relay to the other replicas'.
 
         ``event`` is JSON (``{"type": "chat"|"chat_edit", "message": record}``
         or ``{"type": "chat_delete", "id": n}``) with the *stored* record, not
-        a rendering; the scale-out bus can carry it as it is and call
-        :meth:`deliver` on each replica.
+        a rendering; each replica renders it for each of its receivers
+        (:meth:`deliver`).
         """
         self.deliver(nb_id, event)
-        for hook in self.publish_hooks:
-            hook(nb_id, event)
+        if self.relay is not None:
+            self.relay.publish_event(nb_id, "chat", event)
+
+    def remote_event(self, room: NotebookRoom | None, event: JSONDict, sender: str) -> None:
+        """A chat event published on another replica (the relay's ``chat`` handler)."""
+        if room is not None:
+            self.deliver(room.id, event)
 
     def deliver(self, nb_id: str, event: JSONDict) -> None:
         """Send ``event`` to every local session that may read the chat *now*, rendered for it."""
@@ -562,6 +535,7 @@ class ChatService:
         return [_record(r) for r in reversed(rows[:limit])], more
 
     def purge_notebook(self, nb_id: str) -> None:
+        """Delete every message of a notebook (it is being deleted)."""
         with self.engine.begin() as conn:
             conn.execute(chat_messages.delete().where(chat_messages.c.notebook_id == nb_id))
 
@@ -624,35 +598,32 @@ def _row(record: JSONDict) -> JSONDict:
     }
 
 
-# -- WebSocket commands --------------------------------------------------------------------
+# -- commands ------------------------------------------------------------------------------
 
 
-@command("chat")
-async def _chat(ws: NotebookWebSocket, msg: JSONDict) -> JSONDict:
-    message, warnings = await ws.collab.chat.post(
-        ws.room, ws.session.identity, ws.session.access, msg.get("text")
-    )
-    return {"message": message, "warnings": warnings}
+def register_commands(registry: CommandRegistry, chat: ChatService) -> None:
+    """Register the chat commands, bound to ``chat``."""
+    command = registry.command
+    read = "you may not read this notebook's chat"
+    post = "you may not post in this notebook's chat"
 
+    @command("chat", action=CHAT_POST, denied=post)
+    async def _chat(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        message, warnings = await chat.post(ctx.room, ctx.session.identity, ctx.session.access, msg.get("text"))
+        return {"message": message, "warnings": warnings}
 
-@command("chat_edit")
-async def _chat_edit(ws: NotebookWebSocket, msg: JSONDict) -> JSONDict:
-    message, warnings = await ws.collab.chat.edit(
-        ws.room, ws.session.identity, ws.session.access, msg.get("id"), msg.get("text")
-    )
-    return {"message": message, "warnings": warnings}
+    @command("chat_edit", action=CHAT_POST, denied=post)
+    async def _chat_edit(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        message, warnings = await chat.edit(
+            ctx.room, ctx.session.identity, ctx.session.access, msg.get("id"), msg.get("text")
+        )
+        return {"message": message, "warnings": warnings}
 
+    @command("chat_delete", action=CHAT_READ, denied=read)
+    async def _chat_delete(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        message = await chat.delete(ctx.room, ctx.session.identity, ctx.session.access, msg.get("id"))
+        return {"message": message}
 
-@command("chat_delete")
-async def _chat_delete(ws: NotebookWebSocket, msg: JSONDict) -> JSONDict:
-    message = await ws.collab.chat.delete(
-        ws.room, ws.session.identity, ws.session.access, msg.get("id")
-    )
-    return {"message": message}
-
-
-@command("chat_history")
-async def _chat_history(ws: NotebookWebSocket, msg: JSONDict) -> JSONDict:
-    return await ws.collab.chat.history(
-        ws.room.id, ws.session.access, msg.get("before"), msg.get("limit")
-    )
+    @command("chat_history", action=CHAT_READ, denied=read)
+    async def _chat_history(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        return await chat.history(ctx.room.id, ctx.session.access, msg.get("before"), msg.get("limit"))

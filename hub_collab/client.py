@@ -34,7 +34,7 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 
 from .documents import protocol as p
 from .documents.notebook import cell_doc, init_cell, init_index, init_out, out_doc, split_doc_name
-from .kernels.outputs import outputs_to_nbformat
+from .documents.outputs import outputs_to_nbformat
 from .types import INDEX_DOC
 
 

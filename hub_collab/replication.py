@@ -22,8 +22,14 @@ replicator joins those rooms through the :mod:`bus <hub_collab.bus>`:
   ``index`` and ``out:*`` and owns the kernel; other replicas forward
   structure and kernel commands to it (:meth:`Replicator.forward`) and relay
   its answers. When the home stops renewing, another replica with the room
-  loaded takes the lease within ``lease_ttl`` + ``watch_interval`` and the
-  ``became_home`` hooks run (the kernel service marks running cells as lost).
+  loaded takes the lease within ``lease_ttl`` + ``watch_interval`` and its
+  :class:`HomeObserver` s hear of it (the kernel service marks running cells as lost).
+
+The replicator follows the rooms as a
+:class:`~hub_collab.documents.observers.RoomObserver`, runs forwarded commands
+through the :class:`CommandRunner` it serves (the application's command
+dispatcher), and is the :class:`~hub_collab.commands.HomeRouter` of that
+dispatcher; :meth:`hub_collab.app.HubCollab.init_wiring` connects all of it.
 
 With the in-process bus (no Redis) this replica is home for everything and
 nothing is published.
@@ -32,19 +38,20 @@ nothing is published.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .bus.base import Bus, BusUnavailable
 from .documents import protocol as p
+from .documents.observers import RoomObserverBase
 from .documents.session import Session
 from .errors import CollabError
 from .permissions.access import Identity
+from .types import JSONDict
 
 if TYPE_CHECKING:
     from .documents.room import NotebookRoom
@@ -63,6 +70,26 @@ REC_AWARENESS = 2
 REC_EVENT = 3
 
 EventHandler = Callable[["NotebookRoom | None", dict[str, Any], str], None]
+
+
+class HomeObserver(Protocol):
+    """What a service learns about the notebooks this replica is home of."""
+
+    def became_home(self, room: NotebookRoom) -> None:
+        """This replica took over the notebook (the old home may have been running cells)."""
+
+    def lost_home(self, room: NotebookRoom) -> None:
+        """Another replica is the notebook's home now."""
+
+    def record_changed(self, room: NotebookRoom) -> None:
+        """The notebook's record (name, settings) was re-read after a change elsewhere."""
+
+
+class CommandRunner(Protocol):
+    """Runs a command forwarded to this replica (the application's dispatcher)."""
+
+    async def run_here(self, room: NotebookRoom, session: Session, msg: JSONDict) -> JSONDict:
+        """Authorize and run ``msg`` here; raise its CollabError."""
 
 
 def encode_message(sender: str, seq: int, fence: int, records: list[bytes]) -> bytes:
@@ -109,7 +136,7 @@ class RemoteOwner:
         self.seen = time.monotonic()
 
 
-class Replicator:
+class Replicator(RoomObserverBase):
     """Joins this replica's rooms to the others through the bus. One per process."""
 
     def __init__(
@@ -138,10 +165,10 @@ class Replicator:
         self.fences: dict[str, int] = {}  # notebook -> our fencing token while home
         self.max_fence: dict[str, int] = {}  # notebook -> highest fence seen
         self.event_handlers: dict[str, EventHandler] = {}
-        self.became_home: list[Callable[[NotebookRoom], None]] = []
-        self.lost_home: list[Callable[[NotebookRoom], None]] = []
-        #: called with a room whose record was re-read after a change on another replica
-        self.record_hooks: list[Callable[[NotebookRoom], None]] = []
+        self.home_observers: list[HomeObserver] = []
+        self.commands: CommandRunner | None = None
+        # notebook -> sender replica -> the owner token of its clients' awareness states
+        self._remote_owners: dict[str, dict[str, RemoteOwner]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._req = itertools.count(1)
@@ -152,12 +179,16 @@ class Replicator:
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    def observe_home(self, observer: HomeObserver) -> None:
+        """Tell ``observer`` when this replica becomes or stops being a notebook's home."""
+        self.home_observers.append(observer)
+
+    def serve_commands(self, runner: CommandRunner) -> None:
+        """Run the commands other replicas forward here with ``runner``."""
+        self.commands = runner
+
     async def start(self) -> None:
-        self.rooms.room_hooks.append(self._room_loaded)
-        self.rooms.unload_hooks.append(self._room_unloaded)
-        self.rooms.ready_hooks.append(self._room_ready)
-        self.rooms.delete_hooks.append(lambda nb: self.publish_event(nb, "deleted", {}))
-        self.permissions.add_listener(self._permissions_changed)
+        """Subscribe to the bus and start the lease and safety loops (after the wiring)."""
         if not self.bus.distributed:
             return
         self.bus.subscribe("perms", self._on_message)
@@ -172,7 +203,6 @@ class Replicator:
         self.event_handlers.setdefault("reply", self._on_reply)
         self.event_handlers.setdefault("to_user", self._on_to_user)
         self.event_handlers.setdefault("room_json", self._on_room_json)
-        self.event_handlers.setdefault("deleted", self._on_deleted)
         self.event_handlers.setdefault("record", self._on_record)
 
     async def stop(self) -> None:
@@ -185,11 +215,7 @@ class Replicator:
 
     # -- rooms -----------------------------------------------------------------------------
 
-    def _room_loaded(self, room: NotebookRoom) -> None:
-        room.update_hooks.append(functools.partial(self._local_update, room))
-        room.awareness_hooks.append(functools.partial(self._local_awareness, room))
-        room.json_hooks.append(functools.partial(self._local_json, room))
-        room.replicator = self
+    def room_loaded(self, room: NotebookRoom) -> None:
         if not self.bus.distributed:
             self.fences[room.id] = 1
             return
@@ -201,7 +227,7 @@ class Replicator:
         await self._try_claim(room)
         await self.catch_up(room)
 
-    async def _room_ready(self, room: NotebookRoom) -> None:
+    async def room_ready(self, room: NotebookRoom) -> None:
         """Wait (briefly) until the room's channel is live, so no event of it is missed."""
         if self.bus.distributed:
             await self.bus.wait_active(f"nb:{room.id}", timeout=2.0)
@@ -213,7 +239,8 @@ class Replicator:
             if room is not None:
                 asyncio.get_running_loop().create_task(self.catch_up(room))
 
-    def _room_unloaded(self, room: NotebookRoom) -> None:
+    def room_unloaded(self, room: NotebookRoom) -> None:
+        self._remote_owners.pop(room.id, None)
         if self.bus.distributed:
             self.bus.unsubscribe(f"nb:{room.id}")
             if room.id in self.fences:
@@ -242,23 +269,24 @@ class Replicator:
             nb = channel[3:] if channel.startswith("nb:") else ""
             self.bus.publish(channel, encode_message(self.replica_id, seq, self.fences.get(nb, 0), records))
 
-    def _local_update(self, room: NotebookRoom, name: str, update: bytes) -> None:
-        if room.applying_remote:
+    def doc_changed(self, room: NotebookRoom, name: str, update: bytes) -> None:
+        if room.applying_remote or not self.bus.distributed:
             return
         self._queue(f"nb:{room.id}", doc_record(name, update))
 
-    def _local_awareness(self, room: NotebookRoom, payload: bytes) -> None:
+    def awareness_changed(self, room: NotebookRoom, payload: bytes) -> None:
         self._queue(f"nb:{room.id}", awareness_record(payload))
 
-    def _local_json(self, room: NotebookRoom, msg: dict[str, Any], user: str | None, exclude_user: str | None) -> None:
-        self._queue(f"nb:{room.id}", event_record("room_json", {"msg": msg, "user": user, "exclude": exclude_user}))
+    def json_broadcast(self, room: NotebookRoom, message: dict[str, Any], user: str | None, exclude_user: str | None) -> None:
+        self._queue(f"nb:{room.id}", event_record("room_json", {"msg": message, "user": user, "exclude": exclude_user}))
 
     def publish_event(self, nb_id: str, kind: str, data: dict[str, Any]) -> None:
         """Send an event to the other replicas that have this notebook loaded."""
         self._queue(f"nb:{nb_id}", event_record(kind, data))
 
-    def _permissions_changed(self, nb_id: str) -> None:
-        if self._reloading:
+    def permissions_changed(self, nb_id: str) -> None:
+        """A permission listener: tell the other replicas to reload the notebook's policies."""
+        if self._reloading or not self.bus.distributed:
             return
         self._queue("perms", event_record("perms", {"nb": nb_id}))
         self._flush()  # before the API call returns
@@ -290,7 +318,7 @@ class Replicator:
                     continue  # a deposed home: its index/out writes are fenced off
                 room.apply_remote(name, update)
             elif kind == REC_AWARENESS and room is not None:
-                room.apply_remote_awareness(payload, self._owner(room, sender))
+                room.awareness.apply_remote(payload, self._owner(room, sender))
             elif kind == REC_EVENT:
                 ev_kind, ev = payload
                 handler = self.event_handlers.get(ev_kind)
@@ -298,7 +326,7 @@ class Replicator:
                     handler(room, ev, sender)
 
     def _owner(self, room: NotebookRoom, sender: str) -> RemoteOwner:
-        owners: dict[str, RemoteOwner] = room.__dict__.setdefault("_remote_owners", {})
+        owners = self._remote_owners.setdefault(room.id, {})
         owner = owners.get(sender)
         if owner is None:
             owner = owners[sender] = RemoteOwner(sender)
@@ -327,12 +355,8 @@ class Replicator:
         record = await asyncio.get_running_loop().run_in_executor(None, self.rooms.store.get_notebook, room.id)
         if record is not None and not room.closed:
             room.record = record
-            for hook in self.record_hooks:
-                hook(room)
-
-    def _on_deleted(self, room: NotebookRoom | None, ev: dict[str, Any], sender: str) -> None:
-        if room is not None:
-            self.rooms.close_deleted(room.id)
+            for observer in self.home_observers:
+                observer.record_changed(room)
 
     def _on_hint(self, room: NotebookRoom | None, ev: dict[str, Any], sender: str) -> None:
         if room is not None:
@@ -413,8 +437,8 @@ class Replicator:
         if not was_home:
             log.info("replica %s is now home of notebook %s (fence %s)", self.replica_id, room.id, fence)
             await self.catch_up(room)
-            for hook in self.became_home:
-                hook(room)
+            for observer in self.home_observers:
+                observer.became_home(room)
         return True
 
     async def _lease_loop(self) -> None:
@@ -435,8 +459,8 @@ class Replicator:
                         self.fences.pop(nb, None)
                         log.warning("replica %s lost the home lease of %s", self.replica_id, nb)
                         if room is not None:
-                            for hook in self.lost_home:
-                                hook(room)
+                            for observer in self.home_observers:
+                                observer.lost_home(room)
             for room in list(self.rooms.rooms.values()):
                 if room.id not in self.fences:
                     await self._try_claim(room)
@@ -457,9 +481,7 @@ class Replicator:
         if home is None or home == self.replica_id:
             # No home, or the lease is ours and the claim is still completing: run it here.
             if await self._try_claim(room):
-                from .handlers.ws import run_command
-
-                return await run_command(room, session, msg)
+                return await self._runner().run_here(room, session, msg)
             home = await self.home_of(room.id)
         if home is None or home == self.replica_id:
             raise CollabError("the notebook's home replica cannot be reached; try again", status=503, code="home_unavailable")
@@ -500,9 +522,12 @@ class Replicator:
     def _on_command(self, room: NotebookRoom | None, ev: dict[str, Any], sender: str) -> None:
         asyncio.get_running_loop().create_task(self._run_command(ev, sender))
 
-    async def _run_command(self, ev: dict[str, Any], sender: str) -> None:
-        from .handlers.ws import run_command
+    def _runner(self) -> CommandRunner:
+        if self.commands is None:
+            raise RuntimeError("Replicator.serve_commands() was not called: nothing runs forwarded commands")
+        return self.commands
 
+    async def _run_command(self, ev: dict[str, Any], sender: str) -> None:
         reply: dict[str, Any] = {"req": ev.get("req")}
         try:
             nb = ev["nb"]
@@ -513,7 +538,7 @@ class Replicator:
             identity = Identity(name=i["name"], groups=frozenset(i["groups"]), admin=bool(i["admin"]))
             session = self.remote_session(sender, ev.get("session", ""), identity)
             session.access = room.compute_access_for(identity)
-            reply["result"] = await run_command(room, session, ev["msg"])
+            reply["result"] = await self._runner().run_here(room, session, ev["msg"])
         except CollabError as exc:
             reply["error"] = exc.to_json()
         except Exception:

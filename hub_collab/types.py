@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 JSONDict: TypeAlias = dict[str, Any]
 JSON: TypeAlias = "JSONDict | list[Any] | str | int | float | bool | None"
@@ -14,3 +14,11 @@ JSON: TypeAlias = "JSONDict | list[Any] | str | int | float | bool | None"
 INDEX_DOC = "index"
 CELL_PREFIX = "cell:"
 OUT_PREFIX = "out:"
+
+
+class EventRelay(Protocol):
+    """Carries a JSON event to the other replicas that have a notebook loaded (the
+    replicator; each receiving replica hands it to the handler registered for ``kind``)."""
+
+    def publish_event(self, nb_id: str, kind: str, data: JSONDict) -> None:
+        """Send ``data`` as an event of ``kind`` about notebook ``nb_id``."""

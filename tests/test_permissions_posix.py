@@ -320,7 +320,7 @@ def test_actions_are_exactly_the_table() -> None:
     assert ACTIONS == {
         "open", "chat_read", "chat_post", "read_cell", "write_cell", "insert_cell",
         "delete_cell", "move_cell", "execute", "interrupt", "restart", "chmod", "chown",
-        "delete_notebook", "read_audit",
+        "delete_notebook", "read_audit", "change_settings",
     }  # fmt: skip
 
 
@@ -407,7 +407,7 @@ def test_owner_and_admin_overrides() -> None:
     assert a.can("read_cell", "c1")  # owner reads every cell
     assert not a.can("write_cell", "c1") and not a.can("execute", "c1")
     assert a.can("chmod", "c1") and a.can("chmod") and a.can("chown")
-    assert a.can("delete_notebook") and a.can("read_audit")
+    assert a.can("delete_notebook") and a.can("read_audit") and a.can("change_settings")
     assert a.caps_json()["owner"] is True
     r = _access(ROOT, 0o000, 0o000)
     assert r.notebook_bits == 7 and set(r.cell_bits.values()) == {7}
@@ -417,6 +417,7 @@ def test_owner_and_admin_overrides() -> None:
     b = _access(BOB, 0o000, 0o000)
     assert b.can("chmod", "c1") and not b.can("chmod", "c2") and not b.can("chmod")
     assert not b.can("chown", "c1") and not b.can("delete_notebook") and not b.can("read_audit")
+    assert not b.can("change_settings")
     # the owner loses rights on the notebook itself like anyone (chmod u=)
     assert not _access(ALICE, 0o070).can("open")
 

@@ -3,22 +3,32 @@
 Every error is ``{"status": int, "code": str, "message": str}``, written by
 :meth:`APIHandler.write_error`. Raise :class:`hub_collab.errors.CollabError`
 subclasses (or ``tornado.web.HTTPError``) from handlers.
+
+Authorization is declared: every handler says, in :attr:`APIHandler.actions`,
+which permission action each of its HTTP methods needs (``None``: any Hub user
+the service admits). An unknown action fails when the module is imported.
+Per-notebook handlers get the room and the caller's rights from
+:meth:`NotebookAPIHandler.room_for <hub_collab.apihandlers.notebooks.NotebookAPIHandler.room_for>`,
+which checks the declared action; ``tests/test_docs.py`` checks that every
+route's methods declare one and that docs/rest.md shows it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from http.client import responses
-from typing import Any
+from typing import Any, ClassVar
 
 from tornado import web
 
+from ..documents.session import Session
 from ..errors import BadRequest, CollabError, NotFound
 from ..handlers.base import BaseHandler
 from ..ids import check_id
 from ..permissions import InvalidId, UnknownObject
-from ..permissions.access import Identity
+from ..permissions.access import Access, Identity, check_action
 from ..permissions.posix import PermissionSyntaxError
 
 log = logging.getLogger("hub_collab.api")
@@ -37,8 +47,33 @@ HTTP_CODES = {
 }
 
 
+#: HTTP methods a handler may declare an action for
+METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+
+
 class APIHandler(BaseHandler):
     """Base of every ``api/`` handler."""
+
+    #: The permission action each HTTP method needs (None: any Hub user the service admits).
+    actions: ClassVar[Mapping[str, str | None]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for method, action in cls.actions.items():
+            if method not in METHODS:
+                raise ValueError(f"{cls.__name__}.actions: unknown HTTP method {method!r}")
+            if action is not None:
+                check_action(action)
+
+    @property
+    def action(self) -> str | None:
+        """The action declared for this request's method."""
+        try:
+            return self.actions[self.request.method or ""]
+        except KeyError:
+            raise RuntimeError(
+                f"{type(self).__name__} declares no action for {self.request.method}: add it to `actions`"
+            ) from None
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
@@ -123,8 +158,29 @@ class APIHandler(BaseHandler):
             super().log_exception(typ, value, tb)
 
 
+class RequestSession(Session):
+    """A REST request as the command layer sees it: who asks and their rights; it
+    receives no frames (its answer is the HTTP response)."""
+
+    def __init__(self, identity: Identity, access: Access) -> None:
+        super().__init__(identity)
+        self.access = access
+        self.session_id = ""
+
+    def send_bytes(self, data: bytes) -> None:
+        return None
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        return None
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        return None
+
+
 class NotFoundAPIHandler(APIHandler):
     """Unknown ``api/`` paths: a JSON 404 (after authentication)."""
+
+    actions = dict.fromkeys(METHODS)
 
     def get(self, *args: Any) -> None:
         raise NotFound("no such API endpoint")

@@ -7,8 +7,9 @@
 | ``PUT …/chat/{msg_id} {text}`` | edit your own message | ``{message, warnings}`` |
 | ``DELETE …/chat/{msg_id}`` | delete your own (owner/admin: any) | 204 |
 
-The rules live in :class:`hub_collab.chat.ChatService`; these handlers only
-parse requests. A rate-limited request gets 429 with ``retry_after`` in the
+Each handler declares its actions (``chat_read``/``chat_post``, as the chat
+commands do); the rules on messages live in
+:class:`hub_collab.chat.ChatService` and these handlers only parse requests. A rate-limited request gets 429 with ``retry_after`` in the
 body and a ``Retry-After`` header.
 """
 
@@ -53,14 +54,17 @@ class ChatAPIHandler(NotebookAPIHandler):
 
 
 class ChatHandler(ChatAPIHandler):
+    actions = {"GET": CHAT_READ, "POST": CHAT_POST}
+    denied = {"GET": "you may not read this notebook's chat", "POST": "you may not post in this notebook's chat"}
+
     async def get(self, nb_id: str) -> None:
-        room, access = await self.room_for(nb_id, CHAT_READ)
+        room, access = await self.room_for(nb_id)
         before = self.get_query_argument("before", None)
         limit = self.get_query_argument("limit", None)
         self.write_json(await self.collab.chat.history(room.id, access, before, limit))
 
     async def post(self, nb_id: str) -> None:
-        room, access = await self.room_for(nb_id, CHAT_POST)
+        room, access = await self.room_for(nb_id)
         text = self.chat_text()
         message, warnings = await self.collab.chat.post(room, self.me, access, text)
         self.set_header(
@@ -70,14 +74,18 @@ class ChatHandler(ChatAPIHandler):
 
 
 class ChatMessageHandler(ChatAPIHandler):
+    # whose message it is (author; the notebook's owner and admins moderate) is the chat's rule
+    actions = {"PUT": CHAT_POST, "DELETE": CHAT_READ}
+    denied = {"PUT": "you may not post in this notebook's chat", "DELETE": "you may not read this notebook's chat"}
+
     async def put(self, nb_id: str, msg_id: str) -> None:
-        room, access = await self.room_for(nb_id, CHAT_POST)
+        room, access = await self.room_for(nb_id)
         text = self.chat_text()
         message, warnings = await self.collab.chat.edit(room, self.me, access, msg_id, text)
         self.write_json({"message": message, "warnings": warnings})
 
     async def delete(self, nb_id: str, msg_id: str) -> None:
-        room, access = await self.room_for(nb_id, CHAT_READ)
+        room, access = await self.room_for(nb_id)
         await self.collab.chat.delete(room, self.me, access, msg_id)
         self.set_status(204)
         self.finish()

@@ -1,16 +1,22 @@
-"""REST v1: ``api/me``, notebooks, export, permissions and the audit log."""
+"""REST v1: ``api/me``, notebooks, export, permissions and the audit log.
+
+Each handler declares the action each of its methods needs (``actions``);
+:meth:`NotebookAPIHandler.room_for` checks it. Deleting a notebook is one
+explicit step, :func:`hub_collab.lifecycle.delete_notebook`.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from tornado import web
 
 from ..documents.notebook import index_cells
 from ..documents.room import NotebookRoom
 from ..errors import BadRequest, Forbidden, NotFound
-from ..permissions.access import Access
+from ..permissions.access import CELL_ACTIONS, Access, check_action
 from ..permissions.posix import PermissionSyntaxError, Perms, format_mode, parse_acl, parse_mode
 from .base import APIHandler
 
@@ -19,6 +25,8 @@ GROUP_RE = re.compile(r"^[A-Za-z0-9._@+-]{0,128}$")
 
 
 class MeHandler(APIHandler):
+    actions = {"GET": None}
+
     def get(self) -> None:
         me = self.me
         self.write_json({"name": me.name, "groups": sorted(me.groups), "admin": me.admin})
@@ -27,16 +35,32 @@ class MeHandler(APIHandler):
 class NotebookAPIHandler(APIHandler):
     """Helpers shared by the per-notebook handlers."""
 
-    async def room_for(self, nb_id: str, action: str = "open") -> tuple[NotebookRoom, Access]:
+    #: the message of the 403 when the declared action is refused, per method
+    denied: ClassVar[Mapping[str, str]] = {}
+
+    async def room_for(self, nb_id: str, cell_id: str | None = None) -> tuple[NotebookRoom, Access]:
+        """The notebook's room and the caller's rights, once the action declared for this
+        method is allowed (on ``cell_id`` for a cell action). Unknown and unreadable
+        notebooks are the same 404; an unknown cell is 404 ``unknown_cell``."""
         nb_id = self.path_id(nb_id, "notebook")
         room = await self.collab.rooms.get(nb_id)
         access = room.compute_access_for(self.me)
         if not access.can("open"):
-            # unknown and unreadable are the same answer
             raise NotFound("no such notebook", code="unknown_notebook")
-        if action != "open" and not access.can(action):
-            raise Forbidden(f"you may not {action.replace('_', ' ')} this notebook")
+        if cell_id is not None and f"cell:{cell_id}" not in room.docs:
+            raise NotFound("no such cell", code="unknown_cell")
+        action = self.action
+        if action is not None and action != "open":
+            method = self.request.method or ""
+            self.require(access, action, cell_id if action in CELL_ACTIONS or action == "chmod" else None, self.denied.get(method, ""))
         return room, access
+
+    def require(self, access: Access, action: str, cell_id: str | None = None, message: str = "") -> None:
+        """403 unless ``access`` allows ``action`` (for a right that depends on the request,
+        such as ``chown`` when the body changes the owner)."""
+        if not access.can(check_action(action), cell_id):
+            what = "this cell" if cell_id is not None else "this notebook"
+            raise Forbidden(message or f"you may not {action.replace('_', ' ')} {what}")
 
     def parse_mode_field(self, body: dict[str, Any], key: str, current: int) -> int | None:
         if key not in body:
@@ -72,6 +96,9 @@ class NotebookAPIHandler(APIHandler):
 
 
 class NotebooksHandler(NotebookAPIHandler):
+    # the list holds only the notebooks the caller may open
+    actions = {"GET": None, "POST": None}
+
     async def get(self) -> None:
         me = self.me
         out = []
@@ -119,24 +146,30 @@ class NotebooksHandler(NotebookAPIHandler):
             "mode": format_mode(perms.mode),
             "cells": cells,
             "caps": access.caps_json(),
-            "presence": room.presence(),
+            "presence": room.awareness.presence(),
         }
 
 
 class NotebookHandler(NotebooksHandler):
+    actions = {"GET": "open", "DELETE": "delete_notebook"}
+    denied = {"DELETE": "only the notebook's owner or an admin may delete it"}
     post = web.RequestHandler.post  # type: ignore[assignment]  # 405: the collection's POST is not this one
+
     async def get(self, nb_id: str) -> None:  # type: ignore[override]
         room, access = await self.room_for(nb_id)
         self.write_json(self.notebook_model(room, access))
 
     async def delete(self, nb_id: str) -> None:
-        room, _ = await self.room_for(nb_id, "delete_notebook")
-        await self.collab.rooms.delete_notebook(room.id)
+        room, _ = await self.room_for(nb_id)
+        await self.collab.lifecycle.delete_notebook(room.id, self.me)
         self.set_status(204)
         self.finish()
 
 
 class ExportHandler(NotebookAPIHandler):
+    # hidden cells are left out (read_cell per cell)
+    actions = {"GET": "open"}
+
     async def get(self, nb_id: str) -> None:
         room, access = await self.room_for(nb_id)
         nb = self.collab.rooms.export(room, access)
@@ -149,6 +182,10 @@ class ExportHandler(NotebookAPIHandler):
 
 
 class NotebookPermissionsHandler(NotebookAPIHandler):
+    # a body that changes the owner also needs chown
+    actions = {"GET": "open", "PUT": "chmod"}
+    denied = {"PUT": "only the notebook's owner or an admin may change its permissions"}
+
     def model(self, nb: str) -> dict[str, Any]:
         perms = self.collab.permissions.notebook(nb)
         default_mode, default_acl = self.collab.permissions.default_cell(nb)
@@ -172,13 +209,9 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
         default_mode, default_acl = self.collab.permissions.default_cell(room.id)
         owner = body.get("owner", perms.owner)
         if owner != perms.owner:
-            if not access.can("chown"):
-                raise Forbidden("only the notebook's owner or an admin may change its owner")
+            self.require(access, "chown", message="only the notebook's owner or an admin may change its owner")
             if not isinstance(owner, str) or not GROUP_RE.match(owner) or not owner:
                 raise BadRequest("owner must be a Hub user name", code="invalid_owner")
-        changes_other = any(k in body for k in ("group", "mode", "acl", "default_cell_mode", "default_acl"))
-        if changes_other and not access.can("chmod"):
-            raise Forbidden("only the notebook's owner or an admin may change its permissions")
         group = self.parse_group_field(body)
         mode = self.parse_mode_field(body, "mode", perms.mode)
         acl = self.parse_acl_field(body, "acl")
@@ -198,11 +231,14 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
 
 
 class CellPermissionsHandler(NotebookAPIHandler):
+    # GET: anyone who may open the notebook sees who may do what with its cells;
+    # a body that changes the owner also needs chown
+    actions = {"GET": "open", "PUT": "chmod"}
+    denied = {"PUT": "only the cell's owner, the notebook's owner or an admin may change its permissions"}
+
     async def cell_of(self, nb_id: str, cell_id: str) -> tuple[NotebookRoom, Access, str]:
-        room, access = await self.room_for(nb_id)
         cid = self.path_id(cell_id, "cell")
-        if f"cell:{cid}" not in room.docs:
-            raise NotFound("no such cell", code="unknown_cell")
+        room, access = await self.room_for(nb_id, cid)
         return room, access, cid
 
     async def get(self, nb_id: str, cell_id: str) -> None:
@@ -216,12 +252,9 @@ class CellPermissionsHandler(NotebookAPIHandler):
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
         perms = self.collab.permissions.cell(room.id, cid)
-        if not access.can("chmod", cid):
-            raise Forbidden("only the cell's owner, the notebook's owner or an admin may change its permissions")
         owner = body.get("owner", perms.owner)
         if owner != perms.owner:
-            if not access.can("chown", cid):
-                raise Forbidden("only the notebook's owner or an admin may change a cell's owner")
+            self.require(access, "chown", message="only the notebook's owner or an admin may change a cell's owner")
             if not isinstance(owner, str) or not owner or not GROUP_RE.match(owner):
                 raise BadRequest("owner must be a Hub user name", code="invalid_owner")
         group = self.parse_group_field(body)
@@ -239,8 +272,11 @@ class CellPermissionsHandler(NotebookAPIHandler):
 
 
 class AuditHandler(NotebookAPIHandler):
+    actions = {"GET": "read_audit"}
+    denied = {"GET": "only the notebook's owner or an admin may read its audit log"}
+
     async def get(self, nb_id: str) -> None:
-        room, _ = await self.room_for(nb_id, "read_audit")
+        room, _ = await self.room_for(nb_id)
         try:
             limit = min(500, max(1, int(self.get_argument("limit", "100"))))
             before_arg = self.get_argument("before", "")

@@ -1,14 +1,19 @@
 """A notebook's live state: :class:`NotebookRoom`.
 
-The room holds every doc of one notebook in memory, the sessions connected to
-it, and their awareness states. It is the only place where client updates are
-applied, where structure commands change ``index``, and where rights are
-checked against each session's :class:`~hub_collab.permissions.access.Access`
-(computed once per rights change, so every per-update check is a set lookup).
+The room holds every doc of one notebook in memory and the sessions connected
+to it with what each is subscribed to. It is the only place where client
+updates are applied, and where they are checked against each session's
+:class:`~hub_collab.permissions.access.Access` (computed once per rights change,
+so every per-update check is a set lookup).
 
 Every change to a doc (from a client, a structure command, or a kernel) is
 observed once, appended to the update log, and fanned out to the sessions
-subscribed to that doc, except the one it came from.
+subscribed to that doc, except the one it came from; then the room's
+:class:`~hub_collab.documents.observers.RoomObserver` s hear of it.
+
+Beside it: presence in :mod:`.awareness`, the structure commands (the writes
+to ``index`` that clients ask for) in :mod:`.structure`, the docs' schemas in
+:mod:`.notebook` and :mod:`.outputs`.
 
 Get rooms from :class:`~hub_collab.documents.rooms.RoomManager`, never build
 them directly.
@@ -19,27 +24,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc, Map, TransactionEvent
 
 from ..errors import BadRequest, CollabError, Forbidden, NotFound, TooLarge
-from ..ids import new_id
 from ..permissions.access import Access, Identity
 from ..types import CELL_PREFIX, INDEX_DOC, OUT_PREFIX
 from . import protocol as p
+from .awareness import RoomAwareness
 from .docs import EMPTY_UPDATE, RoomDocs, merged
-from .notebook import (
-    CELL_TYPES,
-    cell_doc,
-    index_entry,
-    init_cell,
-    init_index,
-    init_out,
-    out_doc,
-    split_doc_name,
-)
+from .notebook import cell_doc, init_index, out_doc, split_doc_name
+from .observers import RoomObserver
 from .session import Session
 
 if TYPE_CHECKING:
@@ -50,9 +47,6 @@ log = logging.getLogger("hub_collab.room")
 
 #: answers to one frame are sent in frames of about this size (the last may be smaller)
 REPLY_FRAME_BYTES = 64 * 1024
-
-#: awareness fields a client may set; everything else is dropped
-AWARENESS_FIELDS = frozenset({"user", "cell", "cursor", "typing", "status"})
 
 
 class NotebookRoom:
@@ -66,6 +60,7 @@ class NotebookRoom:
         *,
         max_doc_bytes: int,
         max_awareness_bytes: int = 4096,
+        observers: Sequence[RoomObserver] = (),
     ) -> None:
         self.id = record.id
         self.record = record
@@ -73,42 +68,25 @@ class NotebookRoom:
         self.permissions = permissions
         self.update_log = update_log
         self.max_doc_bytes = max_doc_bytes
-        self.max_awareness_bytes = max_awareness_bytes
+        #: the services following this room (the RoomManager's, in their stated order)
+        self.observers = observers
         #: every doc by name; a doc loaded from the store is built on first use
         self.docs = RoomDocs(self._build_stored)
         self._cell_ids: list[str] | None = None
         self.doc_bytes: dict[str, int] = {}
         self.subscribers: dict[str, set[Session]] = {}
         self.sessions: set[Session] = set()
-        # awareness client id -> (owner, clock, sanitised state); the owner is the local
-        # Session, or a replication.RemoteOwner for clients of another replica
-        self.awareness: dict[int, tuple[Any, int, dict[str, Any] | None]] = {}
+        self.awareness = RoomAwareness(self, max_awareness_bytes)
         self._origin: Session | None = None
         self._subscriptions: dict[str, Any] = {}
         self.updates_since_checkpoint = 0
         self.last_activity = time.monotonic()
-        #: called with (doc name, update) after every change; the kernel and the bus hook in here
-        self.update_hooks: list[Callable[[str, bytes], None]] = []
-        #: called with each session once it has joined (kernels send their state here)
-        self.join_hooks: list[Callable[[Session], None]] = []
-        #: per-session views of ``out:`` docs: ``hook(session, name)`` returns the internal
-        #: name of a doc to serve that session under ``name`` instead, or None (per-user
-        #: kernel outputs)
-        self.view_hooks: list[Callable[[Session, str], str | None]] = []
         #: internal doc name -> the name clients know it by (see :meth:`add_internal_doc`)
         self.wire_names: dict[str, str] = {}
         #: persisted docs that are not index/cell/out, for the hooks that own them
         self.internal_persisted: dict[str, list[bytes]] = {}
         # session -> {wire name: internal name} of the views it is subscribed to
         self._views: dict[Session, dict[str, str]] = {}
-        #: called with each awareness payload set by this replica's clients (sanitised)
-        self.awareness_hooks: list[Callable[[bytes], None]] = []
-        #: called with (message, user, exclude_user) for every :meth:`broadcast_json`
-        self.json_hooks: list[Callable[[dict[str, Any], str | None, str | None], None]] = []
-        #: the application object (set by the RoomManager)
-        self.app: Any = None
-        #: the replicator, when one joins this room to other replicas
-        self.replicator: Any = None
         #: the newest update-log row merged by a catch-up (the replicator's watermark)
         self.merged_upto = 0
         #: True while applying changes that were persisted by another replica
@@ -123,7 +101,7 @@ class NotebookRoom:
         index: Doc[Any] = Doc()
         for update in persisted.get(INDEX_DOC, ()):
             index.apply_update(update)
-        self._add_doc(INDEX_DOC, index)
+        self.add_doc(INDEX_DOC, index)
         init_index(index)
         # Every cell in the index has its two docs, even if nothing was stored for them;
         # stored docs of deleted cells are left out (the next checkpoint drops them).
@@ -149,15 +127,15 @@ class NotebookRoom:
     def add_internal_doc(self, name: str, doc: Doc[Any], wire_name: str) -> None:
         """Hold ``doc`` (persisted, checkpointed) under an internal name.
 
-        Clients never name it: a ``view_hooks`` entry routes a session's
+        Clients never name it: an observer's ``view`` routes a session's
         subscription of ``wire_name`` to it, and its updates are sent as
         updates of ``wire_name`` to the sessions so routed.
         """
-        self._add_doc(name, doc)
+        self.add_doc(name, doc)
         self.wire_names[name] = wire_name
 
     def drop_internal_doc(self, name: str) -> None:
-        self._drop_doc(name)
+        self.drop_doc(name)
 
     def reroute(self, session: Session, name: str) -> None:
         """Unsubscribe ``session`` from ``name`` and tell it to subscribe again
@@ -165,14 +143,18 @@ class NotebookRoom:
         self._unsubscribe(session, name)
         session.send_json({"type": "resync", "doc": name})
 
+    def view_name(self, session: Session, name: str) -> str:
+        """The name of the doc ``session`` is served under the wire name ``name``."""
+        return self._view(session, name) or name
+
     def _view(self, session: Session, name: str) -> str | None:
-        for hook in self.view_hooks:
-            internal = hook(session, name)
+        for observer in self.observers:
+            internal = observer.view(self, session, name)
             if internal is not None and internal in self.docs:
                 return internal
         return None
 
-    def _add_doc(self, name: str, doc: Doc[Any]) -> None:
+    def add_doc(self, name: str, doc: Doc[Any]) -> None:
         """Hold and observe ``doc``."""
         self.docs.add(name, doc)
         self.doc_bytes[name] = len(doc.get_update())
@@ -188,7 +170,7 @@ class NotebookRoom:
     def _observe(self, name: str, doc: Doc[Any]) -> None:
         self._subscriptions[name] = doc.observe(lambda event, name=name: self._on_change(name, event))
 
-    def _drop_doc(self, name: str) -> None:
+    def drop_doc(self, name: str) -> None:
         doc = self.docs.discard(name)
         self.doc_bytes.pop(name, None)
         sub = self._subscriptions.pop(name, None)
@@ -257,8 +239,8 @@ class NotebookRoom:
         for session in self.subscribers.get(name, ()):
             if session is not origin:
                 session.send_bytes(frame)
-        for hook in self.update_hooks:
-            hook(name, update)
+        for observer in self.observers:
+            observer.doc_changed(self, name, update)
 
     def apply_remote(self, name: str, update: bytes) -> None:
         """Apply an update that is already persisted (by another replica, or in the log).
@@ -274,7 +256,7 @@ class NotebookRoom:
             if kind == "index":
                 return
             doc = Doc()
-            self._add_doc(name, doc)
+            self.add_doc(name, doc)
         cells_before = self.cell_ids() if name == INDEX_DOC else None
         self.applying_remote = True
         try:
@@ -293,10 +275,10 @@ class NotebookRoom:
         for cid in now - before:
             for name in (cell_doc(cid), out_doc(cid)):
                 if name not in self.docs:
-                    self._add_doc(name, Doc())
+                    self.add_doc(name, Doc())
         for cid in before - now:
             for name in (cell_doc(cid), out_doc(cid)):
-                self._drop_doc(name)
+                self.drop_doc(name)
         if now != before:
             self.refresh_all()
 
@@ -342,8 +324,8 @@ class NotebookRoom:
         self.deliver_json(message, user, exclude_user)
 
         def publish() -> None:  # after the doc updates before it, like the local sessions
-            for hook in self.json_hooks:
-                hook(message, user, exclude_user)
+            for observer in self.observers:
+                observer.json_broadcast(self, message, user, exclude_user)
 
         self.update_log.after_pending(publish)
 
@@ -352,8 +334,8 @@ class NotebookRoom:
     def join(self, session: Session) -> None:
         self.sessions.add(session)
         self.last_activity = time.monotonic()
-        for hook in self.join_hooks:
-            hook(session)
+        for observer in self.observers:
+            observer.session_joined(self, session)
 
     def leave(self, session: Session) -> None:
         self.sessions.discard(session)
@@ -361,9 +343,7 @@ class NotebookRoom:
             self._unsubscribe(session, name)
         session.subscribed.clear()
         self._views.pop(session, None)
-        gone = [cid for cid, (owner, _, _) in self.awareness.items() if owner is session]
-        if gone:
-            self._remove_awareness(gone)
+        self.awareness.session_left(session)
         self.last_activity = time.monotonic()
 
     def compute_access(self, session: Session) -> Access:
@@ -392,7 +372,7 @@ class NotebookRoom:
     def refresh_all(self) -> None:
         for session in list(self.sessions):
             self.refresh_access(session)
-        self._rebroadcast_awareness()
+        self.awareness.rebroadcast()
 
     def _unsubscribe(self, session: Session, name: str) -> None:
         session.subscribed.discard(name)
@@ -468,10 +448,10 @@ class NotebookRoom:
         if entry.kind == p.MSG_AWARENESS:
             if name != INDEX_DOC:
                 raise BadRequest("awareness is carried on the 'index' doc only", code="bad_awareness")
-            self._handle_awareness(session, entry.payload)
+            self.awareness.handle(session, entry.payload)
             return
         kind, writable = self._check_readable(session, name)
-        internal = self._view(session, name) if self.view_hooks and kind == "out" else None
+        internal = self._view(session, name) if kind == "out" and self.observers else None
         target = internal or name
         if entry.sub == p.SYNC_STEP1:
             # answered without building a stored doc (see .docs)
@@ -486,7 +466,7 @@ class NotebookRoom:
                 if internal is not None:
                     self._views.setdefault(session, {})[name] = internal
                 if name == INDEX_DOC and self.awareness:
-                    replies.append(self._awareness_frame_for(session, list(self.awareness)))
+                    replies.append(self.awareness.frame_for(session))
             return
         # step 2 or update: a write
         if name not in session.subscribed:
@@ -533,230 +513,6 @@ class NotebookRoom:
         # An update whose dependencies are missing stays pending instead of failing.
         return scratch.get_state() == doc.get_state()
 
-    # -- awareness ------------------------------------------------------------------------
-
-    def _handle_awareness(self, session: Session, payload: bytes) -> None:
-        if len(payload) > self.max_awareness_bytes:
-            raise TooLarge(f"awareness update over {self.max_awareness_bytes} bytes")
-        try:
-            states = p.decode_awareness(payload, max_states=4)
-        except (p.ProtocolError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
-            raise BadRequest(f"malformed awareness update: {exc}", code="bad_awareness") from exc
-        # validate the whole update before applying any of it
-        claimed = set(session.awareness_ids)
-        for st in states:
-            current = self.awareness.get(st.client_id)
-            if current is not None and current[0] is not session:
-                raise Forbidden("awareness client id belongs to another connection", code="bad_awareness")
-            if current is None and st.client_id not in claimed:
-                if len(claimed) >= 4:
-                    raise BadRequest("too many awareness client ids on one connection", code="bad_awareness")
-                claimed.add(st.client_id)
-        session.awareness_ids |= claimed
-        changed: list[int] = []
-        removed: list[int] = []
-        for st in states:
-            current = self.awareness.get(st.client_id)
-            if current is not None and st.clock < current[1]:
-                continue
-            if st.state is None:
-                removed.append(st.client_id)
-                continue
-            self.awareness[st.client_id] = (session, st.clock, self._sanitize_awareness(session, st.state))
-            changed.append(st.client_id)
-        if removed:
-            self._remove_awareness(removed)
-        if changed:
-            self._broadcast_awareness(changed, exclude=session)
-            if self.awareness_hooks:
-                payload = p.encode_awareness(p.AwarenessState(c, self.awareness[c][1], self.awareness[c][2]) for c in changed)
-                for hook in self.awareness_hooks:
-                    hook(payload)
-
-    def apply_remote_awareness(self, payload: bytes, owner: Any) -> None:
-        """Awareness states of clients on another replica (already sanitised there)."""
-        try:
-            states = p.decode_awareness(payload, max_states=1 << 16)
-        except p.ProtocolError:
-            return
-        changed: list[int] = []
-        removed: list[int] = []
-        for st in states:
-            current = self.awareness.get(st.client_id)
-            if current is not None and current[1] > st.clock:
-                continue
-            if st.state is None:
-                removed.append(st.client_id)
-            else:
-                self.awareness[st.client_id] = (owner, st.clock, st.state)
-                changed.append(st.client_id)
-        if removed:
-            self._remove_awareness(removed, publish=False)
-        if changed:
-            self._broadcast_awareness(changed)
-
-    def _sanitize_awareness(self, session: Session, state: dict[str, Any]) -> dict[str, Any]:
-        clean = {k: v for k, v in state.items() if k in AWARENESS_FIELDS}
-        user = state.get("user") if isinstance(state.get("user"), dict) else {}
-        assert isinstance(user, dict)
-        color = user.get("color")
-        clean["user"] = {"name": session.identity.name}
-        if isinstance(color, str) and len(color) <= 32:
-            clean["user"]["color"] = color
-        cell = clean.get("cell")
-        if cell is not None and not (isinstance(cell, str) and f"cell:{cell}" in self.docs):
-            clean.pop("cell", None)
-            clean.pop("cursor", None)
-        return clean
-
-    def _state_for(self, receiver: Session, state: dict[str, Any] | None) -> dict[str, Any] | None:
-        if state is None:
-            return None
-        cell = state.get("cell")
-        if "cursor" in state and (cell is None or not receiver.access.can("read_cell", cell)):
-            state = {k: v for k, v in state.items() if k != "cursor"}
-        return state
-
-    def _awareness_frame_for(self, receiver: Session, client_ids: Iterable[int]) -> bytes:
-        items = []
-        for cid in client_ids:
-            owner, clock, state = self.awareness.get(cid, (None, 0, None))
-            items.append(p.AwarenessState(cid, clock, self._state_for(receiver, state)))
-        return p.awareness_message(INDEX_DOC, p.encode_awareness(items))
-
-    def _broadcast_awareness(self, client_ids: list[int], exclude: Session | None = None) -> None:
-        for receiver in self.subscribers.get(INDEX_DOC, ()):
-            if receiver is not exclude:
-                receiver.send_bytes(self._awareness_frame_for(receiver, client_ids))
-
-    def _rebroadcast_awareness(self) -> None:
-        if self.awareness:
-            self._broadcast_awareness(list(self.awareness))
-
-    def _remove_awareness(self, client_ids: list[int], *, publish: bool = True) -> None:
-        items = []
-        for cid in client_ids:
-            entry = self.awareness.pop(cid, None)
-            clock = entry[1] + 1 if entry else 0
-            if entry is not None and isinstance(entry[0], Session):
-                entry[0].awareness_ids.discard(cid)
-            items.append(p.AwarenessState(cid, clock, None))
-        payload = p.encode_awareness(items)
-        frame = p.awareness_message(INDEX_DOC, payload)
-        for receiver in self.subscribers.get(INDEX_DOC, ()):
-            receiver.send_bytes(frame)
-        if publish:
-            for hook in self.awareness_hooks:
-                hook(payload)
-
-    def presence(self) -> list[dict[str, Any]]:
-        """Who is here (names and cells), for REST and chat."""
-        return [
-            {"client_id": cid, "user": state.get("user", {}).get("name"), "cell": state.get("cell")}
-            for cid, (_, _, state) in self.awareness.items()
-            if state is not None
-        ]
-
-    # -- structure commands (index writes) ----------------------------------------------
-
-    def insert_cell(self, actor: Session | None, user: str, index: Any, cell_type: Any, source: Any = None) -> str:
-        if actor is not None and not actor.access.can("insert_cell"):
-            raise Forbidden("you may not insert cells in this notebook")
-        if cell_type not in CELL_TYPES:
-            raise BadRequest(f"cell_type must be one of {', '.join(CELL_TYPES)}, got {str(cell_type)[:40]!r}", code="invalid_command")
-        cells, _ = init_index(self.index)
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= len(cells):
-            raise BadRequest(f"index must be an integer from 0 to {len(cells)}", code="invalid_command")
-        if source is not None and not isinstance(source, str):
-            raise BadRequest("source must be a string", code="invalid_command")
-        if source is not None and len(source.encode()) > self.max_doc_bytes:
-            raise TooLarge("source is too large")
-        cid = new_id()
-        perms = self.permissions.create_cell(self.id, cid, user)
-        cdoc: Doc[Any] = Doc()
-        odoc: Doc[Any] = Doc()
-        src, _, _ = init_cell(cdoc)
-        init_out(odoc)
-        self._add_doc(cell_doc(cid), cdoc)
-        self._add_doc(out_doc(cid), odoc)
-        if source:
-            with cdoc.transaction():
-                src += source
-        with self.index.transaction():
-            cells.insert(index, index_entry(cid, cell_type, perms.to_json()))
-        # rights of every session change (a new cell); each one learns its caps for it
-        self.refresh_all()
-        return cid
-
-    def delete_cell(self, actor: Session | None, cell_id: Any) -> None:
-        cid = self._cell_arg(cell_id)
-        i, _ = self.find_cell(cid)
-        if actor is not None and not actor.access.can("delete_cell", cid):
-            raise Forbidden("you may not delete this cell")
-        cells, _ = init_index(self.index)
-        with self.index.transaction():
-            del cells[i]
-        for name in (cell_doc(cid), out_doc(cid)):
-            self._drop_doc(name)
-        self.permissions.delete_cell(self.id, cid)
-        self.refresh_all()
-
-    def move_cell(self, actor: Session | None, cell_id: Any, index: Any) -> None:
-        cid = self._cell_arg(cell_id)
-        i, entry = self.find_cell(cid)
-        if actor is not None and not actor.access.can("move_cell", cid):
-            raise Forbidden("you may not move this cell")
-        cells, _ = init_index(self.index)
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cells):
-            raise BadRequest(f"index must be an integer from 0 to {len(cells) - 1}", code="invalid_command")
-        if index == i:
-            return
-        data = entry.to_py()
-        assert isinstance(data, dict)
-        with self.index.transaction():
-            del cells[i]
-            cells.insert(index, Map(dict(data)))
-
-    def set_cell_type(self, actor: Session | None, cell_id: Any, cell_type: Any) -> None:
-        cid = self._cell_arg(cell_id)
-        _, entry = self.find_cell(cid)
-        if actor is not None and not actor.access.can("write_cell", cid):
-            raise Forbidden("you may not change this cell")
-        if cell_type not in CELL_TYPES:
-            raise BadRequest(f"cell_type must be one of {', '.join(CELL_TYPES)}", code="invalid_command")
-        if entry["cell_type"] == cell_type:
-            return
-        entry["cell_type"] = cell_type
-        if cell_type != "code":
-            outputs, state = init_out(self.docs[out_doc(cid)])
-            with self.docs[out_doc(cid)].transaction():
-                if len(outputs):
-                    del outputs[0 : len(outputs)]
-                state["execution_count"] = None
-
-    def update_index_perms(self) -> None:
-        """Mirror the permission summary of every cell into ``index``."""
-        cells = self.permissions.cells(self.id)
-        with self.index.transaction():
-            for entry in self.cell_entries():
-                perms = cells.get(str(entry["id"]))
-                if perms is None:
-                    continue
-                summary = perms.to_json()
-                for key in ("owner", "group", "mode"):
-                    if entry.get(key) != summary[key]:
-                        entry[key] = summary[key]
-                if list(entry.get("acl") or []) != list(summary.get("acl", [])):
-                    entry["acl"] = list(summary.get("acl", []))
-
-    def _cell_arg(self, cell_id: Any) -> str:
-        if not isinstance(cell_id, str):
-            raise BadRequest("cell_id must be a string", code="invalid_command")
-        name = cell_doc(cell_id)
-        if name not in self.docs:
-            raise NotFound("no such cell", code="unknown_cell")
-        return cell_id
-
     # -- snapshots ----------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, bytes]:
@@ -765,5 +521,5 @@ class NotebookRoom:
 
     def close(self) -> None:
         for name in list(self.docs):
-            self._drop_doc(name)
+            self.drop_doc(name)
         self.closed = True

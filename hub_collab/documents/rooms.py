@@ -2,9 +2,12 @@
 exports and deletes them.
 
 Handlers call :meth:`RoomManager.get` for a live room and the ``*_notebook``
-methods for lifecycle changes. One RoomManager per process; start it with
-:meth:`start` (or ``async with``) and stop it with :meth:`stop`, which
-checkpoints every loaded room.
+methods for lifecycle changes. One RoomManager per process; register the
+services that follow the rooms with :meth:`observe` (see
+:mod:`hub_collab.documents.observers`), start it with :meth:`start` (or
+``async with``) and stop it with :meth:`stop`, which checkpoints every loaded
+room. Deleting a notebook as a whole (its chat and kernels too) is
+:func:`hub_collab.lifecycle.delete_notebook`; this class does the documents' part.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from typing import Any
 
 from ..errors import NotFound
 from ..ids import new_id
-from ..kernels.outputs import outputs_to_nbformat, seed_outputs
 from ..permissions.access import Access, Identity
 from ..permissions.store import PermissionStore
 from ..store import NotebookRecord, Store, UpdateLog
@@ -33,7 +35,10 @@ from .notebook import (
     seed_notebook,
     validate_ipynb,
 )
+from .observers import RoomObserver
+from .outputs import outputs_to_nbformat, seed_outputs
 from .room import NotebookRoom
+from .structure import mirror_permissions
 
 log = logging.getLogger("hub_collab.rooms")
 
@@ -61,22 +66,11 @@ class RoomManager:
         self.checkpoint_every = checkpoint_every
         self.idle_unload_seconds = idle_unload_seconds
         self.housekeeping_interval = housekeeping_interval
-        #: the application (commands reach it as ``ws.collab``)
-        self.app: Any = None
         self.rooms: dict[str, NotebookRoom] = {}
         self._loading: dict[str, asyncio.Future[NotebookRoom]] = {}
         self._task: asyncio.Task[None] | None = None
-        #: hooks called with every new room (kernels and the bus attach here)
-        self.room_hooks: list[Any] = []
-        #: coroutines awaited with every new room before anyone gets it (the bus
-        #: subscription of the room must be live before its first client joins)
-        self.ready_hooks: list[Any] = []
-        #: hooks called with the id of a notebook being deleted here
-        self.delete_hooks: list[Any] = []
-        #: hooks called with every room before it is unloaded
-        self.unload_hooks: list[Any] = []
-        #: callables that say whether a room must stay loaded (e.g. a kernel is running)
-        self.keep_loaded: list[Any] = []
+        #: the services following every room, in the order they were registered
+        self.observers: list[RoomObserver] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -87,8 +81,13 @@ class RoomManager:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def observe(self, observer: RoomObserver) -> None:
+        """Add ``observer`` to every room, loaded or to come (call before :meth:`start`)."""
+        if self._task is not None or self.rooms:
+            raise RuntimeError("RoomManager.observe() must be called before start(), while no room is loaded")
+        self.observers.append(observer)
+
     def start(self) -> None:
-        self.permissions.add_listener(self._permissions_changed)
         self._task = asyncio.get_running_loop().create_task(self._housekeeping())
 
     async def stop(self) -> None:
@@ -108,7 +107,7 @@ class RoomManager:
                     if (
                         not room.sessions
                         and now - room.last_activity > self.idle_unload_seconds
-                        and not any(keep(room) for keep in self.keep_loaded)
+                        and not any(o.keeps_loaded(room) for o in self.observers)
                     ):
                         await self.unload(room)
                 except Exception:
@@ -131,10 +130,10 @@ class RoomManager:
             room = await self._load(nb_id)
             t1 = time.perf_counter()
             self.rooms[nb_id] = room
-            for hook in self.room_hooks:
-                hook(room)
-            for ready in self.ready_hooks:
-                await ready(room)
+            for observer in self.observers:
+                observer.room_loaded(room)
+            for observer in self.observers:
+                await observer.room_ready(room)
             fut.set_result(room)
             log.info(
                 "loaded notebook %s: %d docs in %.1f ms (%.1f ms reading and holding them)",
@@ -156,10 +155,11 @@ class RoomManager:
             raise NotFound("no such notebook", code="unknown_notebook")
         await self.update_log.flush()
         persisted, ids = await loop.run_in_executor(None, self.store.load_docs, nb_id)
-        room = NotebookRoom(record, self.permissions, self.update_log, max_doc_bytes=self.max_doc_bytes)
+        room = NotebookRoom(
+            record, self.permissions, self.update_log, max_doc_bytes=self.max_doc_bytes, observers=self.observers
+        )
         room.load(persisted)
         room.merged_upto = max(ids, default=0)
-        room.app = self.app
         return room
 
     async def checkpoint(self, room: NotebookRoom) -> None:
@@ -183,15 +183,17 @@ class RoomManager:
             await self.checkpoint(room)
         finally:
             self.rooms.pop(room.id, None)
-            for hook in self.unload_hooks:
-                hook(room)
+            for observer in self.observers:
+                observer.room_unloaded(room)
             room.close()
 
-    def _permissions_changed(self, nb_id: str) -> None:
+    def permissions_changed(self, nb_id: str) -> None:
+        """A :class:`~hub_collab.permissions.store.PermissionStore` listener: mirror the
+        new permissions into ``index`` and send every session its new rights."""
         room = self.rooms.get(nb_id)
         if room is None or room.closed:
             return
-        room.update_index_perms()
+        mirror_permissions(room)
         room.refresh_all()
 
     # -- notebooks --------------------------------------------------------------------------
@@ -234,17 +236,9 @@ class RoomManager:
                 session.send_error("notebook_deleted", "this notebook was deleted")
                 room.leave(session)
                 session.close(4404, "notebook deleted")
-            for hook in self.unload_hooks:
-                hook(room)
+            for observer in self.observers:
+                observer.room_unloaded(room)
             room.close()
-
-    async def delete_notebook(self, nb_id: str) -> None:
-        for hook in self.delete_hooks:
-            hook(nb_id)
-        self.close_deleted(nb_id)
-        await self.update_log.flush()
-        await asyncio.get_running_loop().run_in_executor(None, self.store.delete_notebook, nb_id)
-        self.permissions.delete_notebook(nb_id)
 
     def export(self, room: NotebookRoom, access: Access) -> dict[str, Any]:
         """nbformat v4 of what ``access`` may read (hidden cells left out)."""

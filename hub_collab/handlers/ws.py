@@ -3,8 +3,10 @@
 Authentication, the Origin check and the notebook ``r`` check all happen in
 :meth:`NotebookWebSocket.get`, *before* the upgrade: a refused client gets a
 plain HTTP 403/404 and no socket. After ``welcome``, binary frames go to the
-room (:meth:`NotebookRoom.handle_frame`) and JSON commands to
-:data:`COMMANDS`. Security note: :meth:`check_origin` accepts same-origin
+room (:meth:`NotebookRoom.handle_frame`) and JSON commands to the application's
+command dispatcher (:meth:`hub_collab.commands.Dispatcher.handle`), which checks
+each command's declared action, routes it to the notebook's home replica and
+answers ``ack`` or ``error``. This module registers no command. Security note: :meth:`check_origin` accepts same-origin
 browsers, the origins in ``HubCollab.allowed_origins``, and non-browser
 clients (no Origin header, which must then authenticate with a token or a
 cookie they hold).
@@ -13,8 +15,7 @@ cookie they hold).
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -24,48 +25,10 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..documents.room import NotebookRoom
 from ..documents.session import Session
-from ..errors import CollabError, NotFound
+from ..errors import NotFound
 from ..ids import check_id, new_id
 from ..permissions.access import Identity
 from .base import BaseHandler
-
-log = logging.getLogger("hub_collab.ws")
-
-#: commands that change ``index`` or drive the kernel: they run on the notebook's home
-#: replica (forwarded there by :class:`hub_collab.replication.Replicator` if need be)
-HOME_COMMANDS = frozenset(
-    {
-        "insert_cell",
-        "delete_cell",
-        "move_cell",
-        "set_cell_type",
-        "execute",
-        "execute_all",
-        "execute_below",
-        "interrupt",
-        "restart",
-        "shutdown_kernel",
-        "input_reply",
-        "kernel_status",
-        "kernel_settings",
-    }
-)
-
-CommandFn = Callable[["NotebookWebSocket", dict[str, Any]], "Awaitable[dict[str, Any] | None] | dict[str, Any] | None"]
-COMMANDS: dict[str, CommandFn] = {}
-
-
-def command(name: str) -> Callable[[CommandFn], CommandFn]:
-    """Register a JSON command; its return value (a dict) is merged into the ``ack``."""
-
-    def register(fn: CommandFn) -> CommandFn:
-        if name in COMMANDS:
-            raise ValueError(f"command {name!r} registered twice")
-        COMMANDS[name] = fn
-        return fn
-
-    return register
-
 
 _last_frame: tuple[bytes, bytes] = (b"", b"")
 
@@ -86,27 +49,6 @@ def _binary_frame(payload: bytes) -> bytes:
     framed = header + payload
     _last_frame = (payload, framed)
     return framed
-
-
-class _CommandContext:
-    """What a command function sees as ``ws``: the room, the session and the app."""
-
-    def __init__(self, room: NotebookRoom, session: Session) -> None:
-        self.room = room
-        self.session = session
-        self.collab = room.app
-
-
-async def run_command(room: NotebookRoom, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
-    """Run one JSON command here (on the home replica for :data:`HOME_COMMANDS`)."""
-    kind = msg.get("type")
-    fn = COMMANDS.get(kind) if isinstance(kind, str) else None
-    if fn is None:
-        raise CollabError(f"unknown message type {str(kind)[:40]!r}", code="unknown_type")
-    result = fn(_CommandContext(room, session), msg)  # type: ignore[arg-type]
-    if result is not None and not isinstance(result, dict):
-        result = await result
-    return result or {}
 
 
 class WSSession(Session):
@@ -208,81 +150,12 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
         if isinstance(message, bytes):
             self.room.handle_frame(session, message)
             return None
-        return self._on_text(message)
-
-    async def _on_text(self, message: str) -> None:
-        session = self.session
-        try:
-            data = json.loads(message)
-        except (ValueError, RecursionError):  # RecursionError: nested too deeply
-            session.send_error("invalid_json", "text frames must be JSON objects")
-            return
-        if not isinstance(data, dict):
-            session.send_error("invalid_json", "text frames must be JSON objects")
-            return
-        ref = data.get("ref")
-        if ref is not None and not (isinstance(ref, (int, str)) and len(str(ref)) <= 64):
-            session.send_error("invalid_command", "ref must be a string or integer of at most 64 characters")
-            return
-        kind = data.get("type")
-        if not isinstance(kind, str) or kind not in COMMANDS:
-            session.send_error("unknown_type", f"unknown message type {str(kind)[:40]!r}", ref)
-            return
-        replicator = self.room.replicator
-        try:
-            if kind in HOME_COMMANDS and replicator is not None and not replicator.is_home(self.room.id):
-                result = await replicator.forward(self.room, session, data)
-            else:
-                result = await run_command(self.room, session, data)
-        except CollabError as exc:
-            retry_after = exc.__dict__.get("retry_after")
-            extra = {"retry_after": retry_after} if isinstance(retry_after, (int, float)) else {}
-            session.send_error(exc.code, exc.message, ref, **extra)
-            return
-        except Exception:
-            log.exception("command %s failed", kind)
-            session.send_error("internal_error", "the server could not handle this command", ref)
-            return
-        ack: dict[str, Any] = {"type": "ack", "ref": ref, "command": kind}
-        if result:
-            ack.update(result)
-        session.send_json(ack)
+        return self.collab.commands.handle(self.room, session, message)
 
     def on_close(self) -> None:
         room = getattr(self, "room", None)
         if room is not None and self.session in room.sessions:
             room.leave(self.session)
-
-
-# -- commands ------------------------------------------------------------------------
-
-
-@command("insert_cell")
-def _insert_cell(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    cid = ws.room.insert_cell(ws.session, ws.session.identity.name, msg.get("index"), msg.get("cell_type", "code"), msg.get("source"))
-    return {"cell_id": cid}
-
-
-@command("delete_cell")
-def _delete_cell(ws: NotebookWebSocket, msg: dict[str, Any]) -> None:
-    ws.room.delete_cell(ws.session, msg.get("cell_id"))
-
-
-@command("move_cell")
-def _move_cell(ws: NotebookWebSocket, msg: dict[str, Any]) -> None:
-    ws.room.move_cell(ws.session, msg.get("cell_id"), msg.get("index"))
-
-
-@command("set_cell_type")
-def _set_cell_type(ws: NotebookWebSocket, msg: dict[str, Any]) -> None:
-    ws.room.set_cell_type(ws.session, msg.get("cell_id"), msg.get("cell_type"))
-
-
-@command("sync")
-async def _sync(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    """Acknowledge once everything this client sent before is durable in the store."""
-    await ws.collab.update_log.flush()
-    return {"durable": True}
 
 
 default_handlers = [(r"api/notebooks/([^/]+)/ws", NotebookWebSocket)]

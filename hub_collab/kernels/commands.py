@@ -1,82 +1,97 @@
-"""WebSocket commands for kernels: ``execute``, ``execute_all``, ``execute_below``,
-``interrupt``, ``restart``, ``shutdown_kernel``, ``input_reply``, and for the REST
-handlers on other replicas ``kernel_status`` and ``kernel_settings``.
+"""The kernel commands: ``execute``, ``execute_all``, ``execute_below``, ``interrupt``,
+``restart``, ``shutdown_kernel``, ``input_reply``, ``kernel_status`` and
+``kernel_settings``.
 
-Importing this module registers them with :func:`hub_collab.handlers.ws.command`
-(:mod:`hub_collab.apihandlers.kernels` imports it). Each one hands the
-session's identity and current rights to :class:`KernelService`, which checks
-them; see docs/kernels.md for the messages.
+:func:`register_commands` adds them to the application's
+:class:`~hub_collab.commands.CommandRegistry`, bound to its
+:class:`~hub_collab.kernels.manager.KernelService`. Each declares the permission
+action the dispatcher checks first and runs on the notebook's home replica
+(the one that owns its kernels). The WebSocket and the REST handlers of
+:mod:`hub_collab.apihandlers.kernels` both reach them through the dispatcher;
+see docs/kernels.md for the messages.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..errors import BadRequest, Forbidden
-from ..handlers.ws import NotebookWebSocket, command
+from ..commands import CommandContext, CommandRegistry
+from ..errors import BadRequest
+from ..types import JSONDict
 from .manager import KernelService
 
 
-def _service(ws: NotebookWebSocket) -> KernelService:
-    service: KernelService = ws.collab.kernels
-    return service
+def register_commands(registry: CommandRegistry, kernels: KernelService) -> None:
+    """Register the kernel commands, bound to ``kernels``."""
+    command = registry.command
 
-
-@command("execute")
-async def execute(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    ex, position = await _service(ws).execute(
-        ws.room, ws.session.identity, ws.session.access, msg.get("cell_id"), msg.get("source_hash")
+    @command(
+        "execute",
+        action="execute",
+        cell_arg="cell_id",
+        home=True,
+        denied="you may not execute this cell (it needs notebook x and cell r and x)",
     )
-    return {"cell_id": ex.cell_id, "queue_position": position}
+    async def execute(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        ex, position = await kernels.execute(ctx.room, ctx.session.identity, msg["cell_id"], msg.get("source_hash"))
+        return {"cell_id": ex.cell_id, "queue_position": position}
 
+    # Running many cells needs only the notebook: cells the user may not execute are skipped
+    # (and listed), so the declared action is ``open`` and the service filters per cell.
+    @command("execute_all", action="open", home=True)
+    async def execute_all(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        queued, skipped = await kernels.execute_many(ctx.room, ctx.session.identity, ctx.session.access)
+        return {"cell_ids": [ex.cell_id for ex in queued], "skipped": skipped}
 
-@command("execute_all")
-async def execute_all(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    queued, skipped = await _service(ws).execute_many(
-        ws.room, ws.session.identity, ws.session.access
+    @command("execute_below", action="open", home=True)
+    async def execute_below(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        queued, skipped = await kernels.execute_many(
+            ctx.room, ctx.session.identity, ctx.session.access, start=msg.get("cell_id")
+        )
+        return {"cell_ids": [ex.cell_id for ex in queued], "skipped": skipped}
+
+    @command(
+        "interrupt",
+        action="interrupt",
+        home=True,
+        denied="you may not interrupt this notebook's kernel (it needs notebook x)",
     )
-    return {"cell_ids": [ex.cell_id for ex in queued], "skipped": skipped}
+    async def interrupt(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        return await kernels.interrupt(ctx.room, ctx.session.identity)
 
-
-@command("execute_below")
-async def execute_below(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    queued, skipped = await _service(ws).execute_many(
-        ws.room, ws.session.identity, ws.session.access, start=msg.get("cell_id")
+    @command(
+        "restart",
+        action="restart",
+        home=True,
+        denied="you may not restart this notebook's kernel (it needs notebook w and x)",
     )
-    return {"cell_ids": [ex.cell_id for ex in queued], "skipped": skipped}
+    async def restart(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        return await kernels.restart(ctx.room, ctx.session.identity)
 
+    @command(
+        "shutdown_kernel",
+        action="restart",
+        home=True,
+        denied="you may not shut down this notebook's kernel (it needs notebook w and x)",
+    )
+    async def shutdown_kernel(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        return await kernels.shutdown(ctx.room, ctx.session.identity)
 
-@command("interrupt")
-async def interrupt(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    return await _service(ws).interrupt(ws.room, ws.session.identity, ws.session.access)
+    # Only the user who ran the cell may answer it: the service checks who that was.
+    @command("input_reply", action="open", home=True)
+    def input_reply(ctx: CommandContext, msg: JSONDict) -> None:
+        kernels.input_reply(ctx.room, ctx.session.identity, msg.get("cell_id"), msg.get("value"))
 
+    @command("kernel_status", action="open", home=True)
+    def kernel_status(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        return {"status": kernels.status(ctx.room, ctx.session.identity)}
 
-@command("restart")
-async def restart(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    return await _service(ws).restart(ws.room, ws.session.identity, ws.session.access)
-
-
-@command("shutdown_kernel")
-async def shutdown_kernel(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    return await _service(ws).shutdown(ws.room, ws.session.identity, ws.session.access)
-
-
-@command("input_reply")
-def input_reply(ws: NotebookWebSocket, msg: dict[str, Any]) -> None:
-    _service(ws).input_reply(ws.room, ws.session.identity, msg.get("cell_id"), msg.get("value"))
-
-
-@command("kernel_status")
-def kernel_status(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    return {"status": _service(ws).status(ws.room, ws.session.identity)}
-
-
-@command("kernel_settings")
-async def kernel_settings(ws: NotebookWebSocket, msg: dict[str, Any]) -> dict[str, Any]:
-    access = ws.session.access
-    if not (access.is_notebook_owner or ws.session.identity.admin):
-        raise Forbidden("only the notebook's owner or an admin may change its settings")
-    settings = msg.get("settings")
-    if not isinstance(settings, dict):
-        raise BadRequest("settings must be an object", code="invalid_command")
-    return {"settings": await _service(ws).set_settings(ws.room, ws.session.identity, settings)}
+    @command(
+        "kernel_settings",
+        action="change_settings",
+        home=True,
+        denied="only the notebook's owner or an admin may change its settings",
+    )
+    async def kernel_settings(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        settings = msg.get("settings")
+        if not isinstance(settings, dict):
+            raise BadRequest("settings must be an object", code="invalid_command")
+        return {"settings": await kernels.set_settings(ctx.room, ctx.session.identity, settings)}

@@ -2,12 +2,12 @@
 
 One :class:`KernelService` per process (``HubCollab.kernels``), started with
 :meth:`KernelService.start` and stopped with :meth:`KernelService.stop` (or
-``async with``). The WebSocket commands (:mod:`hub_collab.kernels.commands`)
-and the REST handlers (:mod:`hub_collab.apihandlers.kernels`) call
+``async with``). Its commands (:mod:`hub_collab.kernels.commands`) call
 :meth:`execute`, :meth:`interrupt`, :meth:`restart`, :meth:`shutdown` and
-:meth:`input_reply` with the caller's identity and
-:class:`~hub_collab.permissions.access.Access`; the rights are checked here,
-once, for both.
+:meth:`input_reply` with the caller's identity, after the command dispatcher
+(:mod:`hub_collab.commands`) has checked the action each command declares; the
+WebSocket and REST reach them the same way. Only :meth:`execute_many` filters
+by rights itself (it skips, and lists, the cells the caller may not execute).
 
 Kernels come from jupyter_client (the ``local`` provider): one per notebook in
 ``shared`` mode (the default), one per notebook and user in ``per-user`` mode
@@ -21,20 +21,21 @@ not split by cell); per-user mode is the answer when that matters.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import itertools
 import logging
 import os
 import re
+import shutil
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from jupyter_client.kernelspec import KernelSpecManager
 from pycrdt import Doc, Text
 
 from ..documents.notebook import cell_doc, init_index, init_out, out_doc
+from ..documents.observers import RoomObserverBase
 from ..documents.room import NotebookRoom
 from ..documents.rooms import RoomManager
 from ..documents.session import Session
@@ -42,6 +43,7 @@ from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..permissions.access import Access, Identity, check_action
 from ..store import Store
 from ..tasks import cancel_and_wait
+from ..types import EventRelay
 from . import peruser
 from .env import kernel_environment
 from .kernel import Execution, Kernel, KernelConfig, KernelStartFailed
@@ -50,8 +52,6 @@ from .outputs import OutputWriter
 log = logging.getLogger("hub_collab.kernels")
 
 EXECUTE = check_action("execute")
-INTERRUPT = check_action("interrupt")
-RESTART = check_action("restart")
 
 KERNEL_MODES = ("shared", "per-user")
 DEFAULT_KERNEL = "python3"
@@ -69,8 +69,21 @@ def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()
 
 
-class KernelService:
-    """Kernels of every loaded notebook, their queues, and who may drive them."""
+class ReplicaLink(EventRelay, Protocol):
+    """What the kernel service needs from the replicator: who is home, and telling the others."""
+
+    def is_home(self, nb_id: str) -> bool:
+        """True if this replica is the notebook's home (the one that runs its kernels)."""
+
+
+class KernelService(RoomObserverBase):
+    """Kernels of every loaded notebook, their queues, and who may drive them.
+
+    It follows the rooms as a :class:`~hub_collab.documents.observers.RoomObserver`
+    (kernel state for joining sessions, per-user output views, rooms with a live
+    kernel stay loaded) and the home leases as a
+    :class:`~hub_collab.replication.HomeObserver`.
+    """
 
     def __init__(
         self,
@@ -83,9 +96,12 @@ class KernelService:
         max_output_bytes: int = 10_000_000,
         flush_interval: float = 0.02,
         start_timeout: float = 60.0,
+        replicas: ReplicaLink | None = None,
     ) -> None:
         self.rooms = rooms
         self.store = store
+        #: the replicator (None: this process is the only replica, home of everything)
+        self.replicas = replicas
         self.data_dir = data_dir
         self.kernel_env = dict(kernel_env or {})
         self.cull_idle_seconds = cull_idle_seconds
@@ -108,14 +124,11 @@ class KernelService:
         await self.stop()
 
     def start(self) -> None:
-        """Hook into the room manager and start culling. Call within the event loop."""
+        """Start culling. Call within the event loop, once the service is registered as
+        an observer of the room manager (``rooms.observe(kernels)``)."""
         if self.started:
             raise RuntimeError("KernelService.start() called twice; create one service per app")
         self.started = True
-        self.rooms.room_hooks.append(self._room_loaded)
-        self.rooms.keep_loaded.append(self._keep_loaded)
-        for room in list(self.rooms.rooms.values()):
-            self._room_loaded(room)
         self._cull_task = asyncio.get_running_loop().create_task(self._cull_loop())
 
     async def stop(self) -> None:
@@ -132,10 +145,6 @@ class KernelService:
         )
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        with contextlib.suppress(ValueError):
-            self.rooms.room_hooks.remove(self._room_loaded)
-        with contextlib.suppress(ValueError):
-            self.rooms.keep_loaded.remove(self._keep_loaded)
         self.started = False
 
     def _check_started(self) -> None:
@@ -146,21 +155,25 @@ class KernelService:
 
     # -- rooms ------------------------------------------------------------------------------
 
-    def _room_loaded(self, room: NotebookRoom) -> None:
+    def room_loaded(self, room: NotebookRoom) -> None:
         peruser.load_overlays(room)
-        room.join_hooks.append(lambda session: self._joined(room, session))
-        room.view_hooks.append(
-            lambda session, name: peruser.view(room, self.mode(room) == "per-user", session, name)
-        )
         if self._is_home(room) and not any(k.nb_id == room.id for k in self.kernels.values()):
             self._mark_lost(room)
 
-    @staticmethod
-    def _is_home(room: NotebookRoom) -> bool:
-        """Only the notebook's home replica runs its kernels and writes its outputs."""
-        return room.replicator is None or bool(room.replicator.is_home(room.id))
+    def session_joined(self, room: NotebookRoom, session: Session) -> None:
+        self._joined(room, session)
 
-    def on_became_home(self, room: NotebookRoom) -> None:
+    def view(self, room: NotebookRoom, session: Session, name: str) -> str | None:
+        return peruser.view(room, self.mode(room) == "per-user", session, name)
+
+    def keeps_loaded(self, room: NotebookRoom) -> bool:
+        return any(k.nb_id == room.id and k.live for k in self.kernels.values())
+
+    def _is_home(self, room: NotebookRoom) -> bool:
+        """Only the notebook's home replica runs its kernels and writes its outputs."""
+        return self.replicas is None or self.replicas.is_home(room.id)
+
+    def became_home(self, room: NotebookRoom) -> None:
         """This replica took over a notebook: whatever the old home was running is lost."""
         if not any(k.nb_id == room.id and k.live for k in self.kernels.values()):
             self._mark_lost(room)
@@ -168,14 +181,14 @@ class KernelService:
         msg["message"] = "No kernel is running on the notebook's current home replica; a kernel that ran elsewhere was lost."
         room.broadcast_json(msg)
 
-    def on_lost_home(self, room: NotebookRoom) -> None:
+    def lost_home(self, room: NotebookRoom) -> None:
         """Another replica is the notebook's home now: stop this replica's kernels of it."""
         mine = [k for key, k in list(self.kernels.items()) if key[0] == room.id]
         for kernel in mine:
             self.kernels.pop((kernel.nb_id, kernel.user or ""), None)
             self._in_background(kernel.close("This replica is no longer the notebook's home; the kernel was stopped."))
 
-    def on_record(self, room: NotebookRoom) -> None:
+    def record_changed(self, room: NotebookRoom) -> None:
         """Settings changed on the home: re-route per-user views, tell the sessions here."""
         peruser.reroute_all(room)
         for session in list(room.sessions):
@@ -195,9 +208,6 @@ class KernelService:
                 writer = OutputWriter(doc, max_output_bytes=self.max_output_bytes)
                 writer.notice(LOST_NOTICE, "warning")
                 writer.finish("interrupted")
-
-    def _keep_loaded(self, room: NotebookRoom) -> bool:
-        return any(k.nb_id == room.id and k.live for k in self.kernels.values())
 
     def mode(self, room: NotebookRoom) -> str:
         mode = room.record.settings.get("kernel_mode")
@@ -330,12 +340,10 @@ class KernelService:
 
     # -- execution --------------------------------------------------------------------------
 
-    def _code_cell(self, room: NotebookRoom, access: Access, cell_id: Any) -> str:
+    def _code_cell(self, room: NotebookRoom, cell_id: Any) -> str:
         if not isinstance(cell_id, str):
             raise BadRequest("cell_id must be a string", code="invalid_command")
         _, entry = room.find_cell(cell_id)
-        if not access.can(EXECUTE, cell_id):
-            raise Forbidden("you may not execute this cell (it needs notebook x and cell r and x)")
         if entry["cell_type"] != "code":
             raise BadRequest(
                 f"only code cells can be executed; this one is {entry['cell_type']}",
@@ -366,16 +374,16 @@ class KernelService:
         self,
         room: NotebookRoom,
         identity: Identity,
-        access: Access,
         cell_id: Any,
         source_hash_: Any = None,
     ) -> tuple[Execution, int]:
         """Queue one cell; return the execution and its queue position (0 = runs next).
 
-        Runs the server's copy of the source; ``source_hash_`` (hex SHA-256), if
-        given, must match it (else ``source_changed``).
+        The caller (the ``execute`` command) has checked the ``execute`` right on
+        the cell. Runs the server's copy of the source; ``source_hash_`` (hex
+        SHA-256), if given, must match it (else ``source_changed``).
         """
-        cid = self._code_cell(room, access, cell_id)
+        cid = self._code_cell(room, cell_id)
         source = str(room.docs[cell_doc(cid)].get("source", type=Text))
         if source_hash_ is not None:
             if not isinstance(source_hash_, str) or source_hash_.lower() != source_hash(source):
@@ -434,11 +442,8 @@ class KernelService:
                 raise
         return [(ex, kernel.submit(ex)) for ex in executions]
 
-    async def interrupt(
-        self, room: NotebookRoom, identity: Identity, access: Access
-    ) -> dict[str, Any]:
-        if not access.can(INTERRUPT):
-            raise Forbidden("you may not interrupt this notebook's kernel (it needs notebook x)")
+    async def interrupt(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
+        """Interrupt ``identity``'s kernel (the ``interrupt`` command checked the right)."""
         kernel = self.find_kernel(room, identity.name)
         if kernel is None or not kernel.live:
             return {"interrupted": None, "aborted": []}
@@ -449,25 +454,15 @@ class KernelService:
         )
         return {"interrupted": running, "aborted": [ex.cell_id for ex in aborted]}
 
-    async def restart(
-        self, room: NotebookRoom, identity: Identity, access: Access
-    ) -> dict[str, Any]:
-        if not access.can(RESTART):
-            raise Forbidden(
-                "you may not restart this notebook's kernel (it needs notebook w and x)"
-            )
+    async def restart(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
+        """Restart ``identity``'s kernel (the ``restart`` command checked the right)."""
         kernel = self.kernel_for(room, identity.name)
         self._in_background(self._audit(room.id, identity.name, "restart", "kernel", {}))
         await kernel.restart(identity.name)
         return {"state": kernel.state}
 
-    async def shutdown(
-        self, room: NotebookRoom, identity: Identity, access: Access
-    ) -> dict[str, Any]:
-        if not access.can(RESTART):
-            raise Forbidden(
-                "you may not shut down this notebook's kernel (it needs notebook w and x)"
-            )
+    async def shutdown(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
+        """Shut ``identity``'s kernel down (the command checked the ``restart`` right)."""
         kernel = self.find_kernel(room, identity.name)
         if kernel is None:
             return {"state": "shutdown"}
@@ -553,12 +548,24 @@ class KernelService:
             peruser.reroute_all(room)
         for session in list(room.sessions):
             self._joined(room, session)
-        if room.replicator is not None:
-            room.replicator.publish_event(room.id, "record", {})
+        if self.replicas is not None:
+            self.replicas.publish_event(room.id, "record", {})
         self._in_background(
             self._audit(room.id, identity.name, "settings", "kernel", {"old": old, "new": new})
         )
         return self.settings(room)
+
+    # -- deletion ---------------------------------------------------------------------------
+
+    async def forget_notebook(self, nb_id: str) -> None:
+        """The notebook was deleted: shut its kernels down and remove their working
+        directory (``<data_dir>/notebooks/<id>``, the files its kernels wrote)."""
+        mine = [k for key, k in list(self.kernels.items()) if key[0] == nb_id]
+        for kernel in mine:
+            self.kernels.pop((kernel.nb_id, kernel.user or ""), None)
+        await asyncio.gather(*(k.close("The notebook was deleted.") for k in mine), return_exceptions=True)
+        path = os.path.join(self.data_dir, "notebooks", nb_id)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: shutil.rmtree(path, ignore_errors=True))
 
     # -- culling ----------------------------------------------------------------------------
 

@@ -1,16 +1,7 @@
 """Writing Jupyter IOPub output into the ``out:<cell id>`` documents.
 
-Every code cell has an ``out:<cell id>`` pycrdt document that only the server writes. Its
-root types are:
-
-``outputs``
-    an ``Array`` of ``Map`` s, one per output. ``output_type`` is one of ``stream``,
-    ``display_data``, ``execute_result``, ``error`` (nbformat) or ``notice`` (ours, e.g. the
-    output-cap notice or "kernel died"). A stream output keeps its text in a ``Text`` that is
-    only ever edited at its tail, so that clients receive appends rather than replacements.
-``state``
-    a ``Map`` with ``execution_count``, ``execution_state`` ("idle"|"queued"|"running"),
-    ``executed_by``, ``queued_at``, ``started_at``, ``ended_at``, ``status`` and ``truncated``.
+The documents' schema (``outputs`` and ``state``, import and export) lives in
+:mod:`hub_collab.documents.outputs`; its names are re-exported here.
 
 :class:`OutputWriter` applies the IOPub messages of one execution to one such document.
 :meth:`OutputWriter.handle` only buffers (and coalesces) messages; the document is changed on
@@ -35,11 +26,19 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Doc, Map, Text
+
+from ..documents.outputs import (
+    ensure_out_doc,
+    out_roots,
+    outputs_to_nbformat,
+    read_state,
+    seed_outputs,
+)
 
 __all__ = [
     "DisplayRegistry",
@@ -54,16 +53,6 @@ __all__ = [
 #: Output types written as new entries of ``outputs`` (they trigger a pending clear_output).
 _NEW_OUTPUT_TYPES = ("display_data", "execute_result", "error")
 _CTRL = re.compile(r"([\r\b])")
-_STATE_DEFAULTS: dict[str, Any] = {
-    "execution_count": None,
-    "execution_state": "idle",
-    "executed_by": "",
-    "queued_at": None,
-    "started_at": None,
-    "ended_at": None,
-    "status": None,
-    "truncated": False,
-}
 
 
 def _blen(s: str) -> int:
@@ -78,34 +67,6 @@ def _json_size(value: Any) -> int:
         return len(json.dumps(value, separators=(",", ":")))
     except (TypeError, ValueError):
         return len(repr(value))
-
-
-def _roots(doc: Doc[Any]) -> tuple[Array[Any], Map[Any]]:
-    return doc.get("outputs", type=Array), doc.get("state", type=Map)
-
-
-def ensure_out_doc(doc: Doc[Any]) -> None:
-    """Create the ``outputs`` and ``state`` roots and fill missing state keys with defaults."""
-    _, state = _roots(doc)
-    missing = {k: v for k, v in _STATE_DEFAULTS.items() if k not in state}
-    if missing:
-        with doc.transaction():
-            for key, value in missing.items():
-                state[key] = value
-
-
-def read_state(doc: Doc[Any]) -> dict[str, Any]:
-    """The ``state`` map as a dict, defaults filled in.
-
-    pycrdt hands JSON numbers back as floats; ``execution_count`` is returned as an int.
-    """
-    _, state = _roots(doc)
-    result = dict(_STATE_DEFAULTS)
-    result.update(state.to_py() or {})
-    count = result.get("execution_count")
-    if isinstance(count, float):
-        result["execution_count"] = int(count)
-    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,7 +260,7 @@ class OutputWriter:
         self.doc = doc
         self.max_output_bytes = max_output_bytes
         self.registry = display_registry if display_registry is not None else DisplayRegistry()
-        self._outputs, self._state = _roots(doc)
+        self._outputs, self._state = out_roots(doc)
         self._ops: list[_Op] = []
         self._pending_state: dict[str, Any] = {}
         self._stream: _StreamState | None = None
@@ -603,139 +564,3 @@ class OutputWriter:
         st.line_start += _blen(done)
         st.line = line
         st.cursor = cursor
-
-
-# --------------------------------------------------------------------------------------------
-# nbformat conversion
-
-
-def _intify(value: Any) -> Any:
-    """pycrdt gives JSON numbers back as floats: turn integral ones back into ints."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _intify(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_intify(v) for v in value]
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """A plain JSON value (NotebookNode and tuples turned into dict and list)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _is_json_mime(mime: str) -> bool:
-    return mime == "application/json" or mime.endswith("+json")
-
-
-def _mimebundle(data: Any) -> dict[str, Any]:
-    """nbformat mime bundle → stored form: multiline string lists joined."""
-    bundle: dict[str, Any] = {}
-    for mime, value in dict(data or {}).items():
-        value = _plain(value)
-        if isinstance(value, list) and not _is_json_mime(mime):
-            value = "".join(str(v) for v in value)
-        bundle[str(mime)] = value
-    return bundle
-
-
-def _join(text: Any) -> str:
-    if isinstance(text, list | tuple):
-        return "".join(str(t) for t in text)
-    return "" if text is None else str(text)
-
-
-def _seed_map(output: Mapping[str, Any]) -> Map[Any] | None:
-    output_type = output.get("output_type")
-    if output_type == "stream":
-        return Map(
-            {
-                "output_type": "stream",
-                "name": str(output.get("name") or "stdout"),
-                "text": Text(_join(output.get("text"))),
-            }
-        )
-    if output_type in ("display_data", "execute_result"):
-        fields: dict[str, Any] = {
-            "output_type": output_type,
-            "data": _mimebundle(output.get("data")),
-            "metadata": _plain(dict(output.get("metadata") or {})),
-        }
-        if output_type == "execute_result":
-            count = output.get("execution_count")
-            fields["execution_count"] = count if isinstance(count, int) else None
-        return Map(fields)
-    if output_type == "error":
-        return Map(
-            {
-                "output_type": "error",
-                "ename": str(output.get("ename", "")),
-                "evalue": str(output.get("evalue", "")),
-                "traceback": [str(t) for t in output.get("traceback") or ()],
-            }
-        )
-    return None
-
-
-def seed_outputs(
-    doc: Doc[Any], outputs: Iterable[Mapping[str, Any]], execution_count: int | None
-) -> None:
-    """Fill a fresh out doc from nbformat v4 outputs (notebook import), in one transaction.
-
-    Raises ``ValueError`` if the doc already has outputs: an out doc with history is never
-    re-seeded. Outputs of unknown type are skipped.
-    """
-    arr, state = _roots(doc)
-    if len(arr):
-        raise ValueError("seed_outputs needs a fresh out doc; this one has outputs")
-    with doc.transaction():
-        for output in outputs:
-            m = _seed_map(output)
-            if m is not None:
-                arr.append(m)
-        for key, value in _STATE_DEFAULTS.items():
-            state[key] = value
-        state["execution_count"] = execution_count
-
-
-def outputs_to_nbformat(doc: Doc[Any]) -> list[dict[str, Any]]:
-    """The outputs of an out doc as nbformat v4 outputs (notices left out)."""
-    arr, _ = _roots(doc)
-    result: list[dict[str, Any]] = []
-    for output in arr:
-        if not isinstance(output, Map):
-            continue
-        output_type = output.get("output_type")
-        if output_type == "stream":
-            result.append(
-                {
-                    "output_type": "stream",
-                    "name": str(output.get("name") or "stdout"),
-                    "text": str(output.get("text") or ""),
-                }
-            )
-        elif output_type in ("display_data", "execute_result"):
-            out: dict[str, Any] = {
-                "output_type": output_type,
-                "data": _intify(output.get("data") or {}),
-                "metadata": _intify(output.get("metadata") or {}),
-            }
-            if output_type == "execute_result":
-                count = output.get("execution_count")
-                out["execution_count"] = None if count is None else int(count)
-            result.append(out)
-        elif output_type == "error":
-            result.append(
-                {
-                    "output_type": "error",
-                    "ename": str(output.get("ename", "")),
-                    "evalue": str(output.get("evalue", "")),
-                    "traceback": [str(t) for t in output.get("traceback") or ()],
-                }
-            )
-    return result

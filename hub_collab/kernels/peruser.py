@@ -7,8 +7,8 @@ base64url(SHA-256(user NUL cell id))), persisted and checkpointed like every
 other doc. An overlay also holds an ``owner`` Map ``{user, cell}`` so that it
 can be matched to its cell again when the room is loaded.
 
-Routing happens in :class:`~hub_collab.documents.room.NotebookRoom` through
-``view_hooks``: when a session of user U subscribes to ``out:<id>`` and U has an
+Routing happens in :class:`~hub_collab.documents.room.NotebookRoom` through the
+kernel service's ``view`` (a room observer): when a session of user U subscribes to ``out:<id>`` and U has an
 overlay for that cell (and the notebook is in per-user mode), the room serves
 the overlay instead, under the public name ``out:<id>``; its updates go to U's
 subscribed sessions only. Every other session, including other users' and
@@ -102,7 +102,7 @@ def ensure_overlay(room: NotebookRoom, user: str, cell_id: str) -> Doc[Any]:
 
 
 def view(room: NotebookRoom, per_user: bool, session: Session, name: str) -> str | None:
-    """The ``view_hooks`` entry: the overlay to serve ``session`` for ``name``, if any."""
+    """The kernel service's ``view``: the overlay to serve ``session`` for ``name``, if any."""
     if not per_user or not name.startswith("out:"):
         return None
     try:

@@ -18,7 +18,7 @@ silently denying (or allowing) at run time.
 | ``interrupt`` | notebook x |
 | ``restart`` | notebook w and x |
 | ``chmod`` | owner of the object, the notebook's owner, or admin |
-| ``chown``, ``delete_notebook``, ``read_audit`` | the notebook's owner or admin |
+| ``chown``, ``delete_notebook``, ``read_audit``, ``change_settings`` | the notebook's owner or admin |
 
 Hub admins get rwx on everything; the notebook's owner may read every cell.
 """
@@ -114,6 +114,7 @@ _RULES: dict[str, _Rule] = {
     "chown": _owner_only,
     "delete_notebook": _owner_only,
     "read_audit": _owner_only,
+    "change_settings": _owner_only,
 }
 
 #: Every action name :meth:`Access.can` understands.
