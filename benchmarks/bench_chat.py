@@ -77,9 +77,7 @@ async def bench_delivery(
                 if received[0] == n_messages * n_clients:
                     all_in.set()
 
-    clients = [
-        CollabClient(collab.public_url, hub.token(users[i % len(users)])) for i in range(n_clients)
-    ]
+    clients = [CollabClient(url, hub.token(users[i % len(users)])) for i in range(n_clients)]
     conns: list[NotebookConnection] = []
     t0 = time.perf_counter()
     for client in clients:
@@ -119,6 +117,66 @@ async def bench_delivery(
     for client in clients:
         client.close()
     writer_client.close()
+
+
+def fmt3(values: list[float]) -> str:
+    ms = sorted(v * 1000 for v in values)
+    return f"{pct(ms, 50):7.2f} {pct(ms, 90):7.2f} {pct(ms, 99):7.2f} {ms[-1]:7.2f}"
+
+
+async def bench_latency(hub: Hub, url: str, route: str, gaps: list[float], n_messages: int) -> None:
+    """One writer (alice) and one receiver (bob, another user) on one notebook; for each
+    gap, ``n_messages`` chat messages are sent with that pause before each one (0:
+    back-to-back, each send after the previous ack). Latency: the writer's send until
+    the ``chat`` push is read by bob's client, and until the writer's ``ack``. Each case
+    runs twice: the chat command alone, and right after a "typing" awareness frame (what
+    the chat UI sends while the user types; the server does not answer it)."""
+    alice = CollabClient(url, hub.token("alice"))
+    bob = CollabClient(url, hub.token("bob"))
+    nb = (await alice.create_notebook(f"bench chat latency {route}", mode="0755"))["id"]
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    arrived = asyncio.Event()
+
+    def on_message(kind: str, msg: Any) -> None:
+        if kind == "message" and msg.get("type") == "chat":
+            text = msg["message"]["text"]
+            if text in sent:
+                got[text] = time.perf_counter()
+                arrived.set()
+
+    async with (
+        alice.open(nb, subscribe_all=False) as writer,
+        bob.open(nb, subscribe_all=False) as reader,
+    ):
+        reader.listeners.append(on_message)
+        for i in range(10):  # warm-up, not measured
+            await writer.chat(f"warm-up {i}")
+        await asyncio.sleep(0.3)
+        for gap in gaps:
+            for typing in (False, True):
+                push: list[float] = []
+                ack: list[float] = []
+                for i in range(n_messages):
+                    if gap:
+                        await asyncio.sleep(gap)
+                    text = f"{route} gap {gap} typing {typing} message {i}"
+                    arrived.clear()
+                    t = sent[text] = time.perf_counter()
+                    if typing:  # as the chat UI: a "typing" awareness state, then the message
+                        writer.set_awareness({"typing": True})
+                    await writer.chat(text)
+                    ack.append(time.perf_counter() - t)
+                    await asyncio.wait_for(arrived.wait(), 10)
+                    push.append(got[text] - t)
+                label = ("back-to-back" if not gap else f"after {gap:g} s") + (
+                    " +typing" if typing else ""
+                )
+                print(
+                    f"  {route:6} {label:21} | push {fmt3(push)} | ack {fmt3(ack)} | {n_messages}"
+                )
+    alice.close()
+    bob.close()
 
 
 async def bench_history(
@@ -175,6 +233,18 @@ async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--parts",
+        default="latency,delivery,history",
+        help="which parts to run (comma-separated): latency, delivery, history",
+    )
+    parser.add_argument(
+        "--gaps",
+        default="0,0.2,0.5,1",
+        help="latency: pauses in seconds before each message (0 = back-to-back)",
+    )
+    parser.add_argument("--gap-messages", type=int, default=30)
+    parser.add_argument("--routes", default="proxy,direct", help="latency: proxy, direct or both")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--stored", type=int, default=100_000)
@@ -201,16 +271,35 @@ async def main() -> None:
         for user in EXTRA_USERS:
             hub.create_user(user)
         collab.start()
-        print(
-            f"(a) delivery to {args.clients} connected clients, one writer, {args.messages} messages"
-        )
-        url = collab.direct_url if args.direct else collab.public_url
-        print(
-            f"    clients connect to {'the service directly' if args.direct else 'the proxy'}: {url}"
-        )
-        await bench_delivery(hub, collab, args.clients, args.messages, url)
-        print(f"(b) history pages with {args.stored:,} messages stored in one notebook")
-        await bench_history(hub, collab, args.stored, args.page, args.pages)
+        parts = set(args.parts.split(","))
+        if "latency" in parts:
+            gaps = [float(g) for g in args.gaps.split(",")]
+            print(
+                "(0) latency: one writer, one receiver (another user); ms, p50/p90/p99/max;"
+                " push = send until the receiver reads the chat push, ack = send until the"
+                " writer reads its ack"
+            )
+            print(
+                f"  {'route':6} {'when':21} | push {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7}"
+                f" | ack  {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} | n"
+            )
+            for route in args.routes.split(","):
+                route_url = collab.direct_url if route == "direct" else collab.public_url
+                await bench_latency(hub, route_url, route, gaps, args.gap_messages)
+        if "delivery" in parts:
+            url = collab.direct_url if args.direct else collab.public_url
+            print(
+                f"(a) delivery to {args.clients} connected clients, one writer,"
+                f" {args.messages} messages"
+            )
+            print(
+                f"    clients connect to {'the service directly' if args.direct else 'the proxy'}:"
+                f" {url}"
+            )
+            await bench_delivery(hub, collab, args.clients, args.messages, url)
+        if "history" in parts:
+            print(f"(b) history pages with {args.stored:,} messages stored in one notebook")
+            await bench_history(hub, collab, args.stored, args.page, args.pages)
     finally:
         collab.stop()
         hub.stop()

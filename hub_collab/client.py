@@ -216,6 +216,10 @@ class NotebookConnection:
             request_timeout=timeout,
         )
         self.ws = await websocket_connect(req, max_message_size=1 << 30)
+        # No Nagle: tornado turns TCP_NODELAY off once the upgrade response is read, so a
+        # command sent right after a frame the server does not answer (an awareness state,
+        # an edit) waited for that frame's delayed ACK, about 40 ms (benchmarks/README.md).
+        self.ws.stream.set_nodelay(True)
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
         await asyncio.wait_for(self._welcomed.wait(), timeout)
         if self.close_code is None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -187,6 +188,30 @@ async def test_two_users_chat_live(hub: Hub, collab: CollabService) -> None:
         page = await bob.chat_history()
         assert [m["text"] for m in page["messages"]] == ["hello bob", "hi alice <b>not bold</b>"]
         assert page["next_before"] is None
+
+
+async def test_chat_after_unanswered_frame_is_not_delayed(hub: Hub, collab: CollabService) -> None:
+    """A chat command right after a frame the server does not answer (the "typing" awareness
+    state a chat UI sends) is not held by Nagle's algorithm until the server's delayed ACK."""
+    nb = await new_notebook(hub, collab)
+    async with (
+        connection(hub, collab, "alice", nb) as alice,
+        connection(hub, collab, "bob", nb) as bob,
+    ):
+        assert alice.ws is not None
+        sock = alice.ws.stream.socket
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        times = []
+        for i in range(5):
+            t = time.perf_counter()
+            alice.set_awareness({"typing": True})
+            await alice.chat(f"typed {i}")
+            await bob.wait_for(
+                lambda i=i: any(m["message"]["text"] == f"typed {i}" for m in pushes(bob))
+            )
+            times.append(time.perf_counter() - t)
+        # with Nagle each took the delayed ACK, about 40 ms; now a few ms (generous bound)
+        assert sorted(times)[2] < 0.030, times
 
 
 async def test_history_after_reconnect_and_paging(hub: Hub, collab: CollabService) -> None:
