@@ -82,7 +82,7 @@ g2 = _, _
 e = priority(p.eft) || deny
 
 [matchers]
-m = r.act == p.act && (r.nb == p.nb && r.obj == p.obj || p.nb == "*" && (p.obj == "*" || p.obj == "cells" && r.obj != ".")) && (r.sub == p.sub || p.sub == "*" || g(r.sub, p.sub) || p.sub == "notebook-owner" && g2(r.nb, r.sub))
+m = r.act == p.act && (r.nb == p.nb && r.obj == p.obj || p.nb == "*" && (p.obj == "*" || p.obj == "cell:*" && r.obj != ".")) && (r.sub == p.sub || p.sub == "*" || g(r.sub, p.sub) || p.sub == "notebook-owner" && g2(r.nb, r.sub))
 """
 
 #: The default global lines, built in like :data:`MODEL_TEXT` (policies/policy.csv).
@@ -90,7 +90,7 @@ POLICY_TEXT = """
 p, 1, *, *, role:admin, r, allow
 p, 1, *, *, role:admin, w, allow
 p, 1, *, *, role:admin, x, allow
-p, 2, *, cells, notebook-owner, r, allow
+p, 2, *, cell:*, notebook-owner, r, allow
 """
 
 _EXPECTED_TOKENS = {

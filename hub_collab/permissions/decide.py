@@ -155,6 +155,15 @@ class CasbinDecider:
             self._merged[(nb, obj)] = merged
         return merged
 
+    def check(self) -> None:
+        """Evaluate the matcher on sample lines, so that a broken one fails now."""
+        sample = ["0", "nb", "obj", "u:other", "r", "allow"]
+        for line in [sample, ["0", "nb", "obj", "*", "r", "allow"], *self._global]:
+            for obj in ("obj", "."):
+                if self._fn is not None:
+                    self._fn("u:someone", "nb", obj, "r", *line)
+        self.bits("u:someone", "nb", "obj")
+
     # -- deciding -------------------------------------------------------------
 
     def bits(self, sub: str, nb: str, obj: str) -> int:

@@ -177,10 +177,8 @@ class PermissionStore:
                 self._enforcer = casbin.Enforcer(copy.deepcopy(self._model_template), self._adapter)
                 # We persist through RuleAdapter.replace; g lines stay in memory.
                 self._enforcer.enable_auto_save(False)
-                self._decider = CasbinDecider(self._enforcer)
-                self._decider.set_global(self._policies.lines)
+                self._decider = self._make_decider(self._enforcer, self._policies)
                 self._after_load()
-                self._check_matcher()
             except Exception:
                 self.stop()
                 raise
@@ -252,17 +250,19 @@ class PermissionStore:
         for nb, st in self._notebooks.items():
             self._feed_notebook(nb, st.perms)
 
-    def _check_matcher(self) -> None:
-        """Run the matcher once so that a broken one fails at start, not at the first join."""
-        assert self._decider is not None and self._policies is not None
+    @staticmethod
+    def _make_decider(enforcer: casbin.Enforcer, pol: Policies) -> CasbinDecider:
+        """The decider, its matcher compiled and tried once: a broken one fails at start."""
         try:
-            self._decider.bits("u:placeholder", "placeholder", NOTEBOOK_OBJ)
-            self._decider.bits("u:placeholder", "placeholder", "placeholder")
+            decider = CasbinDecider(enforcer)
+            decider.set_global(pol.lines)
+            decider.check()
         except Exception as exc:
             raise ValueError(
-                f"Casbin model/policy ({self._policies.where}): the matcher failed on a "
-                f"request: {type(exc).__name__}: {exc}"
+                f"Casbin model/policy ({pol.where}): the matcher cannot be evaluated: "
+                f"{type(exc).__name__}: {exc}"
             ) from exc
+        return decider
 
     def _sync_links(self, ptype: str, sub: str, fed: dict[str, frozenset[str]], wanted: set[str]) -> None:
         """Make the links of ``sub`` that this store fed equal ``wanted`` (never persisted)."""
