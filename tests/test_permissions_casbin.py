@@ -308,7 +308,11 @@ def test_policy_file_matches_builtin_text() -> None:
         (None, "p, 1, *, *, role:admin, r, maybe\n", r"invalid effect 'maybe'"),
         (None, "p3, a, b\n", r"unknown line type 'p3'"),
         (("g(r.sub, p.sub)", "h(r.sub, p.sub)"), "", r"the matcher cannot be evaluated: NameError"),
-        (("r.act == p.act &&", "r.act == p.act && &&"), "", r"the matcher cannot be evaluated: SyntaxError"),
+        (
+            ("r.act == p.act &&", "r.act == p.act && &&"),
+            "",
+            r"the matcher cannot be evaluated: SyntaxError",
+        ),
         (("r = sub, nb, obj, act", "r = sub, obj, act"), "", r"\[r\] r must be sub, nb, obj, act"),
     ],
 )

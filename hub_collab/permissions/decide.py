@@ -47,8 +47,9 @@ def priority_key(line: Sequence[str]) -> int:
     return int(line[0])
 
 
-def compile_matcher(matcher: str, r_tokens: Sequence[str], p_tokens: Sequence[str],
-                    names: dict[str, Any]) -> Callable[..., Any]:
+def compile_matcher(
+    matcher: str, r_tokens: Sequence[str], p_tokens: Sequence[str], names: dict[str, Any]
+) -> Callable[..., Any]:
     """The model's matcher (already escaped: ``r_sub``, ``p_obj``) as a Python function.
 
     The text is rewritten exactly as pycasbin rewrites it before evaluating

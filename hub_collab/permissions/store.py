@@ -222,8 +222,12 @@ class PermissionStore:
         model_path = Path(self.model_path)
         beside = model_path.parent / "policy.csv"
         if beside.is_file():
-            return _policy_lines(load_model(model_path), beside.read_text().splitlines(), str(beside))
-        return _policy_lines(load_model(model_path), POLICY_TEXT.splitlines(), "the built-in policy")
+            return _policy_lines(
+                load_model(model_path), beside.read_text().splitlines(), str(beside)
+            )
+        return _policy_lines(
+            load_model(model_path), POLICY_TEXT.splitlines(), "the built-in policy"
+        )
 
     def _after_load(self) -> None:
         """After the enforcer (re)loaded every stored line: index, global lines, facts."""
@@ -264,7 +268,9 @@ class PermissionStore:
             ) from exc
         return decider
 
-    def _sync_links(self, ptype: str, sub: str, fed: dict[str, frozenset[str]], wanted: set[str]) -> None:
+    def _sync_links(
+        self, ptype: str, sub: str, fed: dict[str, frozenset[str]], wanted: set[str]
+    ) -> None:
         """Make the links of ``sub`` that this store fed equal ``wanted`` (never persisted)."""
         enforcer = self._enforcer
         assert enforcer is not None
@@ -272,9 +278,7 @@ class PermissionStore:
         stale = [[sub, r] for r in had - wanted]
         # a link policy.csv already has is not ours to add, nor later to remove
         missing = [
-            [sub, r]
-            for r in wanted - had
-            if not enforcer.has_named_grouping_policy(ptype, sub, r)
+            [sub, r] for r in wanted - had if not enforcer.has_named_grouping_policy(ptype, sub, r)
         ]
         if stale:
             enforcer.remove_named_grouping_policies(ptype, stale)
