@@ -3,12 +3,13 @@
 :class:`~hub_collab.permissions.store.PermissionStore` is the class to use;
 this module holds what it needs to talk to Casbin:
 
-* :func:`load_model` reads ``policies/model.conf`` (or the same text built
-  in) and checks that a custom model has the token layout this code writes;
+* :func:`load_policies` reads ``policies/`` (``model.conf`` and the global
+  lines of ``policy.csv``, or the same text built in) and checks both;
+  :func:`load_model` checks that a model has the token layout this code writes;
 * :func:`policy_lines` turns a notebook's :class:`Perms` into Casbin policy
   lines -- ``p`` decision lines the matcher uses and ``p2`` entry lines that
   keep the ACL exactly as set -- and :func:`compile_lines` turns ``p2`` lines
-  back into :class:`Perms` for the fast path;
+  back into :class:`Perms` (getfacl-style reads, chmod);
 * :class:`RuleAdapter` is casbin_sqlalchemy_adapter's ``Adapter`` on a table
   of our own, with two additions: replacing one object's lines in a single
   transaction, and loading one notebook's lines.
