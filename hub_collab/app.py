@@ -125,6 +125,17 @@ class HubCollab(Application):
     def _default_db_url(self) -> str:
         return _env("HUB_COLLAB_DB_URL", default=f"sqlite:///{os.path.join(self.data_dir, 'hub-collab.sqlite')}")
 
+    policies_dir = Unicode(
+        help="""Folder holding the Casbin model (`model.conf`) and the global policy lines
+        (`policy.csv`) that decide every permission (docs/permissions.md, "Extending the
+        model"). Checked at start: a broken model or line stops the service with an error
+        naming the file. Default: $HUB_COLLAB_POLICIES_DIR, else the shipped `policies/`.""",
+    ).tag(config=True)
+
+    @default("policies_dir")
+    def _default_policies_dir(self) -> str:
+        return _env("HUB_COLLAB_POLICIES_DIR", default="")
+
     cookie_secret = Bytes(
         help="""Secret that signs the service's login cookie. Default: hex from
         $HUB_COLLAB_COOKIE_SECRET or $JUPYTERHUB_COOKIE_SECRET, else the file
@@ -423,7 +434,9 @@ class HubCollab(Application):
         self.engine = make_engine(self.db_url)
         self.store = Store(self.engine)
         self.store.start()
-        self.permissions = PermissionStore(self.db_url, engine=self.engine)
+        self.permissions = PermissionStore(
+            self.db_url, engine=self.engine, policies_dir=self.policies_dir or None
+        )
         self.permissions.start()
         self.update_log = UpdateLog(self.store)
         self.rooms = RoomManager(

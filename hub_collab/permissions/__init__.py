@@ -3,9 +3,10 @@
 * :mod:`.posix` -- values and parsing: :class:`Perms`, :class:`AclEntry`,
   :func:`parse_mode`, :func:`parse_acl`, :func:`evaluate`.
 * :mod:`.access` -- one user's rights on one notebook: :class:`Identity`,
-  :class:`Access`, :func:`compute_access`, the action table :data:`ACTIONS`.
-* :mod:`.store` -- :class:`PermissionStore`, persisted through Casbin, the
-  class the application uses.
+  :class:`Access`, the action table :data:`ACTIONS`, and :func:`compute_access`,
+  the POSIX.1e reference the tests hold Casbin to.
+* :mod:`.store` -- :class:`PermissionStore`, persisted through Casbin and
+  decided by it (:mod:`.decide`), the class the application uses.
 
 See docs/permissions.md.
 """

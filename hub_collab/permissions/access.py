@@ -1,8 +1,10 @@
 """One user's effective rights on one notebook, and the action table.
 
-Use :func:`compute_access` (or :meth:`PermissionStore.access
-<hub_collab.permissions.store.PermissionStore.access>`, which caches it) to
-get an :class:`Access`, then ask ``access.can("write_cell", cell_id)``.
+Use :meth:`PermissionStore.access
+<hub_collab.permissions.store.PermissionStore.access>` (Casbin decides, the
+result is cached) to get an :class:`Access`, then ask
+``access.can("write_cell", cell_id)``. :func:`compute_access` is the POSIX.1e
+reference the tests hold Casbin's answers to (and what the shipped model encodes).
 Handlers name the action they need once, at import time, through
 :func:`check_action`, so a typo fails when the module loads rather than
 silently denying (or allowing) at run time.
@@ -225,15 +227,21 @@ class Access:
             "admin": self.identity.admin,
         }
 
-    def with_cell(self, cell_id: str, perms: Perms | None) -> Access:
-        """A copy with one cell's rights recomputed (``perms=None``: cell removed)."""
+    def with_cell(self, cell_id: str, perms: Perms | None, bits: int | None = None) -> Access:
+        """A copy with one cell's rights recomputed (``perms=None``: cell removed).
+
+        ``bits`` are the cell's rights as decided elsewhere (the store passes
+        Casbin's); without them they are evaluated here with the overrides.
+        """
         cell_bits = dict(self.cell_bits)
         owned = self.owned_cells
         if perms is None:
             cell_bits.pop(cell_id, None)
             owned = owned - {cell_id}
         else:
-            cell_bits[cell_id] = _cell_bits(self.identity, self.is_notebook_owner, perms)
+            cell_bits[cell_id] = (
+                _cell_bits(self.identity, self.is_notebook_owner, perms) if bits is None else bits
+            )
             if perms.owner == self.identity.name:
                 owned = owned | {cell_id}
             else:
@@ -248,16 +256,18 @@ class Access:
             self.notebook_owner,
         )
 
-    def with_notebook(self, notebook: Perms) -> Access | None:
+    def with_notebook(self, notebook: Perms, bits: int | None = None) -> Access | None:
         """A copy for new notebook permissions, or None if it must be recomputed.
 
         Cell rights depend on the notebook only through its owner (who reads
-        every cell), so while the owner stays the cell bits are shared.
+        every cell), so while the owner stays the cell bits are shared. ``bits``
+        are the notebook's rights as decided elsewhere (the store passes Casbin's).
         """
         if notebook.owner != self.notebook_owner:
             return None
         ident = self.identity
-        bits = 7 if ident.admin else evaluate(notebook, ident.name, ident.groups)
+        if bits is None:
+            bits = 7 if ident.admin else evaluate(notebook, ident.name, ident.groups)
         return Access(
             ident,
             bits,

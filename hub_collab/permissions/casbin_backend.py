@@ -3,12 +3,13 @@
 :class:`~hub_collab.permissions.store.PermissionStore` is the class to use;
 this module holds what it needs to talk to Casbin:
 
-* :func:`load_model` reads ``policies/model.conf`` (or the same text built
-  in) and checks that a custom model has the token layout this code writes;
+* :func:`load_policies` reads ``policies/`` (``model.conf`` and the global
+  lines of ``policy.csv``, or the same text built in) and checks both;
+  :func:`load_model` checks that a model has the token layout this code writes;
 * :func:`policy_lines` turns a notebook's :class:`Perms` into Casbin policy
   lines -- ``p`` decision lines the matcher uses and ``p2`` entry lines that
   keep the ACL exactly as set -- and :func:`compile_lines` turns ``p2`` lines
-  back into :class:`Perms` for the fast path;
+  back into :class:`Perms` (getfacl-style reads, chmod);
 * :class:`RuleAdapter` is casbin_sqlalchemy_adapter's ``Adapter`` on a table
   of our own, with two additions: replacing one object's lines in a single
   transaction, and loading one notebook's lines.
@@ -42,12 +43,16 @@ log = logging.getLogger("hub_collab.permissions")
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
+    "DEFAULT_POLICIES_DIR",
     "MODEL_TEXT",
     "NOTEBOOK_OBJ",
+    "POLICY_TEXT",
     "NotebookPerms",
+    "Policies",
     "RuleAdapter",
     "compile_lines",
     "load_model",
+    "load_policies",
     "policy_lines",
 ]
 
@@ -57,7 +62,8 @@ NOTEBOOK_OBJ = "."
 #: Priorities of the decision lines (lower wins; first match decides).
 PRIO_OWNER, PRIO_USER, PRIO_GROUP_ALLOW, PRIO_GROUP_DENY, PRIO_OTHER = "10", "20", "30", "40", "50"
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "policies" / "model.conf"
+DEFAULT_POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
+DEFAULT_MODEL_PATH = DEFAULT_POLICIES_DIR / "model.conf"
 
 #: The model, built in for installs without the repository's ``policies/``.
 #: tests/test_permissions_casbin.py checks it matches policies/model.conf.
@@ -71,12 +77,21 @@ p2 = tag, nb, obj, name, perms
 
 [role_definition]
 g = _, _
+g2 = _, _
 
 [policy_effect]
 e = priority(p.eft) || deny
 
 [matchers]
-m = r.nb == p.nb && r.obj == p.obj && r.act == p.act && (r.sub == p.sub || p.sub == "*" || g(r.sub, p.sub))
+m = r.act == p.act && (r.nb == p.nb && r.obj == p.obj || p.nb == "*" && (p.obj == "*" || p.obj == "cell:*" && r.obj != ".")) && (r.sub == p.sub || p.sub == "*" || g(r.sub, p.sub) || p.sub == "notebook-owner" && g2(r.nb, r.sub))
+"""
+
+#: The default global lines, built in like :data:`MODEL_TEXT` (policies/policy.csv).
+POLICY_TEXT = """
+p, 1, *, *, role:admin, r, allow
+p, 1, *, *, role:admin, w, allow
+p, 1, *, *, role:admin, x, allow
+p, 2, *, cell:*, notebook-owner, r, allow
 """
 
 _EXPECTED_TOKENS = {
@@ -116,6 +131,97 @@ def load_model(model_path: str | Path | None = None) -> Model:
     if "g" not in m.model or "g" not in m.model["g"]:
         raise ValueError(f"Casbin model {where}: a [role_definition] g = _, _ is required")
     return m
+
+
+#: Priorities of the lines the store writes; global lines must use others.
+STORE_PRIORITIES = frozenset({PRIO_OWNER, PRIO_USER, PRIO_GROUP_ALLOW, PRIO_GROUP_DENY, PRIO_OTHER})
+
+
+@dataclass
+class Policies:
+    """A validated model and its global lines (``policies/`` or the built-in text)."""
+
+    model: Model
+    #: ``p`` lines offered to every request, as written in policy.csv
+    lines: list[Rule]
+    #: role links of policy.csv per role definition (``g``, ``g2``...)
+    links: dict[str, list[Rule]]
+    #: where they came from, for messages
+    where: str
+
+
+def load_policies(policies_dir: str | Path | None = None) -> Policies:
+    """The model and global lines of ``policies_dir`` (``model.conf``, ``policy.csv``).
+
+    Without a folder: the repository's ``policies/`` if present, else the built-in
+    :data:`MODEL_TEXT` and :data:`POLICY_TEXT`. A broken model or policy line raises
+    :class:`ValueError` naming the file, the line and what is wrong.
+    """
+    if policies_dir is None:
+        folder = DEFAULT_POLICIES_DIR if DEFAULT_MODEL_PATH.is_file() else None
+    else:
+        folder = Path(policies_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"Casbin policies folder {str(folder)!r} does not exist")
+    if folder is None:
+        model = load_model(None) if DEFAULT_MODEL_PATH.is_file() else _builtin_model()
+        return _policy_lines(model, POLICY_TEXT.splitlines(), "the built-in policy")
+    try:
+        model = load_model(folder / "model.conf")
+    except ValueError:
+        raise
+    except Exception as exc:  # configparser and pycasbin raise assorted errors
+        raise ValueError(f"Casbin model {str(folder / 'model.conf')!r}: {exc}") from exc
+    policy = folder / "policy.csv"
+    text = policy.read_text().splitlines() if policy.is_file() else []
+    return _policy_lines(model, text, str(policy))
+
+
+def _builtin_model() -> Model:
+    m = Model()
+    m.load_model_from_text(MODEL_TEXT)
+    return m
+
+
+def _policy_lines(model: Model, text: Iterable[str], where: str) -> Policies:
+    lines: list[Rule] = []
+    links: dict[str, list[Rule]] = {}
+    p_len = len(model.model["p"]["p"].tokens)
+    for n, raw in enumerate(text, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        ptype, rule = fields[0], fields[1:]
+        at = f"{where}, line {n}"
+        if ptype == "p":
+            if len(rule) != p_len:
+                raise ValueError(
+                    f"{at}: a p line has {p_len} fields (priority, nb, obj, sub, act, eft); "
+                    f"got {len(rule)}: {line!r}"
+                )
+            if not rule[0].isdigit() or rule[0] in STORE_PRIORITIES:
+                raise ValueError(
+                    f"{at}: invalid priority {rule[0]!r}: expected a non-negative integer "
+                    f"other than 10, 20, 30, 40 and 50 (the store's own lines)"
+                )
+            if rule[-1] not in ("allow", "deny"):
+                raise ValueError(f"{at}: invalid effect {rule[-1]!r}: expected allow or deny")
+            lines.append(rule)
+        elif ptype in model.model.get("g", {}):
+            want = model.model["g"][ptype].value.count("_")
+            if len(rule) != want:
+                raise ValueError(
+                    f"{at}: a {ptype} line has {want} fields; got {len(rule)}: {line!r}"
+                )
+            links.setdefault(ptype, []).append(rule)
+        else:
+            known = ["p", *model.model.get("g", {})]
+            raise ValueError(
+                f"{at}: unknown line type {ptype!r}: expected one of {', '.join(known)} "
+                "(p2 lines belong to the store)"
+            )
+    return Policies(model, lines, links, where)
 
 
 @dataclass

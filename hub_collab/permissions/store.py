@@ -4,9 +4,15 @@ Use :class:`PermissionStore`. It keeps every permission as Casbin policy
 lines in the service's database (through casbin_sqlalchemy_adapter, in a
 table of its own) and a compiled in-memory copy: per notebook, :class:`Perms`
 for the notebook, its default cell mode/ACL and each cell, plus a cache of
-:class:`Access` objects per identity. Checks (``store.access(identity,
-nb).can(...)``) never scan policy lines; :meth:`PermissionStore.enforce` is
-the plain Casbin decision, kept for tests and benchmarks that compare both.
+:class:`Access` objects per identity.
+
+Casbin decides: :meth:`PermissionStore.access` asks the model in ``policies/``
+(through :class:`~.decide.CasbinDecider`, which evaluates the model's matcher
+and effect over each object's own lines plus the global lines of
+``policy.csv``) for the identity's bits on the notebook and every cell, and
+caches the :class:`Access` until the notebook's permissions change; checks
+(``access.can(...)``) only read it. :meth:`PermissionStore.enforce` is the
+plain ``casbin.Enforcer.enforce`` over every line, for tests and benchmarks.
 
 Writes go to the database first (one transaction per change), then update
 the compiled copy, bump the notebook's :meth:`~PermissionStore.generation`
@@ -28,16 +34,21 @@ from typing import Any
 import casbin
 import sqlalchemy as sa
 
-from .access import Access, Identity, compute_access
+from .access import Access, Identity
 from .casbin_backend import (
     NOTEBOOK_OBJ,
+    POLICY_TEXT,
     NotebookPerms,
+    Policies,
     RuleAdapter,
+    _policy_lines,
     compile_lines,
     load_model,
+    load_policies,
     object_lines,
     policy_lines,
 )
+from .decide import CasbinDecider
 from .posix import AclEntry, PermissionSyntaxError, Perms, format_mode, parse_acl
 
 log = logging.getLogger("hub_collab.permissions")
@@ -104,11 +115,15 @@ class PermissionStore:
     """Owns persisted permissions.
 
     Casbin (casbin_sqlalchemy_adapter over the service's SQLAlchemy URL, its
-    own table) is the storage and decision engine; an in-memory compiled cache
-    makes checks O(1). Call :meth:`start` before anything else and
-    :meth:`stop` at shutdown (or use ``with PermissionStore(...) as store``).
-    Methods are synchronous and thread-safe; writes take a few milliseconds
-    (one database transaction).
+    own table) is the storage and decision engine; the :class:`Access` it
+    decides is cached per identity and notebook, so checks are O(1). The model
+    and global lines come from ``policies_dir`` (``model.conf``,
+    ``policy.csv``; default: the repository's ``policies/`` or the same text
+    built in); ``model_path`` names a model file alone (with the built-in
+    global lines, or the ``policy.csv`` beside it). Call :meth:`start` before
+    anything else and :meth:`stop` at shutdown (or use ``with
+    PermissionStore(...) as store``). Methods are synchronous and
+    thread-safe; writes take a few milliseconds (one database transaction).
     """
 
     def __init__(
@@ -118,9 +133,11 @@ class PermissionStore:
         engine: sa.Engine | None = None,
         *,
         table: str = "collab_permission_rules",
+        policies_dir: str | Path | None = None,
     ) -> None:
         self.db_url = db_url
         self.model_path = model_path
+        self.policies_dir = policies_dir
         self.table = table
         self._engine = engine
         self._own_engine = engine is None
@@ -128,6 +145,8 @@ class PermissionStore:
         self._started = False
         self._adapter: RuleAdapter | None = None
         self._enforcer: casbin.Enforcer | None = None
+        self._decider: CasbinDecider | None = None
+        self._policies: Policies | None = None
         self._model_template: Any = None
         self._notebooks: dict[str, NotebookPerms] = {}
         self._generation: dict[str, int] = {}
@@ -136,8 +155,11 @@ class PermissionStore:
         # Notebooks whose lines in the enforcer's in-memory model are stale;
         # synced lazily by enforce(), the only reader of that model.
         self._casbin_dirty: set[str] = set()
-        # Hub groups currently fed to the enforcer as g lines, per subject.
+        # g links this store added to the role manager, per subject (Hub groups
+        # and role:admin from the identity); policy.csv's own links are not here.
         self._fed_groups: dict[str, frozenset[str]] = {}
+        # g2 links (notebook facts: owner, group) this store added, per notebook.
+        self._fed_notebooks: dict[str, frozenset[str]] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -150,14 +172,16 @@ class PermissionStore:
                 self._engine = sa.create_engine(engine_url(self.db_url))
             try:
                 self._adapter = RuleAdapter(self._engine, self.table)
-                self._model_template = load_model(self.model_path)
+                self._policies = self._load_policies()
+                self._model_template = self._policies.model
                 self._enforcer = casbin.Enforcer(copy.deepcopy(self._model_template), self._adapter)
+                # We persist through RuleAdapter.replace; g lines stay in memory.
+                self._enforcer.enable_auto_save(False)
+                self._decider = self._make_decider(self._enforcer, self._policies)
+                self._after_load()
             except Exception:
                 self.stop()
                 raise
-            # We persist through RuleAdapter.replace; g lines stay in memory.
-            self._enforcer.enable_auto_save(False)
-            self._notebooks = compile_lines(self._enforcer.get_named_policy("p2"))
             self._started = True
 
     def stop(self) -> None:
@@ -167,6 +191,7 @@ class PermissionStore:
             self._access.clear()
             self._notebooks = {}
             self._enforcer = None
+            self._decider = None
             self._adapter = None
             if self._own_engine and self._engine is not None:
                 self._engine.dispose()
@@ -188,6 +213,125 @@ class PermissionStore:
         if not self._started or self._adapter is None:
             raise RuntimeError("PermissionStore is not started: call start() first")
         return self._adapter
+
+    # -- the policy -----------------------------------------------------------
+
+    def _load_policies(self) -> Policies:
+        if self.policies_dir is not None or self.model_path is None:
+            return load_policies(self.policies_dir)
+        model_path = Path(self.model_path)
+        beside = model_path.parent / "policy.csv"
+        if beside.is_file():
+            return _policy_lines(
+                load_model(model_path), beside.read_text().splitlines(), str(beside)
+            )
+        return _policy_lines(
+            load_model(model_path), POLICY_TEXT.splitlines(), "the built-in policy"
+        )
+
+    def _after_load(self) -> None:
+        """After the enforcer (re)loaded every stored line: index, global lines, facts."""
+        enforcer, decider, pol = self._enforcer, self._decider, self._policies
+        assert enforcer is not None and decider is not None and pol is not None
+        decider.clear()
+        by_nb: dict[str, list[list[str]]] = {}
+        for rule in enforcer.get_policy():
+            by_nb.setdefault(rule[1], []).append(rule)
+        for nb, lines in by_nb.items():
+            decider.set_notebook(nb, lines)
+        # Global lines and policy.csv's role links live in the enforcer's memory
+        # only (load_policy drops them), so the plain enforce() sees them too.
+        model = enforcer.get_model()
+        if pol.lines:
+            model.add_policies("p", "p", [list(r) for r in pol.lines])
+        model.sort_policies_by_priority()
+        for ptype, links in pol.links.items():
+            enforcer.add_named_grouping_policies(ptype, [list(r) for r in links])
+        self._fed_groups.clear()
+        self._fed_notebooks.clear()
+        decider.refresh_functions()
+        self._notebooks = compile_lines(enforcer.get_named_policy("p2"))
+        for nb, st in self._notebooks.items():
+            self._feed_notebook(nb, st.perms)
+
+    @staticmethod
+    def _make_decider(enforcer: casbin.Enforcer, pol: Policies) -> CasbinDecider:
+        """The decider, its matcher compiled and tried once: a broken one fails at start."""
+        try:
+            decider = CasbinDecider(enforcer)
+            decider.set_global(pol.lines)
+            decider.check()
+        except Exception as exc:
+            raise ValueError(
+                f"Casbin model/policy ({pol.where}): the matcher cannot be evaluated: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return decider
+
+    def _sync_links(
+        self, ptype: str, sub: str, fed: dict[str, frozenset[str]], wanted: set[str]
+    ) -> None:
+        """Make the links of ``sub`` that this store fed equal ``wanted`` (never persisted)."""
+        enforcer = self._enforcer
+        assert enforcer is not None
+        had = fed.get(sub, frozenset())
+        stale = [[sub, r] for r in had - wanted]
+        # a link policy.csv already has is not ours to add, nor later to remove
+        missing = [
+            [sub, r] for r in wanted - had if not enforcer.has_named_grouping_policy(ptype, sub, r)
+        ]
+        if stale:
+            enforcer.remove_named_grouping_policies(ptype, stale)
+        if missing:
+            enforcer.add_named_grouping_policies(ptype, missing)
+        now = (had & wanted) | {r for _, r in missing}
+        if now:
+            fed[sub] = frozenset(now)
+        else:
+            fed.pop(sub, None)
+
+    def _feed_identity(self, identity: Identity) -> str:
+        """Feed ``identity``'s Hub groups (and admin role) as g links; returns its subject."""
+        sub = "u:" + identity.name
+        wanted = {"g:" + g for g in identity.groups}
+        if identity.admin:
+            wanted.add("role:admin")
+        if self._fed_groups.get(sub, frozenset()) != wanted:
+            self._sync_links("g", sub, self._fed_groups, wanted)
+        return sub
+
+    def _feed_notebook(self, nb: str, perms: Perms | None) -> None:
+        """Feed a notebook's owner and group as g2 links, if the model has ``g2``."""
+        enforcer = self._enforcer
+        assert enforcer is not None
+        if "g2" not in enforcer.rm_map:
+            return
+        wanted = set()
+        if perms is not None:
+            wanted.add("u:" + perms.owner)
+            if perms.group:
+                wanted.add("g:" + perms.group)
+        self._sync_links("g2", nb, self._fed_notebooks, wanted)
+
+    def _decide(self, identity: Identity, nb: str, st: NotebookPerms) -> Access:
+        """Casbin's decision on the notebook and every cell (lock held)."""
+        decider = self._decider
+        assert decider is not None
+        sub = self._feed_identity(identity)
+        bits = decider.bits
+        nb_bits = bits(sub, nb, NOTEBOOK_OBJ)
+        cell_bits = {cid: bits(sub, nb, cid) for cid in st.cells}
+        name = identity.name
+        owned = frozenset(cid for cid, p in st.cells.items() if p.owner == name)
+        return Access(
+            identity,
+            nb_bits,
+            cell_bits,
+            name == st.perms.owner,
+            st.perms.sticky,
+            owned,
+            st.perms.owner,
+        )
 
     # -- reading --------------------------------------------------------------
 
@@ -230,22 +374,23 @@ class PermissionStore:
         return self._generation.get(nb, 0)
 
     def access(self, identity: Identity, nb: str) -> Access:
-        """``identity``'s rights on ``nb``, cached until the permissions change."""
+        """``identity``'s rights on ``nb`` as Casbin decides them, cached until they change.
+
+        The cache key is the identity (name, groups, admin flag) and the notebook;
+        every change of the notebook's permissions drops or recomputes it.
+        """
         cache = self._access.get(nb)
         if cache is not None:
             acc = cache.get(identity)
             if acc is not None:
                 return acc
-        st = self._state(nb)
-        gen = self._generation.get(nb, 0)
-        # st.cells is replaced, never mutated, so this snapshot is consistent.
-        acc = compute_access(identity, st.perms, st.cells)
         with self._lock:
-            if self._generation.get(nb, 0) == gen and self._notebooks.get(nb) is st:
-                cache = self._access.setdefault(nb, {})
-                if len(cache) >= _MAX_CACHED:
-                    cache.clear()
-                cache[identity] = acc
+            st = self._state(nb)
+            acc = self._decide(identity, nb, st)
+            cache = self._access.setdefault(nb, {})
+            if len(cache) >= _MAX_CACHED:
+                cache.clear()
+            cache[identity] = acc
         return acc
 
     # -- writing --------------------------------------------------------------
@@ -271,12 +416,15 @@ class PermissionStore:
         cell: Perms | None = None,
         *,
         notebook: Perms | None = None,
+        old_notebook: Perms | None = None,
     ) -> None:
         """Bump the generation and refresh cached Access objects (lock held).
 
-        Cached Access objects are patched rather than dropped when one cell
-        changed (``cell_id``) or the notebook's permissions changed but not
-        its owner (``notebook``); otherwise they are dropped.
+        The decider's lines must already be up to date. Cached Access objects are
+        patched -- the changed object's bits asked of Casbin again -- when one cell
+        changed (``cell_id``) or the notebook's permissions changed but not its
+        owner or group (the facts fed as ``g2``, which cell decisions may read);
+        otherwise they are dropped.
         """
         self._generation[nb] = self._generation.get(nb, 0) + 1
         self._casbin_dirty.add(nb)
@@ -286,11 +434,29 @@ class PermissionStore:
         self._access.pop(nb)
         if nb not in self._notebooks:
             return
+        decider = self._decider
+        assert decider is not None
         if cell_id is not None:
-            self._access[nb] = {i: a.with_cell(cell_id, cell) for i, a in cache.items()}
-        elif notebook is not None:
-            patched = {i: a.with_notebook(notebook) for i, a in cache.items()}
-            self._access[nb] = {i: a for i, a in patched.items() if a is not None}
+            patched: dict[Identity, Access | None] = {
+                i: a.with_cell(
+                    cell_id,
+                    cell,
+                    None if cell is None else decider.bits(self._feed_identity(i), nb, cell_id),
+                )
+                for i, a in cache.items()
+            }
+        elif (
+            notebook is not None
+            and old_notebook is not None
+            and (notebook.owner, notebook.group) == (old_notebook.owner, old_notebook.group)
+        ):
+            patched = {
+                i: a.with_notebook(notebook, decider.bits(self._feed_identity(i), nb, NOTEBOOK_OBJ))
+                for i, a in cache.items()
+            }
+        else:
+            return
+        self._access[nb] = {i: a for i, a in patched.items() if a is not None}
 
     def create_notebook(
         self,
@@ -322,6 +488,9 @@ class PermissionStore:
             except FileExistsError:
                 raise ObjectExists(f"notebook {nb!r} already has permissions") from None
             self._notebooks[nb] = st
+            assert self._decider is not None
+            self._decider.set_notebook(nb, p)
+            self._feed_notebook(nb, st.perms)
             self._changed(nb)
         self._notify(nb)
 
@@ -332,6 +501,9 @@ class PermissionStore:
         with self._lock:
             adapter.replace(nb, None, [])
             self._notebooks.pop(nb, None)
+            assert self._decider is not None
+            self._decider.drop_notebook(nb)
+            self._feed_notebook(nb, None)
             self._changed(nb)
         self._notify(nb)
 
@@ -361,7 +533,10 @@ class PermissionStore:
             p, p2 = object_lines(nb, NOTEBOOK_OBJ, perms, (new.default_mode, new.default_acl))
             adapter.replace(nb, NOTEBOOK_OBJ, [("p", r) for r in p] + [("p2", r) for r in p2])
             self._notebooks[nb] = new
-            self._changed(nb, notebook=perms)
+            assert self._decider is not None
+            self._decider.set_object(nb, NOTEBOOK_OBJ, p)
+            self._feed_notebook(nb, perms)
+            self._changed(nb, notebook=perms, old_notebook=old.perms)
         self._notify(nb)
         return _notebook_json(old), _notebook_json(new)
 
@@ -414,6 +589,8 @@ class PermissionStore:
             ) from None
         st = self._notebooks[nb]
         st.cells = {**st.cells, cell_id: perms}
+        assert self._decider is not None
+        self._decider.set_object(nb, cell_id, p)
         self._changed(nb, cell_id, perms)
 
     def delete_cell(self, nb: str, cell_id: str) -> None:
@@ -424,6 +601,8 @@ class PermissionStore:
             adapter.replace(nb, cell_id, [])
             st = self._notebooks[nb]
             st.cells = {c: p for c, p in st.cells.items() if c != cell_id}
+            assert self._decider is not None
+            self._decider.set_object(nb, cell_id, [])
             self._changed(nb, cell_id, None)
         self._notify(nb)
 
@@ -436,20 +615,26 @@ class PermissionStore:
         generation and their listeners are called.
         """
         adapter = self._require_started()
-        assert self._enforcer is not None
+        assert self._enforcer is not None and self._decider is not None
         changed: list[str] = []
         with self._lock:
             if nb is None:
+                previous = self._notebooks
                 self._enforcer.load_policy()
-                self._fed_groups.clear()
                 self._casbin_dirty.clear()
-                fresh = compile_lines(self._enforcer.get_named_policy("p2"))
+                self._after_load()
+                fresh = self._notebooks
+                self._notebooks = previous
                 names = set(fresh) | set(self._notebooks)
             else:
                 _check_id(nb, "notebook id")
                 scratch = copy.deepcopy(self._model_template)
                 adapter.load_notebook(scratch, nb)
                 fresh = compile_lines(scratch.get_policy("p", "p2"))
+                if fresh.get(nb) != self._notebooks.get(nb):
+                    self._decider.set_notebook(nb, scratch.get_policy("p", "p"))
+                    st_new = fresh.get(nb)
+                    self._feed_notebook(nb, None if st_new is None else st_new.perms)
                 names = {nb}
             for name in sorted(names):
                 old, new = self._notebooks.get(name), fresh.get(name)
@@ -472,33 +657,22 @@ class PermissionStore:
     def enforce(self, identity: Identity, nb: str, cell_id: str | None, bit: str) -> bool:
         """The Casbin decision for one bit (``"r"``, ``"w"`` or ``"x"``).
 
-        ``casbin.Enforcer.enforce`` scans the policy lines; this is for tests
-        and benchmarks, never for request handling. The two overrides live
-        here, around the model: admins get every bit, and the notebook's owner
-        gets ``r`` on every cell.
+        ``casbin.Enforcer.enforce`` over every policy line of every notebook
+        (and the global lines); this is for tests and benchmarks, never for
+        request handling, which asks :meth:`access`. The identity's groups and
+        admin flag are fed as ``g`` links first, as for :meth:`access`.
         """
         self._require_started()
         if bit not in _BITS:
             raise ValueError(f"invalid permission bit {bit!r}: expected 'r', 'w' or 'x'")
         _check_id(nb, "notebook id")
         obj = NOTEBOOK_OBJ if cell_id is None else _check_id(cell_id, "cell id")
-        if identity.admin:
-            return True
-        st = self._notebooks.get(nb)
-        if (
-            cell_id is not None
-            and bit == "r"
-            and st is not None
-            and st.perms.owner == identity.name
-        ):
-            return True
         enforcer = self._enforcer
         assert enforcer is not None
-        sub = "u:" + identity.name
         # One lock for writes and the enforcer's model: enforce is slow and rare.
         with self._lock:
             self._sync_casbin(enforcer)
-            self._feed_groups(enforcer, sub, identity.groups)
+            sub = self._feed_identity(identity)
             return bool(enforcer.enforce(sub, nb, obj, bit))
 
     def _sync_casbin(self, enforcer: casbin.Enforcer) -> None:
@@ -516,17 +690,3 @@ class PermissionStore:
                 model.add_policies("p", "p", p)
                 model.add_policies("p", "p2", p2)
         model.sort_policies_by_priority()
-
-    def _feed_groups(self, enforcer: casbin.Enforcer, sub: str, groups: frozenset[str]) -> None:
-        """Make the in-memory g lines of ``sub`` match ``groups`` (never persisted)."""
-        if self._fed_groups.get(sub) == groups:
-            return
-        current = set(enforcer.get_roles_for_user(sub))
-        wanted = {"g:" + g for g in groups}
-        stale = [[sub, r] for r in current - wanted]
-        missing = [[sub, r] for r in wanted - current]
-        if stale:
-            enforcer.remove_named_grouping_policies("g", stale)
-        if missing:
-            enforcer.add_named_grouping_policies("g", missing)
-        self._fed_groups[sub] = groups
