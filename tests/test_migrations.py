@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fixtures.make_release_db import EXPECTED, read_back
@@ -252,7 +253,7 @@ def test_an_older_revision_is_refused_and_upgraded(db_url: str, tmp_path: Path, 
     engine = make_engine(db_url)
     try:
         with schema.migration_lock(engine) as conn:
-            schema.command.upgrade(schema.alembic_config(connection=conn), "0001")
+            command.upgrade(schema.alembic_config(connection=conn), "0001")
         with pytest.raises(schema.SchemaTooOld) as info:
             schema.ensure_schema(engine)
         assert str(info.value) == (
