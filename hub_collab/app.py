@@ -60,6 +60,7 @@ from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
 from .permissions.store import PermissionStore
 from .replication import Replicator
+from .schema import SchemaError, ensure_schema, head_revision
 from .store import Store, UpdateLog, make_engine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,6 +83,7 @@ class HubCollab(Application):
 
     subcommands = {
         "demo": ("hub_collab.demo.DemoApp", "Start a JupyterHub with hub-collab, demo users and groups."),
+        "upgrade-db": ("hub_collab.upgradedb.UpgradeDB", "Upgrade the database's schema to this version's (back it up first)."),
     }
 
     aliases = {
@@ -432,6 +434,7 @@ class HubCollab(Application):
 
     def init_store(self) -> None:
         self.engine = make_engine(self.db_url)
+        self.init_schema()
         self.store = Store(self.engine)
         self.store.start()
         self.permissions = PermissionStore(
@@ -448,6 +451,20 @@ class HubCollab(Application):
             checkpoint_every=self.checkpoint_every,
             idle_unload_seconds=self.idle_unload_seconds,
         )
+
+    def init_schema(self) -> None:
+        """Create the schema in an empty database; refuse to start on an older or newer one.
+
+        Replicas starting together take turns (:func:`~hub_collab.schema.migration_lock`).
+        An older schema is never upgraded here: an operator runs ``hub-collab upgrade-db``.
+        """
+        try:
+            done = ensure_schema(self.engine)
+        except SchemaError as exc:
+            self.log.critical("%s", exc)
+            self.exit(1)
+        if done == "created":
+            self.log.info("created the database schema (revision %s)", head_revision())
 
     def init_chat(self) -> None:
         self.chat = ChatService(

@@ -36,12 +36,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .commands import CommandContext, CommandRegistry
 from .errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, TooLarge
 from .permissions.access import Access, Identity, check_action
+from .schema import chat_messages, ensure_schema
 from .types import EventRelay, JSONDict
 
 if TYPE_CHECKING:
@@ -60,31 +60,6 @@ MAX_PAGE_SIZE = 500
 #: At most this many distinct ``@mentions`` and ``#cell`` references are kept per message.
 MAX_MENTIONS = 20
 MAX_REFS = 50
-
-chat_metadata = sa.MetaData()
-
-chat_messages = sa.Table(
-    "collab_chat",
-    chat_metadata,
-    sa.Column(
-        "id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
-    sa.Column("notebook_id", sa.String(64), nullable=False),
-    sa.Column("author", sa.String(255), nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("edited_at", sa.Float, nullable=True),
-    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
-    sa.Column("deleted_by", sa.String(255), nullable=True),
-    sa.Column("mentions", sa.Text, nullable=False, default="[]"),
-    sa.Column("refs", sa.Text, nullable=False, default="[]"),
-    sa.Index("ix_collab_chat_notebook_id_id", "notebook_id", "id"),
-    # ids are never reused, even after the newest row of a deleted notebook is purged
-    sqlite_autoincrement=True,
-)
 
 # ``@name``: Hub user names (also e-mail-like ones); not inside a word or an address.
 MENTION_RE = re.compile(r"(?<![\w@])@([A-Za-z0-9_][A-Za-z0-9._@+-]{0,127})")
@@ -324,7 +299,7 @@ class ChatService:
             raise RuntimeError(
                 "ChatService.start() called twice; create one ChatService per application"
             )
-        chat_metadata.create_all(self.engine)
+        ensure_schema(self.engine)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="collab-chat")
 
     def stop(self) -> None:

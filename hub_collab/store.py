@@ -28,56 +28,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from .schema import audit, doc_checkpoints, doc_updates, ensure_schema, notebooks
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("hub_collab.store")
-
-metadata = sa.MetaData()
-
-notebooks = sa.Table(
-    "collab_notebooks",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("name", sa.String(255), nullable=False),
-    sa.Column("created_by", sa.String(255), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("epoch", sa.String(64), nullable=False),
-    sa.Column("settings", sa.Text, nullable=False, default="{}"),
-)
-
-doc_updates = sa.Table(
-    "collab_doc_updates",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("notebook_id", sa.String(64), nullable=False, index=True),
-    sa.Column("doc", sa.String(80), nullable=False),
-    sa.Column("data", sa.LargeBinary, nullable=False),
-    sqlite_autoincrement=True,  # never reuse the id of a row a checkpoint deleted
-)
-
-doc_checkpoints = sa.Table(
-    "collab_doc_checkpoints",
-    metadata,
-    sa.Column("notebook_id", sa.String(64), primary_key=True),
-    sa.Column("doc", sa.String(80), primary_key=True),
-    sa.Column("upto", sa.BigInteger, nullable=False),
-    sa.Column("data", sa.LargeBinary, nullable=False),
-)
-
-audit = sa.Table(
-    "collab_audit",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("notebook_id", sa.String(64), nullable=False, index=True),
-    sa.Column("at", sa.Float, nullable=False),
-    sa.Column("actor", sa.String(255), nullable=False),
-    sa.Column("action", sa.String(64), nullable=False),
-    sa.Column("target", sa.String(128), nullable=False, default=""),
-    sa.Column("detail", sa.Text, nullable=False, default="{}"),
-    sqlite_autoincrement=True,
-)
-
 
 _INSERT_UPDATE = doc_updates.insert()
 
@@ -142,7 +96,8 @@ class Store:
         self.engine = engine
 
     def start(self) -> None:
-        metadata.create_all(self.engine)
+        """Check the schema (created on an empty database; see :func:`~hub_collab.schema.ensure_schema`)."""
+        ensure_schema(self.engine)
 
     def stop(self) -> None:
         self.engine.dispose()

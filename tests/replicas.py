@@ -99,11 +99,20 @@ class Replica(CollabService):
         return env
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process and return at once (several replicas start at the same moment)."""
         from hubfixtures import Process
 
         self.process = Process("hub-collab-" + self.name, self.argv(), env=self.env(), cwd=self.data_dir, log_path=self.log_path)
         self.process.start()
+
+    def wait_ready(self) -> None:
+        """Wait until ``api/health`` answers 200; stop the process if it never does."""
         process = self.process
+        assert process is not None, "launch() first"
 
         def ready() -> bool:
             process.check_alive()

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from hub_collab import schema
 from hub_collab.permissions import (
     Identity,
     InvalidId,
@@ -61,10 +62,11 @@ def db_url(
         return
     url: str = request.getfixturevalue("pg_server")
     yield url
-    # each test starts from an empty table
+    # each test starts from an empty database (the tables and their schema revision)
     eng = sa.create_engine(engine_url(url))
     with eng.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS collab_permission_rules"))
+        schema.metadata.drop_all(conn)
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {schema.VERSION_TABLE}"))
     eng.dispose()
 
 

@@ -41,8 +41,11 @@ def cluster(hub, collab, tmp_path_factory):
         for name, port in (("r1", None), ("r2", hub.collab_port), ("r3", None))
     ]
     try:
+        # all at once on the new database, as a Deployment starts them
         for r in replicas:
-            r.start()
+            r.launch()
+        for r in replicas:
+            r.wait_ready()
         yield {"replicas": replicas, "redis": redis_server, "db": db, "prefix": prefix}
     finally:
         for r in replicas:

@@ -37,6 +37,7 @@ from casbin_sqlalchemy_adapter import Adapter
 from casbin_sqlalchemy_adapter.adapter import CasbinRule
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from ..schema import ensure_schema, permission_rules, permission_rules_table
 from .posix import STICKY, AclEntry, Perms, W, X, format_bits, parse_bits
 
 log = logging.getLogger("hub_collab.permissions")
@@ -360,7 +361,11 @@ _rule_classes_lock = threading.Lock()
 
 
 def rule_class(table: str) -> type[Any]:
-    """A mapped class for a casbin_rule-shaped table named ``table``."""
+    """A mapped class for a casbin_rule-shaped table named ``table``.
+
+    The service's table is :data:`hub_collab.schema.permission_rules`; another name
+    (tests, benchmarks) gets a table of its own, outside the migrations.
+    """
     if not _TABLE_RE.match(table):
         raise ValueError(
             f"invalid table name {table!r}: expected [A-Za-z_][A-Za-z0-9_]*, at most 63"
@@ -373,14 +378,11 @@ def rule_class(table: str) -> type[Any]:
                 pass
 
             attrs: dict[str, Any] = {
-                "__tablename__": table,
-                "__table_args__": (sa.Index(f"ix_{table}_nb_obj", "v1", "v2"),),
-                "id": sa.Column(sa.Integer, primary_key=True),
-                "ptype": sa.Column(sa.String(255)),
+                "__table__": permission_rules
+                if table == permission_rules.name
+                else permission_rules_table(sa.MetaData(), table),
                 "__str__": CasbinRule.__str__,
             }
-            for i in range(6):
-                attrs[f"v{i}"] = sa.Column(sa.String(255))
             cls = type(f"PermissionRule_{table}", (_Base,), attrs)
             _rule_classes[table] = cls
     return cls
@@ -406,7 +408,10 @@ class RuleAdapter(Adapter):  # type: ignore[misc]
         super().__init__(engine, create_all_models=False)
         self._db_class = rule_class(table)
         self._table = table
-        self._db_class.metadata.create_all(engine)
+        if table == permission_rules.name:
+            ensure_schema(engine)
+        else:
+            self._db_class.__table__.create(engine, checkfirst=True)
 
     def _session(self) -> AbstractContextManager[Session]:
         return self._session_scope()  # type: ignore[no-any-return]

@@ -1,0 +1,352 @@
+"""One schema, migrated by Alembic: the start-up check, ``hub-collab upgrade-db``, and
+replicas starting together.
+
+Real SQLite files and real PostgreSQL databases (each test makes its own), real
+``hub-collab`` processes where the behaviour is the process's (refusing to start,
+the upgrade command, replicas racing on an empty database).
+
+- ``release-0.sqlite`` (``tests/fixtures/make_release_db.py`` says how it was made) was
+  written by the last release without migrations; upgraded, every notebook, update,
+  checkpoint, chat message, permission and audit entry reads back as that release read
+  it (``release-0.json``). On PostgreSQL the same rows are loaded into the release's
+  own schema first (``tests/fixtures/release_schema.py``).
+- after the migrations, Alembic's autogenerate comparison finds nothing between the
+  database and :data:`hub_collab.schema.metadata`: a model change without a revision
+  fails here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from fixtures.make_release_db import EXPECTED, read_back
+from fixtures.release_schema import RELEASE_DB, load_release_db
+from hubfixtures import clean_env, free_port
+from replicas import PostgresDatabase, Replica, new_prefix
+
+from hub_collab import schema
+from hub_collab.chat import ChatService
+from hub_collab.documents.rooms import RoomManager
+from hub_collab.permissions.store import PermissionStore
+from hub_collab.store import Store, UpdateLog, make_engine
+
+UPGRADE = "`hub-collab upgrade-db`"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of this test's own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hub-collab.sqlite'}"
+        return
+    db = PostgresDatabase()
+    db.create()
+    try:
+        yield db.url
+    finally:
+        db.drop()
+
+
+def service_env() -> dict[str, str]:
+    # enough to get past the Hub settings: these tests stop before anything talks to a Hub
+    return clean_env(JUPYTERHUB_API_TOKEN="unused", JUPYTERHUB_API_URL="http://127.0.0.1:9/hub/api")
+
+
+def hub_collab(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub_collab", *args],
+        env=service_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def refused(url: str, tmp_path: Path) -> str:
+    """Start the real service on ``url``; it must exit 1 at once. Returns its stderr."""
+    run = hub_collab("--data-dir", str(tmp_path), f"--db-url={url}", f"--port={free_port()}", cwd=tmp_path)
+    assert run.returncode == 1, (run.returncode, run.stderr[-2000:])
+    assert "Traceback" not in run.stderr, run.stderr
+    return run.stderr
+
+
+def where(url: str) -> str:
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def differences(url: str) -> list[Any]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "version_table": schema.VERSION_TABLE}
+            )
+            return list(compare_metadata(context, schema.metadata))
+    finally:
+        engine.dispose()
+
+
+def revision(url: str) -> object:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return schema.database_revision(conn)
+    finally:
+        engine.dispose()
+
+
+# -- the migrations are the models ------------------------------------------------------
+
+
+def test_migrations_match_the_models(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        assert schema.ensure_schema(engine) == "created"
+        assert schema.ensure_schema(engine) == "current"
+    finally:
+        engine.dispose()
+    assert revision(db_url) == schema.head_revision()
+    assert differences(db_url) == [], "the models changed without a migration (see hub_collab/schema.py)"
+    # and the tables are the ones the release before migrations made
+    assert set(sa.inspect(make_engine(db_url)).get_table_names()) == schema.FIRST_TABLES | {schema.VERSION_TABLE}
+
+
+# -- a database made by the release before migrations -------------------------------------
+
+
+async def read_release_data(url: str) -> dict[str, Any]:
+    """What the service's classes read from ``url``; then check they can write to it too."""
+    engine = make_engine(url)
+    store = Store(engine)
+    store.start()
+    permissions = PermissionStore(url, engine=engine)
+    permissions.start()
+    log = UpdateLog(store)
+    rooms = RoomManager(store, log, permissions)
+    chat = ChatService(engine, rooms=rooms, permissions=permissions, store=store)
+    log.start()
+    rooms.start()
+    chat.start()
+    try:
+        data = await read_back(store, rooms, permissions, chat)
+        nb = next(iter(data["notebooks"]))
+        last_audit = max(a["id"] for n in data["notebooks"].values() for a in n["audit"])
+        store.add_audit(nb, "admin", "check", "notebook")
+        assert store.list_audit(nb, limit=1)[0]["id"] > last_audit, "ids continue after the old ones"
+        last_chat = max(m["id"] for n in data["notebooks"].values() for m in n["chat"]["messages"])
+        new_id = chat.insert({"notebook": nb, "author": "admin", "text": "after the upgrade", "created_at": 1.0})
+        assert new_id > last_chat
+        permissions.create_notebook("afterupgrade", "admin")
+        assert permissions.notebook("afterupgrade").owner == "admin"
+        return data
+    finally:
+        chat.stop()
+        await rooms.stop()
+        await log.stop()
+        permissions.stop()
+        store.stop()
+
+
+def release_db(db_url: str, tmp_path: Path) -> None:
+    if db_url.startswith("sqlite"):
+        shutil.copy(RELEASE_DB, sa.make_url(db_url).database or "")
+    else:
+        load_release_db(db_url)
+
+
+def test_a_release_database_is_refused_then_upgraded_and_keeps_everything(db_url: str, tmp_path: Path) -> None:
+    release_db(db_url, tmp_path)
+    assert revision(db_url) is schema.UNVERSIONED
+    stderr = refused(db_url, tmp_path)
+    assert (
+        f"CRITICAL | the database {where(db_url)} was made by a hub-collab release before schema"
+        f" migrations; back it up, then run {UPGRADE}\n"
+    ) in stderr
+
+    run = hub_collab("upgrade-db", f"--db-url={db_url}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    if db_url.startswith("sqlite"):
+        assert lines[0].startswith(f"backed up {where(db_url)} to {sa.make_url(db_url).database}.")
+        assert len(list(tmp_path.glob("hub-collab.sqlite.*.bak"))) == 1
+        lines = lines[1:]
+    assert lines == [
+        f"{where(db_url)} was made before schema migrations: stamped it as revision {schema.FIRST_REVISION}"
+        + ("" if schema.head_revision() == schema.FIRST_REVISION else f", then upgraded it to {schema.head_revision()}")
+    ]
+    assert revision(db_url) == schema.head_revision()
+    assert differences(db_url) == []
+
+    assert asyncio.run(read_release_data(db_url)) == json.loads(EXPECTED.read_text())
+
+    again = hub_collab("upgrade-db", f"--db-url={db_url}", cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout == (
+        f"{where(db_url)} is at schema revision {schema.head_revision()}: nothing to do\n"
+    )
+
+
+def test_upgrade_db_reads_the_services_settings(tmp_path: Path) -> None:
+    """``--data-dir``/``$HUB_COLLAB_DB_URL``/a config file choose the database, as for the service."""
+    data = tmp_path / "data"
+    data.mkdir()
+    run = hub_collab("upgrade-db", "--data-dir", str(data), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("created the schema (revision ") and (data / "hub-collab.sqlite").exists()
+    config = tmp_path / "hub_collab_config.py"
+    other = tmp_path / "other.sqlite"
+    config.write_text(f"c.HubCollab.db_url = 'sqlite:///{other}'\n")
+    run = hub_collab("upgrade-db", "-f", str(config), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"created the schema (revision {schema.head_revision()}) in the empty database sqlite:///{other}\n"
+
+
+# -- older and newer revisions ------------------------------------------------------------
+
+NEXT = '''"""A test's next release: one more column."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("collab_notebooks") as batch:
+        batch.add_column(sa.Column("archived", sa.Boolean(), nullable=False, server_default=sa.false()))
+
+
+def downgrade():
+    with op.batch_alter_table("collab_notebooks") as batch:
+        batch.drop_column("archived")
+'''
+
+
+@pytest.fixture
+def next_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This code as the next release would be: the migrations plus a revision 0002."""
+    migrations = tmp_path / "next-migrations"
+    shutil.copytree(schema.MIGRATIONS_DIR, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    (migrations / "versions" / "0002_archived.py").write_text(NEXT)
+    monkeypatch.setattr(schema, "MIGRATIONS_DIR", migrations)
+    schema._scripts.cache_clear()
+    yield
+    schema._scripts.cache_clear()
+
+
+def test_an_older_revision_is_refused_and_upgraded(db_url: str, tmp_path: Path, next_release: None) -> None:
+    engine = make_engine(db_url)
+    try:
+        with schema.migration_lock(engine) as conn:
+            command.upgrade(schema.alembic_config(connection=conn), "0001")
+        with pytest.raises(schema.SchemaTooOld) as info:
+            schema.ensure_schema(engine)
+        assert str(info.value) == (
+            f"the database {where(db_url)} is at schema revision 0001, older than this hub-collab's"
+            f" 0002; back it up, then run {UPGRADE}"
+        )
+        assert schema.upgrade_schema(engine) == ("0001", "0002")
+        assert schema.ensure_schema(engine) == "current"
+        assert "archived" in {c["name"] for c in sa.inspect(engine).get_columns("collab_notebooks")}
+    finally:
+        engine.dispose()
+
+
+def test_an_unknown_revision_is_refused(db_url: str, tmp_path: Path) -> None:
+    engine = make_engine(db_url)
+    try:
+        schema.ensure_schema(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {schema.VERSION_TABLE} SET version_num = 'f00d'"))
+    finally:
+        engine.dispose()
+    message = (
+        f"the database {where(db_url)} is at schema revision f00d, which this hub-collab"
+        f" (schema {schema.head_revision()}) does not know: a newer release upgraded it;"
+        " run that release or restore a backup"
+    )
+    assert f"CRITICAL | {message}\n" in refused(db_url, tmp_path)
+    run = hub_collab("upgrade-db", f"--db-url={db_url}", cwd=tmp_path)
+    assert run.returncode == 1 and f"CRITICAL | {message}\n" in run.stderr, run.stderr
+    assert not list(tmp_path.glob("*.bak")), "nothing to back up: nothing was changed"
+    assert revision(db_url) == "f00d"
+
+
+# -- replicas starting together ---------------------------------------------------------------
+
+
+class NoHub:
+    """What :class:`replicas.Replica` reads from a Hub; nothing listens there.
+
+    A replica comes up (``api/health`` answers 200, the database and Redis with it)
+    without a Hub: only logins need one.
+    """
+
+    def __init__(self) -> None:
+        self.collab_port = free_port()
+        self.url = "http://127.0.0.1:9/"
+        self.api_url = "http://127.0.0.1:9/hub/api"
+        self.collab_prefix = "/services/collab/"
+        self.collab_api_token = "unused"
+        self.oauth_callback_url = "http://127.0.0.1:9/services/collab/oauth_callback"
+
+
+def start_together(db_url: str, root: Path, round_: int) -> None:
+    hub: Any = NoHub()
+    prefix = new_prefix()
+    replicas = [
+        Replica(hub, root / f"round{round_}-{name}", name, db_url=db_url, redis_url="redis://127.0.0.1:6379/0",
+                prefix=prefix, cookie_secret="00" * 32)
+        for name in ("r1", "r2", "r3")
+    ]  # fmt: skip
+    try:
+        for r in replicas:
+            r.launch()
+        for r in replicas:
+            r.wait_ready()
+        for r in replicas:
+            health = r.health()
+            assert health["ok"] and health["database"] and health["replica"] == r.name, health
+    finally:
+        for r in replicas:
+            r.stop()
+    for r in replicas:
+        log = r.log_path.read_text()
+        assert "Traceback" not in log and "CRITICAL" not in log, log
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_replicas_started_together_all_come_up(backend: str, tmp_path: Path) -> None:
+    """Three replicas at the same moment on an empty database, four times; then on the current one."""
+    rounds = 4 if backend == "postgresql" else 2
+    for round_ in range(rounds):
+        if backend == "postgresql":
+            db = PostgresDatabase()
+            db.create()
+            url = db.url
+        else:
+            url = f"sqlite:///{tmp_path / f'round{round_}.sqlite'}"
+        try:
+            start_together(url, tmp_path, round_)
+            assert revision(url) == schema.head_revision()
+            if round_ == rounds - 1:
+                start_together(url, tmp_path, rounds)  # and once more, on the current database
+        finally:
+            if backend == "postgresql":
+                db.drop()
