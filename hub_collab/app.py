@@ -60,6 +60,7 @@ from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
 from .permissions.store import PermissionStore
 from .replication import Replicator
+from .services import Services
 from .schema import SchemaError, ensure_schema, head_revision
 from .store import Store, UpdateLog, make_engine
 
@@ -554,7 +555,7 @@ class HubCollab(Application):
         handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}))
         handlers.append((url_path_join(prefix, "api/.*"), api_base.NotFoundAPIHandler))
         self.tornado_settings = {
-            "collab": self,
+            "collab": _services(self),
             "hub_auth": self.hub_auth,
             "cookie_secret": self.cookie_secret,
             "login_url": self.hub_auth.login_url,
@@ -659,6 +660,11 @@ class HubCollab(Application):
         await stop.wait()
         self.log.info("shutting down")
         await self.stop_service()
+
+
+def _services(app: HubCollab) -> Services:
+    """The handlers' view of the application (mypy checks that HubCollab provides it)."""
+    return app
 
 
 def main(argv: list[str] | None = None) -> None:

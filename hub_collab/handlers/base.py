@@ -9,15 +9,13 @@ directory, never from the request.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyterhub.services.auth import HubOAuthenticated, UserNotAllowed
 from tornado import web
 
 from ..permissions.access import Identity
-
-if TYPE_CHECKING:
-    from ..app import HubCollab
+from ..services import Services
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -36,8 +34,9 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
         return self.settings["hub_auth"]
 
     @property
-    def collab(self) -> HubCollab:
-        app: HubCollab = self.settings["collab"]
+    def collab(self) -> Services:
+        """The application's services (:class:`~hub_collab.services.Services`)."""
+        app: Services = self.settings["collab"]
         return app
 
     def set_default_headers(self) -> None:

@@ -1,0 +1,52 @@
+"""What the HTTP handlers may use of the application: the :class:`Services` protocol.
+
+:class:`hub_collab.app.HubCollab` builds the services and the handlers; the
+handlers (``handlers/``, ``apihandlers/``) reach the services through this
+protocol only (``self.collab``), so they depend on the services and never on
+``app.py``: the import graph has no cycle, type-only imports included
+(``tests/test_architecture.py``). ``HubCollab`` is checked against it by mypy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from .bus.base import Bus
+    from .chat import ChatService
+    from .commands import Dispatcher
+    from .documents.rooms import RoomManager
+    from .kernels.manager import KernelService
+    from .lifecycle import NotebookLifecycle
+    from .permissions.access import Identity
+    from .permissions.store import PermissionStore
+    from .replication import Replicator
+    from .store import Store
+
+
+class Services(Protocol):
+    """The application's services and the settings the handlers read."""
+
+    base_url: str
+    max_message_size: int
+    max_request_bytes: int
+    allowed_origins: list[str]
+    replica_id: str
+    #: WebSocket sessions opened since start (tests and benchmarks read it)
+    sessions_opened: int
+
+    engine: Engine
+    store: Store
+    permissions: PermissionStore
+    rooms: RoomManager
+    kernels: KernelService
+    chat: ChatService
+    commands: Dispatcher
+    lifecycle: NotebookLifecycle
+    replicator: Replicator
+    bus: Bus
+
+    def identity_for(self, model: dict[str, Any]) -> Identity:
+        """The identity of a Hub user model (groups from the Hub's group directory)."""
