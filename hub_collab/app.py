@@ -60,8 +60,8 @@ from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
 from .permissions.store import PermissionStore
 from .replication import Replicator
-from .services import Services
 from .schema import SchemaError, ensure_schema, head_revision
+from .services import Services
 from .store import Store, UpdateLog, make_engine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
