@@ -15,11 +15,12 @@ route's methods declare one and that docs/rest.md shows it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.client import responses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from tornado import web
 
@@ -32,6 +33,8 @@ from ..permissions.access import Access, Identity, check_action
 from ..permissions.posix import PermissionSyntaxError
 
 log = logging.getLogger("hub_collab.api")
+
+T = TypeVar("T")
 
 HTTP_CODES = {
     400: "bad_request",
@@ -99,6 +102,10 @@ class APIHandler(BaseHandler):
         ident = self.identity
         assert ident is not None  # prepare() guarantees it
         return ident
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call (a database read or write) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -102,7 +102,7 @@ class NotebooksHandler(NotebookAPIHandler):
     async def get(self) -> None:
         me = self.me
         out = []
-        for record in self.collab.store.list_notebooks():
+        for record in await self.in_thread(self.collab.store.list_notebooks):
             access = self.collab.permissions.access(me, record.id)
             if access.can("open"):
                 perms = self.collab.permissions.notebook(record.id)
@@ -128,7 +128,7 @@ class NotebooksHandler(NotebookAPIHandler):
             mode=0o750 if mode is None else mode,
             default_cell_mode=0o775 if default_cell_mode is None else default_cell_mode,
         )
-        self.collab.store.add_audit(record.id, self.me.name, "create", "notebook", {"name": name})
+        await self.in_thread(self.collab.store.add_audit, record.id, self.me.name, "create", "notebook", {"name": name})
         self.set_header("Location", f"{self.collab.base_url}api/notebooks/{record.id}")
         room = await self.collab.rooms.get(record.id)
         self.write_json(self.notebook_model(room, room.compute_access_for(self.me)), status=201)
@@ -226,7 +226,7 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
         old_json, new_json = self.collab.permissions.set_notebook(
             room.id, new, default_cell_mode=new_default_mode, default_acl=new_default_acl
         )
-        self.collab.store.add_audit(room.id, self.me.name, "chmod", "notebook", {"old": old_json, "new": new_json})
+        await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", "notebook", {"old": old_json, "new": new_json})
         self.write_json(self.model(room.id))
 
 
@@ -267,7 +267,7 @@ class CellPermissionsHandler(NotebookAPIHandler):
             acl=perms.acl if acl is None else acl,
         )
         old_json, new_json = self.collab.permissions.set_cell(room.id, cid, new)
-        self.collab.store.add_audit(room.id, self.me.name, "chmod", f"cell:{cid}", {"old": old_json, "new": new_json})
+        await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", f"cell:{cid}", {"old": old_json, "new": new_json})
         self.write_json(self.collab.permissions.cell(room.id, cid).to_json())
 
 
@@ -283,7 +283,8 @@ class AuditHandler(NotebookAPIHandler):
             before = int(before_arg) if before_arg else None
         except ValueError as exc:
             raise BadRequest("limit and before must be integers", code="invalid_query") from exc
-        self.write_json({"events": self.collab.store.list_audit(room.id, before=before, limit=limit)})
+        events = await self.in_thread(lambda: self.collab.store.list_audit(room.id, before=before, limit=limit))
+        self.write_json({"events": events})
 
 
 _NB = r"api/notebooks/([^/]+)"
