@@ -8,9 +8,11 @@ directory holding a broken kernelspec (the service inherits it from its env).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -199,43 +201,62 @@ async def test_fifty_megabytes_of_output_are_capped(env: Env) -> None:
     await env.other_is_fine()
 
 
-async def test_a_flood_of_tiny_messages_is_batched(env: Env) -> None:
+@contextlib.contextmanager
+def cpu_burners(n: int) -> Iterator[None]:
+    """``n`` processes that keep a CPU busy each, for as long as the block runs."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+
+
+@pytest.mark.parametrize("load", [0, 2], ids=["idle", "both-cpus-busy"])
+async def test_a_flood_of_tiny_messages_is_batched(env: Env, load: int) -> None:
     # ipykernel's own flush() waits for its IO thread (about 1 ms a message): send the
-    # 100,000 stream messages straight through the kernel's session instead (about
-    # 0.2 ms a message), pausing now and then to keep IOPub drops rare
+    # 100,000 stream messages straight through the kernel's session instead, as fast as
+    # it goes (faster than the kernel's PUB socket queue drains when the CPUs are busy:
+    # that dropped lines before our side kept a deep receive queue)
     source = (
-        "import sys, time\nout = sys.stdout\nfor i in range(100_000):\n"
+        "import sys\nout = sys.stdout\nfor i in range(100_000):\n"
         "    out.session.send(out.pub_thread, 'stream', content={'name': 'stdout', 'text': f'{i}\\n'},"
         " parent=out.parent_header, ident=out.topic)\n"
-        "    if i % 200 == 199:\n        time.sleep(0.004)"
     )
     nb_id = await env.notebook(source)
     alice = await env.connect("alice", nb_id)
     try:
-        frames_before = alice.frames_received
-        await alice.execute("c0")
-        await alice.wait_for(
-            lambda: alice.out_state("c0")["execution_state"] == "running", timeout=60
-        )
-        # the service stays responsive while the flood comes in
-        worst = 0.0
-        while alice.out_state("c0")["execution_state"] == "running":
-            t0 = time.monotonic()
-            await env.client("bob").me()
-            worst = max(worst, time.monotonic() - t0)
-            await asyncio.sleep(0.2)
-        state = await alice.wait_executed("c0", timeout=100)
-        assert state["status"] == "ok"
-        # IOPub is lossy by design at its high-water mark (the kernel's PUB socket drops,
-        # for every Jupyter client alike): what the kernel delivered arrives in order
-        numbers = [int(n) for n in text_of(alice.outputs("c0")).split()]
-        assert numbers == sorted(set(numbers)) and numbers[0] == 0
-        assert len(numbers) > 90_000, len(numbers)
-        assert worst < 2.0, f"the service answered api/me in {worst:.2f} s during the flood"
-        assert alice.frames_received - frames_before < 5_000  # batched, not one frame per message
+        with cpu_burners(load):
+            await flood(env, alice, load)
     finally:
         await alice.close()
     await env.other_is_fine()
+
+
+async def flood(env: Env, alice: NotebookConnection, load: int) -> None:
+    """Run the flood cell (c0) and check every line arrived, in order, batched."""
+    frames_before = alice.frames_received
+    await alice.execute("c0")
+    await alice.wait_for(
+        lambda: alice.out_state("c0")["execution_state"] == "running", timeout=60
+    )
+    # the service stays responsive while the flood comes in
+    worst = 0.0
+    while alice.out_state("c0")["execution_state"] == "running":
+        t0 = time.monotonic()
+        await env.client("bob").me()
+        worst = max(worst, time.monotonic() - t0)
+        await asyncio.sleep(0.2)
+    state = await alice.wait_executed("c0", timeout=100)
+    assert state["status"] == "ok"
+    # nothing lost (our side queues what the kernel's PUB socket would drop), in order
+    numbers = [int(n) for n in text_of(alice.outputs("c0")).split()]
+    assert numbers == list(range(100_000)), (len(numbers), numbers[:3], numbers[-3:])
+    if not load:  # under load the machine, not the service, sets the pace
+        assert worst < 2.0, f"the service answered api/me in {worst:.2f} s during the flood"
+    assert alice.frames_received - frames_before < 5_000  # batched, not one frame per message
 
 
 async def test_unanswered_input_is_ended_by_interrupt(env: Env) -> None:

@@ -1,4 +1,4 @@
-"""One kernel process and its execution queue: :class:`Kernel`.
+"""One kernel and its execution queue: :class:`Kernel`.
 
 :class:`~hub_collab.kernels.manager.KernelService` creates one :class:`Kernel`
 per shared notebook (or per notebook and user in per-user mode) and talks to it
@@ -14,6 +14,12 @@ dying kernel takes down only what it was running. IOPub messages are routed by
 becomes a handful of document updates. An execution ends when both its
 ``execute_reply`` and its ``status: idle`` have arrived (so no output is
 missed), or when the kernel dies, is restarted or is shut down.
+
+Where the kernel runs is the business of its
+:class:`~hub_collab.kernels.provider.KernelProvider`: the :class:`Kernel` starts
+it through the provider and talks to it through the
+:class:`~hub_collab.kernels.provider.KernelConnection` it gets back, and is the
+connection's :class:`~hub_collab.kernels.provider.KernelSink`.
 """
 
 from __future__ import annotations
@@ -21,19 +27,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from jupyter_client.manager import AsyncKernelManager
 from pycrdt import Doc
 
 from ..errors import CollabError
+from ..tasks import cancel_and_wait
 from .outputs import DisplayRegistry, OutputWriter
-from .wire import BadMessage, decode
+from .provider import KernelConnection, KernelProvider, KernelRequest
 
 log = logging.getLogger("hub_collab.kernels")
 
@@ -110,7 +114,7 @@ class KernelConfig:
 
 
 class Kernel:
-    """A kernel process for one notebook (and one user in per-user mode)."""
+    """A kernel for one notebook (and one user in per-user mode)."""
 
     def __init__(
         self,
@@ -119,8 +123,13 @@ class Kernel:
         user: str | None,
         kernel_name: str,
         config: KernelConfig,
+        provider: KernelProvider,
+        runs_as: str = "",
     ) -> None:
         self.owner = owner
+        self.provider = provider
+        #: the Hub user whose resource the kernel runs on (the runner, or the notebook's owner)
+        self.runs_as = runs_as or (user or "")
         self.nb_id = nb_id
         #: None for the notebook's shared kernel, else the user of a per-user kernel
         self.user = user
@@ -134,8 +143,7 @@ class Kernel:
         self.registry = DisplayRegistry()
         self.last_activity = time.monotonic()
         self.pending_input: tuple[Execution, str, bool] | None = None
-        self.km: AsyncKernelManager | None = None
-        self.kc: Any = None
+        self.conn: KernelConnection | None = None
         self.up = False
         self.closed = False
         self._recent: OrderedDict[str, Execution] = OrderedDict()
@@ -193,52 +201,33 @@ class Kernel:
     async def _start(self) -> None:
         self._set_state("starting")
         cfg = self.config
-        os.makedirs(cfg.cwd, mode=0o700, exist_ok=True)
-        os.chmod(cfg.cwd, 0o700)
-        os.makedirs(cfg.runtime_dir, mode=0o700, exist_ok=True)
-        km = AsyncKernelManager(
+        request = KernelRequest(
             kernel_name=self.kernel_name,
-            connection_file=os.path.join(cfg.runtime_dir, f"kernel-{uuid.uuid4().hex}.json"),
+            user=self.runs_as,
+            env=dict(cfg.env),
+            cwd=cfg.cwd,
+            runtime_dir=cfg.runtime_dir,
+            start_timeout=cfg.start_timeout,
+            shutdown_wait=cfg.shutdown_wait,
         )
-        km.shutdown_wait_time = cfg.shutdown_wait
-        kc: Any = None
         try:
-            await asyncio.wait_for(
-                km.start_kernel(env=dict(cfg.env), cwd=cfg.cwd), cfg.start_timeout
-            )
-            kc = km.client()
-            kc.start_channels(hb=False)
-            await asyncio.wait_for(
-                kc.wait_for_ready(timeout=cfg.start_timeout), cfg.start_timeout + 1
-            )
+            conn = await asyncio.wait_for(self.provider.start(request), cfg.start_timeout + 2)
         except Exception as exc:
             log.warning(
                 "kernel %r for notebook %s failed to start: %s", self.kernel_name, self.nb_id, exc
             )
-            if kc is not None:
-                kc.stop_channels()
-            with contextlib.suppress(Exception):
-                if km.has_kernel:
-                    await km.shutdown_kernel(now=True)
-            with contextlib.suppress(Exception):
-                km.cleanup_connection_file()
             reason = str(exc).strip() or type(exc).__name__
             if isinstance(exc, asyncio.TimeoutError):
                 reason = f"no answer within {cfg.start_timeout:g} s"
             message = f"The kernel {self.kernel_name!r} could not start: {reason[:300]}"
             self._set_state("dead", message)
             raise KernelStartFailed(message, log_message=f"{message} ({exc!r})") from exc
-        self.km, self.kc, self.up = km, kc, True
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._iopub_loop()),
-            loop.create_task(self._shell_loop()),
-            loop.create_task(self._stdin_loop()),
-            loop.create_task(self._monitor()),
-        ]
+        self.conn, self.up = conn, True
+        conn.listen(self)
         log.info(
-            "started kernel %s for notebook %s%s",
+            "started kernel %s (%s) for notebook %s%s",
             self.kernel_name,
+            self.provider.name,
             self.nb_id,
             f" (user {self.user})" if self.user else "",
         )
@@ -291,13 +280,11 @@ class Kernel:
                     self.fail_start(other, exc)
                 self.queue.clear()
                 return
-        kc = self.kc
-        assert kc is not None
+        conn = self.conn
+        assert conn is not None
         ex.writer.start()
         ex.started_at = time.time()
-        ex.msg_id = kc.execute(
-            ex.source, silent=False, store_history=True, allow_stdin=True, stop_on_error=False
-        )
+        ex.msg_id = conn.execute(ex.source)
         self._recent[ex.msg_id] = ex
         while len(self._recent) > RECENT_EXECUTIONS:
             self._recent.popitem(last=False)
@@ -371,7 +358,9 @@ class Kernel:
             except Exception:
                 log.exception("flushing output into %s failed", self.nb_id)
 
-    def _on_iopub(self, msg: dict[str, Any]) -> None:
+    # KernelSink: the connection delivers here
+
+    def on_iopub(self, msg: dict[str, Any]) -> None:
         parent_id = (msg.get("parent_header") or {}).get("msg_id")
         ex = self._recent.get(parent_id) if parent_id else None
         if ex is None:
@@ -385,7 +374,7 @@ class Kernel:
         ex.writer.handle(msg)
         self._mark_dirty(ex.writer)
 
-    def _on_reply(self, msg: dict[str, Any]) -> None:
+    def on_shell(self, msg: dict[str, Any]) -> None:
         if msg.get("msg_type") != "execute_reply":
             return
         ex = self._recent.get((msg.get("parent_header") or {}).get("msg_id", ""))
@@ -424,66 +413,29 @@ class Kernel:
                 ex.batch, "Not run: an earlier cell of this run stopped with an error."
             )
 
-    async def _iopub_loop(self) -> None:
-        kc = self.kc
-        socket, session = kc.iopub_channel.socket, kc.session
-        n = 0
-        while True:
-            parts = await socket.recv_multipart()
-            try:
-                self._on_iopub(decode(session, parts))
-            except BadMessage as exc:
-                log.warning("dropped an IOPub message from the kernel of %s: %s", self.nb_id, exc)
-            except Exception:
-                log.exception("bad IOPub message from kernel of %s", self.nb_id)
-            n += 1
-            if n % 200 == 0:
-                # a ready socket never suspends: let the rest of the service run under a flood
-                await asyncio.sleep(0)
+    def on_stdin(self, msg: dict[str, Any]) -> None:
+        if msg.get("msg_type") != "input_request":
+            return
+        ex = self._recent.get((msg.get("parent_header") or {}).get("msg_id", ""))
+        if ex is None or ex.done.done():
+            return
+        content = msg.get("content") or {}
+        prompt, password = str(content.get("prompt", "")), bool(content.get("password", False))
+        self.pending_input = (ex, prompt, password)
+        self.owner.on_input(self, ex, prompt, password)
 
-    async def _shell_loop(self) -> None:
-        while True:
-            msg = await self.kc.get_shell_msg()
-            try:
-                self._on_reply(msg)
-            except Exception:
-                log.exception("bad shell reply from kernel of %s", self.nb_id)
-
-    async def _stdin_loop(self) -> None:
-        while True:
-            msg = await self.kc.get_stdin_msg()
-            if msg.get("msg_type") != "input_request":
-                continue
-            ex = self._recent.get((msg.get("parent_header") or {}).get("msg_id", ""))
-            if ex is None or ex.done.done():
-                continue
-            content = msg.get("content") or {}
-            prompt, password = str(content.get("prompt", "")), bool(content.get("password", False))
-            self.pending_input = (ex, prompt, password)
-            self.owner.on_input(self, ex, prompt, password)
+    def on_lost(self, reason: str) -> None:
+        if self.up:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._died(reason)))
 
     def reply_input(self, ex: Execution, value: str) -> None:
-        assert self.kc is not None
+        assert self.conn is not None
         self.pending_input = None
-        self.kc.input(value)
+        self.conn.input_reply(value)
         self.owner.on_input_done(self, ex)
 
-    async def _monitor(self) -> None:
-        km = self.km
-        assert km is not None
-        while True:
-            await asyncio.sleep(0.2 if self.current is not None else 1.0)
-            if not await km.is_alive():
-                await self._died()
-                return
-
-    async def _died(self) -> None:
-        km = self.km
-        code = None
-        if km is not None and km.provisioner is not None:
-            with contextlib.suppress(Exception):
-                code = await km.provisioner.poll()
-        why = f" (exit code {code})" if code is not None else ""
+    async def _died(self, reason: str) -> None:
+        why = f" ({reason})" if reason else ""
         log.warning("kernel of notebook %s died%s", self.nb_id, why)
         await self._teardown(now=True, keep_task=asyncio.current_task())
         ex = self.current
@@ -504,8 +456,8 @@ class Kernel:
         aborted = self.abort_queue(f"Not run: the kernel was interrupted by {by}.")
         if self.current is not None:
             self.current.interrupted = True
-        if self.up and self.km is not None:
-            await self.km.interrupt_kernel()
+        if self.up and self.conn is not None:
+            await self.conn.interrupt()
         self._changed()
         return aborted
 
@@ -555,25 +507,14 @@ class Kernel:
             self._flush_handle.cancel()
             self._flush_handle = None
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            if task is not keep_task:
-                task.cancel()
-        for task in tasks:
-            if task is not keep_task:
-                with contextlib.suppress(BaseException):
-                    await task
-        km, kc = self.km, self.kc
-        self.km = self.kc = None
+        await cancel_and_wait(*(t for t in tasks if t is not keep_task))
+        conn, self.conn = self.conn, None
         if self.pending_input is not None:
             ex = self.pending_input[0]
             self.pending_input = None
             self.owner.on_input_done(self, ex)
-        if kc is not None:
-            kc.stop_channels()
-        if km is not None:
+        if conn is not None:
             try:
-                await asyncio.wait_for(km.shutdown_kernel(now=now), self.config.shutdown_wait + 5)
+                await asyncio.wait_for(conn.shutdown(now=now), self.config.shutdown_wait + 10)
             except Exception as exc:
                 log.warning("shutting down the kernel of %s: %s", self.nb_id, exc)
-                with contextlib.suppress(Exception):
-                    await km.shutdown_kernel(now=True)

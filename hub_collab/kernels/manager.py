@@ -48,6 +48,7 @@ from . import peruser
 from .env import kernel_environment
 from .kernel import Execution, Kernel, KernelConfig, KernelStartFailed
 from .outputs import OutputWriter
+from .provider import KernelProvider, LocalProvider
 
 log = logging.getLogger("hub_collab.kernels")
 
@@ -97,8 +98,11 @@ class KernelService(RoomObserverBase):
         flush_interval: float = 0.02,
         start_timeout: float = 60.0,
         replicas: ReplicaLink | None = None,
+        provider: KernelProvider | None = None,
     ) -> None:
         self.rooms = rooms
+        #: where kernels run (``local``: child processes of the service)
+        self.provider: KernelProvider = provider or LocalProvider()
         self.store = store
         #: the replicator (None: this process is the only replica, home of everything)
         self.replicas = replicas
@@ -252,7 +256,8 @@ class KernelService(RoomObserverBase):
                 flush_interval=self.flush_interval,
                 max_output_bytes=self.max_output_bytes,
             )
-            kernel = Kernel(self, room.id, key[1] or None, self.kernel_name(room), config)
+            runs_as = key[1] or self.rooms.permissions.notebook(room.id).owner
+            kernel = Kernel(self, room.id, key[1] or None, self.kernel_name(room), config, self.provider, runs_as)
             self.kernels[key] = kernel
         return kernel
 
