@@ -341,6 +341,16 @@ class HubCollab(Application):
             raise ValueError(f"kernel_env may not set {', '.join(bad)}: the service's secrets stay out of kernels")
         return value
 
+    kernels_survive_stop = Bool(
+        False,
+        help="""Leave kernels running when the service stops, and find them again when it
+        starts (a run in progress goes on and its later output lands in its cell; what it
+        printed while no service listened is missing, and the cell says so). Off: a stop
+        shuts every kernel down and running cells end as interrupted. Kernels always
+        outlive a crash (kill -9): the next start finds them again, or marks their runs
+        lost if they are gone. Idle kernels found again are culled as usual.""",
+    ).tag(config=True)
+
     max_output_bytes = Integer(
         10_000_000,
         help="""Most output, in bytes, one execution of one cell may write. Output past
@@ -493,6 +503,7 @@ class HubCollab(Application):
             flush_interval=self.output_flush_interval,
             start_timeout=self.kernel_start_timeout,
             replicas=self.replicator,
+            survive_stop=self.kernels_survive_stop,
         )
 
     def init_bus(self) -> None:

@@ -145,6 +145,22 @@ chat_messages = sa.Table(
 )
 
 
+kernels = sa.Table(
+    "collab_kernels",
+    metadata,
+    # the notebook, and "" for its shared kernel or the user of a per-user kernel
+    sa.Column("notebook_id", sa.String(64), primary_key=True),
+    sa.Column("user", sa.String(255), primary_key=True),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("kernel_name", sa.String(255), nullable=False),
+    # JSON the provider takes to find the kernel again (KernelConnection.info)
+    sa.Column("info", sa.Text, nullable=False),
+    # JSON of the execution in progress when last seen (cell, msg_id, who, doc), or NULL
+    sa.Column("run", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+
 def permission_rules_table(meta: sa.MetaData, name: str) -> sa.Table:
     """A casbin_rule-shaped table (``ptype``, ``v0``..``v5``) named ``name`` on ``meta``.
 

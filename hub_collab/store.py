@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .schema import audit, doc_checkpoints, doc_updates, ensure_schema, notebooks
+from .schema import audit, doc_checkpoints, doc_updates, ensure_schema, kernels, notebooks
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("hub_collab.store")
@@ -55,6 +55,18 @@ class NotebookRecord:
             "updated_at": self.updated_at,
             "epoch": self.epoch,
         }
+
+
+@dataclass(frozen=True)
+class KernelRecord:
+    """A kernel that ran when the service last saw it (``Store.kernels_of``)."""
+
+    notebook_id: str
+    user: str
+    provider: str
+    kernel_name: str
+    info: dict[str, Any]
+    run: dict[str, Any] | None
 
 
 def make_engine(url: str) -> Engine:
@@ -152,7 +164,55 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(doc_updates.delete().where(doc_updates.c.notebook_id == nb_id))
             conn.execute(doc_checkpoints.delete().where(doc_checkpoints.c.notebook_id == nb_id))
+            conn.execute(kernels.delete().where(kernels.c.notebook_id == nb_id))
             conn.execute(notebooks.delete().where(notebooks.c.id == nb_id))
+
+    # -- running kernels (see hub_collab.kernels.manager) ----------------------------
+
+    def save_kernel(self, nb_id: str, user: str, provider: str, kernel_name: str, info: dict[str, Any]) -> None:
+        """Remember a kernel that runs (``user`` "" for the notebook's shared kernel)."""
+        with self.engine.begin() as conn:
+            conn.execute(kernels.delete().where(kernels.c.notebook_id == nb_id, kernels.c.user == user))
+            conn.execute(
+                kernels.insert().values(
+                    notebook_id=nb_id,
+                    user=user,
+                    provider=provider,
+                    kernel_name=kernel_name,
+                    info=json.dumps(info),
+                    run=None,
+                    updated_at=time.time(),
+                )
+            )
+
+    def set_kernel_run(self, nb_id: str, user: str, run: dict[str, Any] | None) -> None:
+        """Record the execution in progress in a remembered kernel (None: nothing runs)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                kernels.update()
+                .where(kernels.c.notebook_id == nb_id, kernels.c.user == user)
+                .values(run=None if run is None else json.dumps(run), updated_at=time.time())
+            )
+
+    def forget_kernel(self, nb_id: str, user: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(kernels.delete().where(kernels.c.notebook_id == nb_id, kernels.c.user == user))
+
+    def kernels_of(self, nb_id: str) -> list[KernelRecord]:
+        """The remembered kernels of a notebook."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(kernels.select().where(kernels.c.notebook_id == nb_id)).all()
+        return [
+            KernelRecord(
+                notebook_id=r.notebook_id,
+                user=r.user,
+                provider=r.provider,
+                kernel_name=r.kernel_name,
+                info=json.loads(r.info),
+                run=json.loads(r.run) if r.run else None,
+            )
+            for r in rows
+        ]
 
     # -- CRDT state -----------------------------------------------------------------
 

@@ -120,8 +120,11 @@ def test_migrations_match_the_models(db_url: str) -> None:
         engine.dispose()
     assert revision(db_url) == schema.head_revision()
     assert differences(db_url) == [], "the models changed without a migration (see hub_collab/schema.py)"
-    # and the tables are the ones the release before migrations made
-    assert set(sa.inspect(make_engine(db_url)).get_table_names()) == schema.FIRST_TABLES | {schema.VERSION_TABLE}
+    # the release before migrations made these tables; revisions since added the others
+    assert set(sa.inspect(make_engine(db_url)).get_table_names()) == schema.FIRST_TABLES | {
+        schema.VERSION_TABLE,
+        "collab_kernels",  # 0002
+    }
 
 
 # -- a database made by the release before migrations -------------------------------------
@@ -220,8 +223,8 @@ NEXT = '''"""A test's next release: one more column."""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "next"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -239,10 +242,11 @@ def downgrade():
 
 @pytest.fixture
 def next_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This code as the next release would be: the migrations plus a revision 0002."""
+    """This code as the next release would be: the migrations plus a revision ``next``."""
+    head = schema.head_revision()
     migrations = tmp_path / "next-migrations"
     shutil.copytree(schema.MIGRATIONS_DIR, migrations, ignore=shutil.ignore_patterns("__pycache__"))
-    (migrations / "versions" / "0002_archived.py").write_text(NEXT)
+    (migrations / "versions" / "next_archived.py").write_text(NEXT.replace("{head}", head))
     monkeypatch.setattr(schema, "MIGRATIONS_DIR", migrations)
     schema._scripts.cache_clear()
     yield
@@ -258,9 +262,9 @@ def test_an_older_revision_is_refused_and_upgraded(db_url: str, tmp_path: Path, 
             schema.ensure_schema(engine)
         assert str(info.value) == (
             f"the database {where(db_url)} is at schema revision 0001, older than this hub-collab's"
-            f" 0002; back it up, then run {UPGRADE}"
+            f" next; back it up, then run {UPGRADE}"
         )
-        assert schema.upgrade_schema(engine) == ("0001", "0002")
+        assert schema.upgrade_schema(engine) == ("0001", "next")
         assert schema.ensure_schema(engine) == "current"
         assert "archived" in {c["name"] for c in sa.inspect(engine).get_columns("collab_notebooks")}
     finally:

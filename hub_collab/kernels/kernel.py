@@ -47,6 +47,13 @@ STATES = ("starting", "idle", "busy", "dead", "restarting", "shutdown")
 RECENT_EXECUTIONS = 64
 #: seconds to wait for the IOPub ``idle`` of an execution once its reply has arrived
 IDLE_GRACE = 3.0
+#: the notice of a run whose kernel was not found again after a service restart
+LOST_NOTICE = "The service restarted; the kernel was lost. Run the cell again."
+#: the notice of a run that ended while no service process listened to its kernel
+RESUME_GAP_NOTICE = (
+    "This cell finished while the service was restarting: how it ended, and what it"
+    " printed in the meantime, is not known. Run it again to see all of its output."
+)
 
 
 class KernelStartFailed(CollabError):
@@ -92,6 +99,15 @@ class KernelOwner(Protocol):
     """What a :class:`Kernel` reports to (the :class:`KernelService`)."""
 
     def on_state(self, kernel: Kernel) -> None: ...
+
+    def on_started(self, kernel: Kernel) -> None:
+        """A kernel runs now (``kernel.conn.info()`` finds it again)."""
+
+    def on_run(self, kernel: Kernel, ex: Execution) -> None:
+        """``ex`` was sent to the kernel."""
+
+    def on_stopped(self, kernel: Kernel) -> None:
+        """The kernel is gone (shut down, died, restarting): nothing to find again."""
 
     def on_input(self, kernel: Kernel, ex: Execution, prompt: str, password: bool) -> None: ...
 
@@ -152,6 +168,9 @@ class Kernel:
         self._dirty: set[OutputWriter] = set()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
+        #: an execution sent by a previous service process, followed after an attach
+        self._resumed: Execution | None = None
+        self._probe = ""
         self._runner = asyncio.get_running_loop().create_task(self._run())
 
     def __repr__(self) -> str:
@@ -185,18 +204,17 @@ class Kernel:
 
         Raises :class:`KernelStartFailed`; the next call makes a new attempt.
         """
-        if self.up:
-            return
-        if self.closed:
-            raise KernelStartFailed("the kernel service is stopping")
-        task = self._starting
-        if task is None:
-            task = self._starting = asyncio.get_running_loop().create_task(self._start())
-        try:
-            await asyncio.shield(task)
-        finally:
-            if task.done() and self._starting is task:
-                self._starting = None
+        while not self.up:
+            if self.closed:
+                raise KernelStartFailed("the kernel service is stopping")
+            task = self._starting
+            if task is None:
+                task = self._starting = asyncio.get_running_loop().create_task(self._start())
+            try:
+                await asyncio.shield(task)
+            finally:
+                if task.done() and self._starting is task:
+                    self._starting = None
 
     async def _start(self) -> None:
         self._set_state("starting")
@@ -224,6 +242,7 @@ class Kernel:
             raise KernelStartFailed(message, log_message=f"{message} ({exc!r})") from exc
         self.conn, self.up = conn, True
         conn.listen(self)
+        self.owner.on_started(self)
         log.info(
             "started kernel %s (%s) for notebook %s%s",
             self.kernel_name,
@@ -232,6 +251,75 @@ class Kernel:
             f" (user {self.user})" if self.user else "",
         )
         self._set_state("busy" if self.current or self.queue else "idle")
+
+    def attach(self, info: dict[str, Any], run: Execution | None) -> None:
+        """Find the kernel a previous service process started (``info``) and follow
+        ``run``, the execution it was running then; executions wait until this ends."""
+        if self._starting is not None or self.up:
+            raise RuntimeError("Kernel.attach() on a kernel that runs or is starting")
+        self._starting = asyncio.get_running_loop().create_task(self._attach(info, run))
+
+    async def _attach(self, info: dict[str, Any], run: Execution | None) -> None:
+        self._set_state("starting")
+        cfg = self.config
+        request = KernelRequest(
+            kernel_name=self.kernel_name, user=self.runs_as, env=dict(cfg.env), cwd=cfg.cwd,
+            runtime_dir=cfg.runtime_dir, start_timeout=cfg.start_timeout, shutdown_wait=cfg.shutdown_wait,
+        )  # fmt: skip
+        try:
+            conn = await asyncio.wait_for(self.provider.attach(info, request), cfg.start_timeout)
+        except Exception as exc:
+            log.info("kernel of notebook %s not found again (%s): the next execution starts one", self.nb_id, exc)
+            if run is not None:
+                self._complete(run, "interrupted", notice=LOST_NOTICE)
+            self.owner.on_stopped(self)
+            self._set_state("shutdown", "The kernel was lost when the service restarted; the next execution starts a new one.")
+            return
+        self.conn, self.up = conn, True
+        if run is not None:
+            self._recent[run.msg_id] = run
+            self._resumed = self.current = run
+        conn.listen(self)
+        # answered once the kernel is done with what it runs: then the run's end is known
+        self._probe = conn.kernel_info()
+        log.info("attached to the kernel of notebook %s%s again", self.nb_id, f" (user {self.user})" if self.user else "")
+        self._set_state("busy" if run is not None else "idle")
+
+    def _probe_answered(self) -> None:
+        ex = self._resumed
+        if ex is not None and not ex.done.done():
+            # its reply and idle were sent while nobody listened: give late ones a moment
+            asyncio.get_running_loop().call_later(IDLE_GRACE, self._resumed_unseen, ex)
+
+    def _resumed_unseen(self, ex: Execution) -> None:
+        if not ex.done.done():
+            self._flush()
+            self._complete(ex, "unknown", notice=RESUME_GAP_NOTICE)
+
+    async def detach(self, notice: str) -> None:
+        """The service stops, the kernel goes on: stop listening, leave it running.
+
+        The queue (ours, not the kernel's) ends with ``notice``; the running execution
+        is left as it is, for the next service process to follow (:meth:`attach`).
+        """
+        self.closed = True
+        self.abort_queue(notice)
+        self._runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._runner
+        if self._starting is not None:
+            with contextlib.suppress(BaseException):
+                await self._starting
+        self.up = False
+        self._flush()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(*tasks)
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await conn.detach()
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -246,6 +334,15 @@ class Kernel:
 
     async def _run(self) -> None:
         while True:
+            resumed = self._resumed
+            if resumed is not None:
+                # the run a previous service process sent goes first
+                await asyncio.shield(resumed.done)
+                self._resumed = None
+                if self.current is resumed:
+                    self.current = None
+                if self.up and self.state == "busy" and not self.queue:
+                    self._set_state("idle")
             while not self.queue:
                 self._wake.clear()
                 await self._wake.wait()
@@ -285,6 +382,7 @@ class Kernel:
         ex.writer.start()
         ex.started_at = time.time()
         ex.msg_id = conn.execute(ex.source)
+        self.owner.on_run(self, ex)
         self._recent[ex.msg_id] = ex
         while len(self._recent) > RECENT_EXECUTIONS:
             self._recent.popitem(last=False)
@@ -375,6 +473,11 @@ class Kernel:
         self._mark_dirty(ex.writer)
 
     def on_shell(self, msg: dict[str, Any]) -> None:
+        if msg.get("msg_type") == "kernel_info_reply":
+            if self._probe and (msg.get("parent_header") or {}).get("msg_id") == self._probe:
+                self._probe = ""
+                self._probe_answered()
+            return
         if msg.get("msg_type") != "execute_reply":
             return
         ex = self._recent.get((msg.get("parent_header") or {}).get("msg_id", ""))
@@ -509,6 +612,8 @@ class Kernel:
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(*(t for t in tasks if t is not keep_task))
         conn, self.conn = self.conn, None
+        if conn is not None:
+            self.owner.on_stopped(self)
         if self.pending_input is not None:
             ex = self.pending_input[0]
             self.pending_input = None

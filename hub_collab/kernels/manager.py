@@ -21,6 +21,7 @@ not split by cell); per-user mode is the answer when that matters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -29,6 +30,7 @@ import os
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from jupyter_client.kernelspec import KernelSpecManager
@@ -41,12 +43,12 @@ from ..documents.rooms import RoomManager
 from ..documents.session import Session
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..permissions.access import Access, Identity, check_action
-from ..store import Store
+from ..store import KernelRecord, Store
 from ..tasks import cancel_and_wait
 from ..types import EventRelay
 from . import peruser
 from .env import kernel_environment
-from .kernel import Execution, Kernel, KernelConfig, KernelStartFailed
+from .kernel import LOST_NOTICE, Execution, Kernel, KernelConfig, KernelStartFailed
 from .outputs import OutputWriter
 from .provider import KernelProvider, LocalProvider
 
@@ -58,7 +60,6 @@ KERNEL_MODES = ("shared", "per-user")
 DEFAULT_KERNEL = "python3"
 #: execution states of a cell whose run a lost kernel leaves unfinished
 LIVE_STATES = ("queued", "running")
-LOST_NOTICE = "The service restarted; the kernel was lost. Run the cell again."
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 #: (notebook id, user name or "" for the shared kernel)
@@ -99,6 +100,7 @@ class KernelService(RoomObserverBase):
         start_timeout: float = 60.0,
         replicas: ReplicaLink | None = None,
         provider: KernelProvider | None = None,
+        survive_stop: bool = False,
     ) -> None:
         self.rooms = rooms
         #: where kernels run (``local``: child processes of the service)
@@ -112,7 +114,11 @@ class KernelService(RoomObserverBase):
         self.max_output_bytes = max_output_bytes
         self.flush_interval = flush_interval
         self.start_timeout = start_timeout
+        #: on stop, leave kernels running (recorded, found again at the next start)
+        self.survive_stop = survive_stop
         self.kernels: dict[KernelKey, Kernel] = {}
+        # one thread writes the kernel records, in the order they happen
+        self._records = ThreadPoolExecutor(1, thread_name_prefix="collab-kernels")
         self._batches = itertools.count(1)
         self._cull_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -136,19 +142,24 @@ class KernelService(RoomObserverBase):
         self._cull_task = asyncio.get_running_loop().create_task(self._cull_loop())
 
     async def stop(self) -> None:
-        """Shut down every kernel; running cells end as interrupted, with a notice."""
+        """Shut down every kernel (running cells end as interrupted, with a notice), or
+        with ``survive_stop`` leave them running, recorded for the next start."""
         await cancel_and_wait(self._cull_task)
         self._cull_task = None
         kernels, self.kernels = list(self.kernels.values()), {}
-        await asyncio.gather(
-            *(
-                k.close("The service stopped; the kernel was shut down. Run the cell again.")
+        if self.survive_stop:
+            stops = [
+                k.detach("Not run: the service stopped before this cell's turn. Run it again.")
+                if k.up
+                else k.close("The service stopped; the kernel was shut down. Run the cell again.")
                 for k in kernels
-            ),
-            return_exceptions=True,
-        )
+            ]
+        else:
+            stops = [k.close("The service stopped; the kernel was shut down. Run the cell again.") for k in kernels]
+        await asyncio.gather(*stops, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._records.shutdown)
         self.started = False
 
     def _check_started(self) -> None:
@@ -161,8 +172,23 @@ class KernelService(RoomObserverBase):
 
     def room_loaded(self, room: NotebookRoom) -> None:
         peruser.load_overlays(room)
+
+    async def room_ready(self, room: NotebookRoom) -> None:
+        """Before anyone gets the room: its kernels that outlived the service, found again."""
         if self._is_home(room) and not any(k.nb_id == room.id for k in self.kernels.values()):
-            self._mark_lost(room)
+            self._restore(room, await self._records_of(room.id))
+
+    async def _records_of(self, nb_id: str) -> list[KernelRecord]:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._records, self.store.kernels_of, nb_id)
+        except Exception:
+            log.exception("could not read the kernel records of notebook %s", nb_id)
+            return []
+
+    async def _restore_later(self, room: NotebookRoom) -> None:
+        records = await self._records_of(room.id)
+        if not room.closed and not any(k.nb_id == room.id and k.live for k in self.kernels.values()):
+            self._restore(room, records)
 
     def session_joined(self, room: NotebookRoom, session: Session) -> None:
         self._joined(room, session)
@@ -180,7 +206,7 @@ class KernelService(RoomObserverBase):
     def became_home(self, room: NotebookRoom) -> None:
         """This replica took over a notebook: whatever the old home was running is lost."""
         if not any(k.nb_id == room.id and k.live for k in self.kernels.values()):
-            self._mark_lost(room)
+            self._in_background(self._restore_later(room))
         msg = self.state_message(room, None)
         msg["message"] = "No kernel is running on the notebook's current home replica; a kernel that ran elsewhere was lost."
         room.broadcast_json(msg)
@@ -198,7 +224,75 @@ class KernelService(RoomObserverBase):
         for session in list(room.sessions):
             self._joined(room, session)
 
-    def _mark_lost(self, room: NotebookRoom) -> None:
+    # -- kernels that outlive the service -------------------------------------------------------
+
+    def _restore(self, room: NotebookRoom, records: list[KernelRecord]) -> None:
+        """Find again the kernels the notebook had (recorded by an earlier process), and
+        follow the run each was in; every other cell left queued or running is lost.
+
+        The kernels are registered at once (attaching), so an execution that comes
+        meanwhile waits for them instead of starting another kernel.
+        """
+        followed: set[int] = set()
+        for rec in records:
+            if rec.provider != self.provider.name or (rec.user and self.mode(room) != "per-user") or (not rec.user and self.mode(room) == "per-user"):
+                self._record(self.store.forget_kernel, room.id, rec.user)
+                continue
+            kernel = self.kernel_for(room, rec.user or self._owner(room))
+            run = self._resumed_execution(room, kernel, rec.run)
+            if run is not None:
+                followed.add(id(run.doc))
+            kernel.attach(rec.info, run)
+        self._mark_lost(room, skip=followed)
+
+    def _resumed_execution(self, room: NotebookRoom, kernel: Kernel, run: dict[str, Any] | None) -> Execution | None:
+        if not run:
+            return None
+        cid, msg_id, user, name = run.get("cell"), run.get("msg_id"), run.get("user"), run.get("doc")
+        if not (isinstance(cid, str) and isinstance(msg_id, str) and isinstance(user, str) and isinstance(name, str)):
+            return None
+        if name not in room.docs or cell_doc(cid) not in room.docs:
+            return None  # the cell was deleted meanwhile
+        doc = room.docs[name]
+        _, state = init_out(doc)
+        if state.get("execution_state") != "running":
+            return None
+        writer = OutputWriter(doc, max_output_bytes=self.max_output_bytes, display_registry=kernel.registry)
+        ex = Execution(cid, user, "", doc, writer, msg_id=msg_id)
+        started = run.get("started_at")
+        ex.started_at = float(started) if isinstance(started, (int, float)) else None
+        return ex
+
+    def _owner(self, room: NotebookRoom) -> str:
+        return self.rooms.permissions.notebook(room.id).owner
+
+    def _record(self, fn: Any, *args: Any) -> None:
+        """Write a kernel record on the records thread, in order; failures are logged."""
+
+        def write() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("could not write a kernel record of notebook %s", args[0])
+
+        with contextlib.suppress(RuntimeError):  # stopping: the executor is shut down
+            self._records.submit(write)
+
+    def on_started(self, kernel: Kernel) -> None:
+        if kernel.conn is not None:
+            self._record(
+                self.store.save_kernel, kernel.nb_id, kernel.user or "", self.provider.name, kernel.kernel_name, kernel.conn.info()
+            )
+
+    def on_run(self, kernel: Kernel, ex: Execution) -> None:
+        name = peruser.overlay_name(ex.user, ex.cell_id) if kernel.user else out_doc(ex.cell_id)
+        run = {"cell": ex.cell_id, "msg_id": ex.msg_id, "user": ex.user, "doc": name, "started_at": ex.started_at}
+        self._record(self.store.set_kernel_run, kernel.nb_id, kernel.user or "", run)
+
+    def on_stopped(self, kernel: Kernel) -> None:
+        self._record(self.store.forget_kernel, kernel.nb_id, kernel.user or "")
+
+    def _mark_lost(self, room: NotebookRoom, skip: frozenset[int] | set[int] = frozenset()) -> None:
         """Cells left queued or running by a previous process: the kernel is gone."""
         # a stored doc whose bytes hold neither state was not running: it is not built
         names = [out_doc(cid) for cid in room.cell_ids()]
@@ -207,6 +301,8 @@ class KernelService(RoomObserverBase):
         ]
         docs += peruser.overlays(room)
         for doc in docs:
+            if id(doc) in skip:
+                continue
             _, state = init_out(doc)
             if state.get("execution_state") in LIVE_STATES:
                 writer = OutputWriter(doc, max_output_bytes=self.max_output_bytes)
@@ -313,6 +409,8 @@ class KernelService(RoomObserverBase):
         room.broadcast_json({"type": "input_done", "cell_id": ex.cell_id}, user=kernel.user)
 
     def on_finished(self, kernel: Kernel, ex: Execution) -> None:
+        if ex.msg_id and kernel.up:
+            self._record(self.store.set_kernel_run, kernel.nb_id, kernel.user or "", None)
         status = ex.done.result()
         detail = {"status": status, "duration": ex.duration, "execution_count": ex.execution_count}
         if kernel.user is not None:

@@ -18,9 +18,13 @@ and talks to it through the :class:`KernelConnection` it gets back:
 * :meth:`~KernelConnection.detach` closes the connection and leaves the kernel
   running (the service stops; a later :meth:`~KernelProvider.attach` finds it).
 
-:class:`LocalProvider` runs kernels as child processes of the service
+:class:`LocalProvider` runs kernels as processes of the service's OS user
 (jupyter_client). It is for one user or development: code in such a kernel runs
-as the service's OS user (docs/kernels.md, "Trust").
+as the service's OS user (docs/kernels.md, "Trust"). Its kernels are started
+independent of the service (no parent poller, a session of their own), so a
+crashed or restarted service finds them again through :meth:`LocalProvider.attach`
+(the connection file and the process id), with the same client session, so
+that replies to requests sent before the restart still reach it.
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
 from ..tasks import cancel_and_wait
@@ -98,6 +105,10 @@ class KernelConnection(Protocol):
     def execute(self, code: str) -> str:
         """Send an ``execute_request`` (stdin allowed, history stored); return its msg_id."""
 
+    def kernel_info(self) -> str:
+        """Send a ``kernel_info_request``; return its msg_id. The kernel answers it only
+        once it has finished what it runs (shell requests are handled in order)."""
+
     def input_reply(self, value: str) -> None:
         """Answer the pending ``input_request``."""
 
@@ -126,20 +137,50 @@ class KernelProvider(Protocol):
 # -- local: child processes of the service ------------------------------------------------------
 
 
-class LocalConnection:
-    """A kernel process started by jupyter_client, and its ZMQ channels."""
+def _pid_alive(pid: int) -> bool:
+    """True if process ``pid`` runs (not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
-    def __init__(self, km: AsyncKernelManager, kc: Any, request: KernelRequest) -> None:
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+class LocalConnection:
+    """A local kernel process and its ZMQ channels.
+
+    ``km`` is the manager that started it, or None when attached to a kernel that a
+    previous service process started (then ``pid`` is how it is signalled and watched).
+    """
+
+    def __init__(self, km: AsyncKernelManager | None, kc: Any, request: KernelRequest, pid: int) -> None:
         self.km = km
         self.kc = kc
         self.request = request
+        self.pid = pid
         self.kernel_id = uuid.uuid4().hex
         self._tasks: list[asyncio.Task[None]] = []
         self._sink: KernelSink | None = None
         self._lost = False
 
     def info(self) -> dict[str, Any]:
-        return {"provider": "local", "connection_file": self.km.connection_file}
+        return {
+            "provider": "local",
+            "host": socket.gethostname(),
+            "connection_file": self.kc.connection_file,
+            "pid": self.pid,
+            "session": self.kc.session.session,
+        }
 
     def listen(self, sink: KernelSink) -> None:
         if self._sink is not None:
@@ -157,11 +198,19 @@ class LocalConnection:
         msg_id: str = self.kc.execute(code, silent=False, store_history=True, allow_stdin=True, stop_on_error=False)
         return msg_id
 
+    def kernel_info(self) -> str:
+        msg_id: str = self.kc.kernel_info()
+        return msg_id
+
     def input_reply(self, value: str) -> None:
         self.kc.input(value)
 
     async def interrupt(self) -> None:
-        await self.km.interrupt_kernel()
+        if self.km is not None and self.km.has_kernel:
+            await self.km.interrupt_kernel()
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGINT)
 
     async def _iopub_loop(self, sink: KernelSink) -> None:
         socket, session = self.kc.iopub_channel.socket, self.kc.session
@@ -199,9 +248,13 @@ class LocalConnection:
         km = self.km
         while True:
             await asyncio.sleep(0.2)
-            if not await km.is_alive():
+            if km is not None and km.has_kernel:
+                alive = await km.is_alive()
+            else:
+                alive = _pid_alive(self.pid)
+            if not alive:
                 code = None
-                if km.provisioner is not None:
+                if km is not None and km.provisioner is not None:
                     with contextlib.suppress(Exception):
                         code = await km.provisioner.poll()
                 self._lose(sink, f"exit code {code}" if code is not None else "")
@@ -220,19 +273,38 @@ class LocalConnection:
     async def shutdown(self, *, now: bool) -> None:
         self._lost = True
         await self._stop_tasks()
-        self.kc.stop_channels()
         km = self.km
-        try:
-            await asyncio.wait_for(km.shutdown_kernel(now=now), self.request.shutdown_wait + 5)
-        except Exception as exc:
-            log.warning("shutting down a local kernel: %s", exc)
+        if km is not None and km.has_kernel:
+            self.kc.stop_channels()
+            try:
+                await asyncio.wait_for(km.shutdown_kernel(now=now), self.request.shutdown_wait + 5)
+            except Exception as exc:
+                log.warning("shutting down a local kernel: %s", exc)
+                with contextlib.suppress(Exception):
+                    await km.shutdown_kernel(now=True)
+            return
+        # attached: ask it to stop, then make sure it did
+        if not now:
             with contextlib.suppress(Exception):
-                await km.shutdown_kernel(now=True)
+                self.kc.shutdown()
+            for _ in range(int(self.request.shutdown_wait / 0.1)):
+                if not _pid_alive(self.pid):
+                    break
+                await asyncio.sleep(0.1)
+        self.kc.stop_channels()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.unlink(self.kc.connection_file)
 
     async def detach(self) -> None:
         self._lost = True
         await self._stop_tasks()
         self.kc.stop_channels()
+        if self.km is not None:
+            # the kernel goes on: its manager must not delete the connection file when it
+            # is garbage-collected (jupyter_client does that for kernels it started)
+            self.km._connection_file_written = False
 
 
 class LocalProvider:
@@ -264,7 +336,10 @@ class LocalProvider:
         km.shutdown_wait_time = request.shutdown_wait
         kc: Any = None
         try:
-            await asyncio.wait_for(km.start_kernel(env=dict(request.env), cwd=request.cwd), request.start_timeout)
+            # independent: no parent poller, so the kernel outlives a crashed service
+            await asyncio.wait_for(
+                km.start_kernel(env=dict(request.env), cwd=request.cwd, independent=True), request.start_timeout
+            )
             kc = km.client(context=self.context)
             kc.start_channels(hb=False)
             await asyncio.wait_for(kc.wait_for_ready(timeout=request.start_timeout), request.start_timeout + 1)
@@ -277,7 +352,23 @@ class LocalProvider:
             with contextlib.suppress(Exception):
                 km.cleanup_connection_file()
             raise
-        return LocalConnection(km, kc, request)
+        assert km.provisioner is not None
+        return LocalConnection(km, kc, request, int(getattr(km.provisioner, "pid", 0) or 0))
 
     async def attach(self, info: dict[str, Any], request: KernelRequest) -> LocalConnection:
-        raise LookupError("a local kernel ends with the service that started it: there is nothing to attach to")
+        """Connect to a kernel a previous service process started (``info`` from
+        :meth:`LocalConnection.info`); :class:`LookupError` if it is gone."""
+        path, pid, session = info.get("connection_file"), info.get("pid"), info.get("session")
+        if not (isinstance(path, str) and isinstance(pid, int) and isinstance(session, str)):
+            raise LookupError("no record of the kernel's connection")
+        if info.get("host") != socket.gethostname():
+            raise LookupError(f"the kernel ran on another machine ({str(info.get('host'))[:80]})")
+        if not _pid_alive(pid):
+            raise LookupError("the kernel process is gone")
+        if not _exists(path):
+            raise LookupError("the kernel's connection file is gone")
+        kc = AsyncKernelClient(connection_file=path, context=self.context)
+        kc.load_connection_file()
+        kc.session.session = session  # the same identity: replies to earlier requests reach us
+        kc.start_channels(hb=False)
+        return LocalConnection(None, kc, request, pid)
