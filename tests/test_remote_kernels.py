@@ -31,7 +31,7 @@ from hub_collab.kernels.remote import (
     RemoteKernelError,
     RemoteProvider,
 )
-from hub_collab.kernels.remote_frames import decode_v1, encode_v1
+from hub_collab.kernels.remote_frames import BadFrame, decode_json, decode_v1, encode_v1
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -203,6 +203,36 @@ async def test_v1_frames_round_trip() -> None:
         and msg["content"] == {"text": "x"}
         and msg["buffers"] == [b"\x00buf"]
     )
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\x01",
+        (2**40).to_bytes(8, "little"),
+        (6).to_bytes(8, "little") + b"\x00" * 8,
+        # offsets past the end of the frame
+        (6).to_bytes(8, "little")
+        + b"".join(x.to_bytes(8, "little") for x in (56, 61, 70, 80, 90, 9999)),
+        # not JSON
+        encode_v1("iopub", [b"{", b"{}", b"{}", b"{}"]),
+        # a header that is not an object
+        encode_v1("iopub", [b"[]", b"{}", b"{}", b"{}"]),
+    ],
+)
+async def test_bad_v1_frames_are_refused(frame: bytes) -> None:
+    with pytest.raises(BadFrame):
+        decode_v1(frame)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ["", "[]", '{"channel": "iopub", "header": 1, "content": {}}', b"\x00\x00\x00\x09", b"\x00"],
+)
+async def test_bad_json_frames_are_refused(frame: str | bytes) -> None:
+    with pytest.raises(BadFrame):
+        decode_json(frame)
 
 
 # -- the basics ---------------------------------------------------------------------------------
@@ -474,3 +504,52 @@ async def test_the_server_rate_limit_notice_passes_through(
     conn, sink = kernel
     msg_id = await sink.run(conn, "print('x' * 8_000_000)")
     assert "IOPub data rate exceeded" in sink.text(msg_id, "stderr")
+
+
+async def test_a_broken_connection_reconnects_and_says_output_may_be_missing(
+    kernel: tuple[RemoteKernelConnection, Sink],
+) -> None:
+    conn, sink = kernel
+    msg_id = conn.execute(SLOW_LINES.format(n=100, pause=0.01))
+    await sink.until(lambda: len(lines_of(sink.text(msg_id))) >= 30, what="some lines")
+    ws = conn._ws
+    assert ws is not None and ws.protocol is not None and ws.protocol.stream is not None
+    ws.protocol.stream.close()  # the TCP connection ends without a close handshake
+    queued = conn.execute("print('queued while reconnecting')")
+    await sink.until(lambda: sink.idle(msg_id) and sink.idle(queued), what="both runs")
+    assert conn.reconnects == 1 and sink.lost == []
+    numbers = lines_of(sink.text(msg_id))
+    assert numbers == sorted(set(numbers)) and numbers[-1] == 99  # in order, never twice
+    assert "output sent meanwhile may be missing" in sink.text(msg_id, "stderr")
+    assert sink.text(queued) == "queued while reconnecting\n"
+
+
+async def test_an_unreachable_server_ends_in_on_lost_after_the_bound(tmp_path: Path) -> None:
+    own = _start_server("jupyter_server", tmp_path)
+    try:
+        conn = await own.provider(reconnect_timeout=2.0).start(request())
+        sink = Sink()
+        conn.listen(sink)
+        await sink.run(conn, "x = 1")
+        own.process.stop()
+        t0 = time.monotonic()
+        await sink.until(lambda: sink.lost, timeout=15, what="on_lost")
+        assert time.monotonic() - t0 < 8
+        await asyncio.sleep(0.3)
+        assert len(sink.lost) == 1
+        assert "could not reconnect within 2 s" in sink.lost[0] and own.base_url in sink.lost[0]
+        with pytest.raises(RemoteKernelError) as err:
+            conn.execute("print(1)")
+        assert err.value.code == "lost"
+        await conn.shutdown(now=True)  # logs, does not raise
+    finally:
+        own.process.stop()
+
+
+async def test_requests_about_a_missing_kernel_say_so(server: Server) -> None:
+    client = server.provider().client
+    for call in (client.get_kernel, client.interrupt):
+        with pytest.raises(RemoteKernelError) as err:
+            await call("00000000-0000-0000-0000-000000000000")
+        assert err.value.code == "not_found" and err.value.message.startswith("no such kernel")
+    assert await client.delete("00000000-0000-0000-0000-000000000000") is False
