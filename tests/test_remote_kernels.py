@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -553,3 +554,21 @@ async def test_requests_about_a_missing_kernel_say_so(server: Server) -> None:
             await call("00000000-0000-0000-0000-000000000000")
         assert err.value.code == "not_found" and err.value.message.startswith("no such kernel")
     assert await client.delete("00000000-0000-0000-0000-000000000000") is False
+
+
+async def test_first_output_does_not_wait_for_a_delayed_ack(
+    kernel: tuple[RemoteKernelConnection, Sink],
+) -> None:
+    # jupyter_server leaves Nagle on: without quick ACKs every run's first output
+    # waited about 40 ms behind its "busy" status
+    conn, sink = kernel
+    await sink.run(conn, "pass")
+    latencies = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        msg_id = conn.execute("print(1)")
+        await sink.until(partial(sink.text, msg_id))
+        latencies.append(time.perf_counter() - t0)
+        await sink.until(partial(sink.idle, msg_id))
+    latencies.sort()
+    assert latencies[5] < 0.03, [f"{1000 * t:.1f} ms" for t in latencies]

@@ -234,7 +234,7 @@ class RemoteKernelClient:
         )
         what = "open the kernel's WebSocket"
         try:
-            return await websocket_connect(
+            ws = await websocket_connect(
                 request,
                 subprotocols=[V1_PROTOCOL],
                 ping_interval=15.0,
@@ -261,3 +261,8 @@ class RemoteKernelClient:
             raise RemoteKernelError(
                 "unreachable", f"cannot reach {self.where} ({what}): {exc.strerror or exc}"
             ) from exc
+        if ws.protocol is not None:
+            # tornado turns Nagle back on once the upgrade request is sent: small
+            # kernel messages (an execute_request) would wait for a delayed ACK
+            ws.protocol.set_nodelay(True)
+        return ws
