@@ -61,6 +61,7 @@ log = logging.getLogger("hub_collab.kernels.remote")
 
 _MAX_HELD = 10_000
 _MAX_OUTBOX = 1_000
+_MAX_RUNNING = 256
 
 
 def _quickack(ws: WebSocketClientConnection) -> Callable[[], None] | None:
@@ -400,6 +401,10 @@ class RemoteKernelConnection:
     def _write(self, channel: str, msg: dict[str, Any]) -> None:
         ws = self._ws
         assert ws is not None
+        if ws.protocol is None or ws.protocol.is_closing():
+            # a frame written during the close handshake would be ignored by the server
+            self._outbox.append((channel, msg))
+            return
         data: str | bytes
         if self.protocol == V1_PROTOCOL:
             pack = self._session.pack
@@ -429,6 +434,8 @@ class RemoteKernelConnection:
             "stop_on_error": False,
         }
         msg_id = self._send("shell", "execute_request", content)
+        if len(self._running) >= _MAX_RUNNING:  # their idle status never came (dropped)
+            del self._running[next(iter(self._running))]
         self._running[msg_id] = {
             "msg_id": msg_id,
             "msg_type": "execute_request",
