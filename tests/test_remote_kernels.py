@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -571,3 +572,22 @@ async def test_first_output_does_not_wait_for_a_delayed_ack(
         await sink.until(partial(sink.idle, msg_id))
     latencies.sort()
     assert latencies[5] < 0.03, [f"{1000 * t:.1f} ms" for t in latencies]
+
+
+async def test_a_server_that_never_answers_times_out() -> None:
+    with socket.socket() as listener:  # accepts connections (the backlog), never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        provider = RemoteProvider("mute", f"http://127.0.0.1:{port}/", {}, request_timeout=1.0)
+        t0 = time.monotonic()
+        with pytest.raises(RemoteKernelError) as err:
+            await provider.start(request())
+        assert time.monotonic() - t0 < 5
+    assert err.value.code == "timeout" and "did not answer within 1 s" in err.value.message
+
+
+async def test_a_base_url_may_not_carry_a_token() -> None:
+    with pytest.raises(ValueError, match="must not carry") as err:
+        RemoteProvider("x", "http://127.0.0.1:1/?token=s3cret", {})
+    assert "s3cret" not in str(err.value)

@@ -80,6 +80,11 @@ class RemoteKernelClient:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url must be an http(s) URL, not {_display_url(base_url)!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            # a token belongs in headers, where it is never shown
+            raise ValueError(
+                f"base_url {_display_url(base_url)!r} must not carry a query, fragment or credentials"
+            )
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.where = _display_url(self.base_url)
         self._headers = dict(headers)
