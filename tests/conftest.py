@@ -24,7 +24,7 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
 ``spawning_hub`` (session, only for the tests that ask for it) -> :class:`hubfixtures.SpawningHub`
     Another real Hub whose users' servers really run: ``LocalProcessSpawner`` as the
     Unix accounts ``alice`` and ``bob`` (created if missing), named servers allowed
-    (``broken*`` ones fail in the spawner, ``exits*`` ones exit at once). ``collab``'s
+    (``broken*`` ones fail in the spawner, ``badcmd*`` ones have a command that does not exist). ``collab``'s
     OAuth tokens carry ``hubfixtures.COLLAB_OAUTH_SCOPES``; its own token holds
     ``hubfixtures.COLLAB_SERVER_ROLE``. ``.stop_all_servers()``. **Needs root**: as
     another user the tests that use it fail with a message saying so.

@@ -441,7 +441,7 @@ class Hub:
 SPAWN_USERS = ["alice", "bob"]
 #: Scopes of the OAuth token the Hub gives hub-collab for a logged-in user
 #: (``oauth_client_allowed_scopes``); ``!user`` means "the logged-in user".
-COLLAB_OAUTH_SCOPES = ["access:servers!user", "servers!user", "read:users:name!user"]
+COLLAB_OAUTH_SCOPES = ["servers!user", "access:servers!user"]
 #: The role an admin may grant hub-collab instead (docs/kernels.md): every user's servers.
 COLLAB_SERVER_ROLE = {
     "name": "hub-collab-servers",
@@ -454,8 +454,8 @@ COLLAB_SERVER_ROLE = {
 CONSENT_SERVICE = "collab-consent"
 #: Named servers whose names start with this fail to start (the spawner raises).
 FAILING_SERVER_PREFIX = "broken"
-#: Named servers whose names start with this run a command that exits at once.
-EXITING_SERVER_PREFIX = "exits"
+#: Named servers whose names start with this have a command that does not exist.
+BAD_CMD_SERVER_PREFIX = "badcmd"
 #: The message of the spawner's error for a ``broken*`` server.
 FAILING_SERVER_MESSAGE = "this named server is configured to fail (hub-collab tests)"
 
@@ -542,8 +542,8 @@ class SpawningHub(Hub):
     ``LocalProcessSpawner`` runs ``python -m jupyterhub.singleuser`` (jupyter_server)
     as the user's Unix account (created by :func:`ensure_unix_user`), in their home
     directory. Named servers are allowed; a named server called ``broken*`` fails in
-    the spawner with :data:`FAILING_SERVER_MESSAGE`, one called ``exits*`` runs a
-    command that exits at once.
+    the spawner with :data:`FAILING_SERVER_MESSAGE`, one called ``badcmd*`` has a
+    command that does not exist.
 
     The service ``collab`` gets OAuth tokens with :data:`COLLAB_OAUTH_SCOPES` for the
     users who log in to it, and its own token holds :data:`COLLAB_SERVER_ROLE` (both
@@ -569,7 +569,14 @@ class SpawningHub(Hub):
         settings = super().settings()
         for role in settings["JupyterHub.load_roles"]:
             if role["name"] == ADMIN_SERVICE:
-                role["scopes"] = [*role["scopes"], "servers", "read:servers", "access:servers"]
+                role["scopes"] = [
+                    *role["scopes"],
+                    "servers",
+                    "access:servers",
+                    "admin:server_state",
+                ]
+            if role["name"] == "user":
+                role["scopes"] = [*role["scopes"], f"access:services!service={CONSENT_SERVICE}"]
         settings["JupyterHub.load_roles"].append(dict(COLLAB_SERVER_ROLE))
         services = settings["JupyterHub.services"]
         for service in services:
@@ -610,11 +617,11 @@ class SpawningHub(Hub):
         return f"""
 
 def _hub_collab_test_pre_spawn(spawner):
-    # tests: a named server that cannot start, and one whose process exits at once
+    # tests: a named server whose spawner fails, and one with a command that does not exist
     if spawner.name.startswith({FAILING_SERVER_PREFIX!r}):
         raise RuntimeError({FAILING_SERVER_MESSAGE!r})
-    if spawner.name.startswith({EXITING_SERVER_PREFIX!r}):
-        spawner.cmd = ["/bin/false"]
+    if spawner.name.startswith({BAD_CMD_SERVER_PREFIX!r}):
+        spawner.cmd = ["/nonexistent/jupyterhub-singleuser"]
 
 
 c.Spawner.pre_spawn_hook = _hub_collab_test_pre_spawn
