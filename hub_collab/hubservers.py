@@ -10,7 +10,7 @@ and the refusal becomes a :class:`HubServerError` with a message for the user:
 
 * :class:`TokenRejected` (401): the token expired or was revoked: reload the page;
 * :class:`ScopeMissing` (403): the token may not do this; names the scope;
-* :class:`ServerNotFound` (404): no such user or server;
+* :class:`ServerNotFound` (404): no such user or server, or none the token may see;
 * :class:`ServerStartFailed` (502): the spawner's own message;
 * :class:`HubTimeout` (504): a bounded wait ran out;
 * :class:`HubUnreachable` (503): the Hub does not answer.
@@ -171,7 +171,7 @@ class HubServers:
             "GET",
             f"users/{quote(user, safe='')}?include_stopped_servers=1",
             token,
-            what=f"the servers of {user}",
+            what=f"see the servers of {user}",
         )
         if "servers" not in model:
             raise ScopeMissing(
@@ -265,7 +265,7 @@ class HubServers:
 
     async def check_token(self, token: str) -> dict[str, Any]:
         """The Hub's model of the token's owner (``GET /user``), with its ``scopes``."""
-        model = await self._json("GET", "user", token, what="who this token belongs to")
+        model = await self._json("GET", "user", token, what="find whose token this is")
         return dict(model)
 
     # -- internals ---------------------------------------------------------------------------
@@ -424,8 +424,11 @@ class HubServers:
                 f"Not allowed to {what}{needed}.", scopes=scopes, log_message=log_message
             )
         if exc.code == 404:
+            # the Hub answers 404 also when the token has no scope at all on that user,
+            # so as not to reveal who exists
             return ServerNotFound(
-                f"Cannot {what}: no such user or server.", log_message=log_message
+                f"Cannot {what}: there is no such user or server, or your login may not use it.",
+                log_message=log_message,
             )
         return _HubHTTPError(
             exc.code,
