@@ -48,6 +48,7 @@ from tornado.web import decode_signed_value
 
 from hub_collab.hubservers import (
     HubServers,
+    HubTimeout,
     HubUnreachable,
     Progress,
     ScopeMissing,
@@ -333,6 +334,20 @@ async def test_a_server_that_fails_to_start_says_why(
     assert (
         listed.get("broken") is ServerState.STOPPED and listed.get("badcmd") is ServerState.STOPPED
     )
+
+
+async def test_a_start_that_outlasts_its_timeout_is_a_timeout_not_a_hang(
+    servers: HubServers, tokens: dict[str, str], stop_all: None
+) -> None:
+    alice = tokens["alice"]
+    began = asyncio.get_running_loop().time()
+    with pytest.raises(HubTimeout, match="in time") as late:
+        await servers.start("alice", "slow", alice, timeout=0.3)
+    assert asyncio.get_running_loop().time() - began < 5
+    assert late.value.status == 504
+    # the Hub goes on starting it; asking again finds it (or waits for it)
+    server = await servers.start("alice", "slow", alice, timeout=90)
+    assert server.state is ServerState.READY
 
 
 # -- (b) expired and revoked tokens ------------------------------------------------------------
