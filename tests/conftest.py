@@ -21,6 +21,16 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
     ``.extra_args`` (list, used at the next start), ``.start()``, ``.stop()``,
     ``.restart()``, ``.tail()`` (its log). A test that stops it must start it again.
 
+``spawning_hub`` (session, only for the tests that ask for it) -> :class:`hubfixtures.SpawningHub`
+    Another real Hub whose users' servers really run: ``LocalProcessSpawner`` as the
+    Unix accounts ``alice`` and ``bob`` (created if missing), named servers allowed
+    (``broken*`` ones fail in the spawner, ``badcmd*`` ones have a command that does not exist). ``collab``'s
+    OAuth tokens carry ``hubfixtures.COLLAB_OAUTH_SCOPES``; its own token holds
+    ``hubfixtures.COLLAB_SERVER_ROLE``. ``.stop_all_servers()``. **Needs root**: as
+    another user the tests that use it fail with a message saying so.
+
+``spawning_collab`` (session) -> :class:`hubfixtures.CollabService` for ``spawning_hub``.
+
 ``browser_login`` (function) -> ``browser_login(public_service_url, user, password="demo")``
     The OAuth login as a browser does it; returns a :class:`hubfixtures.BrowserSession`
     (a ``requests.Session`` with ``.xsrf`` for the ``X-XSRFToken`` header).
@@ -33,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from hubfixtures import BrowserSession, CollabService, Hub
+from hubfixtures import BrowserSession, CollabService, Hub, SpawningHub
 from hubfixtures import browser_login as _browser_login
 from hubfixtures import free_port as _free_port
 
@@ -51,6 +61,28 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 @pytest.fixture(scope="session")
 def collab(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollabService]:
     service = CollabService(hub, tmp_path_factory.mktemp("collab"))
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def spawning_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawningHub]:
+    the_hub = SpawningHub(tmp_path_factory.mktemp("spawning-hub"))
+    try:
+        the_hub.start()
+        yield the_hub
+    finally:
+        the_hub.stop()
+
+
+@pytest.fixture(scope="session")
+def spawning_collab(
+    spawning_hub: SpawningHub, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CollabService]:
+    service = CollabService(spawning_hub, tmp_path_factory.mktemp("spawning-collab"))
     try:
         service.start()
         yield service

@@ -4,6 +4,9 @@
   :meth:`Process.stop` stops it and every process it started (no leaks).
 - :class:`Hub`: a real JupyterHub with configurable-http-proxy; hub-collab is its
   *external* service ``collab``; a ``test-admin`` service token drives the Hub API.
+- :class:`SpawningHub`: the same, but it spawns real single-user servers
+  (``LocalProcessSpawner``, named servers allowed) as real Unix users, which
+  :func:`ensure_unix_user` creates. Needs root.
 - :class:`CollabService`: the hub-collab process, started by the tests with the
   environment a Hub gives a service.
 - :func:`browser_login`: the OAuth login exactly as a browser does it.
@@ -15,11 +18,14 @@ from __future__ import annotations
 import html
 import json
 import os
+import pwd
 import re
 import secrets
 import signal
+import stat
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -70,10 +76,14 @@ __all__ = [
     "BrowserSession",
     "CollabService",
     "Hub",
+    "NotRootError",
     "Process",
+    "SpawningHub",
     "browser_login",
     "clean_env",
+    "ensure_unix_user",
     "free_port",
+    "require_root",
     "wait_until",
 ]
 
@@ -319,8 +329,13 @@ class Hub:
             "JupyterHub.default_url": self.collab_prefix,
         }
 
+    def extra_config(self) -> str:
+        """Python source appended to the generated config (for what is not a plain value)."""
+        return ""
+
     def start(self) -> None:
-        self.config_path.write_text(config_source(self.settings()))
+        self.root.chmod(0o700)  # the Hub's database and cookie secret: root only
+        self.config_path.write_text(config_source(self.settings()) + self.extra_config())
         self.process.start()
 
         def healthy() -> bool:
@@ -419,6 +434,237 @@ class Hub:
             self.set_groups(group, users)
 
 
+# -- real single-user servers, as real Unix users ------------------------------------------------
+
+#: Users of :class:`SpawningHub` that get a real Unix account (demo names, so the
+#: isolation tests and ``hub-collab demo`` share them).
+SPAWN_USERS = ["alice", "bob"]
+#: Scopes of the OAuth token the Hub gives hub-collab for a logged-in user
+#: (``oauth_client_allowed_scopes``); ``!user`` means "the logged-in user".
+COLLAB_OAUTH_SCOPES = ["servers!user", "access:servers!user"]
+#: The role an admin may grant hub-collab instead (docs/kernels.md): every user's servers.
+COLLAB_SERVER_ROLE = {
+    "name": "hub-collab-servers",
+    "description": "hub-collab starts, stops and uses users' servers (it checks who may)",
+    "scopes": ["servers", "access:servers", "read:users"],
+    "services": [SERVICE_NAME],
+}
+#: A second OAuth client with the same scopes that asks for consent (``oauth_no_confirm``
+#: off): the tests read what a user is asked to agree to. It never runs.
+CONSENT_SERVICE = "collab-consent"
+#: Named servers whose names start with this fail to start (the spawner raises).
+FAILING_SERVER_PREFIX = "broken"
+#: Named servers whose names start with this have a command that does not exist.
+BAD_CMD_SERVER_PREFIX = "badcmd"
+#: The message of the spawner's error for a ``broken*`` server.
+FAILING_SERVER_MESSAGE = "this named server is configured to fail (hub-collab tests)"
+
+
+class NotRootError(RuntimeError):
+    """A test that needs root (real Unix users) runs as another user."""
+
+
+def require_root(what: str) -> None:
+    """Fail (never skip) with a clear message unless this process runs as root."""
+    if os.geteuid() != 0:
+        raise NotRootError(
+            f"{what} needs root: it creates Unix accounts (useradd) and the Hub's "
+            "LocalProcessSpawner runs each user's server as that user. CI runs the tests "
+            "as root; run them as root (for example in a container)."
+        )
+
+
+def ensure_unix_user(name: str) -> pwd.struct_passwd:
+    """The Unix account `name` with a home directory, created (``useradd -m``) if missing."""
+    require_root(f"creating the Unix account {name!r}")
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        for attempt in range(20):  # another process may hold the lock on /etc/passwd
+            done = subprocess.run(
+                ["useradd", "-m", "-s", "/bin/bash", "-c", "hub-collab test user", name],
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode in (0, 9):  # 9: it exists (created meanwhile)
+                break
+            if attempt == 19:
+                raise RuntimeError(f"useradd {name}: {done.returncode} {done.stderr}") from None
+            time.sleep(0.25)
+        entry = pwd.getpwnam(name)
+    home = Path(entry.pw_dir)
+    if not home.is_dir():
+        home.mkdir(mode=0o700, parents=True)
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+    return entry
+
+
+def _usable_by_others(path: Path) -> bool:
+    """Whether any user may reach (o+x on every directory above) and read/run `path`."""
+    real = path.resolve()
+    for parent in real.parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            return False
+    return bool(real.stat().st_mode & stat.S_IROTH)
+
+
+def singleuser_python() -> str:
+    """A Python interpreter that users may run, of this interpreter's version.
+
+    This venv's interpreter may live where other users cannot reach it (pyenv under
+    ``/root``, mode 0700): then a system Python of the same minor version is used,
+    with this venv's site-packages on ``PYTHONPATH`` (same ABI).
+    """
+    candidates = [Path(sys.executable)]
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates += [Path(d) / version for d in ("/usr/local/bin", "/usr/bin")]
+    for candidate in candidates:
+        if candidate.exists() and _usable_by_others(candidate):
+            return str(candidate)
+    raise RuntimeError(
+        f"no {version} that other users may run: {sys.executable} resolves to "
+        f"{Path(sys.executable).resolve()}, which they cannot reach; install {version} "
+        "system-wide (/usr/bin) or make the interpreter's directories o+x"
+    )
+
+
+def singleuser_site_packages() -> str:
+    """This venv's site-packages, checked to be readable by other users."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    if not _usable_by_others(site):
+        raise RuntimeError(f"{site} is not readable by other users: users' servers need it")
+    return str(site)
+
+
+class SpawningHub(Hub):
+    """A :class:`Hub` that spawns real single-user servers as real Unix users.
+
+    ``LocalProcessSpawner`` runs ``python -m jupyterhub.singleuser`` (jupyter_server)
+    as the user's Unix account (created by :func:`ensure_unix_user`), in their home
+    directory. Named servers are allowed; a named server called ``broken*`` fails in
+    the spawner with :data:`FAILING_SERVER_MESSAGE`, one called ``badcmd*`` has a
+    command that does not exist.
+
+    The service ``collab`` gets OAuth tokens with :data:`COLLAB_OAUTH_SCOPES` for the
+    users who log in to it, and its own token holds :data:`COLLAB_SERVER_ROLE` (both
+    ways are tested). Needs root.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        unix_users: Iterable[str] = SPAWN_USERS,
+        start_timeout: float = 90.0,
+        spawn_timeout: int = 60,
+    ) -> None:
+        require_root("a Hub that spawns users' servers as real Unix users")
+        super().__init__(root, start_timeout=start_timeout)
+        self.unix_users = list(unix_users)
+        self.spawn_timeout = spawn_timeout
+        self.python = singleuser_python()
+        self.site_packages = singleuser_site_packages()
+
+    def settings(self) -> dict[str, Any]:
+        settings = super().settings()
+        for role in settings["JupyterHub.load_roles"]:
+            if role["name"] == ADMIN_SERVICE:
+                role["scopes"] = [
+                    *role["scopes"],
+                    "servers",
+                    "access:servers",
+                    "admin:server_state",
+                ]
+            if role["name"] == "user":
+                role["scopes"] = [*role["scopes"], f"access:services!service={CONSENT_SERVICE}"]
+        settings["JupyterHub.load_roles"].append(dict(COLLAB_SERVER_ROLE))
+        services = settings["JupyterHub.services"]
+        for service in services:
+            if service["name"] == SERVICE_NAME:
+                service["oauth_client_allowed_scopes"] = list(COLLAB_OAUTH_SCOPES)
+        services.append(
+            {
+                "name": CONSENT_SERVICE,
+                "api_token": secrets.token_hex(32),
+                "oauth_client_id": f"service-{CONSENT_SERVICE}",
+                "oauth_redirect_uri": urljoin(
+                    self.url, f"services/{CONSENT_SERVICE}/oauth_callback"
+                ),
+                "oauth_client_allowed_scopes": list(COLLAB_OAUTH_SCOPES),
+            }
+        )
+        settings.update(
+            {
+                "JupyterHub.spawner_class": "localprocess",
+                "Spawner.cmd": [self.python, "-m", "jupyterhub.singleuser"],
+                "Spawner.default_url": "/api/status",
+                "Spawner.environment": {
+                    "PYTHONPATH": self.site_packages,
+                    "PYTHONNOUSERSITE": "1",
+                    "PATH": os.pathsep.join(
+                        [str(Path(self.python).parent), "/usr/local/bin", "/usr/bin", "/bin"]
+                    ),
+                },
+                "Spawner.start_timeout": self.spawn_timeout,
+                "Spawner.http_timeout": self.spawn_timeout,
+                "JupyterHub.allow_named_servers": True,
+                "JupyterHub.named_server_limit_per_user": 5,
+            }
+        )
+        return settings
+
+    def extra_config(self) -> str:
+        return f"""
+
+def _hub_collab_test_pre_spawn(spawner):
+    # tests: a named server whose spawner fails, and one with a command that does not exist
+    if spawner.name.startswith({FAILING_SERVER_PREFIX!r}):
+        raise RuntimeError({FAILING_SERVER_MESSAGE!r})
+    if spawner.name.startswith({BAD_CMD_SERVER_PREFIX!r}):
+        spawner.cmd = ["/nonexistent/jupyterhub-singleuser"]
+
+
+c.Spawner.pre_spawn_hook = _hub_collab_test_pre_spawn
+"""
+
+    def start(self) -> None:
+        for name in self.unix_users:
+            ensure_unix_user(name)
+        super().start()
+
+    def stop_all_servers(self, timeout: float = 60.0) -> None:
+        """Stop every user's servers (named too) and wait until they are gone."""
+        for name in self.unix_users:
+            model = self.api("GET", f"users/{name}?include_stopped_servers=0", expect=(200, 404))
+            for server_name in (model or {}).get("servers", {}):
+                path = (
+                    f"users/{name}/servers/{server_name}" if server_name else f"users/{name}/server"
+                )
+                self.api("DELETE", path, expect=(202, 204, 400, 404))
+
+        def stopped() -> bool:
+            for name in self.unix_users:
+                model = self.api("GET", f"users/{name}")
+                assert not model.get("servers"), f"{name} still has {list(model['servers'])}"
+            return True
+
+        wait_until(
+            stopped,
+            timeout=timeout,
+            interval=0.2,
+            what="servers to stop",
+            on_timeout=self.process.tail,
+        )
+
+    def stop(self) -> None:
+        try:
+            if self.process.running:
+                self.stop_all_servers()
+        except Exception:  # stopping the Hub stops what is left anyway
+            pass
+        super().stop()
+
+
 class CollabService:
     """The hub-collab service process, started with the environment a Hub gives a service.
 
@@ -438,6 +684,8 @@ class CollabService:
         self.hub = hub
         self.data_dir = data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # database, cookie secret, runtime: readable by the service's account only
+        self.data_dir.chmod(0o700)
         self.port = hub.collab_port
         self.public_url = urljoin(hub.url, hub.collab_prefix)
         self.direct_url = f"http://127.0.0.1:{self.port}{hub.collab_prefix}"
