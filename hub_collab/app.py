@@ -52,9 +52,13 @@ from .documents import structure
 from .documents.rooms import RoomManager
 from .handlers import pages, ws
 from .hubapi import GroupDirectory
+from .hubservers import HubServers
 from .kernels.commands import register_commands as register_kernel_commands
 from .kernels.env import forbidden_name
+from .kernels.hubprovider import HubProvider
 from .kernels.manager import KernelService
+from .kernels.provider import KernelProvider, LocalProvider
+from .kernels.remote import RemoteProvider
 from .lifecycle import NotebookLifecycle
 from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
@@ -341,15 +345,76 @@ class HubCollab(Application):
             raise ValueError(f"kernel_env may not set {', '.join(bad)}: the service's secrets stay out of kernels")
         return value
 
+    kernel_provider = Unicode(
+        help="""Where kernels run. `hub`: on the users' own Hub servers (per-user mode: the
+        runner's default server; shared mode: a server of the notebook's owner, chosen with
+        their consent), started through the Hub when stopped; the service's Hub token needs
+        a role with the scopes `servers`, `access:servers` and `read:users` (docs/install.md).
+        `gateway`: on the Kernel/Enterprise Gateway at `kernel_gateway_url`. `local`: as
+        processes of the service's own OS user, for one user or development only: code in
+        them can read everything the service holds. Default: $HUB_COLLAB_KERNEL_PROVIDER,
+        else `local`.""",
+    ).tag(config=True)
+
+    @default("kernel_provider")
+    def _default_kernel_provider(self) -> str:
+        return _env("HUB_COLLAB_KERNEL_PROVIDER", default="local")
+
+    @validate("kernel_provider")
+    def _kernel_provider(self, proposal: Any) -> str:
+        value = str(proposal.value)
+        if value not in ("hub", "gateway", "local"):
+            raise ValueError(f"kernel_provider must be 'hub', 'gateway' or 'local', got {value!r}")
+        return value
+
+    kernel_gateway_url = Unicode(
+        help="""Base URL of the Kernel Gateway or Enterprise Gateway (`kernel_provider =
+        'gateway'`), e.g. http://gateway:8888/. Kernels get the Hub user as KERNEL_USERNAME.
+        Default: $HUB_COLLAB_GATEWAY_URL.""",
+    ).tag(config=True)
+
+    @default("kernel_gateway_url")
+    def _default_gateway_url(self) -> str:
+        return _env("HUB_COLLAB_GATEWAY_URL")
+
+    kernel_gateway_token = Unicode(
+        help="""The gateway's auth token, sent as `Authorization: token ...`. Default:
+        $HUB_COLLAB_GATEWAY_TOKEN, else $JUPYTER_GATEWAY_AUTH_TOKEN. Never logged.""",
+    ).tag(config=True)
+
+    @default("kernel_gateway_token")
+    def _default_gateway_token(self) -> str:
+        return _env("HUB_COLLAB_GATEWAY_TOKEN", "JUPYTER_GATEWAY_AUTH_TOKEN")
+
+    hub_public_url = Unicode(
+        help="""The Hub's public URL (its proxy), where users' servers are reached by the
+        `hub` kernel provider. Default: $JUPYTERHUB_PUBLIC_HUB_URL without its `hub/`,
+        else $JUPYTERHUB_PUBLIC_URL without the service's prefix.""",
+    ).tag(config=True)
+
+    @default("hub_public_url")
+    def _default_hub_public_url(self) -> str:
+        hub = _env("JUPYTERHUB_PUBLIC_HUB_URL")
+        if hub:
+            return hub.rstrip("/").removesuffix("/hub") + "/"
+        public = _env("JUPYTERHUB_PUBLIC_URL")
+        if public and public.rstrip("/").endswith(self.base_url.rstrip("/")):
+            return public.rstrip("/")[: -len(self.base_url.rstrip("/"))] + "/"
+        return ""
+
     kernels_survive_stop = Bool(
-        False,
         help="""Leave kernels running when the service stops, and find them again when it
         starts (a run in progress goes on and its later output lands in its cell; what it
         printed while no service listened is missing, and the cell says so). Off: a stop
         shuts every kernel down and running cells end as interrupted. Kernels always
         outlive a crash (kill -9): the next start finds them again, or marks their runs
-        lost if they are gone. Idle kernels found again are culled as usual.""",
+        lost if they are gone. Idle kernels found again are culled as usual. Default: on,
+        except with the `local` provider (its kernels are the service's own processes).""",
     ).tag(config=True)
+
+    @default("kernels_survive_stop")
+    def _default_survive(self) -> bool:
+        return self.kernel_provider != "local"
 
     max_output_bytes = Integer(
         10_000_000,
@@ -504,7 +569,24 @@ class HubCollab(Application):
             start_timeout=self.kernel_start_timeout,
             replicas=self.replicator,
             survive_stop=self.kernels_survive_stop,
+            provider=self.make_kernel_provider(),
         )
+
+    def make_kernel_provider(self) -> KernelProvider:
+        """The provider ``kernel_provider`` names, with its settings checked."""
+        if self.kernel_provider == "gateway":
+            if not self.kernel_gateway_url:
+                raise ValueError("kernel_provider 'gateway' needs kernel_gateway_url (or $HUB_COLLAB_GATEWAY_URL)")
+            headers = {"Authorization": f"token {self.kernel_gateway_token}"} if self.kernel_gateway_token else {}
+            return RemoteProvider("gateway", self.kernel_gateway_url, headers)
+        if self.kernel_provider == "hub":
+            if not self.hub_public_url:
+                raise ValueError("kernel_provider 'hub' needs hub_public_url (the Hub's public URL)")
+            if not self.api_token:
+                raise ValueError("kernel_provider 'hub' needs the service's Hub API token")
+            servers = HubServers(self.hub_api_url, self.hub_public_url)
+            return HubProvider(servers, self.api_token, start_timeout=max(self.kernel_start_timeout, 120.0))
+        return LocalProvider()
 
     def init_bus(self) -> None:
         self.bus = make_bus(self.redis_url, self.replica_id, prefix=self.redis_prefix)

@@ -337,7 +337,13 @@ async def test_settings_need_the_owner(users: Users) -> None:
     got = await users("instructor").request(
         "PUT", f"api/notebooks/{nb_id}/settings", {"kernel_mode": "per-user"}
     )
-    assert got == {"kernel_mode": "per-user", "kernel_name": "python3"}
+    assert got == {"kernel_mode": "per-user", "kernel_name": "python3", "provider": "local"}
+    # choosing a Hub server for the shared kernel is for the hub provider only
+    with pytest.raises(CollabAPIError) as err:
+        await users("instructor").request(
+            "PUT", f"api/notebooks/{nb_id}/settings", {"shared_server": "", "consent": True}
+        )
+    assert err.value.code == "invalid_setting" and "'local' provider" in str(err.value)
 
 
 async def test_per_user_mode_isolation(users: Users) -> None:

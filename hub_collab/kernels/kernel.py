@@ -141,11 +141,14 @@ class Kernel:
         config: KernelConfig,
         provider: KernelProvider,
         runs_as: str = "",
+        server: str = "",
     ) -> None:
         self.owner = owner
         self.provider = provider
         #: the Hub user whose resource the kernel runs on (the runner, or the notebook's owner)
         self.runs_as = runs_as or (user or "")
+        #: the named server of ``runs_as`` it runs on (``hub`` provider; "" the default one)
+        self.server = server
         self.nb_id = nb_id
         #: None for the notebook's shared kernel, else the user of a per-user kernel
         self.user = user
@@ -222,6 +225,7 @@ class Kernel:
         request = KernelRequest(
             kernel_name=self.kernel_name,
             user=self.runs_as,
+            server=self.server,
             env=dict(cfg.env),
             cwd=cfg.cwd,
             runtime_dir=cfg.runtime_dir,
@@ -263,7 +267,7 @@ class Kernel:
         self._set_state("starting")
         cfg = self.config
         request = KernelRequest(
-            kernel_name=self.kernel_name, user=self.runs_as, env=dict(cfg.env), cwd=cfg.cwd,
+            kernel_name=self.kernel_name, user=self.runs_as, server=self.server, env=dict(cfg.env), cwd=cfg.cwd,
             runtime_dir=cfg.runtime_dir, start_timeout=cfg.start_timeout, shutdown_wait=cfg.shutdown_wait,
         )  # fmt: skip
         try:

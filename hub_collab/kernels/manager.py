@@ -352,10 +352,31 @@ class KernelService(RoomObserverBase):
                 flush_interval=self.flush_interval,
                 max_output_bytes=self.max_output_bytes,
             )
-            runs_as = key[1] or self.rooms.permissions.notebook(room.id).owner
-            kernel = Kernel(self, room.id, key[1] or None, self.kernel_name(room), config, self.provider, runs_as)
+            runs_as, server = self._where(room, key[1])
+            kernel = Kernel(self, room.id, key[1] or None, self.kernel_name(room), config, self.provider, runs_as, server)
             self.kernels[key] = kernel
         return kernel
+
+    def _where(self, room: NotebookRoom, user: str) -> tuple[str, str]:
+        """Whose resource a kernel runs on, and which server: in per-user mode the
+        runner's own (default) server; in shared mode the notebook's owner's, on the
+        server they chose, and only once they consented (``hub`` provider: everyone
+        who may run the notebook's cells then runs code as the owner)."""
+        if user:
+            return user, ""
+        owner = self._owner(room)
+        if self.provider.name != "hub":
+            return owner, ""
+        settings = room.record.settings
+        server = settings.get("shared_server")
+        if settings.get("shared_consent_by") != owner or not isinstance(server, str):
+            raise KernelStartFailed(
+                f"The shared kernel of this notebook runs on a server of its owner, {owner}, and"
+                " everyone who may run its cells then runs code as them: the owner must choose"
+                " that server first (kernel settings: shared_server, with consent).",
+                code="kernel_consent_required",
+            )
+        return owner, server
 
     # -- messages to sessions ---------------------------------------------------------------
 
@@ -594,13 +615,18 @@ class KernelService(RoomObserverBase):
     # -- settings ---------------------------------------------------------------------------
 
     def settings(self, room: NotebookRoom) -> dict[str, Any]:
-        return {"kernel_mode": self.mode(room), "kernel_name": self.kernel_name(room)}
+        out: dict[str, Any] = {"kernel_mode": self.mode(room), "kernel_name": self.kernel_name(room), "provider": self.provider.name}
+        if self.provider.name == "hub":
+            owner = self._owner(room)
+            consented = room.record.settings.get("shared_consent_by") == owner
+            out["shared_server"] = room.record.settings.get("shared_server") if consented else None
+        return out
 
     async def set_settings(
         self, room: NotebookRoom, identity: Identity, body: dict[str, Any]
     ) -> dict[str, Any]:
         """Change ``kernel_mode`` and/or ``kernel_name``; the notebook's kernels are shut down."""
-        unknown = set(body) - {"kernel_mode", "kernel_name"}
+        unknown = set(body) - {"kernel_mode", "kernel_name", "shared_server", "consent"}
         if unknown:
             raise BadRequest(
                 f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field"
@@ -613,14 +639,19 @@ class KernelService(RoomObserverBase):
                     code="invalid_setting",
                 )
             new["kernel_mode"] = body["kernel_mode"]
+        if "shared_server" in body or "consent" in body:
+            self._consent(room, identity, body, new)
         if "kernel_name" in body:
             name = body["kernel_name"]
             if not isinstance(name, str) or not name:
                 raise BadRequest(
                     "kernel_name must be the name of a kernelspec", code="invalid_setting"
                 )
-            specs = await asyncio.get_running_loop().run_in_executor(
-                None, KernelSpecManager().find_kernel_specs
+            # kernelspecs elsewhere are checked where the kernel starts (a clear error there)
+            specs = (
+                await asyncio.get_running_loop().run_in_executor(None, KernelSpecManager().find_kernel_specs)
+                if self.provider.name == "local"
+                else {name: ""}
             )
             if name not in specs:
                 raise BadRequest(
@@ -657,6 +688,31 @@ class KernelService(RoomObserverBase):
             self._audit(room.id, identity.name, "settings", "kernel", {"old": old, "new": new})
         )
         return self.settings(room)
+
+    def _consent(self, room: NotebookRoom, identity: Identity, body: dict[str, Any], new: dict[str, Any]) -> None:
+        """The owner chooses the server the shared kernel runs on, and consents."""
+        if self.provider.name != "hub":
+            raise BadRequest(
+                f"shared_server applies to kernels on Hub servers; this service runs them with the {self.provider.name!r} provider",
+                code="invalid_setting",
+            )
+        owner = self._owner(room)
+        if identity.name != owner:
+            raise Forbidden(
+                "only the notebook's owner may put its shared kernel on their server (everyone who"
+                " may run its cells then runs code as the owner)"
+            )
+        server = body.get("shared_server", "")
+        if not isinstance(server, str) or len(server) > 255 or "/" in server:
+            raise BadRequest("shared_server must be the name of one of your servers (\"\" for the default one)", code="invalid_setting")
+        if body.get("consent") is not True:
+            raise BadRequest(
+                "consent must be true: everyone who may run this notebook's cells will run code as you,"
+                " with your files and rights on that server",
+                code="consent_required",
+            )
+        new["shared_server"] = server
+        new["shared_consent_by"] = owner
 
     # -- deletion ---------------------------------------------------------------------------
 

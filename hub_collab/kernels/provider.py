@@ -62,11 +62,14 @@ class KernelRequest:
 
     ``user`` is the Hub user the kernel belongs to (the runner in per-user mode,
     the notebook's owner in shared mode); remote providers start the kernel on
-    that user's resource. ``cwd`` and ``runtime_dir`` are for the local provider.
+    that user's resource (``server``: a named Hub server). ``cwd`` and
+    ``runtime_dir`` are for the local provider.
     """
 
     kernel_name: str
     user: str
+    #: the user's named server for the ``hub`` provider ("" for their default server)
+    server: str = ""
     env: dict[str, str] = field(default_factory=dict)
     cwd: str = ""
     runtime_dir: str = ""

@@ -443,6 +443,9 @@ class RemoteKernelConnection:
         }
         return msg_id
 
+    def kernel_info(self) -> str:
+        return self._send("shell", "kernel_info_request", {})
+
     def input_reply(self, value: str) -> None:
         self._send("stdin", "input_reply", {"value": value}, parent=self._input_parent or None)
         self._input_parent = {}

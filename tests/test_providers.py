@@ -1,0 +1,321 @@
+"""Kernels outside the service, end to end through the real service.
+
+* ``gateway``: the service (the ``collab`` fixture, restarted with
+  ``kernel_provider=gateway``) runs its kernels on a real Jupyter Kernel Gateway; the
+  kernel gets the Hub user as ``KERNEL_USERNAME``; a run goes on through a kill -9 of
+  the service (the gateway replays what the kernel said meanwhile).
+* ``hub``: the service for the spawning Hub (``spawning_collab``, restarted with
+  ``kernel_provider=hub``) runs each user's kernel on that user's own server, as that
+  user's Unix account; a student's kernel, searching the file system and ``/proc``,
+  finds none of the service's secrets; shared mode needs the owner's consent and then
+  runs as the owner. Needs root (the fixtures say so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import pwd
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hubfixtures import CollabService, Hub, SpawningHub
+from test_remote_kernels import Server, _start_server
+
+from hub_collab.client import CollabAPIError, CollabClient, CommandError, NotebookConnection
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def notebook(*sources: str) -> dict[str, Any]:
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [
+            {"id": f"c{i}", "cell_type": "code", "source": src, "metadata": {}, "outputs": [], "execution_count": None}
+            for i, src in enumerate(sources)
+        ],
+    }
+
+
+def text_of(outputs: list[dict[str, Any]]) -> str:
+    return "".join(str(o.get("text", "")) for o in outputs if o.get("output_type") == "stream")
+
+
+async def connect(client: CollabClient, nb_id: str) -> NotebookConnection:
+    conn = client.open(nb_id)
+    await conn.connect()
+    await conn.synced()
+    return conn
+
+
+async def run(conn: NotebookConnection, cid: str, timeout: float = 120) -> tuple[dict[str, Any], str]:
+    await conn.execute(cid)
+    state = await conn.wait_executed(cid, timeout=timeout)
+    return state, text_of(conn.outputs(cid))
+
+
+def reconfigure(collab: CollabService, *args: str) -> list[str]:
+    """Restart ``collab`` with ``args`` added; return its previous extra args."""
+    old = list(collab.extra_args)
+    collab.extra_args = [*old, *args]
+    collab.restart()
+    return old
+
+
+# -- gateway ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gateway(collab: CollabService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = _start_server("kernel_gateway", tmp_path_factory.mktemp("gateway"))
+    old = reconfigure(
+        collab,
+        "--HubCollab.kernel_provider=gateway",
+        f"--HubCollab.kernel_gateway_url={server.base_url}",
+        f"--HubCollab.kernel_gateway_token={server.token}",
+    )
+    try:
+        yield server
+    finally:
+        collab.extra_args = old
+        collab.restart()
+        server.process.stop()
+
+
+async def test_gateway_kernels_run_there_as_the_hub_user(hub: Hub, collab: CollabService, gateway: Server) -> None:
+    async with (
+        CollabClient(collab.public_url, hub.token("instructor"), request_timeout=120) as owner,
+        CollabClient(collab.public_url, hub.token("alice"), request_timeout=120) as alice,
+    ):
+        nb = await owner.create_notebook(
+            "on the gateway",
+            notebook("import os\nprint(os.environ.get('KERNEL_USERNAME'), os.getppid())"),
+            group="students",
+            mode="0775",
+            default_cell_mode="0775",
+        )
+        nb_id = str(nb["id"])
+        settings = await owner.request("GET", f"api/notebooks/{nb_id}/settings")
+        assert settings["provider"] == "gateway"
+        conn = await connect(alice, nb_id)
+        try:
+            state, text = await run(conn, "c0")
+            user, parent = text.split()
+            # shared mode: the kernel belongs to the notebook's owner, on the gateway
+            assert state["status"] == "ok" and user == "instructor", text
+            assert int(parent) in {p.pid for p in [*_children(gateway.process.pid)]} | {gateway.process.pid}
+        finally:
+            await conn.close()
+
+
+def _children(pid: int) -> list[Any]:
+    import psutil
+
+    return list(psutil.Process(pid).children(recursive=True))
+
+
+async def test_a_gateway_run_goes_on_through_a_kill_of_the_service(
+    hub: Hub, collab: CollabService, gateway: Server
+) -> None:
+    async with CollabClient(collab.public_url, hub.token("instructor"), request_timeout=120) as owner:
+        nb = await owner.create_notebook(
+            "through a crash",
+            notebook("import time\nfor i in range(30):\n    print('tick', i, flush=True)\n    time.sleep(0.2)"),
+        )
+        nb_id = str(nb["id"])
+        conn = await connect(owner, nb_id)
+        try:
+            await conn.execute("c0")
+            await conn.wait_for(lambda: "tick 3\n" in text_of(conn.outputs("c0")), timeout=60)
+        finally:
+            await conn.close()
+        assert collab.process is not None and collab.process.proc is not None
+        os.kill(collab.process.pid, signal.SIGKILL)
+        collab.process.proc.wait(60)
+        collab.process = None
+        collab.start()
+        conn = await connect(owner, nb_id)
+        try:
+            state = await conn.wait_executed("c0", timeout=90)
+            ticks = [int(line.split()[1]) for line in text_of(conn.outputs("c0")).splitlines()]
+            assert state["status"] == "ok", state
+            # the gateway kept what the kernel said while no service listened: nothing is missing
+            assert ticks == list(range(30)), ticks
+        finally:
+            await conn.close()
+
+
+# -- hub: the users' own servers -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def on_servers(spawning_hub: SpawningHub, spawning_collab: CollabService) -> AsyncIterator[CollabService]:
+    old = reconfigure(spawning_collab, "--HubCollab.kernel_provider=hub")
+    try:
+        yield spawning_collab
+    finally:
+        spawning_hub.stop_all_servers()
+        spawning_collab.extra_args = old
+        spawning_collab.restart()
+
+
+PROBE = r"""
+import base64, json, os, pwd
+found = {"user": pwd.getpwuid(os.getuid()).pw_name, "read": [], "secrets": []}
+# base64 in the source: the cell's own text (kept in the kernel's history) holds no needle
+needles = [base64.b64decode(n) for n in NEEDLES]
+for path in PATHS:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        found["read"].append(path)
+    except OSError:
+        pass
+def look(data, where):
+    for n in needles:
+        if n and n in data:
+            found["secrets"].append(where)
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    for part in ("environ", "cmdline"):
+        try:
+            with open(f"/proc/{pid}/{part}", "rb") as f:
+                look(f.read(), f"/proc/{pid}/{part}")
+        except OSError:
+            pass
+for root in ROOTS:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            try:
+                if os.path.getsize(p) < 5_000_000:
+                    with open(p, "rb") as f:
+                        look(f.read(), p)
+            except OSError:
+                pass
+print(json.dumps(found))
+"""
+
+
+def encoded(needles: list[str]) -> list[str]:
+    return [base64.b64encode(n.encode()).decode() for n in needles]
+
+
+def probe_source(collab: CollabService, hub: SpawningHub, needles: list[str]) -> str:
+    paths = [
+        str(collab.data_dir / "hub-collab.sqlite"),
+        str(collab.data_dir / "cookie_secret"),
+        str(collab.data_dir),
+        str(hub.root),
+    ]
+    roots = ["/tmp", "/home", "/root", "/var/tmp", str(collab.data_dir), str(hub.root)]
+    return f"NEEDLES = {encoded(needles)!r}\nPATHS = {paths!r}\nROOTS = {roots!r}\n" + PROBE
+
+
+async def test_each_users_kernel_runs_on_their_own_server_and_finds_no_secret(
+    spawning_hub: SpawningHub, on_servers: CollabService
+) -> None:
+    collab = on_servers
+    secret_cell = "hidden-" + os.urandom(6).hex()
+    cookie_secret = (collab.data_dir / "cookie_secret").read_text().strip()
+    service_token = collab.env().get("JUPYTERHUB_API_TOKEN", "")
+    assert service_token and cookie_secret
+    needles = [secret_cell, cookie_secret, service_token]
+    async with (
+        CollabClient(collab.public_url, spawning_hub.token("alice"), request_timeout=180) as alice,
+        CollabClient(collab.public_url, spawning_hub.token("bob"), request_timeout=180) as bob,
+    ):
+        nb = await alice.create_notebook(
+            "exam",
+            notebook(probe_source(collab, spawning_hub, needles), f"answer = {secret_cell!r}"),
+            mode="0777",
+            default_cell_mode="0777",
+        )
+        nb_id = str(nb["id"])
+        await alice.request("PUT", f"api/notebooks/{nb_id}/settings", {"kernel_mode": "per-user"})
+        # alice's private cell: hidden from bob
+        await alice.set_permissions(nb_id, "c1", mode="0700")
+        results = {}
+        for name, client in (("alice", alice), ("bob", bob)):
+            conn = await connect(client, nb_id)
+            try:
+                state, text = await run(conn, "c0", timeout=240)
+                assert state["status"] == "ok", (name, state, text)
+                results[name] = json.loads(text)
+            finally:
+                await conn.close()
+    for name, found in results.items():
+        # on their own server, as their own Unix account
+        assert found["user"] == name, found
+        assert pwd.getpwnam(name).pw_uid != 0
+        # none of the service's files, no hidden cell, no Hub token, no cookie secret
+        assert found["read"] == [], (name, found["read"])
+        assert found["secrets"] == [], (name, found["secrets"])
+
+
+async def test_shared_kernels_need_the_owners_consent_and_run_as_the_owner(
+    spawning_hub: SpawningHub, on_servers: CollabService
+) -> None:
+    collab = on_servers
+    async with (
+        CollabClient(collab.public_url, spawning_hub.token("alice"), request_timeout=180) as alice,
+        CollabClient(collab.public_url, spawning_hub.token("bob"), request_timeout=180) as bob,
+    ):
+        nb = await alice.create_notebook(
+            "shared", notebook("import os, pwd\nprint(pwd.getpwuid(os.getuid()).pw_name)"), mode="0777", default_cell_mode="0777"
+        )
+        nb_id = str(nb["id"])
+        conn = await connect(bob, nb_id)
+        try:
+            with pytest.raises(CommandError) as refused:
+                await conn.execute("c0")
+            assert refused.value.code == "kernel_consent_required"
+            assert "alice" in str(refused.value) and "consent" in str(refused.value)
+        finally:
+            await conn.close()
+        # consent is the owner's alone, and must be explicit
+        for client, body, code in (
+            (bob, {"shared_server": "", "consent": True}, "forbidden"),
+            (alice, {"shared_server": ""}, "consent_required"),
+            (alice, {"shared_server": "../x", "consent": True}, "invalid_setting"),
+        ):
+            with pytest.raises(CollabAPIError) as err:
+                await client.request("PUT", f"api/notebooks/{nb_id}/settings", body)
+            assert err.value.code == code, (body, err.value)
+        settings = await alice.request(
+            "PUT", f"api/notebooks/{nb_id}/settings", {"shared_server": "", "consent": True}
+        )
+        assert settings["shared_server"] == "" and settings["provider"] == "hub"
+        conn = await connect(bob, nb_id)
+        try:
+            state, text = await run(conn, "c0", timeout=240)
+            # bob ran it, in alice's kernel, as alice: what the consent said
+            assert state["status"] == "ok" and text == "alice\n", (state, text)
+        finally:
+            await conn.close()
+
+
+async def test_probe_finds_a_planted_secret(tmp_path: Path) -> None:
+    """Positive control: the probe sees a secret it may read, and reports it."""
+    planted = tmp_path / "planted.txt"
+    planted.write_text("needle-123")
+    source = (
+        f"NEEDLES = {encoded(['needle-123'])!r}\nPATHS = [{str(planted)!r}]\nROOTS = [{str(tmp_path)!r}]\n" + PROBE
+    )
+    import subprocess
+    import sys
+
+    out = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", source], capture_output=True, text=True, timeout=120, check=True
+    )
+    found = json.loads(out.stdout)
+    assert found["read"] == [str(planted)]
+    assert str(planted) in found["secrets"]
