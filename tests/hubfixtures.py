@@ -528,12 +528,38 @@ def singleuser_python() -> str:
     )
 
 
+#: where the single-user packages go when this venv is out of other users' reach
+SINGLEUSER_SITE_CACHE = Path("/var/cache/hub-collab-tests")
+
+
 def singleuser_site_packages() -> str:
-    """This venv's site-packages, checked to be readable by other users."""
+    """Site-packages with jupyterhub, jupyter_server and ipykernel that other users can read.
+
+    This venv's, when other users can reach it. A checkout under a private directory
+    (``/root``, mode 0700) is not: then the same versions are installed once with pip
+    into a world-readable directory (:data:`SINGLEUSER_SITE_CACHE`), kept for later runs.
+    """
     site = Path(sysconfig.get_paths()["purelib"])
-    if not _usable_by_others(site):
-        raise RuntimeError(f"{site} is not readable by other users: users' servers need it")
-    return str(site)
+    if _usable_by_others(site):
+        return str(site)
+    from importlib.metadata import version
+
+    pins = [f"{name}=={version(name)}" for name in ("jupyterhub", "jupyter_server", "ipykernel")]
+    target = SINGLEUSER_SITE_CACHE / ("site-" + "-".join(p.replace("==", "") for p in pins))
+    if not (target / ".complete").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target), *pins],
+            check=True,
+            timeout=600,
+        )
+        (target / ".complete").touch()
+        for path in [SINGLEUSER_SITE_CACHE, *SINGLEUSER_SITE_CACHE.rglob("*")]:
+            mode = path.stat().st_mode
+            path.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if path.is_dir() or mode & stat.S_IXUSR else 0))
+    if not _usable_by_others(target):
+        raise RuntimeError(f"{target} is not readable by other users: users' servers need it")
+    return str(target)
 
 
 class SpawningHub(Hub):
