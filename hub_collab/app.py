@@ -352,13 +352,14 @@ class HubCollab(Application):
         a role with the scopes `servers`, `access:servers` and `read:users` (docs/install.md).
         `gateway`: on the Kernel/Enterprise Gateway at `kernel_gateway_url`. `local`: as
         processes of the service's own OS user, for one user or development only: code in
-        them can read everything the service holds. Default: $HUB_COLLAB_KERNEL_PROVIDER,
-        else `local`.""",
+        them can read everything the service holds, so choosing it is the admin's explicit
+        choice, and then every page says that kernels are not isolated. Default:
+        $HUB_COLLAB_KERNEL_PROVIDER, else `hub`.""",
     ).tag(config=True)
 
     @default("kernel_provider")
     def _default_kernel_provider(self) -> str:
-        return _env("HUB_COLLAB_KERNEL_PROVIDER", default="local")
+        return _env("HUB_COLLAB_KERNEL_PROVIDER", default="hub")
 
     @validate("kernel_provider")
     def _kernel_provider(self, proposal: Any) -> str:
@@ -581,7 +582,10 @@ class HubCollab(Application):
             return RemoteProvider("gateway", self.kernel_gateway_url, headers)
         if self.kernel_provider == "hub":
             if not self.hub_public_url:
-                raise ValueError("kernel_provider 'hub' needs hub_public_url (the Hub's public URL)")
+                raise ValueError(
+                    "kernel_provider 'hub' (the default) needs hub_public_url, the Hub's public URL"
+                    " (or set kernel_provider to 'gateway', or to 'local' for one user or development)"
+                )
             if not self.api_token:
                 raise ValueError("kernel_provider 'hub' needs the service's Hub API token")
             servers = HubServers(self.hub_api_url, self.hub_public_url)

@@ -132,6 +132,8 @@ def demo_settings(
                     "hub_collab",
                     "--data-dir",
                     os.path.join(data_dir, SERVICE_NAME),
+                    # the demo's users share one account: its pages say kernels are not isolated
+                    "--HubCollab.kernel_provider=local",
                 ],
                 "cwd": os.path.join(data_dir, SERVICE_NAME),
                 "environment": {"PYTHONPATH": python_path()},

@@ -34,6 +34,8 @@ class Services(Protocol):
     max_request_bytes: int
     allowed_origins: list[str]
     replica_id: str
+    #: where kernels run: ``hub``, ``gateway`` or ``local`` (not isolated from the service)
+    kernel_provider: str
     #: WebSocket sessions opened since start (tests and benchmarks read it)
     sessions_opened: int
 

@@ -750,6 +750,12 @@ class CollabService:
             str(self.data_dir),
             f"--db-url={self.db_url}",
             "--HubCollab.group_refresh_interval=1",
+            # the tests' kernels run as the service's processes unless a test says otherwise
+            *(
+                []
+                if any(a.startswith("--HubCollab.kernel_provider=") for a in self.extra_args)
+                else ["--HubCollab.kernel_provider=local"]
+            ),
             *self.extra_args,
         ]
 

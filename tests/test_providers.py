@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hubfixtures import CollabService, Hub, SpawningHub
+from hubfixtures import CollabService, Hub, SpawningHub, browser_login
 from test_remote_kernels import Server, _start_server
 
 from hub_collab.client import CollabAPIError, CollabClient, CommandError, NotebookConnection
+from hub_collab.documents.notebook import init_out, out_doc
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -67,6 +68,25 @@ def reconfigure(collab: CollabService, *args: str) -> list[str]:
     collab.extra_args = [*old, *args]
     collab.restart()
     return old
+
+
+# -- local: the admin's explicit choice, said on every page -------------------------------------
+
+NOT_ISOLATED = "Kernels are not isolated here"
+
+
+def pages_of(public_url: str, user: str) -> list[str]:
+    """The home page and a notebook page as a logged-in browser sees them."""
+    session = browser_login(public_url, user)
+    home = session.get(public_url, timeout=10)
+    notebook_page = session.get(public_url + "notebooks/abcdef", timeout=10)
+    return [home.text, notebook_page.text]
+
+
+async def test_local_kernels_say_on_every_page_that_they_are_not_isolated(collab: CollabService) -> None:
+    # the tests' service runs local kernels (hubfixtures passes --HubCollab.kernel_provider=local)
+    for page in await asyncio.to_thread(pages_of, collab.public_url, "alice"):
+        assert NOT_ISOLATED in page and '"kernels_isolated": false' in page
 
 
 # -- gateway ------------------------------------------------------------------------------------
@@ -261,6 +281,11 @@ async def test_each_users_kernel_runs_on_their_own_server_and_finds_no_secret(
         assert found["secrets"] == [], (name, found["secrets"])
 
 
+async def test_pages_on_isolated_kernels_carry_no_warning(on_servers: CollabService) -> None:
+    for page in await asyncio.to_thread(pages_of, on_servers.public_url, "alice"):
+        assert NOT_ISOLATED not in page and '"kernels_isolated": true' in page
+
+
 async def test_shared_kernels_need_the_owners_consent_and_run_as_the_owner(
     spawning_hub: SpawningHub, on_servers: CollabService
 ) -> None:
@@ -319,3 +344,31 @@ async def test_probe_finds_a_planted_secret(tmp_path: Path) -> None:
     found = json.loads(out.stdout)
     assert found["read"] == [str(planted)]
     assert str(planted) in found["secrets"]
+
+
+async def test_a_server_stopped_mid_run_ends_the_run_and_the_next_run_starts_it(
+    spawning_hub: SpawningHub, on_servers: CollabService
+) -> None:
+    collab = on_servers
+    async with CollabClient(collab.public_url, spawning_hub.token("bob"), request_timeout=180) as bob:
+        nb = await bob.create_notebook(
+            "long", notebook("import time\nfor i in range(600):\n    print(i, flush=True)\n    time.sleep(0.1)", "print('again')")
+        )
+        nb_id = str(nb["id"])
+        await bob.request("PUT", f"api/notebooks/{nb_id}/settings", {"kernel_mode": "per-user"})
+        conn = await connect(bob, nb_id)
+        try:
+            await conn.execute("c0")
+            await conn.wait_for(lambda: "3\n" in text_of(conn.outputs("c0")), timeout=240)
+            # bob's server goes away (stopped by the Hub, culled, crashed)
+            await asyncio.to_thread(spawning_hub.api, "DELETE", "users/bob/server", expect=(202, 204))
+            state = await conn.wait_executed("c0", timeout=120)
+            assert state["status"] == "kernel_died", state
+            outputs, _ = init_out(conn.docs[out_doc("c0")])
+            notices = [str(o["text"]) for o in outputs.to_py() or [] if o.get("output_type") == "notice"]
+            assert notices and "Run it again" in notices[-1], notices
+            # the next run starts bob's server again, and a fresh kernel on it
+            state, text = await run(conn, "c1", timeout=240)
+            assert state["status"] == "ok" and text == "again\n", (state, text)
+        finally:
+            await conn.close()

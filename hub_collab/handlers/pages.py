@@ -29,9 +29,15 @@ class PageHandler(BaseHandler):
             "hub_prefix": self.hub_auth.hub_prefix,
             "xsrf": self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,
             "user": {"name": ident.name, "admin": ident.admin, "groups": sorted(ident.groups)},
+            "kernels_isolated": self.collab.kernel_provider != "local",
             **extra,
         }
-        self.render("page.html", config_json=json.dumps(config), title=extra.get("title", "hub-collab"))
+        self.render(
+            "page.html",
+            config_json=json.dumps(config),
+            title=extra.get("title", "hub-collab"),
+            kernels_isolated=config["kernels_isolated"],
+        )
 
 
 class HomeHandler(PageHandler):
