@@ -83,10 +83,14 @@ def pages_of(public_url: str, user: str) -> list[str]:
     return [home.text, notebook_page.text]
 
 
-async def test_local_kernels_say_on_every_page_that_they_are_not_isolated(collab: CollabService) -> None:
+async def test_local_kernels_say_on_every_page_that_they_are_not_isolated(hub: Hub, collab: CollabService) -> None:
     # the tests' service runs local kernels (hubfixtures passes --HubCollab.kernel_provider=local)
     for page in await asyncio.to_thread(pages_of, collab.public_url, "alice"):
         assert NOT_ISOLATED in page and '"kernels_isolated": false' in page
+    async with CollabClient(collab.public_url, hub.token("alice")) as alice:
+        nb = await alice.create_notebook("where", notebook("1"))
+        status = await alice.request("GET", f"api/notebooks/{nb['id']}/kernel")
+        assert status["where"] == "on the service (not isolated)"
 
 
 # -- gateway ------------------------------------------------------------------------------------
@@ -300,6 +304,8 @@ async def test_shared_kernels_need_the_owners_consent_and_run_as_the_owner(
         nb_id = str(nb["id"])
         conn = await connect(bob, nb_id)
         try:
+            await conn.wait_for(lambda: "where" in conn.kernel_state, timeout=30)
+            assert conn.kernel_state["where"] == "nowhere yet: alice must choose a server for it"
             with pytest.raises(CommandError) as refused:
                 await conn.execute("c0")
             assert refused.value.code == "kernel_consent_required"
@@ -324,6 +330,7 @@ async def test_shared_kernels_need_the_owners_consent_and_run_as_the_owner(
             state, text = await run(conn, "c0", timeout=240)
             # bob ran it, in alice's kernel, as alice: what the consent said
             assert state["status"] == "ok" and text == "alice\n", (state, text)
+            assert conn.kernel_state["where"] == "on alice's server"
         finally:
             await conn.close()
 

@@ -169,6 +169,9 @@ def test_a_run_shows_outputs_in_both_browsers(as_user: Any, api: Any, collab: An
     expect(cell(alice, "r2").locator(".output-error")).to_contain_text("ZeroDivisionError", timeout=60_000)
     assert cell(alice, "r2").locator(".output-error span[class*=ansi-]").count() > 0
     expect(alice.locator(".kernel-status")).to_contain_text("idle")
+    # the status says where the kernel runs (the tests' service: local, not isolated)
+    expect(alice.locator(".kernel-status")).to_have_attribute("data-where", "on the service (not isolated)")
+    expect(alice.locator(".isolation-warning")).to_contain_text("Kernels are not isolated here")
 
 
 def test_chat_message_appears_for_the_other(as_user: Any, api: Any, collab: Any) -> None:

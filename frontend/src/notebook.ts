@@ -212,7 +212,11 @@ export class NotebookView {
     const state = String(m.state ?? "unknown");
     this.kernelEl.textContent = `${m.kernel_name ?? "kernel"}: ${state}`;
     this.kernelEl.dataset.state = state;
-    this.kernelEl.title = m.message ? String(m.message) : `kernel ${state}${m.kernel_mode ? ` (${String(m.kernel_mode)})` : ""}`;
+    const where = m.where ? ` ${String(m.where)}` : "";
+    this.kernelEl.dataset.where = String(m.where ?? "");
+    this.kernelEl.title = m.message
+      ? String(m.message)
+      : `kernel ${state}${where}${m.kernel_mode ? ` (${String(m.kernel_mode)})` : ""}`;
   }
 
   // -- index and caps ---------------------------------------------------------------------------

@@ -391,9 +391,30 @@ class KernelService(RoomObserverBase):
             if kernel is not None and kernel.current is not None
             else None,
         }
+        msg["where"] = self.where(room, kernel)
         if kernel is not None and kernel.message:
             msg["message"] = kernel.message
         return msg
+
+    def where(self, room: NotebookRoom, kernel: Kernel | None, user: str = "") -> str:
+        """Where the kernel runs (or would run), in words for the kernel status."""
+        provider = self.provider.name
+        if provider == "local":
+            return "on the service (not isolated)"
+        if provider == "gateway":
+            return "on the kernel gateway"
+        if kernel is not None:
+            runs_as, server = kernel.runs_as, kernel.server
+        elif self.mode(room) == "per-user":
+            if not user:
+                return "on each user's own server"
+            runs_as, server = user, ""
+        else:
+            try:
+                runs_as, server = self._where(room, "")
+            except KernelStartFailed:
+                return f"nowhere yet: {self._owner(room)} must choose a server for it"
+        return f"on {runs_as}'s server" + (f" {server!r}" if server else "")
 
     def on_state(self, kernel: Kernel) -> None:
         room = self.rooms.rooms.get(kernel.nb_id)
@@ -457,7 +478,10 @@ class KernelService(RoomObserverBase):
 
     def _joined(self, room: NotebookRoom, session: Session) -> None:
         kernel = self.find_kernel(room, session.identity.name)
-        session.send_json(self.state_message(room, kernel))
+        msg = self.state_message(room, kernel)
+        if kernel is None:
+            msg["where"] = self.where(room, None, session.identity.name)
+        session.send_json(msg)
         if kernel is not None and kernel.pending_input is not None:
             ex, prompt, password = kernel.pending_input
             self._send_input(session, ex, prompt, password)
