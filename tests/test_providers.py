@@ -379,3 +379,31 @@ async def test_a_server_stopped_mid_run_ends_the_run_and_the_next_run_starts_it(
             assert state["status"] == "ok" and text == "again\n", (state, text)
         finally:
             await conn.close()
+
+
+async def test_a_new_owner_must_consent_again_also_after_a_restart(
+    spawning_hub: SpawningHub, on_servers: CollabService
+) -> None:
+    collab = on_servers
+    async with CollabClient(collab.public_url, spawning_hub.token("alice"), request_timeout=180) as alice:
+        nb = await alice.create_notebook("handed over", notebook("x = 1\nprint(x)"), mode="0777", default_cell_mode="0777")
+        nb_id = str(nb["id"])
+        await alice.request("PUT", f"api/notebooks/{nb_id}/settings", {"shared_server": "", "consent": True})
+        conn = await connect(alice, nb_id)
+        try:
+            state, text = await run(conn, "c0", timeout=240)
+            assert state["status"] == "ok" and text == "1\n"
+        finally:
+            await conn.close()
+        await alice.set_permissions(nb_id, owner="bob")  # alice's consent does not pass to bob
+    await asyncio.to_thread(collab.restart)  # the kernel on alice's server is recorded
+    async with CollabClient(collab.public_url, spawning_hub.token("bob"), request_timeout=180) as bob:
+        conn = await connect(bob, nb_id)  # the notebook opens: the stale kernel is not used
+        try:
+            await conn.wait_for(lambda: "where" in conn.kernel_state, timeout=30)
+            assert conn.kernel_state["where"] == "nowhere yet: bob must choose a server for it"
+            with pytest.raises(CommandError) as refused:
+                await conn.execute("c0")
+            assert refused.value.code == "kernel_consent_required" and "bob" in str(refused.value)
+        finally:
+            await conn.close()

@@ -173,6 +173,7 @@ class Kernel:
         self._wake = asyncio.Event()
         #: an execution sent by a previous service process, followed after an attach
         self._resumed: Execution | None = None
+        self._attaching = False
         self._probe = ""
         self._runner = asyncio.get_running_loop().create_task(self._run())
 
@@ -256,14 +257,26 @@ class Kernel:
         )
         self._set_state("busy" if self.current or self.queue else "idle")
 
+    @property
+    def attaching(self) -> bool:
+        """Finding again a kernel that a previous service process started."""
+        return self._attaching
+
     def attach(self, info: dict[str, Any], run: Execution | None) -> None:
         """Find the kernel a previous service process started (``info``) and follow
         ``run``, the execution it was running then; executions wait until this ends."""
         if self._starting is not None or self.up:
             raise RuntimeError("Kernel.attach() on a kernel that runs or is starting")
+        self._attaching = True
         self._starting = asyncio.get_running_loop().create_task(self._attach(info, run))
 
     async def _attach(self, info: dict[str, Any], run: Execution | None) -> None:
+        try:
+            await self._attach_now(info, run)
+        finally:
+            self._attaching = False
+
+    async def _attach_now(self, info: dict[str, Any], run: Execution | None) -> None:
         self._set_state("starting")
         cfg = self.config
         request = KernelRequest(

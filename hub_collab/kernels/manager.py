@@ -150,7 +150,7 @@ class KernelService(RoomObserverBase):
         if self.survive_stop:
             stops = [
                 k.detach("Not run: the service stopped before this cell's turn. Run it again.")
-                if k.up
+                if k.up or k.attaching
                 else k.close("The service stopped; the kernel was shut down. Run the cell again.")
                 for k in kernels
             ]
@@ -238,11 +238,21 @@ class KernelService(RoomObserverBase):
             if rec.provider != self.provider.name or (rec.user and self.mode(room) != "per-user") or (not rec.user and self.mode(room) == "per-user"):
                 self._record(self.store.forget_kernel, room.id, rec.user)
                 continue
-            kernel = self.kernel_for(room, rec.user or self._owner(room))
-            run = self._resumed_execution(room, kernel, rec.run)
+            try:
+                kernel = self.kernel_for(room, rec.user or self._owner(room))
+                run = self._resumed_execution(room, kernel, rec.run)
+                kernel.attach(rec.info, run)
+            except Exception as exc:
+                # e.g. the owner changed and the new one has not consented: the kernel is
+                # not ours to use any more; its run is lost like a vanished kernel's
+                log.info("not attaching a kernel of notebook %s again: %s", room.id, exc)
+                stale = self.kernels.pop(self.key_for(room, rec.user or self._owner(room)), None)
+                if stale is not None:
+                    self._in_background(stale.close("The kernel could not be found again."))
+                self._record(self.store.forget_kernel, room.id, rec.user)
+                continue
             if run is not None:
                 followed.add(id(run.doc))
-            kernel.attach(rec.info, run)
         self._mark_lost(room, skip=followed)
 
     def _resumed_execution(self, room: NotebookRoom, kernel: Kernel, run: dict[str, Any] | None) -> Execution | None:
