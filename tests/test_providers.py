@@ -317,6 +317,10 @@ async def test_shared_kernels_need_the_owners_consent_and_run_as_the_owner(
             (bob, {"shared_server": "", "consent": True}, "forbidden"),
             (alice, {"shared_server": ""}, "consent_required"),
             (alice, {"shared_server": "../x", "consent": True}, "invalid_setting"),
+            (alice, {"shared_server": "x" * 300, "consent": True}, "invalid_setting"),
+            (alice, {"shared_server": ["a"], "consent": True}, "invalid_setting"),
+            (alice, {"shared_server": "", "consent": "yes"}, "consent_required"),
+            (alice, {"consent": True, "kernel_owner": "bob"}, "invalid_field"),
         ):
             with pytest.raises(CollabAPIError) as err:
                 await client.request("PUT", f"api/notebooks/{nb_id}/settings", body)
