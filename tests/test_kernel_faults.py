@@ -370,14 +370,25 @@ def stop_only_the_service(collab: Any, sig: int) -> None:
     collab.process = None
 
 
+@pytest.fixture(scope="module")
+def surviving(env: Env) -> Iterator[Env]:
+    """The service with ``kernels_survive_stop``, for this module's last tests only."""
+    flag = "--HubCollab.kernels_survive_stop=True"
+    env.collab.extra_args.append(flag)
+    env.collab.restart()
+    try:
+        yield env
+    finally:
+        env.collab.extra_args.remove(flag)
+        env.collab.restart()
+
+
 @pytest.mark.parametrize("how", ["graceful", "killed"])
-async def test_a_run_goes_on_across_a_service_restart(env: Env, how: str) -> None:
+async def test_a_run_goes_on_across_a_service_restart(surviving: Env, how: str) -> None:
     """The kernel outlives the service: a stop (with ``kernels_survive_stop``) or a
     kill -9 leaves it running; the next start finds it again, the run in progress
     goes on, its later output lands in the cell, and the kernel keeps its state."""
-    if "--HubCollab.kernels_survive_stop=True" not in env.collab.extra_args:
-        env.collab.extra_args.append("--HubCollab.kernels_survive_stop=True")
-        env.collab.restart()
+    env = surviving
     nb_id = await env.notebook(
         "import time\nx = 41\nfor i in range(40):\n    print('tick', i, flush=True)\n    time.sleep(0.25)\nx += 1",
         "print(x)",
@@ -406,3 +417,5 @@ async def test_a_run_goes_on_across_a_service_restart(env: Env, how: str) -> Non
         assert result["status"] == "ok" and text_of(alice.outputs("c1")) == "42\n", alice.outputs("c1")
     finally:
         await alice.close()
+        # the kernel is no child of the restarted service: shut it down, leave nothing behind
+        await env.client("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")
