@@ -99,18 +99,19 @@ async def test_local_kernels_say_on_every_page_that_they_are_not_isolated(hub: H
 @pytest.fixture(scope="module")
 def gateway(collab: CollabService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = _start_server("kernel_gateway", tmp_path_factory.mktemp("gateway"))
-    old = reconfigure(
-        collab,
-        "--HubCollab.kernel_provider=gateway",
-        f"--HubCollab.kernel_gateway_url={server.base_url}",
-        f"--HubCollab.kernel_gateway_token={server.token}",
-    )
+    old = list(collab.extra_args)
     try:
+        reconfigure(
+            collab,
+            "--HubCollab.kernel_provider=gateway",
+            f"--HubCollab.kernel_gateway_url={server.base_url}",
+            f"--HubCollab.kernel_gateway_token={server.token}",
+        )
         yield server
     finally:
+        server.process.stop()
         collab.extra_args = old
         collab.restart()
-        server.process.stop()
 
 
 async def test_gateway_kernels_run_there_as_the_hub_user(hub: Hub, collab: CollabService, gateway: Server) -> None:
@@ -181,8 +182,9 @@ async def test_a_gateway_run_goes_on_through_a_kill_of_the_service(
 
 @pytest.fixture(scope="module")
 async def on_servers(spawning_hub: SpawningHub, spawning_collab: CollabService) -> AsyncIterator[CollabService]:
-    old = reconfigure(spawning_collab, "--HubCollab.kernel_provider=hub")
+    old = list(spawning_collab.extra_args)
     try:
+        reconfigure(spawning_collab, "--HubCollab.kernel_provider=hub")
         yield spawning_collab
     finally:
         spawning_hub.stop_all_servers()
