@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import selectors
@@ -38,6 +39,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
+from bench_chmod import spawn  # noqa: E402
 from hubfixtures import CollabService, SpawningHub  # noqa: E402
 
 from hub_collab.client import CollabClient  # noqa: E402
@@ -104,11 +106,9 @@ def worker_main() -> None:
         while len(done) < len(conns) and time.monotonic() < deadline:
             for key, _ in sel.select(timeout=0.02):
                 k = key.data
-                try:
+                with contextlib.suppress(BlockingIOError):  # nothing more to read now
                     for opcode, payload in conns[k].recv_some():
                         conns[k].handle(opcode, payload)
-                except BlockingIOError:
-                    pass
                 dirty.add(k)
             # checked at most every 20 ms per client (reading a 100,000-line doc is not free)
             for k in list(dirty):
@@ -128,7 +128,7 @@ def busy_loops(n: int) -> list[subprocess.Popen[bytes]]:
 
 
 def spawn_worker(cfg: dict[str, Any]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = spawn(__file__)
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(cfg) + "\n")
     proc.stdin.flush()

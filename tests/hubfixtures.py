@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -480,17 +481,19 @@ def ensure_unix_user(name: str) -> pwd.struct_passwd:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        for attempt in range(20):  # another process may hold the lock on /etc/passwd
+
+        def created() -> bool:
             done = subprocess.run(
                 ["useradd", "-m", "-s", "/bin/bash", "-c", "hub-collab test user", name],
                 capture_output=True,
                 text=True,
             )
-            if done.returncode in (0, 9):  # 9: it exists (created meanwhile)
-                break
-            if attempt == 19:
-                raise RuntimeError(f"useradd {name}: {done.returncode} {done.stderr}") from None
-            time.sleep(0.25)
+            # 9: it exists (created meanwhile); anything else, e.g. another process holds
+            # the lock on /etc/passwd: not yet
+            assert done.returncode in (0, 9), f"useradd {name}: {done.returncode} {done.stderr}"
+            return True
+
+        wait_until(created, timeout=10, interval=0.25, what=f"the Unix account {name}")
         entry = pwd.getpwnam(name)
     home = Path(entry.pw_dir)
     if not home.is_dir():
@@ -683,11 +686,10 @@ c.Spawner.pre_spawn_hook = _hub_collab_test_pre_spawn
         )
 
     def stop(self) -> None:
-        try:
+        # stopping the Hub stops what is left anyway: a failure here changes nothing
+        with contextlib.suppress(Exception):
             if self.process.running:
                 self.stop_all_servers()
-        except Exception:  # stopping the Hub stops what is left anyway
-            pass
         super().stop()
 
 

@@ -31,16 +31,13 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from fixtures.make_release_db import EXPECTED, read_back
+from fixtures.make_release_db import EXPECTED, read_back, services
 from fixtures.release_schema import RELEASE_DB, load_release_db
 from hubfixtures import clean_env, free_port
 from replicas import PostgresDatabase, Replica, new_prefix
 
 from hub_collab import schema
-from hub_collab.chat import ChatService
-from hub_collab.documents.rooms import RoomManager
-from hub_collab.permissions.store import PermissionStore
-from hub_collab.store import Store, UpdateLog, make_engine
+from hub_collab.store import make_engine
 
 UPGRADE = "`hub-collab upgrade-db`"
 
@@ -132,18 +129,7 @@ def test_migrations_match_the_models(db_url: str) -> None:
 
 async def read_release_data(url: str) -> dict[str, Any]:
     """What the service's classes read from ``url``; then check they can write to it too."""
-    engine = make_engine(url)
-    store = Store(engine)
-    store.start()
-    permissions = PermissionStore(url, engine=engine)
-    permissions.start()
-    log = UpdateLog(store)
-    rooms = RoomManager(store, log, permissions)
-    chat = ChatService(engine, rooms=rooms, permissions=permissions, store=store)
-    log.start()
-    rooms.start()
-    chat.start()
-    try:
+    async with services(url) as (store, rooms, permissions, chat):
         data = await read_back(store, rooms, permissions, chat)
         nb = next(iter(data["notebooks"]))
         last_audit = max(a["id"] for n in data["notebooks"].values() for a in n["audit"])
@@ -155,12 +141,6 @@ async def read_release_data(url: str) -> dict[str, Any]:
         permissions.create_notebook("afterupgrade", "admin")
         assert permissions.notebook("afterupgrade").owner == "admin"
         return data
-    finally:
-        chat.stop()
-        await rooms.stop()
-        await log.stop()
-        permissions.stop()
-        store.stop()
 
 
 def release_db(db_url: str, tmp_path: Path) -> None:

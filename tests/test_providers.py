@@ -193,40 +193,34 @@ async def on_servers(spawning_hub: SpawningHub, spawning_collab: CollabService) 
 
 
 PROBE = r"""
-import base64, json, os, pwd
+import base64, contextlib, json, os, pwd
 found = {"user": pwd.getpwuid(os.getuid()).pw_name, "read": [], "secrets": []}
 # base64 in the source: the cell's own text (kept in the kernel's history) holds no needle
 needles = [base64.b64decode(n) for n in NEEDLES]
-for path in PATHS:
-    try:
-        with open(path, "rb") as f:
-            f.read(1)
-        found["read"].append(path)
-    except OSError:
-        pass
 def look(data, where):
     for n in needles:
         if n and n in data:
             found["secrets"].append(where)
+for path in PATHS:
+    with contextlib.suppress(OSError):  # refused: what isolation means
+        with open(path, "rb") as f:
+            f.read(1)
+        found["read"].append(path)
 for pid in os.listdir("/proc"):
     if not pid.isdigit():
         continue
     for part in ("environ", "cmdline"):
-        try:
+        with contextlib.suppress(OSError):  # another user's process: refused
             with open(f"/proc/{pid}/{part}", "rb") as f:
                 look(f.read(), f"/proc/{pid}/{part}")
-        except OSError:
-            pass
 for root in ROOTS:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in filenames:
             p = os.path.join(dirpath, name)
-            try:
+            with contextlib.suppress(OSError):  # unreadable, or gone meanwhile
                 if os.path.getsize(p) < 5_000_000:
                     with open(p, "rb") as f:
                         look(f.read(), p)
-            except OSError:
-                pass
 print(json.dumps(found))
 """
 

@@ -321,12 +321,7 @@ class Kernel:
         """
         self.closed = True
         self.abort_queue(notice)
-        self._runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._runner
-        if self._starting is not None:
-            with contextlib.suppress(BaseException):
-                await self._starting
+        await self._stop_runner()
         self.up = False
         self._flush()
         if self._flush_handle is not None:
@@ -611,14 +606,18 @@ class Kernel:
         self.closed = True
         busy = self.current is not None  # a busy kernel would not answer a shutdown request
         self._end_all(notice, notice)
+        await self._stop_runner()
+        await self._teardown(now=busy)
+        self.state = "shutdown"
+
+    async def _stop_runner(self) -> None:
+        """Stop the queue's runner and let a start or attach in progress finish."""
         self._runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._runner
         if self._starting is not None:
             with contextlib.suppress(BaseException):
                 await self._starting
-        await self._teardown(now=busy)
-        self.state = "shutdown"
 
     async def _teardown(self, *, now: bool, keep_task: asyncio.Task[Any] | None = None) -> None:
         self.up = False

@@ -377,9 +377,8 @@ class KernelService(RoomObserverBase):
         owner = self._owner(room)
         if self.provider.name != "hub":
             return owner, ""
-        settings = room.record.settings
-        server = settings.get("shared_server")
-        if settings.get("shared_consent_by") != owner or not isinstance(server, str):
+        server = self._consented_server(room, owner)
+        if server is None:
             raise KernelStartFailed(
                 f"The shared kernel of this notebook runs on a server of its owner, {owner}, and"
                 " everyone who may run its cells then runs code as them: the owner must choose"
@@ -387,6 +386,13 @@ class KernelService(RoomObserverBase):
                 code="kernel_consent_required",
             )
         return owner, server
+
+    @staticmethod
+    def _consented_server(room: NotebookRoom, owner: str) -> str | None:
+        """The server ``owner`` chose for the shared kernel, if the choice is theirs."""
+        settings = room.record.settings
+        server = settings.get("shared_server")
+        return server if settings.get("shared_consent_by") == owner and isinstance(server, str) else None
 
     # -- messages to sessions ---------------------------------------------------------------
 
@@ -651,9 +657,7 @@ class KernelService(RoomObserverBase):
     def settings(self, room: NotebookRoom) -> dict[str, Any]:
         out: dict[str, Any] = {"kernel_mode": self.mode(room), "kernel_name": self.kernel_name(room), "provider": self.provider.name}
         if self.provider.name == "hub":
-            owner = self._owner(room)
-            consented = room.record.settings.get("shared_consent_by") == owner
-            out["shared_server"] = room.record.settings.get("shared_server") if consented else None
+            out["shared_server"] = self._consented_server(room, self._owner(room))
         return out
 
     async def set_settings(

@@ -113,19 +113,17 @@ class RemoteKernelClient:
         )
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        except HTTPClientError as exc:  # 599: timeout or connection closed
-            if "timeout" in str(exc).lower():
-                raise RemoteKernelError(
-                    "timeout", f"{self.where} did not answer within {timeout:g} s ({what})"
-                ) from exc
-            raise RemoteKernelError(
-                "unreachable", f"cannot reach {self.where} ({what}): {exc}"
-            ) from exc
-        except OSError as exc:
-            raise RemoteKernelError(
-                "unreachable", f"cannot reach {self.where} ({what}): {exc.strerror or exc}"
-            ) from exc
+        except (HTTPClientError, OSError) as exc:  # 599: timeout or connection closed
+            raise self._transport_error(exc, what, timeout) from exc
         return self._result(response, what)
+
+    def _transport_error(self, exc: Exception, what: str, timeout: float) -> RemoteKernelError:
+        """The error for a request that got no HTTP answer (timeout, connection failed)."""
+        if isinstance(exc, OSError):
+            return RemoteKernelError("unreachable", f"cannot reach {self.where} ({what}): {exc.strerror or exc}")
+        if "timeout" in str(exc).lower():
+            return RemoteKernelError("timeout", f"{self.where} did not answer within {timeout:g} s ({what})")
+        return RemoteKernelError("unreachable", f"cannot reach {self.where} ({what}): {exc}")
 
     def _result(self, response: HTTPResponse, what: str) -> Any:
         status = response.code
@@ -255,17 +253,9 @@ class RemoteKernelClient:
                     f"{self.where} refused to {what} (HTTP {exc.code})",
                     status=exc.code,
                 ) from exc
-            if "timeout" in str(exc).lower():
-                raise RemoteKernelError(
-                    "timeout", f"{self.where} did not answer within {timeout:g} s ({what})"
-                ) from exc
-            raise RemoteKernelError(
-                "unreachable", f"cannot reach {self.where} ({what}): {exc}"
-            ) from exc
+            raise self._transport_error(exc, what, timeout) from exc
         except OSError as exc:
-            raise RemoteKernelError(
-                "unreachable", f"cannot reach {self.where} ({what}): {exc.strerror or exc}"
-            ) from exc
+            raise self._transport_error(exc, what, timeout) from exc
         if ws.protocol is not None:
             # tornado turns Nagle back on once the upgrade request is sent: small
             # kernel messages (an execute_request) would wait for a delayed ACK

@@ -375,7 +375,7 @@ def rule_class(table: str) -> type[Any]:
         if cls is None:
 
             class _Base(DeclarativeBase):
-                pass
+                """A declarative base of its own per table (no shared registry)."""
 
             attrs: dict[str, Any] = {
                 "__table__": permission_rules

@@ -181,15 +181,10 @@ class CasbinDecider:
             effects: set[int] = set()
             for line in lines:
                 res = fn(sub, nb, obj, act, *line)
-                if res is True:
-                    pass
-                elif res is False:
-                    continue
-                elif isinstance(res, float):
-                    if res == 0:
-                        continue
-                else:
+                if not isinstance(res, (bool, float)):
                     raise RuntimeError("matcher result should be bool, int or float")
+                if not res:  # False, or a float 0 (pycasbin's numeric matchers)
+                    continue
                 e = line[ei]
                 effects.add(
                     Effector.ALLOW if e == "allow" else Effector.DENY if e == "deny" else undecided
