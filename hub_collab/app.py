@@ -59,6 +59,7 @@ from .kernels.hubprovider import HubProvider
 from .kernels.manager import KernelService
 from .kernels.provider import KernelProvider, LocalProvider
 from .kernels.remote import RemoteProvider
+from .kernels.resources import KernelResources
 from .lifecycle import NotebookLifecycle
 from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
@@ -353,7 +354,9 @@ class HubCollab(Application):
         `gateway`: on the Kernel/Enterprise Gateway at `kernel_gateway_url`. `local`: as
         processes of the service's own OS user, for one user or development only: code in
         them can read everything the service holds, so choosing it is the admin's explicit
-        choice, and then every page says that kernels are not isolated. Default:
+        choice, and then every page says that kernels are not isolated. This is the default
+        resource; with `hub`, users may also pick their named servers, and the gateway when
+        `kernel_gateway_url` is set (the kernel picker). Default:
         $HUB_COLLAB_KERNEL_PROVIDER, else `hub`.""",
     ).tag(config=True)
 
@@ -369,9 +372,25 @@ class HubCollab(Application):
         return value
 
     kernel_gateway_url = Unicode(
-        help="""Base URL of the Kernel Gateway or Enterprise Gateway (`kernel_provider =
-        'gateway'`), e.g. http://gateway:8888/. Kernels get the Hub user as KERNEL_USERNAME.
-        Default: $HUB_COLLAB_GATEWAY_URL.""",
+        help="""Base URL of the Kernel Gateway or Enterprise Gateway, e.g.
+        http://gateway:8888/: the resource `gateway` (the default one with `kernel_provider =
+        'gateway'`, one users may pick with `hub`). Kernels get the Hub user as
+        KERNEL_USERNAME. Default: $HUB_COLLAB_GATEWAY_URL.""",
+    ).tag(config=True)
+
+    server_start_timeout = Float(
+        120.0,
+        help="""How long the `hub` provider waits for a user's stopped server to start (with
+        progress in the page) before it says the server did not become ready in time (the
+        Hub may still finish the start; the next run finds it).""",
+    ).tag(config=True)
+
+    max_kernels_per_user = Integer(
+        3,
+        help="""Kernels kept per notebook and user (per notebook in shared mode). Switching
+        to another resource or kernelspec keeps the previous kernel, so switching back finds
+        its state; a new kernel past this number shuts down the least recently used idle
+        one (none idle: `too_many_kernels`).""",
     ).tag(config=True)
 
     @default("kernel_gateway_url")
@@ -570,16 +589,29 @@ class HubCollab(Application):
             start_timeout=self.kernel_start_timeout,
             replicas=self.replicator,
             survive_stop=self.kernels_survive_stop,
-            provider=self.make_kernel_provider(),
+            resources=self.make_kernel_resources(),
+            max_kernels_per_user=self.max_kernels_per_user,
         )
+
+    def make_kernel_resources(self) -> KernelResources:
+        """The providers this deployment has (``kernel_provider`` the default, the
+        gateway beside ``hub`` when configured), with their settings checked."""
+        providers: dict[str, KernelProvider] = {self.kernel_provider: self.make_kernel_provider()}
+        if self.kernel_provider == "hub" and self.kernel_gateway_url:
+            providers["gateway"] = self._gateway_provider()
+        default = {"hub": "server:", "gateway": "gateway", "local": "local"}[self.kernel_provider]
+        return KernelResources(providers, default)
+
+    def _gateway_provider(self) -> RemoteProvider:
+        headers = {"Authorization": f"token {self.kernel_gateway_token}"} if self.kernel_gateway_token else {}
+        return RemoteProvider("gateway", self.kernel_gateway_url, headers)
 
     def make_kernel_provider(self) -> KernelProvider:
         """The provider ``kernel_provider`` names, with its settings checked."""
         if self.kernel_provider == "gateway":
             if not self.kernel_gateway_url:
                 raise ValueError("kernel_provider 'gateway' needs kernel_gateway_url (or $HUB_COLLAB_GATEWAY_URL)")
-            headers = {"Authorization": f"token {self.kernel_gateway_token}"} if self.kernel_gateway_token else {}
-            return RemoteProvider("gateway", self.kernel_gateway_url, headers)
+            return self._gateway_provider()
         if self.kernel_provider == "hub":
             if not self.hub_public_url:
                 raise ValueError(
@@ -589,7 +621,7 @@ class HubCollab(Application):
             if not self.api_token:
                 raise ValueError("kernel_provider 'hub' needs the service's Hub API token")
             servers = HubServers(self.hub_api_url, self.hub_public_url)
-            return HubProvider(servers, self.api_token, start_timeout=max(self.kernel_start_timeout, 120.0))
+            return HubProvider(servers, self.api_token, start_timeout=self.server_start_timeout)
         return LocalProvider()
 
     def init_bus(self) -> None:

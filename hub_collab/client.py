@@ -453,6 +453,19 @@ class NotebookConnection:
     async def shutdown_kernel(self) -> dict[str, Any]:
         return await self.command("shutdown_kernel")
 
+    async def kernel_resources(self) -> dict[str, Any]:
+        """Where this user may run the notebook's kernel (servers, gateway, kernelspecs)."""
+        return dict((await self.command("kernel_resources", timeout=60.0))["resources"])
+
+    async def select_kernel(self, resource: str | None = None, kernel_name: str | None = None, *, consent: bool | None = None) -> dict[str, Any]:
+        """Switch to another resource and/or kernelspec; the ack's ``status`` is the new kernel status."""
+        fields = {k: v for k, v in (("resource", resource), ("kernel_name", kernel_name), ("consent", consent)) if v is not None}
+        return dict((await self.command("select_kernel", **fields))["status"])
+
+    async def start_server(self, server: str = "", timeout: float = 180.0) -> dict[str, Any]:
+        """Start one of this user's servers; ``server_progress`` messages come meanwhile."""
+        return await self.command("start_server", timeout=timeout, server=server)
+
     async def input_reply(self, cell_id: str, value: str) -> None:
         await self.command("input_reply", cell_id=cell_id, value=value)
 

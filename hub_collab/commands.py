@@ -29,6 +29,15 @@ registered, so a misspelt action fails at start-up, not at the first request.
    this replica is not the home (through the :class:`HomeRouter`);
 4. returns its result, which the WebSocket path merges into ``ack``.
 
+A WebSocket connection's commands run one after the other, in the order they came
+(tornado delivers the next frame when the last command is done), except **slow**
+commands (``slow=True``: they may wait for a server to start): those are checked in
+order, then run beside the connection's later frames, at most
+:data:`MAX_SLOW_PER_SESSION` at a time per session (``too_many_requests`` beyond),
+and forwarded to the home replica with :data:`SLOW_TIMEOUT`. A slow command that
+must keep an order with later commands does its ordered part before it first waits
+(``execute`` queues its cells at once, then waits for the kernel to start).
+
 Adding a command is one function registered in its service's
 ``register_commands`` and one line in the docs (``tests/test_docs.py`` checks
 that every command is documented with its action).
@@ -36,6 +45,7 @@ that every command is documented with its action).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -54,6 +64,10 @@ log = logging.getLogger("hub_collab.commands")
 
 #: Longest ``ref`` a client may attach to a command (echoed in its ``ack``/``error``).
 MAX_REF_LENGTH = 64
+#: Slow commands one session may have running at once.
+MAX_SLOW_PER_SESSION = 8
+#: How long a slow command forwarded to the home replica may take (a server start).
+SLOW_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +96,8 @@ class Command:
     send whatever its rights now (``sync``); ``cell_arg`` names the message field holding the
     cell id for a cell action; ``home`` commands change ``index`` or drive a
     kernel, so they run on the notebook's home replica; ``denied`` is the
-    message of the ``forbidden`` error.
+    message of the ``forbidden`` error; ``slow`` commands may wait long (a server
+    start) and run beside the connection's later frames (see the module's docs).
     """
 
     name: str
@@ -91,6 +106,7 @@ class Command:
     cell_arg: str | None = None
     home: bool = False
     denied: str = ""
+    slow: bool = False
 
 
 class CommandRegistry:
@@ -107,11 +123,12 @@ class CommandRegistry:
         cell_arg: str | None = None,
         home: bool = False,
         denied: str = "",
+        slow: bool = False,
     ) -> Callable[[CommandFn], CommandFn]:
         """Register the decorated function as command ``name`` (see :class:`Command`)."""
 
         def register(fn: CommandFn) -> CommandFn:
-            self.add(Command(name, fn, action, cell_arg, home, denied))
+            self.add(Command(name, fn, action, cell_arg, home, denied, slow))
             return fn
 
         return register
@@ -147,8 +164,11 @@ class HomeRouter(Protocol):
     def is_home(self, nb_id: str) -> bool:
         """True if this replica is the notebook's home."""
 
-    async def forward(self, room: NotebookRoom, session: Session, msg: JSONDict) -> JSONDict:
-        """Run ``msg`` on the home replica; return its result or raise its error."""
+    async def forward(
+        self, room: NotebookRoom, session: Session, msg: JSONDict, *, timeout: float | None = None
+    ) -> JSONDict:
+        """Run ``msg`` on the home replica; return its result or raise its error
+        (``home_unavailable`` after ``timeout`` seconds, or the router's default)."""
 
 
 class Dispatcher:
@@ -157,6 +177,8 @@ class Dispatcher:
     def __init__(self, registry: CommandRegistry, router: HomeRouter | None = None) -> None:
         self.registry = registry
         self.router = router
+        #: slow commands running, per session (id)
+        self._slow: dict[int, set[asyncio.Task[None]]] = {}
 
     def lookup(self, msg: JSONDict) -> Command:
         kind = msg.get("type")
@@ -184,7 +206,7 @@ class Dispatcher:
         self.authorize(command, room, session, msg)
         router = self.router
         if command.home and router is not None and not router.is_home(room.id):
-            return await router.forward(room, session, msg)
+            return await router.forward(room, session, msg, timeout=SLOW_TIMEOUT if command.slow else None)
         return await self._invoke(command, room, session, msg)
 
     async def run_here(self, room: NotebookRoom, session: Session, msg: JSONDict) -> JSONDict:
@@ -215,6 +237,38 @@ class Dispatcher:
                 "invalid_command", f"ref must be a string or integer of at most {MAX_REF_LENGTH} characters"
             )
             return
+        try:
+            command = self.lookup(msg)
+        except CollabError as exc:
+            session.send_error(exc.code, exc.message, ref)
+            return
+        if not command.slow:
+            await self._answer(room, session, msg, ref)
+            return
+        running = self._slow.setdefault(id(session), set())
+        if len(running) >= MAX_SLOW_PER_SESSION:
+            session.send_error(
+                "too_many_requests",
+                f"{len(running)} slow commands of yours are still running here; wait for their answers",
+                ref,
+            )
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(room, session, msg, ref))
+        running.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            running.discard(t)
+            if not running and self._slow.get(id(session)) is running:
+                del self._slow[id(session)]
+
+        task.add_done_callback(done)
+        # Let the task run up to its first wait before the connection's next frame: what
+        # it does at once (``execute`` reads the cell's source and queues it) then
+        # happens in the order the frames came.
+        await asyncio.sleep(0)
+
+    async def _answer(self, room: NotebookRoom, session: Session, msg: JSONDict, ref: object) -> None:
+        """Run the command and answer ``ack`` or ``error``."""
         try:
             result = await self.run(room, session, msg)
         except CollabError as exc:

@@ -475,8 +475,11 @@ class Replicator(RoomObserverBase):
         except BusUnavailable:
             return None
 
-    async def forward(self, room: NotebookRoom, session: Session, msg: dict[str, Any]) -> dict[str, Any]:
-        """Run a home-only command on the home replica; return its ack fields."""
+    async def forward(
+        self, room: NotebookRoom, session: Session, msg: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Run a home-only command on the home replica; return its ack fields (the home
+        must answer within ``timeout`` seconds, by default ``command_timeout``)."""
         home = await self.home_of(room.id)
         if home is None or home == self.replica_id:
             # No home, or the lease is ours and the claim is still completing: run it here.
@@ -503,7 +506,7 @@ class Replicator(RoomObserverBase):
             ),
         )
         try:
-            reply = await asyncio.wait_for(fut, self.command_timeout)
+            reply = await asyncio.wait_for(fut, timeout or self.command_timeout)
         except TimeoutError:
             raise CollabError("the notebook's home replica did not answer in time", status=503, code="home_unavailable") from None
         finally:

@@ -151,12 +151,27 @@ kernels = sa.Table(
     # the notebook, and "" for its shared kernel or the user of a per-user kernel
     sa.Column("notebook_id", sa.String(64), primary_key=True),
     sa.Column("user", sa.String(255), primary_key=True),
+    # where it runs ("server:<name>", "gateway", "local": hub_collab/kernels/resources.py)
+    # and its kernelspec: a user may keep kernels on several resources (switching back)
+    sa.Column("resource", sa.String(300), primary_key=True),
+    sa.Column("kernel_name", sa.String(255), primary_key=True),
     sa.Column("provider", sa.String(32), nullable=False),
-    sa.Column("kernel_name", sa.String(255), nullable=False),
     # JSON the provider takes to find the kernel again (KernelConnection.info)
     sa.Column("info", sa.Text, nullable=False),
     # JSON of the execution in progress when last seen (cell, msg_id, who, doc), or NULL
     sa.Column("run", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+kernel_choices = sa.Table(
+    "collab_kernel_choices",
+    metadata,
+    # per-user mode: the resource and kernelspec a user picked for a notebook
+    sa.Column("notebook_id", sa.String(64), primary_key=True),
+    sa.Column("user", sa.String(255), primary_key=True),
+    sa.Column("resource", sa.String(300), nullable=False),
+    # "" for the notebook's own kernelspec
+    sa.Column("kernel_name", sa.String(255), nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 

@@ -28,7 +28,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .schema import audit, doc_checkpoints, doc_updates, ensure_schema, kernels, notebooks
+from .schema import (
+    audit,
+    doc_checkpoints,
+    doc_updates,
+    ensure_schema,
+    kernel_choices,
+    kernels,
+    notebooks,
+)
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("hub_collab.store")
@@ -63,8 +71,9 @@ class KernelRecord:
 
     notebook_id: str
     user: str
-    provider: str
+    resource: str
     kernel_name: str
+    provider: str
     info: dict[str, Any]
     run: dict[str, Any] | None
 
@@ -165,38 +174,72 @@ class Store:
             conn.execute(doc_updates.delete().where(doc_updates.c.notebook_id == nb_id))
             conn.execute(doc_checkpoints.delete().where(doc_checkpoints.c.notebook_id == nb_id))
             conn.execute(kernels.delete().where(kernels.c.notebook_id == nb_id))
+            conn.execute(kernel_choices.delete().where(kernel_choices.c.notebook_id == nb_id))
             conn.execute(notebooks.delete().where(notebooks.c.id == nb_id))
 
     # -- running kernels (see hub_collab.kernels.manager) ----------------------------
 
-    def save_kernel(self, nb_id: str, user: str, provider: str, kernel_name: str, info: dict[str, Any]) -> None:
-        """Remember a kernel that runs (``user`` "" for the notebook's shared kernel)."""
+    # A kernel is named by its key: (notebook, user or "" for the shared kernel, resource,
+    # kernelspec) — hub_collab.kernels.kernel.Kernel.key.
+
+    @staticmethod
+    def _kernel_where(key: tuple[str, str, str, str]) -> Any:
+        nb_id, user, resource, kernel_name = key
+        return sa.and_(
+            kernels.c.notebook_id == nb_id,
+            kernels.c.user == user,
+            kernels.c.resource == resource,
+            kernels.c.kernel_name == kernel_name,
+        )
+
+    def save_kernel(self, key: tuple[str, str, str, str], provider: str, info: dict[str, Any]) -> None:
+        """Remember a kernel that runs."""
+        nb_id, user, resource, kernel_name = key
         with self.engine.begin() as conn:
-            conn.execute(kernels.delete().where(kernels.c.notebook_id == nb_id, kernels.c.user == user))
+            conn.execute(kernels.delete().where(self._kernel_where(key)))
             conn.execute(
                 kernels.insert().values(
                     notebook_id=nb_id,
                     user=user,
-                    provider=provider,
+                    resource=resource,
                     kernel_name=kernel_name,
+                    provider=provider,
                     info=json.dumps(info),
                     run=None,
                     updated_at=time.time(),
                 )
             )
 
-    def set_kernel_run(self, nb_id: str, user: str, run: dict[str, Any] | None) -> None:
+    def set_kernel_run(self, key: tuple[str, str, str, str], run: dict[str, Any] | None) -> None:
         """Record the execution in progress in a remembered kernel (None: nothing runs)."""
         with self.engine.begin() as conn:
             conn.execute(
                 kernels.update()
-                .where(kernels.c.notebook_id == nb_id, kernels.c.user == user)
+                .where(self._kernel_where(key))
                 .values(run=None if run is None else json.dumps(run), updated_at=time.time())
             )
 
-    def forget_kernel(self, nb_id: str, user: str) -> None:
+    def forget_kernel(self, key: tuple[str, str, str, str]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(kernels.delete().where(kernels.c.notebook_id == nb_id, kernels.c.user == user))
+            conn.execute(kernels.delete().where(self._kernel_where(key)))
+
+    def set_kernel_choice(self, nb_id: str, user: str, resource: str, kernel_name: str) -> None:
+        """Per-user mode: what ``user`` picked for the notebook (``kernel_name`` "": its own)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                kernel_choices.delete().where(kernel_choices.c.notebook_id == nb_id, kernel_choices.c.user == user)
+            )
+            conn.execute(
+                kernel_choices.insert().values(
+                    notebook_id=nb_id, user=user, resource=resource, kernel_name=kernel_name, updated_at=time.time()
+                )
+            )
+
+    def kernel_choices_of(self, nb_id: str) -> dict[str, tuple[str, str]]:
+        """user -> (resource, kernel_name) picked for the notebook."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(kernel_choices.select().where(kernel_choices.c.notebook_id == nb_id)).all()
+        return {r.user: (r.resource, r.kernel_name) for r in rows}
 
     def kernels_of(self, nb_id: str) -> list[KernelRecord]:
         """The remembered kernels of a notebook."""
@@ -206,8 +249,9 @@ class Store:
             KernelRecord(
                 notebook_id=r.notebook_id,
                 user=r.user,
-                provider=r.provider,
+                resource=r.resource,
                 kernel_name=r.kernel_name,
+                provider=r.provider,
                 info=json.loads(r.info),
                 run=json.loads(r.run) if r.run else None,
             )

@@ -719,6 +719,8 @@ class CollabService:
         self.direct_url = f"http://127.0.0.1:{self.port}{hub.collab_prefix}"
         self.db_url = f"sqlite:///{self.data_dir / 'hub-collab.sqlite'}"
         self.extra_args: list[str] = list(extra_args)
+        #: environment variables added to the service's (e.g. JUPYTER_PATH for kernelspecs)
+        self.extra_env: dict[str, str] = {}
         self.start_timeout = start_timeout
         self.log_path = self.data_dir / "hub-collab.log"
         self.process: Process | None = None
@@ -741,6 +743,7 @@ class CollabService:
             JUPYTERHUB_HOST="",
             JUPYTERHUB_PUBLIC_URL=self.public_url,
             JUPYTERHUB_PUBLIC_HUB_URL=public_origin + "/hub/",
+            **self.extra_env,
         )
 
     def argv(self) -> list[str]:

@@ -337,13 +337,19 @@ async def test_settings_need_the_owner(users: Users) -> None:
     got = await users("instructor").request(
         "PUT", f"api/notebooks/{nb_id}/settings", {"kernel_mode": "per-user"}
     )
-    assert got == {"kernel_mode": "per-user", "kernel_name": "python3", "provider": "local"}
-    # choosing a Hub server for the shared kernel is for the hub provider only
-    with pytest.raises(CollabAPIError) as err:
-        await users("instructor").request(
-            "PUT", f"api/notebooks/{nb_id}/settings", {"shared_server": "", "consent": True}
-        )
-    assert err.value.code == "invalid_setting" and "'local' provider" in str(err.value)
+    assert got == {
+        "kernel_mode": "per-user",
+        "kernel_name": "python3",
+        "provider": "local",
+        "default_resource": "local",
+        "resource": "local",
+        "shared_server": None,
+    }
+    # a Hub server or a gateway is not offered by a service that runs local kernels
+    for body in ({"shared_server": "", "consent": True}, {"resource": "gateway"}):
+        with pytest.raises(CollabAPIError) as err:
+            await users("instructor").request("PUT", f"api/notebooks/{nb_id}/settings", body)
+        assert err.value.code == "unknown_resource" and "it offers: local" in str(err.value)
 
 
 async def test_per_user_mode_isolation(users: Users) -> None:

@@ -121,6 +121,7 @@ def test_migrations_match_the_models(db_url: str) -> None:
     assert set(sa.inspect(make_engine(db_url)).get_table_names()) == schema.FIRST_TABLES | {
         schema.VERSION_TABLE,
         "collab_kernels",  # 0002
+        "collab_kernel_choices",  # 0003
     }
 
 

@@ -3,10 +3,13 @@
 | method and path | what |
 | --- | --- |
 | ``POST api/notebooks/{id}/cells/{cell_id}/execute`` | queue the cell: 202 ``{cell_id, queue_position}``; with ``?wait=1``: 200 ``{status, execution_count, outputs}`` at its end |
-| ``GET api/notebooks/{id}/kernel`` | ``{state, kernel_name, kernel_mode, queue, running}`` |
-| ``DELETE api/notebooks/{id}/kernel`` | shut the kernel down |
+| ``GET api/notebooks/{id}/kernel`` | ``{state, kernel_name, kernel_mode, resource, where, kept, queue, running}`` |
+| ``DELETE api/notebooks/{id}/kernel`` | shut the kernel down (``?resource=&kernel_name=``: a kept one) |
 | ``POST api/notebooks/{id}/kernel/interrupt`` · ``…/kernel/restart`` | interrupt · restart |
-| ``GET``/``PUT api/notebooks/{id}/settings`` | ``{kernel_mode: "shared"|"per-user", kernel_name}``; PUT: notebook owner or admin |
+| ``GET api/notebooks/{id}/kernel/resources`` | where the caller may run kernels (servers, gateway, kernelspecs) |
+| ``PUT api/notebooks/{id}/kernel/selection`` | switch to ``{resource?, kernel_name?, consent?}`` |
+| ``POST api/notebooks/{id}/kernel/start-server`` | start the caller's server ``{server}``; answers when it is ready |
+| ``GET``/``PUT api/notebooks/{id}/settings`` | ``{kernel_mode: "shared"|"per-user", kernel_name, resource}``; PUT: notebook owner or admin |
 
 Every handler here runs a kernel command (:mod:`hub_collab.kernels.commands`)
 through the application's dispatcher, which checks the command's action again
@@ -83,7 +86,12 @@ class KernelHandler(KernelAPIHandler):
 
     async def delete(self, nb_id: str) -> None:
         room, access = await self.room_for(nb_id)
-        self.write_json(await self.command(room, access, {"type": "shutdown_kernel"}))
+        msg: JSONDict = {"type": "shutdown_kernel"}
+        for field in ("resource", "kernel_name"):
+            value = self.get_argument(field, None)
+            if value is not None:
+                msg[field] = value
+        self.write_json(await self.command(room, access, msg))
 
 
 class InterruptHandler(KernelAPIHandler):
@@ -102,6 +110,41 @@ class RestartHandler(KernelAPIHandler):
     async def post(self, nb_id: str) -> None:
         room, access = await self.room_for(nb_id)
         self.write_json(await self.command(room, access, {"type": "restart"}))
+
+
+class ResourcesHandler(KernelAPIHandler):
+    actions = {"GET": "choose_kernel"}
+    denied = {"GET": "you may not pick where this notebook's kernel runs (it needs notebook x)"}
+
+    async def get(self, nb_id: str) -> None:
+        room, access = await self.room_for(nb_id)
+        self.write_json((await self.command(room, access, {"type": "kernel_resources"}))["resources"])
+
+
+class SelectionHandler(KernelAPIHandler):
+    actions = {"PUT": "choose_kernel"}
+    denied = {"PUT": "you may not pick where this notebook's kernel runs (it needs notebook x)"}
+
+    async def put(self, nb_id: str) -> None:
+        room, access = await self.room_for(nb_id)
+        body = self.json_body()
+        unknown = set(body) - {"resource", "kernel_name", "consent"}
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))[:200]}", code="invalid_field")
+        self.write_json((await self.command(room, access, {**body, "type": "select_kernel"}))["status"])
+
+
+class StartServerHandler(KernelAPIHandler):
+    actions = {"POST": "choose_kernel"}
+    denied = {"POST": "you may not start servers from this notebook (it needs notebook x)"}
+
+    async def post(self, nb_id: str) -> None:
+        room, access = await self.room_for(nb_id)
+        body = self.optional_json_body()
+        unknown = set(body) - {"server"}
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))[:200]}", code="invalid_field")
+        self.write_json(await self.command(room, access, {"type": "start_server", "server": body.get("server", "")}))
 
 
 class SettingsHandler(KernelAPIHandler):
@@ -155,5 +198,8 @@ default_handlers = [
     (_NB + r"/kernel", KernelHandler),
     (_NB + r"/kernel/interrupt", InterruptHandler),
     (_NB + r"/kernel/restart", RestartHandler),
+    (_NB + r"/kernel/resources", ResourcesHandler),
+    (_NB + r"/kernel/selection", SelectionHandler),
+    (_NB + r"/kernel/start-server", StartServerHandler),
     (_NB + r"/settings", SettingsHandler),
 ]

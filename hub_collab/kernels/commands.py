@@ -1,6 +1,7 @@
 """The kernel commands: ``execute``, ``execute_all``, ``execute_below``, ``interrupt``,
-``restart``, ``shutdown_kernel``, ``input_reply``, ``kernel_status`` and
-``kernel_settings``.
+``restart``, ``shutdown_kernel``, ``input_reply``, ``kernel_status``,
+``kernel_settings``, and picking where kernels run: ``kernel_resources``,
+``select_kernel``, ``start_server``.
 
 :func:`register_commands` adds them to the application's
 :class:`~hub_collab.commands.CommandRegistry`, bound to its
@@ -28,6 +29,7 @@ def register_commands(registry: CommandRegistry, kernels: KernelService) -> None
         action="execute",
         cell_arg="cell_id",
         home=True,
+        slow=True,
         denied="you may not execute this cell (it needs notebook x and cell r and x)",
     )
     async def execute(ctx: CommandContext, msg: JSONDict) -> JSONDict:
@@ -36,12 +38,12 @@ def register_commands(registry: CommandRegistry, kernels: KernelService) -> None
 
     # Running many cells needs only the notebook: cells the user may not execute are skipped
     # (and listed), so the declared action is ``open`` and the service filters per cell.
-    @command("execute_all", action="open", home=True)
+    @command("execute_all", action="open", home=True, slow=True)
     async def execute_all(ctx: CommandContext, msg: JSONDict) -> JSONDict:
         queued, skipped = await kernels.execute_many(ctx.room, ctx.session.identity, ctx.session.access)
         return {"cell_ids": [ex.cell_id for ex in queued], "skipped": skipped}
 
-    @command("execute_below", action="open", home=True)
+    @command("execute_below", action="open", home=True, slow=True)
     async def execute_below(ctx: CommandContext, msg: JSONDict) -> JSONDict:
         queued, skipped = await kernels.execute_many(
             ctx.room, ctx.session.identity, ctx.session.access, start=msg.get("cell_id")
@@ -73,7 +75,7 @@ def register_commands(registry: CommandRegistry, kernels: KernelService) -> None
         denied="you may not shut down this notebook's kernel (it needs notebook w and x)",
     )
     async def shutdown_kernel(ctx: CommandContext, msg: JSONDict) -> JSONDict:
-        return await kernels.shutdown(ctx.room, ctx.session.identity)
+        return await kernels.shutdown(ctx.room, ctx.session.identity, msg.get("resource"), msg.get("kernel_name"))
 
     # Only the user who ran the cell may answer it: the service checks who that was.
     @command("input_reply", action="open", home=True)
@@ -95,3 +97,36 @@ def register_commands(registry: CommandRegistry, kernels: KernelService) -> None
         if not isinstance(settings, dict):
             raise BadRequest("settings must be an object", code="invalid_command")
         return {"settings": await kernels.set_settings(ctx.room, ctx.session.identity, settings)}
+
+    # Where kernels run. Per-user mode: each user picks their own resource; shared mode:
+    # the notebook's owner does (the service checks that). A server is always one of the
+    # caller's own (kernels/resources.py).
+    @command(
+        "kernel_resources",
+        action="choose_kernel",
+        home=True,
+        slow=True,
+        denied="you may not pick where this notebook's kernel runs (it needs notebook x)",
+    )
+    async def kernel_resources(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        return {"resources": await kernels.resource_listing(ctx.room, ctx.session.identity)}
+
+    @command(
+        "select_kernel",
+        action="choose_kernel",
+        home=True,
+        denied="you may not pick where this notebook's kernel runs (it needs notebook x)",
+    )
+    async def select_kernel(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        body: JSONDict = {k: msg[k] for k in ("resource", "kernel_name", "consent") if k in msg}
+        return {"status": await kernels.select(ctx.room, ctx.session.identity, body)}
+
+    @command(
+        "start_server",
+        action="choose_kernel",
+        home=True,
+        slow=True,
+        denied="you may not start servers from this notebook (it needs notebook x)",
+    )
+    async def start_server(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        return await kernels.start_server(ctx.room, ctx.session.identity, msg.get("server", ""))

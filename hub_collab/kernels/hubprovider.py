@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..hubservers import HubServers
+from ..hubservers import HubServers, Progress
 from .provider import KernelRequest
 from .remote import RemoteKernelConnection, RemoteProvider
 
@@ -41,6 +41,11 @@ class HubProvider:
     def __repr__(self) -> str:
         return f"<HubProvider {self.servers.public_url}>"
 
+    @property
+    def token(self) -> str:
+        """The service's Hub API token (what it reaches users' servers with)."""
+        return self._token
+
     def remote(self, user: str, server: str) -> RemoteProvider:
         """The kernel API of ``user``'s ``server`` (through the proxy)."""
         key = (user, server)
@@ -54,7 +59,17 @@ class HubProvider:
     async def start(self, request: KernelRequest) -> RemoteKernelConnection:
         if not request.user:
             raise ValueError("a kernel on a Hub server needs the user it belongs to")
-        await self.servers.start(request.user, request.server, self._token, timeout=self.start_timeout)
+        label = f"{request.user}'s server" + (f" {request.server!r}" if request.server else "")
+        tell = request.progress
+
+        def progress(event: Progress) -> None:
+            if tell is not None and not event.ready:
+                pct = f" {event.progress}%" if event.progress is not None else ""
+                tell(f"Starting {label}:{pct} {event.message}".strip())
+
+        await self.servers.start(request.user, request.server, self._token, timeout=self.start_timeout, on_progress=progress)
+        if tell is not None:
+            tell(f"Starting a {request.kernel_name} kernel on {label}")
         return await self.remote(request.user, request.server).start(request)
 
     async def attach(self, info: dict[str, Any], request: KernelRequest) -> RemoteKernelConnection:

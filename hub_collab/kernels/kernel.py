@@ -142,9 +142,12 @@ class Kernel:
         provider: KernelProvider,
         runs_as: str = "",
         server: str = "",
+        resource: str = "local",
     ) -> None:
         self.owner = owner
         self.provider = provider
+        #: the resource it runs on (``server:<name>``, ``gateway``, ``local``: kernels/resources.py)
+        self.resource = resource
         #: the Hub user whose resource the kernel runs on (the runner, or the notebook's owner)
         self.runs_as = runs_as or (user or "")
         #: the named server of ``runs_as`` it runs on (``hub`` provider; "" the default one)
@@ -179,7 +182,17 @@ class Kernel:
 
     def __repr__(self) -> str:
         who = f" user={self.user!r}" if self.user else ""
-        return f"<Kernel {self.nb_id}{who} {self.kernel_name} {self.state}>"
+        return f"<Kernel {self.nb_id}{who} {self.kernel_name} on {self.resource} {self.state}>"
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """(notebook, user or "" for the shared kernel, resource, kernelspec): unique per service."""
+        return (self.nb_id, self.user or "", self.resource, self.kernel_name)
+
+    @property
+    def busy(self) -> bool:
+        """A cell runs or waits in it."""
+        return self.current is not None or bool(self.queue)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -232,6 +245,7 @@ class Kernel:
             runtime_dir=cfg.runtime_dir,
             start_timeout=cfg.start_timeout,
             shutdown_wait=cfg.shutdown_wait,
+            progress=self._progress,
         )
         try:
             conn = await asyncio.wait_for(self.provider.start(request), cfg.start_timeout + 2)
@@ -257,6 +271,12 @@ class Kernel:
         )
         self._set_state("busy" if self.current or self.queue else "idle")
 
+    def _progress(self, message: str) -> None:
+        """What the provider is doing before the kernel runs (a server starting...)."""
+        if self.state == "starting" and not self.closed:
+            self.message = message[:300]
+            self._changed()
+
     @property
     def attaching(self) -> bool:
         """Finding again a kernel that a previous service process started."""
@@ -275,6 +295,8 @@ class Kernel:
             await self._attach_now(info, run)
         finally:
             self._attaching = False
+            if self._starting is asyncio.current_task():
+                self._starting = None  # found again (up) or not (nothing runs): done either way
 
     async def _attach_now(self, info: dict[str, Any], run: Execution | None) -> None:
         self._set_state("starting")

@@ -9,13 +9,16 @@ One :class:`KernelService` per process (``HubCollab.kernels``), started with
 WebSocket and REST reach them the same way. Only :meth:`execute_many` filters
 by rights itself (it skips, and lists, the cells the caller may not execute).
 
-Kernels come from jupyter_client (the ``local`` provider): one per notebook in
-``shared`` mode (the default), one per notebook and user in ``per-user`` mode
-(a notebook setting), each started on the first execution with the notebook's
-kernelspec, in ``<data_dir>/notebooks/<id>/`` with an allowlisted environment
-(:mod:`hub_collab.kernels.env`). Security note: whoever may execute a cell of a
-shared kernel has the power of that kernel (its memory, files and history are
-not split by cell); per-user mode is the answer when that matters.
+Kernels run on resources (:mod:`hub_collab.kernels.resources`: a Hub user's
+server, the kernel gateway, or the service itself): one per notebook in
+``shared`` mode (the default, on the resource its owner picks), one per notebook
+and user in ``per-user`` mode (a notebook setting; each user picks their own),
+each started on the first execution with the chosen kernelspec. Switching to
+another resource or kernelspec keeps the previous kernel (until it is shut down,
+culled, or pushed out by ``max_kernels_per_user``), so switching back finds its
+state. Security note: whoever may execute a cell of a shared kernel has the power
+of that kernel (its memory, files and history are not split by cell); per-user
+mode is the answer when that matters.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from jupyter_client.kernelspec import KernelSpecManager
 from pycrdt import Doc, Text
 
 from ..documents.notebook import cell_doc, init_index, init_out, out_doc
@@ -42,15 +44,18 @@ from ..documents.room import NotebookRoom
 from ..documents.rooms import RoomManager
 from ..documents.session import Session
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..hubservers import Progress
 from ..permissions.access import Access, Identity, check_action
 from ..store import KernelRecord, Store
 from ..tasks import cancel_and_wait
 from ..types import EventRelay
 from . import peruser
 from .env import kernel_environment
+from .hubprovider import HubProvider
 from .kernel import LOST_NOTICE, Execution, Kernel, KernelConfig, KernelStartFailed
 from .outputs import OutputWriter
-from .provider import KernelProvider, LocalProvider
+from .provider import LocalProvider
+from .resources import KernelResources, Resource, parse_resource
 
 log = logging.getLogger("hub_collab.kernels")
 
@@ -62,8 +67,10 @@ DEFAULT_KERNEL = "python3"
 LIVE_STATES = ("queued", "running")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
-#: (notebook id, user name or "" for the shared kernel)
-KernelKey = tuple[str, str]
+#: (notebook id, user name or "" for the shared kernel, resource, kernelspec): Kernel.key
+KernelKey = tuple[str, str, str, str]
+#: which kernels: (notebook id, user name or "" for the shared kernel)
+Owner = tuple[str, str]
 
 
 def source_hash(source: str) -> str:
@@ -99,12 +106,13 @@ class KernelService(RoomObserverBase):
         flush_interval: float = 0.02,
         start_timeout: float = 60.0,
         replicas: ReplicaLink | None = None,
-        provider: KernelProvider | None = None,
+        resources: KernelResources | None = None,
         survive_stop: bool = False,
+        max_kernels_per_user: int = 3,
     ) -> None:
         self.rooms = rooms
-        #: where kernels run (``local``: child processes of the service)
-        self.provider: KernelProvider = provider or LocalProvider()
+        #: where kernels may run (default: child processes of the service)
+        self.resources = resources or KernelResources({"local": LocalProvider()}, "local")
         self.store = store
         #: the replicator (None: this process is the only replica, home of everything)
         self.replicas = replicas
@@ -116,7 +124,13 @@ class KernelService(RoomObserverBase):
         self.start_timeout = start_timeout
         #: on stop, leave kernels running (recorded, found again at the next start)
         self.survive_stop = survive_stop
+        #: kernels kept per notebook and user (shared: per notebook); more push out the least used
+        self.max_kernels_per_user = max(1, max_kernels_per_user)
         self.kernels: dict[KernelKey, Kernel] = {}
+        #: per-user mode: notebook id -> user -> (resource, kernelspec or "") they picked
+        self._choices: dict[str, dict[str, tuple[str, str]]] = {}
+        #: picks not yet written (the latest per user wins: a flood of switches writes little)
+        self._unsaved: dict[Owner, tuple[str, str]] = {}
         # one thread writes the kernel records, in the order they happen
         self._records = ThreadPoolExecutor(1, thread_name_prefix="collab-kernels")
         self._batches = itertools.count(1)
@@ -174,9 +188,22 @@ class KernelService(RoomObserverBase):
         peruser.load_overlays(room)
 
     async def room_ready(self, room: NotebookRoom) -> None:
-        """Before anyone gets the room: its kernels that outlived the service, found again."""
+        """Before anyone gets the room: what its users picked, and its kernels that
+        outlived the service, found again."""
+        await self._load_choices(room)
         if self._is_home(room) and not any(k.nb_id == room.id for k in self.kernels.values()):
             self._restore(room, await self._records_of(room.id))
+
+    def room_unloaded(self, room: NotebookRoom) -> None:
+        self._choices.pop(room.id, None)
+
+    async def _load_choices(self, room: NotebookRoom) -> None:
+        try:
+            choices = await asyncio.get_running_loop().run_in_executor(self._records, self.store.kernel_choices_of, room.id)
+        except Exception:
+            log.exception("could not read the kernel choices of notebook %s", room.id)
+            choices = {}
+        self._choices[room.id] = {**choices, **{u: c for (nb, u), c in self._unsaved.items() if nb == room.id}}
 
     async def _records_of(self, nb_id: str) -> list[KernelRecord]:
         try:
@@ -207,22 +234,34 @@ class KernelService(RoomObserverBase):
         """This replica took over a notebook: whatever the old home was running is lost."""
         if not any(k.nb_id == room.id and k.live for k in self.kernels.values()):
             self._in_background(self._restore_later(room))
-        msg = self.state_message(room, None)
-        msg["message"] = "No kernel is running on the notebook's current home replica; a kernel that ran elsewhere was lost."
-        room.broadcast_json(msg)
+        notice = "No kernel is running on the notebook's current home replica; a kernel that ran elsewhere was lost."
+        users = {s.identity.name for s in room.sessions} if self.mode(room) == "per-user" else {""}
+        for user in users:
+            msg = self.state_message(room, user)
+            msg["message"] = notice
+            room.broadcast_json(msg, user=user or None)
 
     def lost_home(self, room: NotebookRoom) -> None:
         """Another replica is the notebook's home now: stop this replica's kernels of it."""
-        mine = [k for key, k in list(self.kernels.items()) if key[0] == room.id]
-        for kernel in mine:
-            self.kernels.pop((kernel.nb_id, kernel.user or ""), None)
+        for kernel in self._pop_kernels(room.id):
             self._in_background(kernel.close("This replica is no longer the notebook's home; the kernel was stopped."))
 
     def record_changed(self, room: NotebookRoom) -> None:
-        """Settings changed on the home: re-route per-user views, tell the sessions here."""
+        """Settings or picks changed on the home: re-route per-user views, tell the sessions here."""
         peruser.reroute_all(room)
+        self._in_background(self._reload_choices(room))
+
+    async def _reload_choices(self, room: NotebookRoom) -> None:
+        await self._load_choices(room)
         for session in list(room.sessions):
             self._joined(room, session)
+
+    def _pop_kernels(self, nb_id: str) -> list[Kernel]:
+        """Take every kernel of the notebook out of the service (the caller stops them)."""
+        mine = [k for key, k in self.kernels.items() if key[0] == nb_id]
+        for kernel in mine:
+            del self.kernels[kernel.key]
+        return mine
 
     # -- kernels that outlive the service -------------------------------------------------------
 
@@ -231,25 +270,28 @@ class KernelService(RoomObserverBase):
         follow the run each was in; every other cell left queued or running is lost.
 
         The kernels are registered at once (attaching), so an execution that comes
-        meanwhile waits for them instead of starting another kernel.
+        meanwhile waits for them instead of starting another kernel. Kernels a user
+        switched away from are found again too (switching back finds their state).
         """
         followed: set[int] = set()
+        per_user = self.mode(room) == "per-user"
         for rec in records:
-            if rec.provider != self.provider.name or (rec.user and self.mode(room) != "per-user") or (not rec.user and self.mode(room) == "per-user"):
-                self._record(self.store.forget_kernel, room.id, rec.user)
+            key: KernelKey = (room.id, rec.user, rec.resource, rec.kernel_name)
+            if bool(rec.user) != per_user or rec.provider not in self.resources.providers:
+                self._record(self.store.forget_kernel, key)
                 continue
             try:
-                kernel = self.kernel_for(room, rec.user or self._owner(room))
+                kernel = self._make_kernel(room, key)
                 run = self._resumed_execution(room, kernel, rec.run)
                 kernel.attach(rec.info, run)
             except Exception as exc:
                 # e.g. the owner changed and the new one has not consented: the kernel is
                 # not ours to use any more; its run is lost like a vanished kernel's
                 log.info("not attaching a kernel of notebook %s again: %s", room.id, exc)
-                stale = self.kernels.pop(self.key_for(room, rec.user or self._owner(room)), None)
+                stale = self.kernels.pop(key, None)
                 if stale is not None:
                     self._in_background(stale.close("The kernel could not be found again."))
-                self._record(self.store.forget_kernel, room.id, rec.user)
+                self._record(self.store.forget_kernel, key)
                 continue
             if run is not None:
                 followed.add(id(run.doc))
@@ -283,24 +325,22 @@ class KernelService(RoomObserverBase):
             try:
                 fn(*args)
             except Exception:
-                log.exception("could not write a kernel record of notebook %s", args[0])
+                log.exception("could not write a kernel record (%s)", args[0])
 
         with contextlib.suppress(RuntimeError):  # stopping: the executor is shut down
             self._records.submit(write)
 
     def on_started(self, kernel: Kernel) -> None:
         if kernel.conn is not None:
-            self._record(
-                self.store.save_kernel, kernel.nb_id, kernel.user or "", self.provider.name, kernel.kernel_name, kernel.conn.info()
-            )
+            self._record(self.store.save_kernel, kernel.key, kernel.provider.name, kernel.conn.info())
 
     def on_run(self, kernel: Kernel, ex: Execution) -> None:
         name = peruser.overlay_name(ex.user, ex.cell_id) if kernel.user else out_doc(ex.cell_id)
         run = {"cell": ex.cell_id, "msg_id": ex.msg_id, "user": ex.user, "doc": name, "started_at": ex.started_at}
-        self._record(self.store.set_kernel_run, kernel.nb_id, kernel.user or "", run)
+        self._record(self.store.set_kernel_run, kernel.key, run)
 
     def on_stopped(self, kernel: Kernel) -> None:
-        self._record(self.store.forget_kernel, kernel.nb_id, kernel.user or "")
+        self._record(self.store.forget_kernel, kernel.key)
 
     def _mark_lost(self, room: NotebookRoom, skip: frozenset[int] | set[int] = frozenset()) -> None:
         """Cells left queued or running by a previous process: the kernel is gone."""
@@ -319,11 +359,14 @@ class KernelService(RoomObserverBase):
                 writer.notice(LOST_NOTICE, "warning")
                 writer.finish("interrupted")
 
+    # -- which kernel, where ----------------------------------------------------------------------
+
     def mode(self, room: NotebookRoom) -> str:
         mode = room.record.settings.get("kernel_mode")
         return mode if mode in KERNEL_MODES else "shared"
 
     def kernel_name(self, room: NotebookRoom) -> str:
+        """The notebook's kernelspec: its setting, else its metadata, else python3."""
         name = room.record.settings.get("kernel_name")
         if isinstance(name, str) and name:
             return name
@@ -334,109 +377,162 @@ class KernelService(RoomObserverBase):
             return str(spec["name"])
         return DEFAULT_KERNEL
 
-    def key_for(self, room: NotebookRoom, user: str) -> KernelKey:
+    def _shared_resource(self, room: NotebookRoom) -> Resource:
+        """The resource the owner picked for the shared kernel (else the default)."""
+        settings = room.record.settings
+        value = settings.get("resource")
+        if value is None and isinstance(settings.get("shared_server"), str):
+            value = f"server:{settings['shared_server']}"  # as the first release wrote it
+        try:
+            return self.resources.offered(value) if value is not None else self.resources.default
+        except BadRequest:
+            return self.resources.default  # no longer offered (the admin changed the config)
+
+    def choice(self, room: NotebookRoom, user: str) -> tuple[Resource, str]:
+        """The resource and kernelspec ``user``'s executions go to."""
+        if self.mode(room) != "per-user":
+            return self._shared_resource(room), self.kernel_name(room)
+        picked = self._choices.get(room.id, {}).get(user)
+        if picked is not None:
+            with contextlib.suppress(BadRequest):
+                return self.resources.offered(picked[0]), picked[1] or self.kernel_name(room)
+        return self.resources.default, self.kernel_name(room)
+
+    def owner_key(self, room: NotebookRoom, user: str) -> Owner:
+        """Whose kernels ``user`` uses: their own (per-user mode) or the notebook's."""
         return (room.id, user if self.mode(room) == "per-user" else "")
 
+    def key_for(self, room: NotebookRoom, user: str) -> KernelKey:
+        res, name = self.choice(room, user)
+        return (*self.owner_key(room, user), res.id, name)
+
     def find_kernel(self, room: NotebookRoom, user: str) -> Kernel | None:
+        """The kernel ``user``'s executions go to, if it exists."""
         return self.kernels.get(self.key_for(room, user))
+
+    def kept_kernels(self, room: NotebookRoom, user: str) -> list[Kernel]:
+        """The other kernels ``user`` (per-user) or the notebook (shared) keeps running."""
+        owner, current = self.owner_key(room, user), self.key_for(room, user)
+        return [k for key, k in self.kernels.items() if key[:2] == owner and key != current and k.live]
 
     def kernel_for(self, room: NotebookRoom, user: str) -> Kernel:
         """The kernel the ``user`` executes in (created, not started, if missing)."""
         self._check_started()
         key = self.key_for(room, user)
         kernel = self.kernels.get(key)
-        if kernel is not None and kernel.kernel_name != self.kernel_name(room) and not kernel.live:
-            del self.kernels[key]
-            kernel = None
         if kernel is None:
-            cwd = os.path.join(self.data_dir, "notebooks", room.id)
-            if key[1]:
-                cwd = os.path.join(
-                    cwd, "users", SAFE_NAME.sub("_", key[1]) + "-" + source_hash(key[1])[:8]
-                )
-            config = KernelConfig(
-                env=kernel_environment(cwd, self.kernel_env),
-                cwd=cwd,
-                runtime_dir=os.path.join(self.data_dir, "runtime"),
-                start_timeout=self.start_timeout,
-                flush_interval=self.flush_interval,
-                max_output_bytes=self.max_output_bytes,
-            )
-            runs_as, server = self._where(room, key[1])
-            kernel = Kernel(self, room.id, key[1] or None, self.kernel_name(room), config, self.provider, runs_as, server)
-            self.kernels[key] = kernel
+            self._make_space(key)
+            kernel = self._make_kernel(room, key)
         return kernel
 
-    def _where(self, room: NotebookRoom, user: str) -> tuple[str, str]:
-        """Whose resource a kernel runs on, and which server: in per-user mode the
-        runner's own (default) server; in shared mode the notebook's owner's, on the
-        server they chose, and only once they consented (``hub`` provider: everyone
-        who may run the notebook's cells then runs code as the owner)."""
+    def _make_space(self, key: KernelKey) -> None:
+        """Before a new kernel of ``key``'s owner: drop the ones that hold nothing, and
+        past ``max_kernels_per_user`` shut down the least recently used idle one."""
+        owner = key[:2]
+        theirs = [k for other, k in self.kernels.items() if other[:2] == owner]
+        for kernel in theirs:
+            if not kernel.live:
+                del self.kernels[kernel.key]
+                self._in_background(kernel.close("This kernel was not running."))
+        running = [k for k in theirs if k.live]
+        if len(running) < self.max_kernels_per_user:
+            return
+        idle = sorted((k for k in running if not k.busy and not k.attaching), key=lambda k: k.last_activity)
+        if not idle:
+            raise KernelStartFailed(
+                f"{len(running)} kernels already run for you in this notebook and none is idle;"
+                " wait for one, or shut one down, before starting another.",
+                code="too_many_kernels",
+            )
+        oldest = idle[0]
+        del self.kernels[oldest.key]
+        log.info("shutting down %r to make room for a kernel on %s", oldest, key[2])
+        self._in_background(oldest.close(f"shut down to make room for a kernel on {key[2]} (at most {self.max_kernels_per_user} are kept)"))
+
+    def _make_kernel(self, room: NotebookRoom, key: KernelKey) -> Kernel:
+        nb_id, user, resource, kernel_name = key
+        res = parse_resource(resource)
+        provider = self.resources.provider(res)
+        runs_as, server = self._where(room, user, res)
+        cwd = os.path.join(self.data_dir, "notebooks", nb_id)
         if user:
-            return user, ""
+            cwd = os.path.join(cwd, "users", SAFE_NAME.sub("_", user) + "-" + source_hash(user)[:8])
+        extra = provider.start_timeout if isinstance(provider, HubProvider) else 0.0
+        config = KernelConfig(
+            env=kernel_environment(cwd, self.kernel_env),
+            cwd=cwd,
+            runtime_dir=os.path.join(self.data_dir, "runtime"),
+            start_timeout=self.start_timeout + extra,
+            flush_interval=self.flush_interval,
+            max_output_bytes=self.max_output_bytes,
+        )
+        kernel = Kernel(self, nb_id, user or None, kernel_name, config, provider, runs_as, server, resource=res.id)
+        self.kernels[key] = kernel
+        return kernel
+
+    def _where(self, room: NotebookRoom, user: str, res: Resource) -> tuple[str, str]:
+        """Whose resource a kernel runs on, and which server: in per-user mode the
+        runner's own; in shared mode the notebook's owner's, and on a Hub server only
+        once they consented there (everyone who may run the notebook's cells then runs
+        code as the owner)."""
+        if user:
+            return user, res.server
         owner = self._owner(room)
-        if self.provider.name != "hub":
-            return owner, ""
-        server = self._consented_server(room, owner)
-        if server is None:
+        if res.kind == "server" and not self._consented(room, owner, res):
             raise KernelStartFailed(
                 f"The shared kernel of this notebook runs on a server of its owner, {owner}, and"
                 " everyone who may run its cells then runs code as them: the owner must choose"
-                " that server first (kernel settings: shared_server, with consent).",
+                " that server first (the kernel picker, or the settings resource with consent).",
                 code="kernel_consent_required",
             )
-        return owner, server
+        return owner, res.server
 
     @staticmethod
-    def _consented_server(room: NotebookRoom, owner: str) -> str | None:
-        """The server ``owner`` chose for the shared kernel, if the choice is theirs."""
-        settings = room.record.settings
-        server = settings.get("shared_server")
-        return server if settings.get("shared_consent_by") == owner and isinstance(server, str) else None
+    def _consented(room: NotebookRoom, owner: str, res: Resource) -> bool:
+        """True if ``owner`` picked ``res`` for the shared kernel themselves."""
+        return room.record.settings.get("shared_consent_by") == owner
 
     # -- messages to sessions ---------------------------------------------------------------
 
-    def state_message(self, room: NotebookRoom, kernel: Kernel | None) -> dict[str, Any]:
+    def state_message(self, room: NotebookRoom, user: str) -> dict[str, Any]:
+        """The ``kernel`` message for ``user``: the kernel their executions go to (or
+        where it would run), and the other kernels they keep."""
+        res, name = self.choice(room, user)
+        kernel = self.kernels.get((*self.owner_key(room, user), res.id, name))
         msg: dict[str, Any] = {
             "type": "kernel",
             "state": kernel.state if kernel is not None else "shutdown",
-            "kernel_name": kernel.kernel_name if kernel is not None else self.kernel_name(room),
+            "kernel_name": name,
             "kernel_mode": self.mode(room),
+            "resource": res.id,
             "queue": kernel.queued_cells() if kernel is not None else [],
-            "running": kernel.current.cell_id
-            if kernel is not None and kernel.current is not None
-            else None,
+            "running": kernel.current.cell_id if kernel is not None and kernel.current is not None else None,
+            "where": self.where(room, user, res),
+            "kept": [
+                {"resource": k.resource, "kernel_name": k.kernel_name, "state": k.state, "busy": k.busy}
+                for k in self.kept_kernels(room, user)
+            ],
         }
-        msg["where"] = self.where(room, kernel)
         if kernel is not None and kernel.message:
             msg["message"] = kernel.message
         return msg
 
-    def where(self, room: NotebookRoom, kernel: Kernel | None, user: str = "") -> str:
-        """Where the kernel runs (or would run), in words for the kernel status."""
-        provider = self.provider.name
-        if provider == "local":
-            return "on the service (not isolated)"
-        if provider == "gateway":
-            return "on the kernel gateway"
-        if kernel is not None:
-            runs_as, server = kernel.runs_as, kernel.server
-        elif self.mode(room) == "per-user":
-            if not user:
-                return "on each user's own server"
-            runs_as, server = user, ""
-        else:
-            try:
-                runs_as, server = self._where(room, "")
-            except KernelStartFailed:
-                return f"nowhere yet: {self._owner(room)} must choose a server for it"
-        return f"on {runs_as}'s server" + (f" {server!r}" if server else "")
+    def where(self, room: NotebookRoom, user: str, res: Resource | None = None) -> str:
+        """Where ``user``'s kernel runs (or would run), in words for the kernel status."""
+        if res is None:
+            res = self.choice(room, user)[0]
+        if self.mode(room) == "per-user":
+            return res.describe(user)
+        owner = self._owner(room)
+        if res.kind == "server" and not self._consented(room, owner, res):
+            return f"nowhere yet: {owner} must choose a server for it"
+        return res.describe(owner)
 
     def on_state(self, kernel: Kernel) -> None:
         room = self.rooms.rooms.get(kernel.nb_id)
-        if room is None or self.kernels.get((kernel.nb_id, kernel.user or "")) is not kernel:
+        if room is None or self.kernels.get(kernel.key) is not kernel:
             return
-        room.broadcast_json(self.state_message(room, kernel), user=kernel.user)
+        self._tell(room, kernel)
 
     def on_input(self, kernel: Kernel, ex: Execution, prompt: str, password: bool) -> None:
         room = self.rooms.rooms.get(kernel.nb_id)
@@ -468,7 +564,7 @@ class KernelService(RoomObserverBase):
 
     def on_finished(self, kernel: Kernel, ex: Execution) -> None:
         if ex.msg_id and kernel.up:
-            self._record(self.store.set_kernel_run, kernel.nb_id, kernel.user or "", None)
+            self._record(self.store.set_kernel_run, kernel.key, None)
         status = ex.done.result()
         detail = {"status": status, "duration": ex.duration, "execution_count": ex.execution_count}
         if kernel.user is not None:
@@ -494,10 +590,7 @@ class KernelService(RoomObserverBase):
 
     def _joined(self, room: NotebookRoom, session: Session) -> None:
         kernel = self.find_kernel(room, session.identity.name)
-        msg = self.state_message(room, kernel)
-        if kernel is None:
-            msg["where"] = self.where(room, None, session.identity.name)
-        session.send_json(msg)
+        session.send_json(self.state_message(room, session.identity.name))
         if kernel is not None and kernel.pending_input is not None:
             ex, prompt, password = kernel.pending_input
             self._send_input(session, ex, prompt, password)
@@ -594,25 +687,44 @@ class KernelService(RoomObserverBase):
         batch: int | None,
     ) -> list[tuple[Execution, int]]:
         kernel = self.kernel_for(room, identity.name)
+        for other in self.kept_kernels(room, identity.name):
+            running = {ex.cell_id for ex in other.queue} | ({other.current.cell_id} if other.current else set())
+            for cid, _ in cells:
+                if cid in running:
+                    raise Conflict(
+                        f"this cell still runs in the {other.kernel_name} kernel on {other.resource};"
+                        " interrupt it or wait until it is done",
+                        code="cell_busy",
+                    )
         executions = [
             self._new_execution(room, kernel, identity.name, cid, src, batch) for cid, src in cells
         ]
+        # queued at once, in the order asked (an execute sent next cannot overtake these
+        # while the kernel starts); a kernel that cannot start ends them (the runner does)
+        queued: list[tuple[Execution, int]] = []
+        try:
+            for ex in executions:
+                queued.append((ex, kernel.submit(ex)))
+        except KernelStartFailed as exc:  # the service is stopping
+            for ex in executions[len(queued) :]:
+                kernel.fail_start(ex, exc)
+            raise
         if not kernel.up:
-            try:
-                await kernel.ensure_started()
-            except KernelStartFailed as exc:
-                for ex in executions:
-                    kernel.fail_start(ex, exc)
-                raise
-        return [(ex, kernel.submit(ex)) for ex in executions]
+            await kernel.ensure_started()
+        return queued
 
     async def interrupt(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
         """Interrupt ``identity``'s kernel (the ``interrupt`` command checked the right)."""
         kernel = self.find_kernel(room, identity.name)
-        if kernel is None or not kernel.live:
+        # a run left in a kernel switched away from is interrupted too
+        others = [k for k in self.kept_kernels(room, identity.name) if k.busy]
+        if (kernel is None or not kernel.live) and not others:
             return {"interrupted": None, "aborted": []}
-        running = kernel.current.cell_id if kernel.current is not None else None
-        aborted = await kernel.interrupt(identity.name)
+        running: str | None = None
+        aborted: list[Execution] = []
+        for k in ([kernel] if kernel is not None and kernel.live else []) + others:
+            running = running or (k.current.cell_id if k.current is not None else None)
+            aborted += await k.interrupt(identity.name)
         self._in_background(
             self._audit(room.id, identity.name, "interrupt", "kernel", {"running": running})
         )
@@ -625,14 +737,37 @@ class KernelService(RoomObserverBase):
         await kernel.restart(identity.name)
         return {"state": kernel.state}
 
-    async def shutdown(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
-        """Shut ``identity``'s kernel down (the command checked the ``restart`` right)."""
-        kernel = self.find_kernel(room, identity.name)
+    async def shutdown(
+        self, room: NotebookRoom, identity: Identity, resource: Any = None, kernel_name: Any = None
+    ) -> dict[str, Any]:
+        """Shut ``identity``'s kernel down (the command checked the ``restart`` right);
+        with ``resource`` and ``kernel_name``, one they kept after switching away."""
+        if resource is None and kernel_name is None:
+            kernel = self.find_kernel(room, identity.name)
+        else:
+            if not isinstance(resource, str) or not isinstance(kernel_name, str):
+                raise BadRequest("resource and kernel_name must both be strings", code="invalid_command")
+            kernel = self.kernels.get((*self.owner_key(room, identity.name), resource, kernel_name))
+            if kernel is None:
+                raise NotFound(f"no {kernel_name[:80]} kernel runs for you on {resource[:80]}", code="unknown_kernel")
         if kernel is None:
             return {"state": "shutdown"}
-        self._in_background(self._audit(room.id, identity.name, "shutdown", "kernel", {}))
+        self._in_background(
+            self._audit(room.id, identity.name, "shutdown", "kernel", {"resource": kernel.resource, "kernel_name": kernel.kernel_name})
+        )
         await kernel.shutdown(f"the kernel was shut down by {identity.name}")
+        if kernel is not self.find_kernel(room, identity.name):
+            # a kept kernel: it holds nothing now, drop it (and say so to its users)
+            self.kernels.pop(kernel.key, None)
+            self._tell(room, kernel)
         return {"state": kernel.state}
+
+    def _tell(self, room: NotebookRoom, kernel: Kernel) -> None:
+        """Send the current ``kernel`` message to whoever uses ``kernel``'s owner's kernels."""
+        if kernel.user is not None:
+            room.broadcast_json(self.state_message(room, kernel.user), user=kernel.user)
+        elif self.mode(room) != "per-user":
+            room.broadcast_json(self.state_message(room, ""))
 
     def input_reply(self, room: NotebookRoom, identity: Identity, cell_id: Any, value: Any) -> None:
         if not isinstance(cell_id, str) or not isinstance(value, str):
@@ -648,26 +783,39 @@ class KernelService(RoomObserverBase):
         kernel.reply_input(pending[0], value)
 
     def status(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
-        msg = self.state_message(room, self.find_kernel(room, identity.name))
+        msg = self.state_message(room, identity.name)
         msg.pop("type")
         return msg
 
-    # -- settings ---------------------------------------------------------------------------
+    # -- settings and switching -----------------------------------------------------------------
 
     def settings(self, room: NotebookRoom) -> dict[str, Any]:
-        out: dict[str, Any] = {"kernel_mode": self.mode(room), "kernel_name": self.kernel_name(room), "provider": self.provider.name}
-        if self.provider.name == "hub":
-            out["shared_server"] = self._consented_server(room, self._owner(room))
-        return out
+        res = self._shared_resource(room)
+        owner = self._owner(room)
+        consented = res.kind != "server" or self._consented(room, owner, res)
+        return {
+            "kernel_mode": self.mode(room),
+            "kernel_name": self.kernel_name(room),
+            "provider": self.resources.default.provider,
+            "default_resource": self.resources.default.id,
+            "resource": res.id,
+            # the owner's server the shared kernel runs on, once they consented ("" default)
+            "shared_server": res.server if res.kind == "server" and consented else None,
+        }
 
     async def set_settings(
         self, room: NotebookRoom, identity: Identity, body: dict[str, Any]
     ) -> dict[str, Any]:
-        """Change ``kernel_mode`` and/or ``kernel_name``; the notebook's kernels are shut down."""
-        unknown = set(body) - {"kernel_mode", "kernel_name", "shared_server", "consent"}
+        """Change the notebook's kernel settings (the command checked ``change_settings``).
+
+        ``kernel_mode``: every kernel of the notebook is shut down. ``kernel_name``,
+        ``resource`` (or ``shared_server``, the same as ``resource: "server:<name>"``)
+        with ``consent``: the shared kernel switches; the previous one is kept.
+        """
+        unknown = set(body) - {"kernel_mode", "kernel_name", "resource", "shared_server", "consent"}
         if unknown:
             raise BadRequest(
-                f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field"
+                f"unknown field(s): {', '.join(sorted(unknown))[:200]}", code="invalid_field"
             )
         new = dict(room.record.settings)
         if "kernel_mode" in body:
@@ -677,46 +825,27 @@ class KernelService(RoomObserverBase):
                     code="invalid_setting",
                 )
             new["kernel_mode"] = body["kernel_mode"]
-        if "shared_server" in body or "consent" in body:
-            self._consent(room, identity, body, new)
+        if "resource" in body or "shared_server" in body or "consent" in body:
+            self._shared_pick(room, identity, body, new)
         if "kernel_name" in body:
-            name = body["kernel_name"]
-            if not isinstance(name, str) or not name:
-                raise BadRequest(
-                    "kernel_name must be the name of a kernelspec", code="invalid_setting"
-                )
-            # kernelspecs elsewhere are checked where the kernel starts (a clear error there)
-            specs = (
-                await asyncio.get_running_loop().run_in_executor(None, KernelSpecManager().find_kernel_specs)
-                if self.provider.name == "local"
-                else {name: ""}
-            )
-            if name not in specs:
-                raise BadRequest(
-                    f"no kernelspec named {name[:80]!r}; available: {', '.join(sorted(specs))}",
-                    code="unknown_kernel",
-                )
-            new["kernel_name"] = name
+            new["kernel_name"] = await self._checked_kernel_name(body["kernel_name"], self._shared_resource(room), self._owner(room))
         old = dict(room.record.settings)
         if new == old:
             return self.settings(room)
+        mode_changed = self.mode(room) != (new.get("kernel_mode") if new.get("kernel_mode") in KERNEL_MODES else "shared")
+        if not mode_changed and self.mode(room) == "shared":
+            current = self.find_kernel(room, "")
+            if current is not None and current.busy and self._shared_key(room, new) != current.key:
+                raise self._busy_error(current)
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: self.store.update_notebook(room.id, settings=new)
         )
-        mode_changed = self.mode(room) != (
-            new.get("kernel_mode") if new.get("kernel_mode") in KERNEL_MODES else "shared"
-        )
         room.record = dataclasses.replace(room.record, settings=new)
-        mine = [k for key, k in list(self.kernels.items()) if key[0] == room.id]
-        for kernel in mine:
-            self.kernels.pop((kernel.nb_id, kernel.user or ""), None)
-        await asyncio.gather(
-            *(
-                k.close(f"The notebook's kernel settings were changed by {identity.name}.")
-                for k in mine
-            )
-        )
         if mode_changed:
+            mine = self._pop_kernels(room.id)
+            await asyncio.gather(
+                *(k.close(f"The notebook's kernel mode was changed by {identity.name}.") for k in mine)
+            )
             peruser.reroute_all(room)
         for session in list(room.sessions):
             self._joined(room, session)
@@ -727,40 +856,191 @@ class KernelService(RoomObserverBase):
         )
         return self.settings(room)
 
-    def _consent(self, room: NotebookRoom, identity: Identity, body: dict[str, Any], new: dict[str, Any]) -> None:
-        """The owner chooses the server the shared kernel runs on, and consents."""
-        if self.provider.name != "hub":
-            raise BadRequest(
-                f"shared_server applies to kernels on Hub servers; this service runs them with the {self.provider.name!r} provider",
-                code="invalid_setting",
-            )
+    def _shared_key(self, room: NotebookRoom, settings: dict[str, Any]) -> KernelKey:
+        """The shared kernel's key under ``settings``."""
+        saved = room.record
+        room.record = dataclasses.replace(saved, settings=settings)
+        try:
+            return self.key_for(room, "")
+        finally:
+            room.record = saved
+
+    @staticmethod
+    def _busy_error(kernel: Kernel) -> Conflict:
+        return Conflict(
+            f"the {kernel.kernel_name} kernel on {kernel.resource} is running a cell; interrupt it"
+            " or wait until it is done, then switch",
+            code="kernel_busy",
+        )
+
+    def _shared_pick(self, room: NotebookRoom, identity: Identity, body: dict[str, Any], new: dict[str, Any]) -> None:
+        """The resource of the shared kernel. On a Hub server it runs as the notebook's
+        owner: only they may pick one, and only with ``consent: true``."""
+        if "resource" in body and "shared_server" in body:
+            raise BadRequest("give resource or shared_server, not both", code="invalid_setting")
+        if "shared_server" in body:
+            server = body["shared_server"]
+            if not isinstance(server, str):
+                raise BadRequest('shared_server must be the name of one of your servers ("" for the default one)', code="invalid_setting")
+            value: Any = f"server:{server}"
+        else:
+            value = body.get("resource", new.get("resource", self._shared_resource(room).id))
+        res = self.resources.offered(value)
         owner = self._owner(room)
-        if identity.name != owner:
-            raise Forbidden(
-                "only the notebook's owner may put its shared kernel on their server (everyone who"
-                " may run its cells then runs code as the owner)"
-            )
-        server = body.get("shared_server", "")
-        if not isinstance(server, str) or len(server) > 255 or "/" in server:
-            raise BadRequest("shared_server must be the name of one of your servers (\"\" for the default one)", code="invalid_setting")
-        if body.get("consent") is not True:
+        if res.kind == "server":
+            if identity.name != owner:
+                raise Forbidden(
+                    "only the notebook's owner may put its shared kernel on their server (everyone who"
+                    " may run its cells then runs code as the owner)"
+                )
+            if body.get("consent") is not True:
+                raise BadRequest(
+                    "consent must be true: everyone who may run this notebook's cells will run code as you,"
+                    " with your files and rights on that server",
+                    code="consent_required",
+                )
+            new["shared_consent_by"] = owner
+        new.pop("shared_server", None)
+        new["resource"] = res.id
+
+    async def _checked_kernel_name(self, name: Any, res: Resource, user: str) -> str:
+        """``name`` if ``res`` has that kernelspec (or cannot say now: a stopped server)."""
+        if not isinstance(name, str) or not name or len(name) > 255:
+            raise BadRequest("kernel_name must be the name of a kernelspec", code="invalid_setting")
+        # a remote resource is not asked here (a stopped server would keep the caller
+        # waiting): a name it lacks fails where the kernel starts, with a clear error
+        specs = await self.resources.known_kernelspecs(res, user)
+        if specs is None:
+            return name
+        names = [s["name"] for s in specs["kernelspecs"]]
+        if name not in names:
             raise BadRequest(
-                "consent must be true: everyone who may run this notebook's cells will run code as you,"
-                " with your files and rights on that server",
-                code="consent_required",
+                f"{res.describe(user).removeprefix('on ')} has no kernelspec named {name[:80]!r}; available: {', '.join(names)[:300]}",
+                code="unknown_kernel",
             )
-        new["shared_server"] = server
-        new["shared_consent_by"] = owner
+        return name
+
+    async def select(self, room: NotebookRoom, identity: Identity, body: dict[str, Any]) -> dict[str, Any]:
+        """Switch the caller's kernel (per-user mode) or, for the owner, the notebook's
+        shared kernel to another ``resource`` and/or ``kernel_name``.
+
+        The previous kernel is kept (switching back finds its state); one that runs a
+        cell is not switched away from (``kernel_busy``).
+        """
+        unknown = set(body) - {"resource", "kernel_name", "consent"}
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))[:200]}", code="invalid_field")
+        if self.mode(room) != "per-user":
+            if identity.name != self._owner(room) and not identity.admin:
+                raise Forbidden(
+                    "in shared mode the notebook's owner picks where its kernel runs; ask them, or"
+                    " ask for per-user mode to pick your own"
+                )
+            await self.set_settings(room, identity, {k: v for k, v in body.items()})
+            return self.status(room, identity)
+        user = identity.name
+        res, name = self.choice(room, user)
+        if "resource" in body:
+            res = self.resources.offered(body["resource"])
+        picked_name = self._choices.get(room.id, {}).get(user, ("", ""))[1]
+        if "kernel_name" in body:
+            picked_name = await self._checked_kernel_name(body["kernel_name"], res, user)
+        new_key: KernelKey = (room.id, user, res.id, picked_name or self.kernel_name(room))
+        current = self.find_kernel(room, user)
+        if new_key == self.key_for(room, user):
+            return self.status(room, identity)
+        if current is not None and current.busy:
+            raise self._busy_error(current)
+        self._choices.setdefault(room.id, {})[user] = (res.id, picked_name)
+        self._save_choice(room, user, (res.id, picked_name))
+        room.broadcast_json(self.state_message(room, user), user=user)
+        self._in_background(
+            self._audit(room.id, user, "select_kernel", "kernel", {"resource": res.id, "kernel_name": new_key[3]})
+        )
+        return self.status(room, identity)
+
+    def _save_choice(self, room: NotebookRoom, user: str, choice: tuple[str, str]) -> None:
+        """Write the pick (the latest one, once per burst); then tell the other replicas."""
+        key = (room.id, user)
+        pending = key in self._unsaved
+        self._unsaved[key] = choice
+        if pending:
+            return
+        loop = asyncio.get_running_loop()
+
+        def write() -> None:
+            latest = self._unsaved.get(key)
+            if latest is None:
+                return
+            try:
+                self.store.set_kernel_choice(room.id, user, *latest)
+            except Exception:
+                log.exception("could not save the kernel choice of %s in %s", user, room.id)
+            finally:
+                loop.call_soon_threadsafe(self._saved, key, latest)
+
+        with contextlib.suppress(RuntimeError):
+            self._records.submit(write)
+
+    def _saved(self, key: Owner, choice: tuple[str, str]) -> None:
+        if self._unsaved.get(key) == choice:
+            del self._unsaved[key]
+        elif key in self._unsaved:  # picked again while writing: write the newest
+            room = self.rooms.rooms.get(key[0])
+            latest = self._unsaved.pop(key)
+            if room is not None:
+                self._save_choice(room, key[1], latest)
+            return
+        if self.replicas is not None:
+            self.replicas.publish_event(key[0], "record", {})
+
+    async def resource_listing(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
+        """What the caller may pick from, and what they use now."""
+        res, name = self.choice(room, identity.name)
+        may = self.mode(room) == "per-user" or identity.name == self._owner(room) or identity.admin
+        listing = await self.resources.listing(identity.name)
+        return {
+            **listing,
+            "kernel_mode": self.mode(room),
+            "resource": res.id,
+            "kernel_name": name,
+            "may_choose": may,
+            "owner": self._owner(room),
+        }
+
+    async def start_server(self, room: NotebookRoom, identity: Identity, name: Any) -> dict[str, Any]:
+        """Start the caller's own server ``name`` ("" default), telling their sessions
+        how it goes (``server_progress``); return once it is ready."""
+        if not isinstance(name, str):
+            raise BadRequest('server must be the name of one of your servers ("" for the default one)', code="invalid_command")
+        res = self.resources.offered(f"server:{name}")
+        user = identity.name
+
+        def progress(event: Progress) -> None:
+            room.broadcast_json(
+                {
+                    "type": "server_progress",
+                    "resource": res.id,
+                    "progress": event.progress,
+                    "message": event.message[:300],
+                    "ready": event.ready,
+                    "failed": event.failed,
+                },
+                user=user,
+            )
+
+        await self.resources.start_server(user, res.server, progress)
+        self._in_background(self._audit(room.id, user, "start_server", res.id, {}))
+        return {"resource": res.id, "state": "ready"}
 
     # -- deletion ---------------------------------------------------------------------------
 
     async def forget_notebook(self, nb_id: str) -> None:
         """The notebook was deleted: shut its kernels down and remove their working
         directory (``<data_dir>/notebooks/<id>``, the files its kernels wrote)."""
-        mine = [k for key, k in list(self.kernels.items()) if key[0] == nb_id]
-        for kernel in mine:
-            self.kernels.pop((kernel.nb_id, kernel.user or ""), None)
+        mine = self._pop_kernels(nb_id)
         await asyncio.gather(*(k.close("The notebook was deleted.") for k in mine), return_exceptions=True)
+        self._choices.pop(nb_id, None)
         path = os.path.join(self.data_dir, "notebooks", nb_id)
         await asyncio.get_running_loop().run_in_executor(None, lambda: shutil.rmtree(path, ignore_errors=True))
 

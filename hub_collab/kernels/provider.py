@@ -36,6 +36,7 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,6 +76,8 @@ class KernelRequest:
     runtime_dir: str = ""
     start_timeout: float = 60.0
     shutdown_wait: float = 3.0
+    #: hears what happens before the kernel runs, in words ("Starting alice's server: 40%")
+    progress: Callable[[str], None] | None = None
 
 
 class KernelSink(Protocol):

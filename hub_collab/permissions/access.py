@@ -17,7 +17,7 @@ silently denying (or allowing) at run time.
 | ``insert_cell`` | notebook r and w |
 | ``delete_cell``, ``move_cell`` | notebook w; with sticky also owning the cell or the notebook |
 | ``execute`` | notebook x, cell r and x |
-| ``interrupt`` | notebook x |
+| ``interrupt``, ``choose_kernel`` | notebook x |
 | ``restart`` | notebook w and x |
 | ``chmod`` | owner of the object, the notebook's owner, or admin |
 | ``chown``, ``delete_notebook``, ``read_audit``, ``change_settings`` | the notebook's owner or admin |
@@ -111,6 +111,7 @@ _RULES: dict[str, _Rule] = {
     "move_cell": _remove_cell,
     "execute": _nb_cell(X, R | X),
     "interrupt": _nb(X),
+    "choose_kernel": _nb(X),
     "restart": _nb(W | X),
     "chmod": _chmod,
     "chown": _owner_only,
