@@ -457,6 +457,10 @@ CONSENT_SERVICE = "collab-consent"
 FAILING_SERVER_PREFIX = "broken"
 #: Named servers whose names start with this have a command that does not exist.
 BAD_CMD_SERVER_PREFIX = "badcmd"
+#: Named servers whose names start with this never answer (the Hub gives up after
+#: ``HANGING_SERVER_TIMEOUT`` seconds).
+HANGING_SERVER_PREFIX = "hang"
+HANGING_SERVER_TIMEOUT = 8
 #: The message of the spawner's error for a ``broken*`` server.
 FAILING_SERVER_MESSAGE = "this named server is configured to fail (hub-collab tests)"
 
@@ -651,6 +655,9 @@ def _hub_collab_test_pre_spawn(spawner):
         raise RuntimeError({FAILING_SERVER_MESSAGE!r})
     if spawner.name.startswith({BAD_CMD_SERVER_PREFIX!r}):
         spawner.cmd = ["/nonexistent/jupyterhub-singleuser"]
+    if spawner.name.startswith({HANGING_SERVER_PREFIX!r}):
+        spawner.cmd = ["/bin/sh", "-c", "exec sleep 3600", "sh"]
+        spawner.start_timeout = spawner.http_timeout = {HANGING_SERVER_TIMEOUT}
 
 
 c.Spawner.pre_spawn_hook = _hub_collab_test_pre_spawn

@@ -14,7 +14,6 @@ import json
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,7 +94,7 @@ def kernel_rows(collab: CollabService, nb_id: str) -> list[tuple[str, str, str]]
     try:
         with engine.connect() as db:
             rows = db.execute(
-                sa.text("SELECT user, resource, kernel_name FROM collab_kernels WHERE notebook_id = :nb"), {"nb": nb_id}
+                sa.text('SELECT "user", resource, kernel_name FROM collab_kernels WHERE notebook_id = :nb'), {"nb": nb_id}
             ).all()
     finally:
         engine.dispose()
@@ -251,7 +250,7 @@ async def test_a_flood_of_switches_is_cheap_and_the_last_one_wins(users: Users, 
                     return [
                         (str(r[0]), str(r[1]), str(r[2]))
                         for r in db.execute(
-                            sa.text("SELECT user, resource, kernel_name FROM collab_kernel_choices WHERE notebook_id = :nb"),
+                            sa.text('SELECT "user", resource, kernel_name FROM collab_kernel_choices WHERE notebook_id = :nb'),
                             {"nb": nb_id},
                         ).all()
                     ]

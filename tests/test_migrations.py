@@ -335,3 +335,63 @@ def test_replicas_started_together_all_come_up(backend: str, tmp_path: Path) -> 
         finally:
             if backend == "postgresql":
                 db.drop()
+
+
+# -- 0003: kernels keyed by resource and kernelspec ------------------------------------------------
+
+
+def test_running_kernels_are_carried_into_0003_and_back(db_url: str) -> None:
+    """The kernels 0002 recorded are found again after 0003 (on the resource each ran on:
+    a shared ``hub`` kernel on the server its owner chose), and a downgrade keeps one
+    kernel per notebook and user (the most recent)."""
+    engine = make_engine(db_url)
+    kernels = sa.table(
+        "collab_kernels", *(sa.column(c) for c in ("notebook_id", "user", "provider", "kernel_name", "info", "run", "updated_at"))
+    )
+    notebooks = sa.table(
+        "collab_notebooks", *(sa.column(c) for c in ("id", "name", "created_by", "created_at", "updated_at", "epoch", "settings"))
+    )
+    nb = {"name": "n", "created_by": "alice", "created_at": 0.0, "updated_at": 0.0, "epoch": "e"}
+    rows = [
+        {"notebook_id": "nb1", "user": "", "provider": "hub", "kernel_name": "python3", "info": "{}", "run": None, "updated_at": 1.0},
+        {"notebook_id": "nb2", "user": "", "provider": "hub", "kernel_name": "python3", "info": "{}", "run": None, "updated_at": 2.0},
+        {"notebook_id": "nb2", "user": "bob", "provider": "hub", "kernel_name": "python3", "info": '{"id": "k"}', "run": '{"cell": "c"}', "updated_at": 3.0},
+        {"notebook_id": "nb3", "user": "alice", "provider": "local", "kernel_name": "alt", "info": "{}", "run": None, "updated_at": 4.0},
+    ]
+    try:
+        with schema.migration_lock(engine) as conn:
+            command.upgrade(schema.alembic_config(connection=conn), "0002")
+        with engine.begin() as conn:
+            conn.execute(
+                notebooks.insert(),
+                [
+                    {**nb, "id": "nb1", "settings": '{"shared_server": "gpu", "shared_consent_by": "alice"}'},
+                    {**nb, "id": "nb2", "settings": "{}"},
+                    {**nb, "id": "nb3", "settings": "not json"},
+                ],
+            )
+            conn.execute(kernels.insert(), rows)
+        assert schema.upgrade_schema(engine) == ("0002", schema.head_revision())
+        with engine.connect() as conn:
+            got = conn.execute(sa.text('SELECT notebook_id, "user", resource, kernel_name, info, run FROM collab_kernels')).all()
+        assert sorted(tuple(r) for r in got) == [
+            ("nb1", "", "server:gpu", "python3", "{}", None),
+            ("nb2", "", "server:", "python3", "{}", None),
+            ("nb2", "bob", "server:", "python3", '{"id": "k"}', '{"cell": "c"}'),
+            ("nb3", "alice", "local", "alt", "{}", None),
+        ]
+        with schema.migration_lock(engine) as conn:
+            conn.execute(
+                sa.text(
+                    'INSERT INTO collab_kernels (notebook_id, "user", resource, kernel_name, provider, info, run, updated_at)'
+                    " VALUES ('nb3', 'alice', 'local', 'python3', 'local', '{}', NULL, 9.0)"
+                )
+            )
+            command.downgrade(schema.alembic_config(connection=conn), "0002")
+        with engine.connect() as conn:
+            back = conn.execute(sa.text('SELECT notebook_id, "user", kernel_name FROM collab_kernels')).all()
+            tables = set(sa.inspect(conn).get_table_names())
+        assert sorted(tuple(r) for r in back) == [("nb1", "", "python3"), ("nb2", "", "python3"), ("nb2", "bob", "python3"), ("nb3", "alice", "python3")]
+        assert "collab_kernel_choices" not in tables
+    finally:
+        engine.dispose()
