@@ -459,7 +459,9 @@ class NotebookConnection:
 
     async def select_kernel(self, resource: str | None = None, kernel_name: str | None = None, *, consent: bool | None = None) -> dict[str, Any]:
         """Switch to another resource and/or kernelspec; the ack's ``status`` is the new kernel status."""
-        fields = {k: v for k, v in (("resource", resource), ("kernel_name", kernel_name), ("consent", consent)) if v is not None}
+        fields: dict[str, Any] = {
+            k: v for k, v in (("resource", resource), ("kernel_name", kernel_name), ("consent", consent)) if v is not None
+        }
         return dict((await self.command("select_kernel", **fields))["status"])
 
     async def start_server(self, server: str = "", timeout: float = 180.0) -> dict[str, Any]:
