@@ -620,7 +620,7 @@ class HubCollab(Application):
                 )
             if not self.api_token:
                 raise ValueError("kernel_provider 'hub' needs the service's Hub API token")
-            servers = HubServers(self.hub_api_url, self.hub_public_url)
+            servers = HubServers(self.hub_api_url, self.hub_public_url, service_token=True)
             return HubProvider(servers, self.api_token, start_timeout=self.server_start_timeout)
         return LocalProvider()
 

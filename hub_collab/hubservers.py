@@ -138,6 +138,8 @@ class HubServers:
     ``api_url`` is the Hub's API as the service reaches it (``$JUPYTERHUB_API_URL``),
     ``public_url`` the Hub's public URL (the proxy), where users' servers are.
     Every wait is bounded; ``request_timeout`` bounds each plain request.
+    ``service_token``: the tokens passed are the service's own (a role the admin
+    granted), not a user's login, and a refusal says so (what the admin must fix).
     """
 
     def __init__(
@@ -147,7 +149,9 @@ class HubServers:
         *,
         request_timeout: float = 10.0,
         client: AsyncHTTPClient | None = None,
+        service_token: bool = False,
     ) -> None:
+        self.service_token = service_token
         self.api_url = api_url.rstrip("/") + "/"
         self.public_url = public_url.rstrip("/") + "/"
         self.request_timeout = request_timeout
@@ -410,6 +414,15 @@ class HubServers:
                 hub_message = exc.response.body[:200].decode(errors="replace")
         log_message = f"{method} {path}: {exc.code} {hub_message}"
         if exc.code == 401 or (exc.code == 403 and _INVALID_CREDENTIALS in hub_message):
+            if self.service_token:
+                rejected = TokenRejected(
+                    "The Hub rejected hub-collab's own API token (expired, revoked or not"
+                    " configured): ask your Hub's admin to check the service's api_token"
+                    " (docs/install.md).",
+                    log_message=log_message,
+                )
+                rejected.status, rejected.code = 503, "service_token_rejected"
+                return rejected
             return TokenRejected(
                 "Your Hub login for this page has expired or was revoked: reload the page (or log in again).",
                 log_message=log_message,
@@ -420,6 +433,13 @@ class HubServers:
                 tuple(s.strip().strip("'\"") for s in found.group(1).split(",")) if found else ()
             )
             needed = f" (it needs the scope {' or '.join(scopes)})" if scopes else ""
+            if self.service_token:
+                return ScopeMissing(
+                    f"The Hub does not let hub-collab {what}{needed}: ask your Hub's admin to grant"
+                    " the service the role in docs/install.md.",
+                    scopes=scopes,
+                    log_message=log_message,
+                )
             return ScopeMissing(
                 f"Not allowed to {what}{needed}.", scopes=scopes, log_message=log_message
             )

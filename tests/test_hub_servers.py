@@ -415,6 +415,23 @@ async def test_a_token_without_the_server_scopes_names_the_missing_scope(
     assert any("servers" in scope for scope in missing.value.scopes), missing.value.log_message
 
 
+async def test_a_refusal_of_the_services_own_token_says_what_the_admin_must_fix(
+    spawning_hub: SpawningHub, servers: HubServers
+) -> None:
+    """With the service's role (c) a refusal is not the user's login: it names the admin's fix."""
+    as_service = HubServers(servers.api_url, servers.public_url, service_token=True)
+    with pytest.raises(TokenRejected) as rejected:
+        await as_service.list_servers("alice", "not-a-token")
+    assert (rejected.value.status, rejected.value.code) == (503, "service_token_rejected")
+    assert "hub-collab's own API token" in rejected.value.message and "admin" in rejected.value.message
+    narrow = spawning_hub.api(
+        "POST", "users/alice/tokens", json={"scopes": ["read:users:name!user"], "note": "narrow service"}
+    )["token"]
+    with pytest.raises(ScopeMissing) as missing:
+        await as_service.start("alice", "", narrow, timeout=10)
+    assert "docs/install.md" in missing.value.message and missing.value.scopes
+
+
 async def test_hub_unreachable(free_port: Callable[[], int]) -> None:
     port = free_port()
     client = HubServers(f"http://127.0.0.1:{port}/hub/api", f"http://127.0.0.1:{port}/")
