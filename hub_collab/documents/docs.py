@@ -61,6 +61,7 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         # whole-state encodings and state vectors, valid until the doc's next change
         self._encoded: dict[str, bytes] = {}
         self._vectors: dict[str, bytes] = {}
+        self._deleted: dict[str, bytes] = {}
 
     # -- Mapping ----------------------------------------------------------------------------
 
@@ -93,7 +94,7 @@ class RoomDocs(Mapping[str, Doc[Any]]):
 
     def add_stored(self, states: Mapping[str, bytes]) -> None:
         """Hold docs as their encoded states (name → one update), built when first used."""
-        for name in states.keys() & (self._built.keys() | self._encoded.keys() | self._vectors.keys()):
+        for name in states.keys() & (self._built.keys() | self._encoded.keys() | self._vectors.keys() | self._deleted.keys()):
             self.discard(name)  # replaced: the Doc and the cached encodings go
         self._stored.update(states)
 
@@ -102,12 +103,14 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         self._stored.pop(name, None)
         self._encoded.pop(name, None)
         self._vectors.pop(name, None)
+        self._deleted.pop(name, None)
         return self._built.pop(name, None)
 
     def changed(self, name: str) -> None:
         """``name`` changed: its cached encodings are stale."""
         self._encoded.pop(name, None)
         self._vectors.pop(name, None)
+        self._deleted.pop(name, None)
 
     def is_built(self, name: str) -> bool:
         return name in self._built
@@ -141,6 +144,14 @@ class RoomDocs(Mapping[str, Doc[Any]]):
             vector = get_state(stored) if stored is not None else self[name].get_state()
             self._vectors[name] = vector
         return vector
+
+    def deleted(self, name: str) -> bytes:
+        """The delete set of ``name``, as an update that brings no struct (cached until
+        the doc changes: a reader repeating it costs the doc's size once per change)."""
+        found = self._deleted.get(name)
+        if found is None:
+            found = self._deleted[name] = self.diff(name, self.state_vector(name))
+        return found
 
     def diff(self, name: str, state_vector: bytes) -> bytes:
         """What a peer at ``state_vector`` lacks of ``name`` (ValueError-like errors from

@@ -38,6 +38,7 @@ from .docs import EMPTY_UPDATE, RoomDocs, merged
 from .notebook import cell_doc, init_index, out_doc, split_doc_name
 from .observers import RoomObserver
 from .session import Session
+from .updates import MalformedUpdate, read_state_vector, read_update
 
 if TYPE_CHECKING:
     from ..permissions.store import PermissionStore
@@ -473,13 +474,33 @@ class NotebookRoom:
             raise BadRequest(f"send sync step 1 for {name!r} before updates", code="not_subscribed")
         if len(entry.payload) > self.max_doc_bytes:
             raise TooLarge(f"update of {len(entry.payload)} bytes exceeds the limit")
-        if not writable:
-            if entry.payload == EMPTY_UPDATE or self._is_noop(self.docs[target], entry.payload):
-                return
-            self._unsubscribe(session, name)
-            raise Forbidden(f"you may not write {name!r}")
         if entry.payload == EMPTY_UPDATE:
             return  # a peer's answer to our sync step 1 when it has nothing we lack
+        # Read before anything is applied, in time bounded by the update's size: an
+        # update the doc could not integrate whole is refused, never kept aside.
+        try:
+            update = read_update(entry.payload)
+            state = read_state_vector(self.docs.state_vector(target))
+        except MalformedUpdate as exc:
+            self._unsubscribe(session, name)
+            if not writable:
+                raise Forbidden(f"you may not write {name!r}") from exc
+            raise BadRequest(f"invalid update for {name!r}: {exc}", code="invalid_update") from exc
+        if not writable:
+            deleted = read_update(self.docs.deleted(target)).deletes if update.deletes else None
+            if update.changes_nothing(state, deleted):
+                return  # a read-only client repeating what it was sent (y-protocols' step 2)
+            self._unsubscribe(session, name)
+            raise Forbidden(f"you may not write {name!r}")
+        missing = update.missing(state)
+        if missing is not None:
+            self._unsubscribe(session, name)
+            raise BadRequest(
+                f"update for {name!r} depends on what the server does not hold ({missing}): sync again",
+                code="invalid_update",
+            )
+        if update.changes_nothing(state):
+            return
         if self.doc_bytes.get(name, 0) + len(entry.payload) > self.max_doc_bytes:
             self._unsubscribe(session, name)
             raise TooLarge(f"{name!r} would exceed {self.max_doc_bytes} bytes")
@@ -492,26 +513,6 @@ class NotebookRoom:
             raise BadRequest(f"invalid update for {name!r}", code="invalid_update") from exc
         finally:
             self._origin = None
-
-    @staticmethod
-    def _is_noop(doc: Doc[Any], update: bytes) -> bool:
-        """True if ``update`` would change nothing in ``doc`` (checked on a scratch copy)."""
-        if update == b"\x00\x00":
-            return True
-        scratch: Doc[Any] = Doc()
-        scratch.apply_update(doc.get_update())
-        changed: list[bool] = []
-        sub = scratch.observe(lambda _e: changed.append(True))
-        try:
-            scratch.apply_update(update)
-        except Exception:
-            return False
-        finally:
-            scratch.unobserve(sub)
-        if changed:
-            return False
-        # An update whose dependencies are missing stays pending instead of failing.
-        return scratch.get_state() == doc.get_state()
 
     # -- snapshots ----------------------------------------------------------------------
 

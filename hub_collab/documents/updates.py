@@ -1,0 +1,284 @@
+"""What a Yjs update (v1 encoding) holds, read without applying it: :func:`read_update`.
+
+A client's update is checked against the state vector of the doc it is meant for
+*before* the doc sees it, in time proportional to the update's size (never the
+doc's):
+
+* :meth:`UpdateInfo.missing` names what the update depends on that the doc does not
+  hold: structs that start past the doc's clock for their client (a gap), a range
+  the update skips, an item whose left or right origin or parent is unknown, a
+  deletion of items the doc does not have. A doc would keep such an update aside
+  (pending) and integrate it later, when what it lacks arrives, so what the server
+  holds would differ from what it acknowledged and sent to its subscribers. The
+  room refuses such an update whole (``invalid_update`` + ``resync``).
+* :meth:`UpdateInfo.changes_nothing` tells whether an update only repeats what the
+  doc holds (the answer a read-only client may send), without building anything.
+
+The encoding (lib0 and Yjs' ``UpdateEncoderV1``): a struct section (per client: the
+number of structs, the client id, the first clock, then each struct: an info byte
+whose low five bits say the content kind and whose high bits say which of origin,
+right origin and parent follow) and a delete set (per client: ranges of clocks).
+Content kinds we never write (``Move``, subdocuments) are refused as malformed.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+#: content kinds (info & 0x1F)
+GC, DELETED, JSON, BINARY, STRING, EMBED, FORMAT, TYPE, ANY, DOC, SKIP = range(11)
+#: type refs whose content carries a name (XmlElement, XmlHook)
+_NAMED_TYPES = (3, 5)
+#: nesting depth of an ``Any`` value we read at most
+MAX_ANY_DEPTH = 64
+
+#: (client, clock)
+ID = tuple[int, int]
+
+
+class MalformedUpdate(ValueError):
+    """The bytes are not a Yjs v1 update (or use a kind of content this service never writes)."""
+
+
+@dataclass
+class UpdateInfo:
+    """The clock ranges an update brings, what it refers to, and what it deletes."""
+
+    #: client -> [(first clock, end clock)] of the structs it brings, in order
+    ranges: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    #: client -> [(first clock, end clock)] the update skips (holes it does not bring)
+    skips: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    #: the ids its items name as left origin, right origin or parent
+    refs: list[ID] = field(default_factory=list)
+    #: client -> [(first clock, end clock)] it deletes
+    deletes: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+
+    def missing(self, state: dict[int, int]) -> str | None:
+        """Why the update cannot be integrated whole into a doc at ``state``
+        (client -> next clock), or None if it can."""
+        have = dict(state)
+        for client, ranges in self.ranges.items():
+            known = state.get(client, 0)
+            for start, end in ranges:
+                if start > known:
+                    return f"structs of client {client} start at clock {start}, past {known}"
+                known = max(known, end)
+            have[client] = known
+        for client, skips in self.skips.items():
+            for start, end in skips:
+                if end > state.get(client, 0):
+                    return f"the update skips clocks {start}..{end} of client {client}"
+        for client, clock in self.refs:
+            if clock >= have.get(client, 0):
+                return f"an item refers to {client}:{clock}, which this doc does not hold"
+        for client, ranges in self.deletes.items():
+            for _start, end in ranges:
+                if end > have.get(client, 0):
+                    return f"a deletion reaches {client}:{end - 1}, which this doc does not hold"
+        return None
+
+    def changes_nothing(self, state: dict[int, int], deleted: dict[int, list[tuple[int, int]]] | None = None) -> bool:
+        """True if the update brings no struct the doc lacks and deletes nothing the doc
+        has not deleted already (``deleted``: the doc's delete set; None: deletes nothing)."""
+        if not all(end <= state.get(client, 0) for client, ranges in self.ranges.items() for _, end in ranges):
+            return False
+        if not self.deletes:
+            return True
+        if deleted is None:
+            return False
+        return all(_covered(ranges, deleted.get(client, [])) for client, ranges in self.deletes.items())
+
+
+def _covered(ranges: list[tuple[int, int]], by: list[tuple[int, int]]) -> bool:
+    """True if every clock in ``ranges`` is in one of ``by`` (both lists of [start, end))."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(by):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    starts = [s for s, _ in merged]
+    for start, end in ranges:
+        i = bisect.bisect_right(starts, start) - 1
+        if i < 0 or merged[i][1] < end:
+            return False
+    return True
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise MalformedUpdate("the update ends too early")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def uint(self) -> int:
+        value = shift = 0
+        while True:
+            b = self.byte()
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise MalformedUpdate("a number in the update is too long")
+
+    def skip_int(self) -> None:
+        """A signed variable-length integer (lib0 ``writeVarInt``), skipped."""
+        for _ in range(10):
+            if self.byte() < 0x80:
+                return
+        raise MalformedUpdate("a number in the update is too long")
+
+    def raw(self, n: int) -> bytes:
+        if n > len(self.data) - self.pos:
+            raise MalformedUpdate("the update ends too early")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def string(self) -> str:
+        try:
+            return self.raw(self.uint()).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedUpdate("a string in the update is not UTF-8") from exc
+
+    def id(self) -> ID:
+        return self.uint(), self.uint()
+
+    def any(self, depth: int = 0) -> None:
+        """A lib0 ``Any`` value, skipped."""
+        if depth > MAX_ANY_DEPTH:
+            raise MalformedUpdate("a value in the update is nested too deeply")
+        tag = self.byte()
+        if tag in (127, 126, 121, 120):  # undefined, null, false, true
+            return
+        if tag == 125:
+            self.skip_int()
+        elif tag == 124:
+            self.raw(4)
+        elif tag in (123, 122):
+            self.raw(8)
+        elif tag == 119:
+            self.string()
+        elif tag == 118:
+            for _ in range(self.count()):
+                self.string()
+                self.any(depth + 1)
+        elif tag == 117:
+            for _ in range(self.count()):
+                self.any(depth + 1)
+        elif tag == 116:
+            self.raw(self.uint())
+        else:
+            raise MalformedUpdate(f"unknown value tag {tag} in the update")
+
+    def count(self) -> int:
+        """A count of things that follow; each takes at least a byte, so a count past
+        the bytes left is malformed (and no loop runs longer than the update is long)."""
+        n = self.uint()
+        if n > len(self.data) - self.pos:
+            raise MalformedUpdate("a count in the update exceeds its length")
+        return n
+
+
+def read_update(update: bytes) -> UpdateInfo:
+    """Read a v1 update's structure; :class:`MalformedUpdate` if it is not one."""
+    r = _Reader(update)
+    info = UpdateInfo()
+    for _ in range(r.count()):
+        n_structs = r.count()
+        client = r.uint()
+        clock = r.uint()
+        for _ in range(n_structs):
+            start = clock
+            length, skipped = _struct(r, info)
+            if length <= 0:
+                raise MalformedUpdate("an empty struct in the update")
+            clock += length
+            target = info.skips if skipped else info.ranges
+            spans = target.setdefault(client, [])
+            if spans and spans[-1][1] == start:
+                spans[-1] = (spans[-1][0], clock)
+            else:
+                spans.append((start, clock))
+    for _ in range(r.count()):
+        client = r.uint()
+        for _ in range(r.count()):
+            start = r.uint()
+            length = r.uint()
+            if length:
+                info.deletes.setdefault(client, []).append((start, start + length))
+    if r.pos != len(update):
+        raise MalformedUpdate(f"{len(update) - r.pos} bytes follow the update")
+    return info
+
+
+def _struct(r: _Reader, info: UpdateInfo) -> tuple[int, bool]:
+    """Read one struct; return its length in clocks, and whether it is a skip (a hole)."""
+    head = r.byte()
+    kind = head & 0x1F
+    if kind in (GC, SKIP):
+        return r.uint(), kind == SKIP
+    if head & 0x80:
+        info.refs.append(r.id())
+    if head & 0x40:
+        info.refs.append(r.id())
+    if not head & 0xC0:
+        if r.uint() == 1:
+            r.string()  # a root type, by name
+        else:
+            info.refs.append(r.id())
+        if head & 0x20:
+            r.string()  # the key in a map
+    return _content(r, kind), False
+
+
+def _content(r: _Reader, kind: int) -> int:
+    if kind == DELETED:
+        return r.uint()
+    if kind == JSON:
+        n = r.count()
+        for _ in range(n):
+            r.string()
+        return n
+    if kind == BINARY:
+        r.raw(r.uint())
+        return 1
+    if kind == STRING:
+        return len(r.string().encode("utf-16-le")) // 2
+    if kind == EMBED:
+        r.string()
+        return 1
+    if kind == FORMAT:
+        r.string()
+        r.string()
+        return 1
+    if kind == TYPE:
+        if r.uint() in _NAMED_TYPES:
+            r.string()
+        return 1
+    if kind == ANY:
+        n = r.count()
+        for _ in range(n):
+            r.any()
+        return n
+    raise MalformedUpdate(f"content of kind {kind} is not accepted here")
+
+
+def read_state_vector(vector: bytes) -> dict[int, int]:
+    """client -> next clock, from an encoded state vector (``Doc.get_state()``)."""
+    r = _Reader(vector)
+    state = {}
+    for _ in range(r.count()):
+        client = r.uint()
+        state[client] = r.uint()
+    if r.pos != len(vector):
+        raise MalformedUpdate("bytes follow the state vector")
+    return state

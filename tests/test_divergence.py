@@ -1,0 +1,261 @@
+"""No hidden divergence: what the server holds, what its subscribers applied and what
+the store exports are the same after every frame, whatever order, gaps, duplicates or
+truncations the writers' updates arrive in.
+
+* :func:`read_update` against pycrdt: for random histories of several writers and
+  random deliveries (gapped diffs, merges, truncations), an update the reader says can
+  be integrated leaves nothing aside in a real doc, and one it says cannot would have.
+* A hypothesis state machine drives a real room (the service's ``RoomManager`` on a
+  real SQLite store, in process): two writers edit one cell and deliver their updates
+  in random ways; a reader only receives. After every step the server's cell, the
+  reader's copy, and the cell rebuilt from the store are equal; a writer whose update
+  was refused was told to ``resync`` and, once it did, holds the same too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc, Text, get_update, merge_updates
+from test_room_load import NOTEBOOK, Recorder, World
+
+from hub_collab.documents import protocol as p
+from hub_collab.documents.updates import MalformedUpdate, read_state_vector, read_update
+from hub_collab.permissions.access import Identity
+
+ALICE = Identity("alice", frozenset({"students"}))
+BOB = Identity("bob", frozenset({"students"}))
+CAROL = Identity("carol", frozenset({"readers"}))
+
+# pycrdt indexes text by UTF-8 bytes: random positions stay on ASCII (the reader's
+# UTF-16 counting of other characters has its own test below)
+ALPHABET = "abcxyz \n"
+
+# -- the reader against pycrdt ---------------------------------------------------------------
+
+
+def integrates_whole(server: Doc[Any], update: bytes) -> bool:
+    """Ground truth: apply ``update`` to a copy of ``server`` and see whether any of its
+    structs stayed aside (pending), or a deletion waits for items it lacks."""
+    copy: Doc[Any] = Doc()
+    copy.apply_update(server.get_update())
+    copy.apply_update(update)
+    left = get_update(update, copy.get_state())
+    if read_update(left).ranges:
+        return False  # structs the doc did not integrate
+    # a deletion of items the doc lacks waits: once they arrive the text changes although
+    # the arriving update itself deletes nothing
+    info = read_update(update)
+    state = read_state_vector(copy.get_state())
+    return all(end <= state.get(c, 0) for c, ranges in info.deletes.items() for _, end in ranges)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[list[bytes], list[bytes]]:
+    """Updates of two or three writers who exchange some of them, and candidate
+    deliveries built from them (diffs between random states, merges, truncations)."""
+    writers = [Doc(client_id=i + 1) for i in range(draw(st.integers(2, 3)))]
+    states: list[bytes] = [b"\x00"]
+    updates: list[bytes] = []
+    for _ in range(draw(st.integers(1, 12))):
+        w = draw(st.sampled_from(writers))
+        text = w.get("source", type=Text)
+        before = w.get_state()
+        if len(text) and draw(st.booleans()):
+            start = draw(st.integers(0, len(text) - 1))
+            del text[start : start + draw(st.integers(1, max(1, len(text) - start)))]
+        else:
+            text.insert(draw(st.integers(0, len(text))), draw(st.text(ALPHABET, min_size=1, max_size=5)))
+        updates.append(w.get_update(before))
+        states.append(w.get_state())
+        if draw(st.booleans()):  # someone catches up with someone else
+            other = draw(st.sampled_from(writers))
+            other.apply_update(w.get_update(other.get_state()))
+    deliveries = list(updates)
+    for _ in range(draw(st.integers(0, 6))):
+        w = draw(st.sampled_from(writers))
+        deliveries.append(w.get_update(draw(st.sampled_from(states))))
+        deliveries.append(merge_updates(*draw(st.lists(st.sampled_from(updates), min_size=1, max_size=3))))
+    return updates, deliveries
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories(), st.data())
+def test_the_reader_agrees_with_pycrdt(history: tuple[list[bytes], list[bytes]], data: st.DataObject) -> None:
+    updates, deliveries = history
+    server: Doc[Any] = Doc()
+    for update in data.draw(st.lists(st.sampled_from(updates), max_size=len(updates))):
+        if read_update(update).missing(read_state_vector(server.get_state())) is None:
+            server.apply_update(update)
+    for update in deliveries:
+        verdict = read_update(update).missing(read_state_vector(server.get_state()))
+        assert (verdict is None) == integrates_whole(server, update), verdict
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories(), st.integers(1, 40), st.binary(max_size=8))
+def test_truncated_or_garbled_updates_are_malformed_or_read(
+    history: tuple[list[bytes], list[bytes]], cut: int, tail: bytes
+) -> None:
+    _, deliveries = history
+    for update in deliveries:
+        for broken in (update[:-cut] if cut < len(update) else update[:1], update + tail, tail + update):
+            try:
+                read_update(broken)
+            except MalformedUpdate:
+                continue
+
+
+def test_strings_count_in_utf16_units_as_clocks_do() -> None:
+    doc: Doc[Any] = Doc(client_id=7)
+    text = doc.get("source", type=Text)
+    text += "aé€😀"
+    text += "\U0001f600x"
+    info = read_update(doc.get_update())
+    assert info.ranges == {7: [(0, read_state_vector(doc.get_state())[7])]}
+    assert read_state_vector(doc.get_state())[7] == 1 + 1 + 1 + 2 + 2 + 1
+
+
+def test_content_the_service_never_writes_is_malformed() -> None:
+    # a struct with content kind 11 (yrs' Move) and one with kind 9 (a subdocument)
+    for kind in (9, 11):
+        update = bytes([1, 1, 5, 0, kind, 1]) + b"\x00"
+        with pytest.raises(MalformedUpdate, match="not accepted"):
+            read_update(update)
+
+
+def test_a_count_past_the_update_is_malformed_at_once() -> None:
+    with pytest.raises(MalformedUpdate, match="exceeds"):
+        read_update(b"\xff\xff\xff\xff\x0f")
+
+
+# -- a real room under random deliveries ---------------------------------------------------------
+
+
+class Writer:
+    """A client's copy of the cell, the updates it has not sent, and what it was told."""
+
+    def __init__(self, identity: Identity, client_id: int) -> None:
+        self.session = Recorder(identity)
+        self.doc: Doc[Any] = Doc(client_id=client_id)
+        self.outbox: list[bytes] = []
+        self.seen = 0
+        self.told_resync = False
+        #: holds what it learned past the server (another writer's undelivered edits)
+        self.ahead = False
+        self.doc.observe(self._local)
+        self._remote = False
+
+    def _local(self, event: Any) -> None:
+        if not self._remote:
+            self.outbox.append(event.update)
+
+    def receive(self, name: str) -> None:
+        """Apply what the server sent since the last call (fan-out and answers)."""
+        for frame in self.session.frames[self.seen :]:
+            for entry in p.decode_frame(frame):
+                if entry.doc == name and entry.sub in (p.SYNC_STEP2, p.SYNC_UPDATE):
+                    self._remote = True
+                    try:
+                        self.doc.apply_update(entry.payload)
+                    finally:
+                        self._remote = False
+        self.seen = len(self.session.frames)
+        for msg in self.session.messages:
+            if msg.get("type") == "resync":
+                self.told_resync = True
+        self.session.messages.clear()
+
+    def text(self) -> str:
+        return str(self.doc.get("source", type=Text))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_server_readers_and_store_never_diverge(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    asyncio.run(_diverge(tmp_path_factory.mktemp("diverge"), data))
+
+
+async def _diverge(root: Path, data: st.DataObject) -> None:
+    world = World(root)
+    await world.start()
+    try:
+        record = await world.rooms.create_notebook(ALICE, "diverge", NOTEBOOK, group="students", mode=0o775)
+        room = await world.rooms.get(record.id)
+        name = "cell:c0"
+        writers = [Writer(ALICE, 101), Writer(BOB, 202)]
+        reader = Writer(CAROL, 303)
+        for client in (*writers, reader):
+            client.session.access = room.compute_access_for(client.session.identity)
+            room.join(client.session)
+            room.handle_frame(client.session, p.sync_step1(name, b"\x00"))
+            client.receive(name)
+        assert reader.session.access.cell_rights("c0") == (True, False)
+
+        def check() -> None:
+            for client in (*writers, reader):
+                client.receive(name)
+            server = str(room.docs[name].get("source", type=Text))
+            assert reader.text() == server
+            for w in writers:
+                if not w.outbox and not w.told_resync and not w.ahead:
+                    assert w.text() == server
+
+        for _ in range(data.draw(st.integers(1, 25), label="steps")):
+            w = data.draw(st.sampled_from(writers), label="writer")
+            action = data.draw(
+                st.sampled_from(["edit", "send", "gap", "dup", "merge", "truncate", "resync", "peek"]), label="action"
+            )
+            text = w.doc.get("source", type=Text)
+            if action == "edit":
+                if len(text) and data.draw(st.booleans()):
+                    start = data.draw(st.integers(0, len(text) - 1))
+                    del text[start : start + 1]
+                else:
+                    text.insert(data.draw(st.integers(0, len(text))), data.draw(st.text(ALPHABET, min_size=1, max_size=4)))
+            elif action == "send" and w.outbox:
+                room.handle_frame(w.session, p.sync_update(name, w.outbox.pop(0)))
+            elif action == "gap" and len(w.outbox) > 1:
+                room.handle_frame(w.session, p.sync_update(name, w.outbox[1]))  # the first one never arrives
+            elif action == "dup" and w.outbox:
+                room.handle_frame(w.session, p.sync_update(name, w.outbox[0]) * 2)
+            elif action == "merge" and w.outbox:
+                room.handle_frame(w.session, p.sync_update(name, merge_updates(*w.outbox[:2])))
+                del w.outbox[:2]
+            elif action == "truncate" and w.outbox:
+                update = w.outbox[0]
+                room.handle_frame(w.session, p.sync_update(name, update[: data.draw(st.integers(1, len(update)))]))
+            elif action == "peek":
+                # the writer learns the other's undelivered edits past the server (or
+                # predicts them, as an attacker may): its next edits refer to items the
+                # server does not hold yet
+                other = writers[1 - writers.index(w)]
+                w._remote = True
+                try:
+                    w.doc.apply_update(other.doc.get_update(w.doc.get_state()))
+                finally:
+                    w._remote = False
+                w.ahead = w.ahead or bool(other.outbox) or other.ahead
+            elif action == "resync":
+                # what a client does when told to: send its state vector, apply the
+                # answer, then send everything the server lacks
+                room.handle_frame(w.session, p.sync_step1(name, w.doc.get_state()))
+                w.receive(name)
+                server_sv = room.docs.state_vector(name)
+                room.handle_frame(w.session, p.sync_update(name, w.doc.get_update(server_sv)))
+                w.outbox.clear()
+                w.told_resync = w.ahead = False
+            check()
+            await world.log.flush()
+            stored, _ = await asyncio.to_thread(world.store.load_docs, record.id)
+            rebuilt: Doc[Any] = Doc()
+            for update in stored.get(name, []):
+                rebuilt.apply_update(update)
+            assert str(rebuilt.get("source", type=Text)) == str(room.docs[name].get("source", type=Text))
+    finally:
+        await world.stop()

@@ -1,0 +1,163 @@
+"""Hostile clients with a student's login and raw frames, against the real Hub and service
+(issue 13): no hidden divergence, limits that count what a doc holds, bounded cost per
+frame, per connection and per notebook.
+
+The notebook is the instructor's; its cell ``c0`` is writable by the group ``students``
+(alice, bob, carol), ``c1`` is read-only for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Text
+from test_kernels import Users, connect, notebook
+
+from hub_collab.client import NotebookConnection
+from hub_collab.documents import protocol as p
+from hub_collab.documents.notebook import cell_doc
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+async def users(hub: Any, collab: Any) -> AsyncIterator[Users]:
+    u = Users(hub, collab)
+    yield u
+    u.close()
+
+
+async def cell_notebook(users: Users, *sources: str) -> str:
+    nb = await users("instructor").create_notebook(
+        "hostile", notebook(*sources), group="students", mode="0775", default_cell_mode="0775"
+    )
+    nb_id = str(nb["id"])
+    if len(sources) > 1:
+        await users("instructor").set_permissions(nb_id, "c1", mode="0755")
+    return nb_id
+
+
+def copy_of(conn: NotebookConnection, name: str, client_id: int) -> Doc[Any]:
+    """A doc holding what ``conn`` holds of ``name``, writing as ``client_id``."""
+    doc: Doc[Any] = Doc(client_id=client_id)
+    doc.apply_update(conn.docs[name].get_update())
+    return doc
+
+
+async def errors_after(conn: NotebookConnection, send: Any) -> list[dict[str, Any]]:
+    """Send, then fence with ``sync``; the errors and resyncs that came before the fence."""
+    start = len(conn.messages)
+    send()
+    await conn.sync()
+    return [m for m in conn.messages[start:] if m["type"] in ("error", "resync")]
+
+
+async def test_an_edit_waiting_for_someone_elses_next_keystroke_is_refused(users: Users) -> None:
+    """The attack: alice writes an item whose origin is the instructor's *next* keystroke
+    (its id is predictable). A server that kept it aside would integrate it when the
+    instructor types, in the instructor's own transaction, and send it to everyone but
+    the instructor: the instructor's editor and Run all would differ from the export."""
+    nb_id = await cell_notebook(users, "x = 1")
+    name = cell_doc("c0")
+    teacher = await connect(users, "instructor", nb_id)
+    alice = await connect(users, "alice", nb_id)
+    try:
+        # the instructor's next keystroke, as alice can predict its id
+        predicted = copy_of(teacher, name, teacher.docs[name].client_id)
+        predicted.get("source", type=Text).insert(5, "0")
+        forged = copy_of(alice, name, 4242)
+        forged.apply_update(predicted.get_update(forged.get_state()))
+        before = forged.get_state()
+        forged.get("source", type=Text).insert(6, "; import os; os.system('evil')")
+        payload = forged.get_update(before)  # only alice's item, whose origin is not held yet
+        got = await errors_after(alice, lambda: alice.send_raw(p.sync_update(name, payload)))
+        assert [(m["type"], m.get("code")) for m in got] == [("error", "invalid_update"), ("resync", None)], got
+        assert "does not hold" in got[0]["message"]
+        # the instructor types that very keystroke: nothing aside comes to life
+        teacher.docs[name].get("source", type=Text).insert(5, "0")
+        await teacher.sync()
+        export = await users("instructor").export(nb_id)
+        joiner = await connect(users, "bob", nb_id)
+        try:
+            views = {teacher.source("c0"), joiner.source("c0"), "".join(export["cells"][0]["source"])}
+        finally:
+            await joiner.close()
+        assert views == {"x = 10"}, views
+    finally:
+        await teacher.close()
+        await alice.close()
+
+
+async def test_gap_updates_cannot_grow_a_cell_past_the_limit(users: Users, collab: Any) -> None:
+    """Eight updates whose structs start past what the server holds of their client,
+    each 1.5 MB: all refused, nothing kept; the cell stays small for a later joiner."""
+    nb_id = await cell_notebook(users, "y = 2")
+    name = cell_doc("c0")
+    alice = await connect(users, "alice", nb_id)
+    try:
+        writer = copy_of(alice, name, 777)
+        text = writer.get("source", type=Text)
+        text += "#"  # clock 0 of client 777: never sent
+        codes = []
+        for i in range(8):
+            before = writer.get_state()
+            text += f"# {i} " + "z" * 1_500_000
+            payload = writer.get_update(before)
+            got = await errors_after(alice, lambda payload=payload: alice.send_raw(p.sync_update(name, payload)))
+            codes.append([m.get("code") for m in got if m["type"] == "error"])
+            # refused: the client subscribes again (its resync), and keeps attacking
+            await alice.wait_for(lambda: name in alice.synced_docs, timeout=30)
+        assert codes == [["invalid_update"]] * 8, codes
+        joiner = await connect(users, "bob", nb_id)
+        try:
+            assert joiner.source("c0") == "y = 2"
+            assert len(joiner.docs[name].get_update()) < 10_000
+        finally:
+            await joiner.close()
+        export = await users("instructor").export(nb_id)
+        assert "".join(export["cells"][0]["source"]) == "y = 2"
+    finally:
+        await alice.close()
+
+
+async def test_a_reader_repeating_what_it_holds_costs_little_and_a_change_is_refused(users: Users) -> None:
+    nb_id = await cell_notebook(users, "a = 1", "b = " + "'x' * 1" + "\n" * 1)
+    name = cell_doc("c1")
+    carol = await connect(users, "carol", nb_id)
+    try:
+        held = carol.docs[name]
+        repeat = held.get_update(held.get_state())  # y-protocols' answer: the delete set only
+        frame = p.sync_update(name, repeat) * 200 + p.sync_step2(name, held.get_update()) * 50
+        assert await errors_after(carol, lambda: carol.send_raw(frame)) == []
+        change = copy_of(carol, name, 999)
+        before = change.get_state()
+        change.get("source", type=Text).insert(0, "import os\n")
+        got = await errors_after(carol, lambda: carol.send_raw(p.sync_update(name, change.get_update(before))))
+        assert [(m["type"], m.get("code")) for m in got] == [("error", "forbidden"), ("resync", None)]
+    finally:
+        await carol.close()
+
+
+async def test_the_attack_leaves_other_users_working(users: Users) -> None:
+    nb_id = await cell_notebook(users, "z = 3")
+    name = cell_doc("c0")
+    alice = await connect(users, "alice", nb_id)
+    bob = await connect(users, "bob", nb_id)
+    try:
+        forged = copy_of(alice, name, 5151)
+        forged.get("source", type=Text).insert(0, "#")
+        before = forged.get_state()
+        forged.get("source", type=Text).insert(0, "gap")
+        payload = forged.get_update(before)
+        await errors_after(alice, lambda: [alice.send_raw(p.sync_update(name, payload)) for _ in range(50)])
+        bob.docs[name].get("source", type=Text).insert(0, "# bob\n")
+        await bob.sync()
+        await asyncio.wait_for(bob.sync(), 30)
+        export = await users("instructor").export(nb_id)
+        assert "".join(export["cells"][0]["source"]) == "# bob\nz = 3"
+    finally:
+        await alice.close()
+        await bob.close()
