@@ -240,7 +240,7 @@ async def _diverge(root: Path, data: st.DataObject) -> None:
                     w.doc.apply_update(other.doc.get_update(w.doc.get_state()))
                 finally:
                     w._remote = False
-                w.ahead = w.ahead or bool(other.outbox) or other.ahead
+                w.ahead = w.ahead or bool(other.outbox) or other.ahead or other.told_resync
             elif action == "resync":
                 # what a client does when told to: send its state vector, apply the
                 # answer, then send everything the server lacks
