@@ -52,6 +52,9 @@ USERS = ["instructor", "ta", "alice", "bob", "carol", "admin"]
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 #: What the service itself needs from the Hub's API (identities and group memberships).
 SERVICE_SCOPES = ["list:users", "read:users", "list:groups", "read:groups"]
+#: What the ``hub`` kernel provider needs: start, stop and reach users' servers (the
+#: service itself checks whose server a kernel may use: docs/kernels.md).
+SERVER_SCOPES = ["servers", "access:servers", "read:users"]
 
 
 def free_port(ip: str = "127.0.0.1") -> int:
@@ -72,8 +75,19 @@ def python_path() -> str:
     return os.pathsep.join(dict.fromkeys(parts))
 
 
-def roles(service_names: list[str]) -> list[dict[str, Any]]:
-    """The Hub roles: every user may access the service; the service may read users and groups."""
+def server_role(service_names: list[str]) -> dict[str, Any]:
+    """The Hub role that lets the service use every user's servers (:data:`SERVER_SCOPES`)."""
+    return {
+        "name": "hub-collab-servers",
+        "description": "hub-collab starts, stops and uses users' servers (it checks who may)",
+        "scopes": list(SERVER_SCOPES),
+        "services": service_names,
+    }
+
+
+def roles(service_names: list[str], *, servers: bool = False) -> list[dict[str, Any]]:
+    """The Hub roles: every user may access the service; the service may read users and
+    groups, and with `servers` also use users' servers (:func:`server_role`)."""
     return [
         {
             "name": "user",
@@ -86,6 +100,7 @@ def roles(service_names: list[str]) -> list[dict[str, Any]]:
             "scopes": list(SERVICE_SCOPES),
             "services": service_names,
         },
+        *([server_role(service_names)] if servers else []),
     ]
 
 
