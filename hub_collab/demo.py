@@ -168,12 +168,12 @@ def demo_settings(
     # How long the Hub waits for the service to answer before giving up (and exiting):
     # the default (30 s) is short for a first start on a busy machine. JupyterHub >= 6.
     service_timeout = {"timeout": 120} if jupyterhub.version_info >= (6,) else {}
-    provider = ["--HubCollab.kernel_provider=local"]
+    kernel_args = ["--HubCollab.kernel_provider=local"]
     if singleuser is not None:
         # where the service reaches users' servers: the proxy (the Hub tells a managed
         # service its public URL only when JupyterHub.public_url is set)
         host = "127.0.0.1" if ip in ("", "0.0.0.0", "::") else ip
-        provider = [
+        kernel_args = [
             "--HubCollab.kernel_provider=hub",
             f"--HubCollab.hub_public_url=http://{host}:{port}/",
         ]
@@ -200,7 +200,7 @@ def demo_settings(
                     "hub_collab",
                     "--data-dir",
                     os.path.join(data_dir, SERVICE_NAME),
-                    *provider,
+                    *kernel_args,
                 ],
                 "cwd": os.path.join(data_dir, SERVICE_NAME),
                 "environment": {"PYTHONPATH": python_path()},
