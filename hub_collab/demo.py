@@ -10,9 +10,21 @@ user may use it, and users land on it after logging in. Users and groups
 - ``alice``, ``bob``, ``carol`` in group ``students``
 - ``admin``, a Hub admin
 
-Ctrl-C (SIGINT) or SIGTERM stops the Hub, which stops the proxy and the
-service. This is a demo: DummyAuthenticator with a shared password, state in
-``--data-dir``. Do not expose it beyond localhost.
+Where kernels run depends on who runs the demo:
+
+- **as root**: each user's kernels run on that user's own Jupyter server, as their own
+  Unix account (created if missing, :mod:`hub_collab.unixusers`). The Hub spawns the
+  servers with ``LocalProcessSpawner`` (named servers allowed,
+  :mod:`hub_collab.localspawn`) and hub-collab uses them (``kernel_provider=hub``, with
+  a Hub role for the servers).
+- **as any other user**: one account for everyone, so kernels run as the service's own
+  processes (``kernel_provider=local``): the demo says at start, and every page says,
+  that kernels are not isolated.
+
+Ctrl-C (SIGINT) or SIGTERM stops the Hub, which stops the proxy, the service and the
+users' servers. This is a demo: DummyAuthenticator with a shared password, state in
+``--data-dir`` (0700: the Hub's database, the service's data). Do not expose it beyond
+localhost.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import pprint
+import pwd
 import signal
 import socket
 import subprocess
@@ -33,6 +46,9 @@ from typing import Any
 import jupyterhub
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import Application
+
+from .localspawn import SingleUserEnv, spawner_settings
+from .unixusers import ensure_unix_user, is_root
 
 try:
     import psutil
@@ -52,6 +68,11 @@ USERS = ["instructor", "ta", "alice", "bob", "carol", "admin"]
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 #: What the service itself needs from the Hub's API (identities and group memberships).
 SERVICE_SCOPES = ["list:users", "read:users", "list:groups", "read:groups"]
+#: What the ``hub`` kernel provider needs: start, stop and reach users' servers (the
+#: service itself checks whose server a kernel may use: docs/kernels.md).
+SERVER_SCOPES = ["servers", "access:servers", "read:users"]
+#: How many named servers a demo user may have besides the default one.
+NAMED_SERVER_LIMIT = 2
 
 
 def free_port(ip: str = "127.0.0.1") -> int:
@@ -72,8 +93,19 @@ def python_path() -> str:
     return os.pathsep.join(dict.fromkeys(parts))
 
 
-def roles(service_names: list[str]) -> list[dict[str, Any]]:
-    """The Hub roles: every user may access the service; the service may read users and groups."""
+def server_role(service_names: list[str]) -> dict[str, Any]:
+    """The Hub role that lets the service use every user's servers (:data:`SERVER_SCOPES`)."""
+    return {
+        "name": "hub-collab-servers",
+        "description": "hub-collab starts, stops and uses users' servers (it checks who may)",
+        "scopes": list(SERVER_SCOPES),
+        "services": service_names,
+    }
+
+
+def roles(service_names: list[str], *, servers: bool = False) -> list[dict[str, Any]]:
+    """The Hub roles: every user may access the service; the service may read users and
+    groups, and with `servers` also use users' servers (:func:`server_role`)."""
     return [
         {
             "name": "user",
@@ -86,6 +118,7 @@ def roles(service_names: list[str]) -> list[dict[str, Any]]:
             "scopes": list(SERVICE_SCOPES),
             "services": service_names,
         },
+        *([server_role(service_names)] if servers else []),
     ]
 
 
@@ -101,15 +134,50 @@ def config_source(settings: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def server_landing_url(service_prefix: str) -> str:
+    """``Spawner.default_url`` that sends a browser from a user's server to the service.
+
+    The demo's servers have no UI of their own (jupyter_server and ipykernel only:
+    hub-collab is the UI), so ``/user/<name>/`` leads back to the service. A server's
+    redirect must start with its own prefix (``{base_url}``: ``/user/<name>/`` or
+    ``/user/<name>/<server>/``); the dot segments then climb to the Hub's root, which
+    is ``/`` in the demo (a browser resolves them, and ``..`` above the root stays there).
+    """
+    return "{base_url}" + "../" * 3 + service_prefix.lstrip("/")
+
+
 def demo_settings(
-    data_dir: str, ip: str, port: int, hub_port: int, proxy_api_port: int, service_port: int
+    data_dir: str,
+    ip: str,
+    port: int,
+    hub_port: int,
+    proxy_api_port: int,
+    service_port: int,
+    *,
+    singleuser: SingleUserEnv | None = None,
 ) -> dict[str, Any]:
-    """The demo Hub's configuration, as ``{"Class.trait": value}``."""
+    """The demo Hub's configuration, as ``{"Class.trait": value}``.
+
+    With `singleuser` (the demo runs as root): users' servers run as their own Unix
+    accounts with that Python and packages, and the service runs each user's kernels
+    there (``kernel_provider=hub``, :func:`server_role`). Without: one account for
+    everyone, kernels are the service's own processes (``kernel_provider=local``), and
+    the service's pages say they are not isolated.
+    """
     prefix = f"/services/{SERVICE_NAME}/"
     # How long the Hub waits for the service to answer before giving up (and exiting):
     # the default (30 s) is short for a first start on a busy machine. JupyterHub >= 6.
     service_timeout = {"timeout": 120} if jupyterhub.version_info >= (6,) else {}
-    return {
+    kernel_args = ["--HubCollab.kernel_provider=local"]
+    if singleuser is not None:
+        # where the service reaches users' servers: the proxy (the Hub tells a managed
+        # service its public URL only when JupyterHub.public_url is set)
+        host = "127.0.0.1" if ip in ("", "0.0.0.0", "::") else ip
+        kernel_args = [
+            "--HubCollab.kernel_provider=hub",
+            f"--HubCollab.hub_public_url=http://{host}:{port}/",
+        ]
+    settings = {
         "JupyterHub.bind_url": f"http://{ip}:{port}",
         "JupyterHub.hub_bind_url": f"http://127.0.0.1:{hub_port}",
         "ConfigurableHTTPProxy.api_url": f"http://127.0.0.1:{proxy_api_port}",
@@ -121,7 +189,7 @@ def demo_settings(
         "Authenticator.allowed_users": set(USERS),
         "Authenticator.admin_users": set(ADMIN_USERS),
         "JupyterHub.load_groups": {name: {"users": list(users)} for name, users in GROUPS.items()},
-        "JupyterHub.load_roles": roles([SERVICE_NAME]),
+        "JupyterHub.load_roles": roles([SERVICE_NAME], servers=singleuser is not None),
         "JupyterHub.services": [
             {
                 "name": SERVICE_NAME,
@@ -132,8 +200,7 @@ def demo_settings(
                     "hub_collab",
                     "--data-dir",
                     os.path.join(data_dir, SERVICE_NAME),
-                    # the demo's users share one account: its pages say kernels are not isolated
-                    "--HubCollab.kernel_provider=local",
+                    *kernel_args,
                 ],
                 "cwd": os.path.join(data_dir, SERVICE_NAME),
                 "environment": {"PYTHONPATH": python_path()},
@@ -144,6 +211,46 @@ def demo_settings(
         ],
         "JupyterHub.default_url": prefix,
     }
+    if singleuser is not None:
+        settings.update(
+            spawner_settings(
+                singleuser,
+                default_url=server_landing_url(prefix),
+                named_server_limit=NAMED_SERVER_LIMIT,
+                # a first start on a busy machine may be slow
+                timeout=120,
+            )
+        )
+    return settings
+
+
+def mode_message(as_root: bool, account: str, created: list[str] | None = None) -> str:
+    """What the demo says at start about where kernels run (and why)."""
+    if as_root:
+        lines = [
+            "hub-collab demo: running as root, so each user's kernels run on that user's own",
+            "  Jupyter server, as their own Unix account (the Hub starts the server when needed).",
+        ]
+        if created:
+            lines.append(f"  Created the Unix accounts: {', '.join(created)}.")
+        return "\n".join(lines)
+    return "\n".join(
+        [
+            f"hub-collab demo: KERNELS ARE NOT ISOLATED: not running as root ({account}), the",
+            "  demo cannot run each user's server as that user, so every user's kernels run as",
+            f"  {account}, in the service's own processes: code in any notebook can read every",
+            "  notebook, hidden cells included. Run the demo as root for kernels on users' own",
+            "  servers, each as its own Unix account.",
+        ]
+    )
+
+
+def _account_name() -> str:
+    """The name of the account this process runs as."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 class DemoApp(Application):
@@ -188,6 +295,10 @@ class DemoApp(Application):
 
     hub: subprocess.Popen[bytes] | None = None
     service_port = 0
+    #: whether the demo runs as root (users' servers as their own accounts)
+    as_root = False
+    #: what users' servers run with (as root only)
+    singleuser: SingleUserEnv | None = None
     _stopping = False
 
     def __init__(self, **kwargs: Any) -> None:
@@ -198,12 +309,43 @@ class DemoApp(Application):
     def public_url(self) -> str:
         return f"http://{self.ip}:{self.port}/"
 
+    def init_mode(self) -> None:
+        """Decide where kernels run and say so: as root, prepare the users' own servers.
+
+        As root: a Python and packages every user may run (:meth:`SingleUserEnv.find`),
+        and the demo users' Unix accounts (created if missing). Exits when either is
+        impossible, rather than quietly running everyone's kernels as root.
+        """
+        self.as_root = is_root()
+        created: list[str] = []
+        if self.as_root:
+            try:
+                self.singleuser = SingleUserEnv.find()
+                for name in USERS:
+                    if ensure_unix_user(name, comment="hub-collab demo user"):
+                        created.append(name)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                self.log.error("cannot run the users' servers as their own accounts: %s", exc)
+                self.exit(1)
+        print(mode_message(self.as_root, _account_name(), created), flush=True)
+
     def write_config(self) -> str:
         data_dir = os.path.abspath(self.data_dir)
-        os.makedirs(os.path.join(data_dir, SERVICE_NAME), mode=0o700, exist_ok=True)
+        service_dir = os.path.join(data_dir, SERVICE_NAME)
+        os.makedirs(service_dir, exist_ok=True)
+        # the Hub's database and cookie secret, the service's data: this account's only
+        # (users' servers, run as the users, must not read them)
+        for path in (data_dir, service_dir):
+            os.chmod(path, 0o700)
         self.service_port = free_port()
         settings = demo_settings(
-            data_dir, self.ip, self.port, free_port(), free_port(), self.service_port
+            data_dir,
+            self.ip,
+            self.port,
+            free_port(),
+            free_port(),
+            self.service_port,
+            singleuser=self.singleuser,
         )
         path = os.path.join(data_dir, "jupyterhub_config.py")
         with open(path, "w") as f:
@@ -274,14 +416,20 @@ class DemoApp(Application):
                 f"    {staff}  (group staff)",
                 f"    {students}  (group students)",
                 f"    {', '.join(ADMIN_USERS)}  (Hub admin)",
+                (
+                    "  kernels: on each user's own server, as their own Unix account"
+                    if self.as_root
+                    else "  kernels: NOT ISOLATED, all run as this account (not root)"
+                ),
                 f"  data: {os.path.abspath(self.data_dir)}",
-                "  Ctrl-C stops the Hub, the proxy and the service.",
+                "  Ctrl-C stops the Hub, the proxy, the service and the users' servers.",
                 "=" * 72,
                 "",
             ]
         )
 
     def start(self) -> None:
+        self.init_mode()
         config = self.write_config()
         env = dict(os.environ, PYTHONPATH=python_path())
         for key in list(env):
@@ -290,11 +438,14 @@ class DemoApp(Application):
         signal.signal(signal.SIGINT, self._signal)
         signal.signal(signal.SIGTERM, self._signal)
         # Own session: Ctrl-C reaches this process only; the Hub gets one SIGTERM from us
-        # and stops the proxy and the managed service itself.
+        # and stops the proxy, the managed service and the users' servers itself. No
+        # terminal on stdin: users' servers inherit it, and jupyter_server asks there
+        # whether to shut down on SIGINT (and waits for an answer) instead of stopping.
         self.hub = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", config],
             cwd=os.path.abspath(self.data_dir),
             env=env,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         if self._wait_ready():
@@ -310,7 +461,8 @@ class DemoApp(Application):
             self.exit(code if code > 0 else 1)
 
     def _descendants(self) -> None:
-        """Remember the Hub's descendants (proxy, service), to make sure none outlives it."""
+        """Remember the Hub's descendants (proxy, service, users' servers and their
+        kernels), to make sure none outlives it."""
         if psutil is None or self.hub is None:
             return
         try:

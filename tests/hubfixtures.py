@@ -23,10 +23,8 @@ import pwd
 import re
 import secrets
 import signal
-import stat
 import subprocess
 import sys
-import sysconfig
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -36,6 +34,7 @@ from urllib.parse import urljoin, urlparse
 import psutil
 import requests
 
+from hub_collab import unixusers
 from hub_collab.demo import (
     ACCESS_SCOPE,
     ADMIN_USERS,
@@ -46,7 +45,10 @@ from hub_collab.demo import (
     config_source,
     free_port,
     roles,
+    server_role,
 )
+from hub_collab.localspawn import SingleUserEnv, spawner_settings
+from hub_collab.unixusers import NotRootError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -443,13 +445,9 @@ SPAWN_USERS = ["alice", "bob"]
 #: Scopes of the OAuth token the Hub gives hub-collab for a logged-in user
 #: (``oauth_client_allowed_scopes``); ``!user`` means "the logged-in user".
 COLLAB_OAUTH_SCOPES = ["servers!user", "access:servers!user"]
-#: The role an admin may grant hub-collab instead (docs/kernels.md): every user's servers.
-COLLAB_SERVER_ROLE = {
-    "name": "hub-collab-servers",
-    "description": "hub-collab starts, stops and uses users' servers (it checks who may)",
-    "scopes": ["servers", "access:servers", "read:users"],
-    "services": [SERVICE_NAME],
-}
+#: The role an admin may grant hub-collab instead (docs/kernels.md): every user's servers
+#: (the demo run as root grants the same).
+COLLAB_SERVER_ROLE = server_role([SERVICE_NAME])
 #: A second OAuth client with the same scopes that asks for consent (``oauth_no_confirm``
 #: off): the tests read what a user is asked to agree to. It never runs.
 CONSENT_SERVICE = "collab-consent"
@@ -465,108 +463,18 @@ HANGING_SERVER_TIMEOUT = 8
 FAILING_SERVER_MESSAGE = "this named server is configured to fail (hub-collab tests)"
 
 
-class NotRootError(RuntimeError):
-    """A test that needs root (real Unix users) runs as another user."""
-
-
 def require_root(what: str) -> None:
     """Fail (never skip) with a clear message unless this process runs as root."""
-    if os.geteuid() != 0:
-        raise NotRootError(
-            f"{what} needs root: it creates Unix accounts (useradd) and the Hub's "
-            "LocalProcessSpawner runs each user's server as that user. CI runs the tests "
-            "as root; run them as root (for example in a container)."
-        )
+    unixusers.require_root(
+        what, "CI runs the tests as root; run them as root (for example in a container)."
+    )
 
 
 def ensure_unix_user(name: str) -> pwd.struct_passwd:
     """The Unix account `name` with a home directory, created (``useradd -m``) if missing."""
     require_root(f"creating the Unix account {name!r}")
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-
-        def created() -> bool:
-            done = subprocess.run(
-                ["useradd", "-m", "-s", "/bin/bash", "-c", "hub-collab test user", name],
-                capture_output=True,
-                text=True,
-            )
-            # 9: it exists (created meanwhile); anything else, e.g. another process holds
-            # the lock on /etc/passwd: not yet
-            assert done.returncode in (0, 9), f"useradd {name}: {done.returncode} {done.stderr}"
-            return True
-
-        wait_until(created, timeout=10, interval=0.25, what=f"the Unix account {name}")
-        entry = pwd.getpwnam(name)
-    home = Path(entry.pw_dir)
-    if not home.is_dir():
-        home.mkdir(mode=0o700, parents=True)
-        os.chown(home, entry.pw_uid, entry.pw_gid)
-    return entry
-
-
-def _usable_by_others(path: Path) -> bool:
-    """Whether any user may reach (o+x on every directory above) and read/run `path`."""
-    real = path.resolve()
-    for parent in real.parents:
-        if not parent.stat().st_mode & stat.S_IXOTH:
-            return False
-    return bool(real.stat().st_mode & stat.S_IROTH)
-
-
-def singleuser_python() -> str:
-    """A Python interpreter that users may run, of this interpreter's version.
-
-    This venv's interpreter may live where other users cannot reach it (pyenv under
-    ``/root``, mode 0700): then a system Python of the same minor version is used,
-    with this venv's site-packages on ``PYTHONPATH`` (same ABI).
-    """
-    candidates = [Path(sys.executable)]
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    candidates += [Path(d) / version for d in ("/usr/local/bin", "/usr/bin")]
-    for candidate in candidates:
-        if candidate.exists() and _usable_by_others(candidate):
-            return str(candidate)
-    raise RuntimeError(
-        f"no {version} that other users may run: {sys.executable} resolves to "
-        f"{Path(sys.executable).resolve()}, which they cannot reach; install {version} "
-        "system-wide (/usr/bin) or make the interpreter's directories o+x"
-    )
-
-
-#: where the single-user packages go when this venv is out of other users' reach
-SINGLEUSER_SITE_CACHE = Path("/var/cache/hub-collab-tests")
-
-
-def singleuser_site_packages() -> str:
-    """Site-packages with jupyterhub, jupyter_server and ipykernel that other users can read.
-
-    This venv's, when other users can reach it. A checkout under a private directory
-    (``/root``, mode 0700) is not: then the same versions are installed once with pip
-    into a world-readable directory (:data:`SINGLEUSER_SITE_CACHE`), kept for later runs.
-    """
-    site = Path(sysconfig.get_paths()["purelib"])
-    if _usable_by_others(site):
-        return str(site)
-    from importlib.metadata import version
-
-    pins = [f"{name}=={version(name)}" for name in ("jupyterhub", "jupyter_server", "ipykernel")]
-    target = SINGLEUSER_SITE_CACHE / ("site-" + "-".join(p.replace("==", "") for p in pins))
-    if not (target / ".complete").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target), *pins],
-            check=True,
-            timeout=600,
-        )
-        (target / ".complete").touch()
-        for path in [SINGLEUSER_SITE_CACHE, *SINGLEUSER_SITE_CACHE.rglob("*")]:
-            mode = path.stat().st_mode
-            path.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if path.is_dir() or mode & stat.S_IXUSR else 0))
-    if not _usable_by_others(target):
-        raise RuntimeError(f"{target} is not readable by other users: users' servers need it")
-    return str(target)
+    unixusers.ensure_unix_user(name, comment="hub-collab test user")
+    return pwd.getpwnam(name)
 
 
 class SpawningHub(Hub):
@@ -595,8 +503,7 @@ class SpawningHub(Hub):
         super().__init__(root, start_timeout=start_timeout)
         self.unix_users = list(unix_users)
         self.spawn_timeout = spawn_timeout
-        self.python = singleuser_python()
-        self.site_packages = singleuser_site_packages()
+        self.singleuser = SingleUserEnv.find()
 
     def settings(self) -> dict[str, Any]:
         settings = super().settings()
@@ -627,22 +534,12 @@ class SpawningHub(Hub):
             }
         )
         settings.update(
-            {
-                "JupyterHub.spawner_class": "localprocess",
-                "Spawner.cmd": [self.python, "-m", "jupyterhub.singleuser"],
-                "Spawner.default_url": "/api/status",
-                "Spawner.environment": {
-                    "PYTHONPATH": self.site_packages,
-                    "PYTHONNOUSERSITE": "1",
-                    "PATH": os.pathsep.join(
-                        [str(Path(self.python).parent), "/usr/local/bin", "/usr/bin", "/bin"]
-                    ),
-                },
-                "Spawner.start_timeout": self.spawn_timeout,
-                "Spawner.http_timeout": self.spawn_timeout,
-                "JupyterHub.allow_named_servers": True,
-                "JupyterHub.named_server_limit_per_user": 5,
-            }
+            spawner_settings(
+                self.singleuser,
+                default_url="/api/status",
+                named_server_limit=5,
+                timeout=self.spawn_timeout,
+            )
         )
         return settings
 
