@@ -205,6 +205,25 @@ class HubCollab(Application):
     def _default_api_token(self) -> str:
         return _env("JUPYTERHUB_API_TOKEN")
 
+    max_unread_bytes = Integer(
+        8 * 1024 * 1024,
+        help="""Backpressure: while more than this many bytes sent to a connection are unread,
+        the service reads nothing more from it (its next frame waits).""",
+    ).tag(config=True)
+
+    max_queued_bytes = Integer(
+        32 * 1024 * 1024,
+        help="""A connection with more than this many bytes sent to it and unread (a client
+        that stopped reading, while others' edits keep coming) is closed with code 1008:
+        one client cannot grow the service's memory without bound.""",
+    ).tag(config=True)
+
+    unread_timeout = Float(
+        30.0,
+        help="""A connection held back by backpressure whose client reads nothing for this
+        many seconds is closed with code 1008.""",
+    ).tag(config=True)
+
     max_message_size = Integer(
         4 * 1024 * 1024,
         help="""Largest WebSocket message a client may send, in bytes. A larger one

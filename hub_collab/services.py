@@ -32,6 +32,10 @@ class Services(Protocol):
     base_url: str
     max_message_size: int
     max_request_bytes: int
+    #: backpressure and the cap on what a connection leaves unread (handlers/ws.py)
+    max_unread_bytes: int
+    max_queued_bytes: int
+    unread_timeout: float
     allowed_origins: list[str]
     replica_id: str
     #: where kernels run: ``hub``, ``gateway`` or ``local`` (not isolated from the service)

@@ -43,6 +43,7 @@ class HealthHandler(BaseHandler):
                     "redis": redis_ok,
                     "replica": self.collab.replica_id,
                     "rooms": len(self.collab.rooms.rooms),
+                    "sessions": sum(len(room.sessions) for room in self.collab.rooms.rooms.values()),
                     "home_of": len(self.collab.replicator.fences),
                     "bus": dict(bus.stats),
                     "catchups": self.collab.replicator.catchups,

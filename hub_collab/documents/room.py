@@ -400,7 +400,12 @@ class NotebookRoom:
             return
         replies: list[bytes] = []
         size = 0
+        answered: set[str] = set()
         for entry in entries:
+            if entry.kind == p.MSG_SYNC and entry.sub == p.SYNC_STEP1:
+                if entry.doc in answered:
+                    continue  # one answer per doc and frame: a repeat asks nothing new
+                answered.add(entry.doc)
             count = len(replies)
             try:
                 self._handle_entry(session, entry, replies)

@@ -14,6 +14,7 @@ cookie they hold).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable
 from typing import Any
@@ -138,19 +139,45 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
             else:
                 self.write_message(message, binary=binary)
         except (WebSocketClosedError, StreamClosedError):
-            pass
+            return
+        if self.queued() > self.collab.max_queued_bytes:
+            # a client that does not read what it is sent (or cannot keep up) is not
+            # allowed to grow the service's memory: it is let go with a clear code
+            self.close(1008, f"more than {self.collab.max_queued_bytes} bytes sent to you are unread")
+
+    def queued(self) -> int:
+        """Bytes written to this connection that the client has not received yet."""
+        conn = self.ws_connection
+        stream = getattr(conn, "stream", None)
+        return len(stream._write_buffer) if stream is not None else 0  # noqa: SLF001 (tornado keeps no public count)
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         """Binary frames are handled inline (the hot path); JSON commands as a coroutine,
-        which tornado awaits before it delivers the connection's next message."""
+        which tornado awaits before it delivers the connection's next message.
+
+        Backpressure: while more than ``HubCollab.max_unread_bytes`` sent to this client
+        are unread, its next frame waits (tornado reads nothing more from it meanwhile);
+        a client that reads nothing for ``HubCollab.unread_timeout`` seconds is closed."""
         session = self.session
         if len(message) > self.collab.max_message_size:
             session.send_error("too_large", f"message of {len(message)} bytes exceeds the limit of {self.collab.max_message_size}")
             return None
         if isinstance(message, bytes):
             self.room.handle_frame(session, message)
-            return None
+            return self._drained() if self.queued() > self.collab.max_unread_bytes else None
         return self.collab.commands.handle(self.room, session, message)
+
+    async def _drained(self) -> None:
+        conn = self.ws_connection
+        stream = getattr(conn, "stream", None)
+        if stream is None or conn is None or conn.is_closing():
+            return
+        try:
+            await asyncio.wait_for(stream.write(b""), self.collab.unread_timeout)
+        except TimeoutError:
+            self.close(1008, f"you did not read what you were sent for {self.collab.unread_timeout:g} s")
+        except StreamClosedError:
+            pass
 
     def on_close(self) -> None:
         room = getattr(self, "room", None)
