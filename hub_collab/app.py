@@ -397,6 +397,19 @@ class HubCollab(Application):
         KERNEL_USERNAME. Default: $HUB_COLLAB_GATEWAY_URL.""",
     ).tag(config=True)
 
+    max_queued_per_user = Integer(
+        200,
+        help="""Cells one user may have waiting to run in one notebook (its kernels together);
+        more are refused with `queue_full` (429). Run all (or below) queues as many as fit
+        and lists the others in its answer (`not_queued`).""",
+    ).tag(config=True)
+
+    max_queued_per_notebook = Integer(
+        1000,
+        help="""Cells all users together may have waiting to run in one notebook; more are
+        refused with `queue_full` (429).""",
+    ).tag(config=True)
+
     server_start_timeout = Float(
         120.0,
         help="""How long the `hub` provider waits for a user's stopped server to start (with
@@ -610,6 +623,8 @@ class HubCollab(Application):
             survive_stop=self.kernels_survive_stop,
             resources=self.make_kernel_resources(),
             max_kernels_per_user=self.max_kernels_per_user,
+            max_queued_per_user=self.max_queued_per_user,
+            max_queued_per_notebook=self.max_queued_per_notebook,
         )
 
     def make_kernel_resources(self) -> KernelResources:

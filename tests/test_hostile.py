@@ -9,6 +9,7 @@ The notebook is the instructor's; its cell ``c0`` is writable by the group ``stu
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -161,3 +162,42 @@ async def test_the_attack_leaves_other_users_working(users: Users) -> None:
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_an_execute_flood_is_capped_and_others_see_little_of_it(users: Users) -> None:
+    """1,500 ``execute`` commands for a trivial cell: the first ones queue (up to
+    ``max_queued_per_user``), the rest are refused with ``queue_full``; a passive
+    reader gets a few coalesced kernel messages, not one per change; the instructor's
+    own run still runs."""
+    nb_id = await cell_notebook(users, "1", "print('teacher')")
+    teacher = await connect(users, "instructor", nb_id)
+    alice = await connect(users, "alice", nb_id)
+    carol = await connect(users, "carol", nb_id)
+    try:
+        await teacher.execute("c1")
+        assert (await teacher.wait_executed("c1", timeout=90))["status"] == "ok"
+        seen: list[int] = []
+        carol.listeners.append(lambda kind, msg: seen.append(len(str(msg))) if kind == "message" and msg.get("type") == "kernel" else None)
+        start = len(alice.messages)
+        frames = [json.dumps({"type": "execute", "cell_id": "c0", "ref": f"f{i}"}) for i in range(1500)]
+        for frame in frames:
+            alice.send_raw(frame)
+        await alice.sync()
+        answers = [m for m in alice.messages[start:] if str(m.get("ref", "")).startswith("f")]
+        acks = [m for m in answers if m["type"] == "ack"]
+        refused = [m for m in answers if m["type"] == "error"]
+        assert len(answers) == 1500
+        # cells run meanwhile free their places, but no more than 200 ever wait
+        assert acks and max(m["queue_position"] for m in acks) <= 200, max(m["queue_position"] for m in acks)
+        assert {m["code"] for m in refused} == {"queue_full"}, {m["code"] for m in refused}
+        assert "at most 200" in refused[0]["message"]
+        # the instructor's run goes through
+        await teacher.execute("c1")
+        assert (await teacher.wait_executed("c1", timeout=120))["status"] == "ok"
+        await carol.sync()
+        assert len(seen) < 100, f"{len(seen)} kernel messages to a reader"
+        assert sum(seen) < 1_000_000, sum(seen)
+    finally:
+        await users("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")
+        for conn in (teacher, alice, carol):
+            await conn.close()

@@ -409,8 +409,10 @@ async def test_a_run_goes_on_across_a_service_restart(surviving: Env, how: str) 
         assert state["status"] == "ok", (how, state, notices(alice, "c0"))
         ticks = [int(line.split()[1]) for line in text_of(alice.outputs("c0")).splitlines()]
         assert ticks == sorted(set(ticks)) and ticks[0] == 0 and ticks[-1] == 39, ticks
-        # what it printed while no service listened may be missing, never duplicated
-        assert len(ticks) >= 30, ticks
+        # what it printed while no service listened may be missing (one gap, as long as
+        # the restart took), never duplicated: before and after the gap, every tick
+        gaps = [(a, b) for a, b in zip(ticks, ticks[1:], strict=False) if b != a + 1]
+        assert len(gaps) <= 1, ticks
         # the kernel kept its state: x went from 41 to 42 in the run that went on
         await alice.execute("c1")
         result = await alice.wait_executed("c1", timeout=60)

@@ -40,15 +40,15 @@ def register_commands(registry: CommandRegistry, kernels: KernelService) -> None
     # (and listed), so the declared action is ``open`` and the service filters per cell.
     @command("execute_all", action="open", home=True, slow=True)
     async def execute_all(ctx: CommandContext, msg: JSONDict) -> JSONDict:
-        queued, skipped = await kernels.execute_many(ctx.room, ctx.session.identity, ctx.session.access)
-        return {"cell_ids": [ex.cell_id for ex in queued], "skipped": skipped}
+        queued, skipped, not_queued = await kernels.execute_many(ctx.room, ctx.session.identity, ctx.session.access)
+        return {"cell_ids": [ex.cell_id for ex in queued], "skipped": skipped, "not_queued": not_queued}
 
     @command("execute_below", action="open", home=True, slow=True)
     async def execute_below(ctx: CommandContext, msg: JSONDict) -> JSONDict:
-        queued, skipped = await kernels.execute_many(
+        queued, skipped, not_queued = await kernels.execute_many(
             ctx.room, ctx.session.identity, ctx.session.access, start=msg.get("cell_id")
         )
-        return {"cell_ids": [ex.cell_id for ex in queued], "skipped": skipped}
+        return {"cell_ids": [ex.cell_id for ex in queued], "skipped": skipped, "not_queued": not_queued}
 
     @command(
         "interrupt",

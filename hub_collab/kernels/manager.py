@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -43,7 +44,7 @@ from ..documents.observers import RoomObserverBase
 from ..documents.room import NotebookRoom
 from ..documents.rooms import RoomManager
 from ..documents.session import Session
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 from ..hubservers import Progress
 from ..permissions.access import Access, Identity, check_action
 from ..store import KernelRecord, Store
@@ -66,6 +67,8 @@ DEFAULT_KERNEL = "python3"
 #: execution states of a cell whose run a lost kernel leaves unfinished
 LIVE_STATES = ("queued", "running")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+#: seconds between two messages that only change a kernel's queue
+QUEUE_TELL_INTERVAL = 0.05
 
 #: (notebook id, user name or "" for the shared kernel, resource, kernelspec): Kernel.key
 KernelKey = tuple[str, str, str, str]
@@ -109,6 +112,8 @@ class KernelService(RoomObserverBase):
         resources: KernelResources | None = None,
         survive_stop: bool = False,
         max_kernels_per_user: int = 3,
+        max_queued_per_user: int = 200,
+        max_queued_per_notebook: int = 1000,
     ) -> None:
         self.rooms = rooms
         #: where kernels may run (default: child processes of the service)
@@ -126,6 +131,13 @@ class KernelService(RoomObserverBase):
         self.survive_stop = survive_stop
         #: kernels kept per notebook and user (shared: per notebook); more push out the least used
         self.max_kernels_per_user = max(1, max_kernels_per_user)
+        #: cells one user may have waiting in a notebook, and all users together
+        self.max_queued_per_user = max_queued_per_user
+        self.max_queued_per_notebook = max_queued_per_notebook
+        # what each kernel's users were last told (state, message), and a pending
+        # coalesced message: a burst of queue changes becomes one message
+        self._told: weakref.WeakKeyDictionary[Kernel, tuple[str, str]] = weakref.WeakKeyDictionary()
+        self._tell_later: weakref.WeakKeyDictionary[Kernel, asyncio.TimerHandle] = weakref.WeakKeyDictionary()
         self.kernels: dict[KernelKey, Kernel] = {}
         #: per-user mode: notebook id -> user -> (resource, kernelspec or "") they picked
         self._choices: dict[str, dict[str, tuple[str, str]]] = {}
@@ -529,10 +541,28 @@ class KernelService(RoomObserverBase):
         return res.describe(owner)
 
     def on_state(self, kernel: Kernel) -> None:
+        """A change of state is told at once; a change of the queue alone at most every
+        :data:`QUEUE_TELL_INTERVAL` seconds (the latest queue)."""
         room = self.rooms.rooms.get(kernel.nb_id)
         if room is None or self.kernels.get(kernel.key) is not kernel:
             return
-        self._tell(room, kernel)
+        told = (kernel.state, kernel.message)
+        if self._told.get(kernel) != told:
+            pending = self._tell_later.pop(kernel, None)
+            if pending is not None:
+                pending.cancel()
+            self._told[kernel] = told
+            self._tell(room, kernel)
+        elif kernel not in self._tell_later:
+            self._tell_later[kernel] = asyncio.get_running_loop().call_later(
+                QUEUE_TELL_INTERVAL, self._tell_queue, kernel
+            )
+
+    def _tell_queue(self, kernel: Kernel) -> None:
+        self._tell_later.pop(kernel, None)
+        room = self.rooms.rooms.get(kernel.nb_id)
+        if room is not None and self.kernels.get(kernel.key) is kernel:
+            self._tell(room, kernel)
 
     def on_input(self, kernel: Kernel, ex: Execution, prompt: str, password: bool) -> None:
         room = self.rooms.rooms.get(kernel.nb_id)
@@ -653,11 +683,12 @@ class KernelService(RoomObserverBase):
 
     async def execute_many(
         self, room: NotebookRoom, identity: Identity, access: Access, start: str | None = None
-    ) -> tuple[list[Execution], list[str]]:
+    ) -> tuple[list[Execution], list[str], list[str]]:
         """Run all code cells (from ``start`` on, if given) that ``identity`` may execute.
 
-        Returns the queued executions and the code cells skipped for lack of rights.
-        An error or interrupt in one aborts the rest of this run.
+        Returns the queued executions, the code cells skipped for lack of rights, and
+        those not queued because the queue is full (the first ones fit). An error or
+        interrupt in one aborts the rest of this run.
         """
         ids = room.cell_ids()
         if start is not None:
@@ -675,9 +706,12 @@ class KernelService(RoomObserverBase):
                 continue
             todo.append((cid, str(room.docs[cell_doc(cid)].get("source", type=Text))))
         if not todo:
-            return [], skipped
+            return [], skipped, []
+        fits = self.queue_room(room, identity.name)
+        not_queued = [cid for cid, _ in todo[fits:]] if fits else []
+        todo = todo[:fits] if fits else todo  # none fits: _submit says why
         queued = await self._submit(room, identity, todo, batch=next(self._batches))
-        return [ex for ex, _ in queued], skipped
+        return [ex for ex, _ in queued], skipped, not_queued
 
     async def _submit(
         self,
@@ -686,6 +720,7 @@ class KernelService(RoomObserverBase):
         cells: list[tuple[str, str]],
         batch: int | None,
     ) -> list[tuple[Execution, int]]:
+        self._check_queue(room, identity.name, len(cells))
         kernel = self.kernel_for(room, identity.name)
         for other in self.kept_kernels(room, identity.name):
             running = {ex.cell_id for ex in other.queue} | ({other.current.cell_id} if other.current else set())
@@ -712,6 +747,30 @@ class KernelService(RoomObserverBase):
         if not kernel.up:
             await kernel.ensure_started()
         return queued
+
+    def queue_room(self, room: NotebookRoom, user: str) -> int:
+        """How many more cells ``user`` may queue in the notebook now."""
+        waiting = [ex for key, k in self.kernels.items() if key[0] == room.id for ex in k.queue]
+        mine = sum(1 for ex in waiting if ex.user == user)
+        return max(0, min(self.max_queued_per_user - mine, self.max_queued_per_notebook - len(waiting)))
+
+    def _check_queue(self, room: NotebookRoom, user: str, adding: int) -> None:
+        """Refuse (``queue_full``, 429) what would queue more than a user's or the
+        notebook's share of waiting cells."""
+        waiting = [ex for key, k in self.kernels.items() if key[0] == room.id for ex in k.queue]
+        mine = sum(1 for ex in waiting if ex.user == user)
+        if mine + adding > self.max_queued_per_user:
+            raise RateLimited(
+                f"you have {mine} cells waiting in this notebook (at most {self.max_queued_per_user});"
+                " wait for them, or interrupt",
+                code="queue_full",
+            )
+        if len(waiting) + adding > self.max_queued_per_notebook:
+            raise RateLimited(
+                f"{len(waiting)} cells are waiting in this notebook (at most {self.max_queued_per_notebook});"
+                " wait for them, or interrupt",
+                code="queue_full",
+            )
 
     async def interrupt(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
         """Interrupt ``identity``'s kernel (the ``interrupt`` command checked the right)."""
