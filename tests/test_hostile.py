@@ -201,3 +201,41 @@ async def test_an_execute_flood_is_capped_and_others_see_little_of_it(users: Use
         await users("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")
         for conn in (teacher, alice, carol):
             await conn.close()
+
+
+def log_since(collab: Any, start: int) -> str:
+    with open(collab.log_path, "rb") as f:
+        f.seek(start)
+        return f.read().decode(errors="replace")
+
+
+async def test_an_update_past_what_yrs_can_hold_is_refused_and_breaks_nothing(users: Users, collab: Any) -> None:
+    """25 bytes: a struct of 2**32 - 2 clocks then three characters, for a client the doc
+    does not know. yrs keeps clocks in 32 bits: applied, it panicked in the middle of a
+    transaction (a ``BaseException`` no handler caught), left the characters in the
+    server's doc but not in the store or anyone else's copy, and every later encoding of
+    the doc (joins, checkpoints) panicked too."""
+    nb_id = await cell_notebook(users, "w = 4")
+    name = cell_doc("c0")
+    start = collab.log_path.stat().st_size
+    alice = await connect(users, "alice", nb_id)
+    bob = await connect(users, "bob", nb_id)
+    try:
+        crossing = b"\x01\x02\x9b\x4b\x00" + b"\x00" + p.write_var_uint((1 << 32) - 2) + b"\x04\x01\x06source\x03abc" + b"\x00"
+        got = await errors_after(alice, lambda: alice.send_raw(p.sync_update(name, crossing)))
+        assert [(m["type"], m.get("code")) for m in got] == [("error", "invalid_update"), ("resync", None)], got
+        assert "2**32" in got[0]["message"]
+        bob.edit("c0", 0, insert="# bob\n")
+        await bob.sync()
+        joiner = await connect(users, "carol", nb_id)
+        try:
+            assert joiner.source("c0") == "# bob\nw = 4"
+        finally:
+            await joiner.close()
+        export = await users("instructor").export(nb_id)
+        assert "".join(export["cells"][0]["source"]) == "# bob\nw = 4"
+        assert "Traceback" not in log_since(collab, start)
+    finally:
+        await alice.close()
+        await bob.close()
+

@@ -18,7 +18,10 @@ The encoding (lib0 and Yjs' ``UpdateEncoderV1``): a struct section (per client: 
 number of structs, the client id, the first clock, then each struct: an info byte
 whose low five bits say the content kind and whose high bits say which of origin,
 right origin and parent follow) and a delete set (per client: ranges of clocks).
-Content kinds we never write (``Move``, subdocuments) are refused as malformed.
+Content kinds we never write (``Move``, subdocuments) are refused as malformed, and so
+are ids that yrs cannot hold: a client id of 2**53 or more, a clock past 2**32 - 1 (yrs
+keeps client ids in 53 bits and clocks in 32: a larger one would stand for another id in
+the doc than the one read here, and a struct that crosses 2**32 makes yrs panic).
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ MAX_ANY_DEPTH = 64
 
 #: (client, clock)
 ID = tuple[int, int]
+
+#: client ids are below this (yrs keeps 53 bits of them, as JavaScript numbers do)
+CLIENT_LIMIT = 1 << 53
+#: clocks, and the ends of ranges, are at most this (yrs keeps clocks in 32 bits)
+MAX_CLOCK = (1 << 32) - 1
 
 
 class MalformedUpdate(ValueError):
@@ -149,8 +157,20 @@ class _Reader:
         except UnicodeDecodeError as exc:
             raise MalformedUpdate("a string in the update is not UTF-8") from exc
 
+    def client(self) -> int:
+        client = self.uint()
+        if client >= CLIENT_LIMIT:
+            raise MalformedUpdate(f"client id {client} is not below 2**53")
+        return client
+
+    def clock(self) -> int:
+        clock = self.uint()
+        if clock > MAX_CLOCK:
+            raise MalformedUpdate(f"clock {clock} is past 2**32 - 1")
+        return clock
+
     def id(self) -> ID:
-        return self.uint(), self.uint()
+        return self.client(), self.clock()
 
     def any(self, depth: int = 0) -> None:
         """A lib0 ``Any`` value, skipped."""
@@ -194,14 +214,16 @@ def read_update(update: bytes) -> UpdateInfo:
     info = UpdateInfo()
     for _ in range(r.count()):
         n_structs = r.count()
-        client = r.uint()
-        clock = r.uint()
+        client = r.client()
+        clock = r.clock()
         for _ in range(n_structs):
             start = clock
             length, skipped = _struct(r, info)
             if length <= 0:
                 raise MalformedUpdate("an empty struct in the update")
             clock += length
+            if clock > MAX_CLOCK:
+                raise MalformedUpdate(f"structs of client {client} reach past clock 2**32 - 1")
             target = info.skips if skipped else info.ranges
             spans = target.setdefault(client, [])
             if spans and spans[-1][1] == start:
@@ -209,10 +231,12 @@ def read_update(update: bytes) -> UpdateInfo:
             else:
                 spans.append((start, clock))
     for _ in range(r.count()):
-        client = r.uint()
+        client = r.client()
         for _ in range(r.count()):
-            start = r.uint()
+            start = r.clock()
             length = r.uint()
+            if start + length > MAX_CLOCK:
+                raise MalformedUpdate(f"a deletion of client {client} reaches past clock 2**32 - 1")
             if length:
                 info.deletes.setdefault(client, []).append((start, start + length))
     if r.pos != len(update):
@@ -273,12 +297,13 @@ def _content(r: _Reader, kind: int) -> int:
 
 
 def read_state_vector(vector: bytes) -> dict[int, int]:
-    """client -> next clock, from an encoded state vector (``Doc.get_state()``)."""
+    """client -> next clock, from an encoded state vector (``Doc.get_state()``);
+    :class:`MalformedUpdate` if it is not one (read in time bounded by its size)."""
     r = _Reader(vector)
     state = {}
     for _ in range(r.count()):
-        client = r.uint()
-        state[client] = r.uint()
+        client = r.client()
+        state[client] = r.clock()
     if r.pos != len(vector):
         raise MalformedUpdate("bytes follow the state vector")
     return state
