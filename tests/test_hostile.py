@@ -19,7 +19,7 @@ from test_kernels import Users, connect, notebook
 
 from hub_collab.client import NotebookConnection
 from hub_collab.documents import protocol as p
-from hub_collab.documents.notebook import cell_doc
+from hub_collab.documents.notebook import cell_doc, out_doc
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -209,6 +209,15 @@ def log_since(collab: Any, start: int) -> str:
         return f.read().decode(errors="replace")
 
 
+def high_water_mark(collab: Any) -> int:
+    """The service process's peak RSS so far (``VmHWM``), in bytes."""
+    with open(f"/proc/{collab.process.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
 async def test_an_update_past_what_yrs_can_hold_is_refused_and_breaks_nothing(users: Users, collab: Any) -> None:
     """25 bytes: a struct of 2**32 - 2 clocks then three characters, for a client the doc
     does not know. yrs keeps clocks in 32 bits: applied, it panicked in the middle of a
@@ -238,4 +247,20 @@ async def test_an_update_past_what_yrs_can_hold_is_refused_and_breaks_nothing(us
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_state_vector_claiming_millions_of_entries_is_refused_unread(users: Users, collab: Any) -> None:
+    """Six bytes claiming 300 million state vector entries: pycrdt reserved memory for
+    all of them before it found the bytes missing (0.5 GB and 0.5 s per doc asked)."""
+    nb_id = await cell_notebook(users, "v = 5")
+    alice = await connect(users, "alice", nb_id)
+    try:
+        claim = p.write_var_uint(300_000_000) + b"\x01\x01"
+        before = high_water_mark(collab)
+        frame = b"".join(p.sync_step1(name, claim) for name in ("index", cell_doc("c0"), out_doc("c0")))
+        got = await errors_after(alice, lambda: alice.send_raw(frame))
+        assert [m.get("code") for m in got] == ["invalid_update"] * 3, got
+        assert high_water_mark(collab) - before < 100_000_000
+    finally:
+        await alice.close()
 
