@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from test_kernels import Users, connect, notebook
 from hub_collab.client import NotebookConnection
 from hub_collab.documents import protocol as p
 from hub_collab.documents.notebook import cell_doc, out_doc
+from hub_collab.documents.updates import read_update
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -264,3 +266,35 @@ async def test_a_state_vector_claiming_millions_of_entries_is_refused_unread(use
     finally:
         await alice.close()
 
+
+async def test_a_readers_repeats_cost_their_own_size_not_the_docs(users: Users) -> None:
+    """A reader may repeat what it was sent (y-protocols' step 2): each repeat was checked
+    against the doc's whole delete set read anew (a 20-byte entry against a cell with
+    50,000 deletions cost 50 ms: 600 of them in one frame held the service for 30 s)."""
+    nb_id = await cell_notebook(users, "s = 1", "r = 2")
+    name = cell_doc("c1")
+    teacher = await connect(users, "instructor", nb_id)
+    carol = await connect(users, "carol", nb_id)
+    try:
+        doc = teacher.docs[name]
+        text = doc.get("source", type=Text)
+        text += "x" * 100_000
+        with doc.transaction():
+            for i in range(len(text) - 2, 5, -2):
+                del text[i : i + 1]
+        await teacher.sync()
+        await carol.wait_for(lambda: len(carol.source("c1")) < 60_000, timeout=30)
+        held = carol.docs[name]
+        deletes = read_update(held.get_update(held.get_state())).deletes
+        repeats = [
+            p.sync_update(name, b"\x00\x01" + p.write_var_uint(client) + b"\x01" + p.write_var_uint(s) + p.write_var_uint(e - s))
+            for client, ranges in deletes.items()
+            for s, e in ranges[:600]
+        ]
+        assert len(repeats) == 600
+        t0 = time.monotonic()
+        assert await errors_after(carol, lambda: carol.send_raw(b"".join(repeats))) == []
+        assert time.monotonic() - t0 < 5
+    finally:
+        await teacher.close()
+        await carol.close()

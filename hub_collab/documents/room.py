@@ -489,14 +489,15 @@ class NotebookRoom:
         # update the doc could not integrate whole is refused, never kept aside.
         try:
             update = read_update(entry.payload)
-            state = read_state_vector(self.docs.state_vector(target))
         except MalformedUpdate as exc:
             self._unsubscribe(session, name)
             if not writable:
                 raise Forbidden(f"you may not write {name!r}") from exc
             raise BadRequest(f"invalid update for {name!r}: {exc}", code="invalid_update") from exc
+        # read once per change of the doc, not per update (see RoomDocs.clocks)
+        state = self.docs.clocks(target)
         if not writable:
-            deleted = read_update(self.docs.deleted(target)).deletes if update.deletes else None
+            deleted = self.docs.deletions(target) if update.deletes else None
             if update.changes_nothing(state, deleted):
                 return  # a read-only client repeating what it was sent (y-protocols' step 2)
             self._unsubscribe(session, name)

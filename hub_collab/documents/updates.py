@@ -65,7 +65,7 @@ class UpdateInfo:
     def missing(self, state: dict[int, int]) -> str | None:
         """Why the update cannot be integrated whole into a doc at ``state``
         (client -> next clock), or None if it can."""
-        have = dict(state)
+        have: dict[int, int] = {}  # what the doc holds once the update's structs are in
         for client, ranges in self.ranges.items():
             known = state.get(client, 0)
             for start, end in ranges:
@@ -78,40 +78,56 @@ class UpdateInfo:
                 if end > state.get(client, 0):
                     return f"the update skips clocks {start}..{end} of client {client}"
         for client, clock in self.refs:
-            if clock >= have.get(client, 0):
+            if clock >= (have[client] if client in have else state.get(client, 0)):
                 return f"an item refers to {client}:{clock}, which this doc does not hold"
         for client, ranges in self.deletes.items():
+            held = have[client] if client in have else state.get(client, 0)
             for _start, end in ranges:
-                if end > have.get(client, 0):
+                if end > held:
                     return f"a deletion reaches {client}:{end - 1}, which this doc does not hold"
         return None
 
-    def changes_nothing(self, state: dict[int, int], deleted: dict[int, list[tuple[int, int]]] | None = None) -> bool:
+    def changes_nothing(self, state: dict[int, int], deleted: DeleteSet | None = None) -> bool:
         """True if the update brings no struct the doc lacks and deletes nothing the doc
-        has not deleted already (``deleted``: the doc's delete set; None: deletes nothing)."""
+        has not deleted already (``deleted``: the doc's deletions; None: deletes nothing)."""
         if not all(end <= state.get(client, 0) for client, ranges in self.ranges.items() for _, end in ranges):
             return False
         if not self.deletes:
             return True
         if deleted is None:
             return False
-        return all(_covered(ranges, deleted.get(client, [])) for client, ranges in self.deletes.items())
+        return all(deleted.covers(client, start, end) for client, ranges in self.deletes.items() for start, end in ranges)
 
 
-def _covered(ranges: list[tuple[int, int]], by: list[tuple[int, int]]) -> bool:
-    """True if every clock in ``ranges`` is in one of ``by`` (both lists of [start, end))."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(by):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    starts = [s for s, _ in merged]
-    for start, end in ranges:
+class DeleteSet:
+    """A doc's deletions, merged and sorted once: many updates are tested against it
+    (a reader's repeats, see :meth:`UpdateInfo.changes_nothing`) each in time bounded by
+    the update's size, not by the doc's."""
+
+    __slots__ = ("_ends", "_starts")
+
+    def __init__(self, deletes: dict[int, list[tuple[int, int]]]) -> None:
+        self._starts: dict[int, list[int]] = {}
+        self._ends: dict[int, list[int]] = {}
+        for client, ranges in deletes.items():
+            starts: list[int] = []
+            ends: list[int] = []
+            for start, end in sorted(ranges):
+                if ends and start <= ends[-1]:
+                    ends[-1] = max(ends[-1], end)
+                else:
+                    starts.append(start)
+                    ends.append(end)
+            self._starts[client] = starts
+            self._ends[client] = ends
+
+    def covers(self, client: int, start: int, end: int) -> bool:
+        """True if every clock in [start, end) of ``client`` is deleted."""
+        starts = self._starts.get(client)
+        if not starts:
+            return start >= end
         i = bisect.bisect_right(starts, start) - 1
-        if i < 0 or merged[i][1] < end:
-            return False
-    return True
+        return i >= 0 and self._ends[client][i] >= end
 
 
 class _Reader:
