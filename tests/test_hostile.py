@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -298,3 +299,44 @@ async def test_a_readers_repeats_cost_their_own_size_not_the_docs(users: Users) 
     finally:
         await teacher.close()
         await carol.close()
+
+
+def typed_gap_update(client: int, size: int) -> bytes:
+    """One-character items typed one after the other by ``client`` from clock 1 (clock 0
+    never sent): read whole, then refused whole."""
+    structs = b""
+    clock = 1
+    while len(structs) < size:
+        structs += b"\x84" + p.write_var_uint(client) + p.write_var_uint(clock - 1) + b"\x01z"
+        clock += 1
+    return b"\x01" + p.write_var_uint(clock - 1) + p.write_var_uint(client) + b"\x01" + structs + b"\x00"
+
+
+async def test_a_flood_of_refused_frames_leaves_others_their_turn(users: Users) -> None:
+    """5,000 frames of 2 KB, each refused once read (about a millisecond each): tornado
+    handed them to the service 256 KB at a time before anything else ran, so bob's
+    ``sync`` (a few turns of the event loop) waited 0.3-0.5 s; a connection now lets
+    the others run after 2 ms of frames."""
+    nb_id = await cell_notebook(users, "f = 6")
+    name = cell_doc("c0")
+    alice = await connect(users, "alice", nb_id)
+    bob = await connect(users, "bob", nb_id)
+    try:
+        frame = p.sync_step1(name, b"\x00") + p.sync_update(name, typed_gap_update(4711, 2000))
+        for _ in range(5000):
+            alice.send_raw(frame)
+        flood = asyncio.ensure_future(alice.sync())
+        await alice.wait_for(lambda: len(alice.errors) > 100, timeout=30)  # it has begun
+        waits = []
+        for _ in range(10):
+            t0 = time.monotonic()
+            bob.edit("c0", 0, insert="b")
+            await bob.sync()
+            waits.append(time.monotonic() - t0)
+        assert not flood.done(), "the flood ended before bob was done: it measured nothing"
+        assert statistics.median(waits) < 0.2, waits
+        await asyncio.wait_for(flood, 120)
+        assert {e["code"] for e in alice.errors} == {"invalid_update"}
+    finally:
+        await alice.close()
+        await bob.close()

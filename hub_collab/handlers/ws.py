@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlparse
@@ -32,6 +33,10 @@ from ..permissions.access import Identity
 from .base import BaseHandler
 
 _last_frame: tuple[bytes, bytes] = (b"", b"")
+
+#: a connection whose binary frames took this long (seconds) lets the others run
+#: before its next frame is handled
+FRAME_SLICE = 0.002
 
 
 def _binary_frame(payload: bytes) -> bytes:
@@ -74,6 +79,8 @@ class WSSession(Session):
 class NotebookWebSocket(BaseHandler, WebSocketHandler):
     room: NotebookRoom
     session: WSSession
+    #: seconds spent on this client's binary frames since it last let others run
+    _busy = 0.0
 
     def check_origin(self, origin: str) -> bool:
         allowed = self.collab.allowed_origins
@@ -163,8 +170,18 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
             session.send_error("too_large", f"message of {len(message)} bytes exceeds the limit of {self.collab.max_message_size}")
             return None
         if isinstance(message, bytes):
+            started = time.perf_counter()
             self.room.handle_frame(session, message)
-            return self._drained() if self.queued() > self.collab.max_unread_bytes else None
+            if self.queued() > self.collab.max_unread_bytes:
+                return self._drained()
+            self._busy += time.perf_counter() - started
+            if self._busy >= FRAME_SLICE:
+                # tornado hands us this client's buffered frames one after the other for
+                # 256 KB before it lets anything else run: a client sending frames that
+                # cost a millisecond each held everyone else for a quarter of a second
+                self._busy = 0.0
+                return asyncio.sleep(0)
+            return None
         return self.collab.commands.handle(self.room, session, message)
 
     async def _drained(self) -> None:
