@@ -340,3 +340,24 @@ async def test_a_flood_of_refused_frames_leaves_others_their_turn(users: Users) 
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_an_awareness_update_naming_a_client_twice_counts_the_last(users: Users, collab: Any) -> None:
+    """A state and then ``null`` for the same client id in one update: the id was both
+    changed and removed, and telling the observers of the change raised ``KeyError``:
+    the connection died and the service logged a traceback."""
+    nb_id = await cell_notebook(users, "a = 7")
+    start = collab.log_path.stat().st_size
+    alice = await connect(users, "alice", nb_id)
+    try:
+        for states in (
+            [p.AwarenessState(5150, 1, {"cell": "c0"}), p.AwarenessState(5150, 2, None)],
+            [p.AwarenessState(5151, 1, None), p.AwarenessState(5151, 2, {"cell": "c0"})],
+        ):
+            got = await errors_after(alice, lambda states=states: alice.send_raw(p.awareness_message("index", p.encode_awareness(states))))
+            assert got == []
+        presence = (await users("instructor").get_notebook(nb_id))["presence"]
+        assert [(e["client_id"], e["user"], e["cell"]) for e in presence] == [(5151, "alice", "c0")]
+        assert "Traceback" not in log_since(collab, start)
+    finally:
+        await alice.close()
