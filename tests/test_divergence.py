@@ -15,6 +15,7 @@ truncations the writers' updates arrive in.
 from __future__ import annotations
 
 import asyncio
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,27 @@ def test_ids_that_yrs_cannot_hold_are_malformed() -> None:
             read_update(update)
     with pytest.raises(MalformedUpdate, match="past 2"):
         read_state_vector(b"\x01\x07" + p.write_var_uint(1 << 32))
+
+
+def _metadata_value(kind: int, body: bytes) -> bytes:
+    """An update setting the key ``k`` of the root Map ``metadata`` to a content."""
+    return _raw_update(7, 0, bytes([kind | 0x20]) + b"\x01" + p.encode_var_string("metadata") + p.encode_var_string("k") + body)
+
+
+def test_content_a_notebook_cannot_hold_is_malformed() -> None:
+    """Binary content, binary, NaN and infinite values, and XML types: a notebook's export
+    (nbformat JSON) has no form for them, and writing them made it fail."""
+    assert read_update(_metadata_value(8, b"\x01\x7b" + struct.pack(">d", 1.5))).ranges == {7: [(0, 1)]}
+    for body, kind, why in [
+        (b"\x03abc", 3, "kind 3"),
+        (b"\x01\x74\x03abc", 8, "Uint8Array"),
+        (b"\x01\x7b" + struct.pack(">d", float("nan")), 8, "NaN"),
+        (b"\x01\x7c" + struct.pack(">f", float("inf")), 8, "infinite"),
+        (b"\x03\x01p", 7, "XML"),
+        (b"\x06", 7, "XML"),
+    ]:
+        with pytest.raises(MalformedUpdate, match=why):
+            read_update(_metadata_value(kind, body))
 
 
 def test_a_count_past_the_update_is_malformed_at_once() -> None:

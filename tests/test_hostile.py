@@ -361,3 +361,19 @@ async def test_an_awareness_update_naming_a_client_twice_counts_the_last(users: 
         assert "Traceback" not in log_since(collab, start)
     finally:
         await alice.close()
+
+
+async def test_a_value_json_cannot_hold_is_refused_and_the_export_works(users: Users) -> None:
+    """Cell metadata set to binary content: the update was accepted, and every export of
+    the notebook failed (500, ``bytearray is not JSON serializable``)."""
+    nb_id = await cell_notebook(users, "b = 8")
+    name = cell_doc("c0")
+    alice = await connect(users, "alice", nb_id)
+    try:
+        binary = b"\x01\x01\x9b\x4b\x00" + b"\x23\x01" + p.encode_var_string("metadata") + p.encode_var_string("k") + b"\x03abc" + b"\x00"
+        got = await errors_after(alice, lambda: alice.send_raw(p.sync_update(name, binary)))
+        assert [(m["type"], m.get("code")) for m in got] == [("error", "invalid_update"), ("resync", None)], got
+        export = await users("instructor").export(nb_id)
+        assert export["cells"][0]["metadata"] == {}
+    finally:
+        await alice.close()

@@ -18,8 +18,10 @@ The encoding (lib0 and Yjs' ``UpdateEncoderV1``): a struct section (per client: 
 number of structs, the client id, the first clock, then each struct: an info byte
 whose low five bits say the content kind and whose high bits say which of origin,
 right origin and parent follow) and a delete set (per client: ranges of clocks).
-Content kinds we never write (``Move``, subdocuments) are refused as malformed, and so
-are ids that yrs cannot hold: a client id of 2**53 or more, a clock past 2**32 - 1 (yrs
+Content that a notebook cannot hold is refused as malformed: kinds we never write
+(``Move``, subdocuments, binary content, XML types) and values JSON has no form for
+(``Uint8Array``, NaN and the infinities), which made the export fail; and so are ids
+that yrs cannot hold: a client id of 2**53 or more, a clock past 2**32 - 1 (yrs
 keeps client ids in 53 bits and clocks in 32: a larger one would stand for another id in
 the doc than the one read here, and a struct that crosses 2**32 makes yrs panic).
 """
@@ -27,12 +29,14 @@ the doc than the one read here, and a struct that crosses 2**32 makes yrs panic)
 from __future__ import annotations
 
 import bisect
+import math
+import struct
 from dataclasses import dataclass, field
 
 #: content kinds (info & 0x1F)
 GC, DELETED, JSON, BINARY, STRING, EMBED, FORMAT, TYPE, ANY, DOC, SKIP = range(11)
-#: type refs whose content carries a name (XmlElement, XmlHook)
-_NAMED_TYPES = (3, 5)
+#: type refs a notebook's docs hold: Array, Map, Text (not the XML types)
+_TYPES = (0, 1, 2)
 #: nesting depth of an ``Any`` value we read at most
 MAX_ANY_DEPTH = 64
 
@@ -198,8 +202,10 @@ class _Reader:
         if tag == 125:
             self.skip_int()
         elif tag == 124:
-            self.raw(4)
-        elif tag in (123, 122):
+            self.finite(self.raw(4), ">f")
+        elif tag == 123:
+            self.finite(self.raw(8), ">d")
+        elif tag == 122:
             self.raw(8)
         elif tag == 119:
             self.string()
@@ -211,9 +217,14 @@ class _Reader:
             for _ in range(self.count()):
                 self.any(depth + 1)
         elif tag == 116:
-            self.raw(self.uint())
+            raise MalformedUpdate("a binary value (Uint8Array) is not accepted here")
         else:
             raise MalformedUpdate(f"unknown value tag {tag} in the update")
+
+    @staticmethod
+    def finite(raw: bytes, fmt: str) -> None:
+        if not math.isfinite(struct.unpack(fmt, raw)[0]):
+            raise MalformedUpdate("a number in the update is NaN or infinite")
 
     def count(self) -> int:
         """A count of things that follow; each takes at least a byte, so a count past
@@ -288,9 +299,6 @@ def _content(r: _Reader, kind: int) -> int:
         for _ in range(n):
             r.string()
         return n
-    if kind == BINARY:
-        r.raw(r.uint())
-        return 1
     if kind == STRING:
         return len(r.string().encode("utf-16-le")) // 2
     if kind == EMBED:
@@ -301,8 +309,8 @@ def _content(r: _Reader, kind: int) -> int:
         r.string()
         return 1
     if kind == TYPE:
-        if r.uint() in _NAMED_TYPES:
-            r.string()
+        if r.uint() not in _TYPES:
+            raise MalformedUpdate("XML types are not accepted here")
         return 1
     if kind == ANY:
         n = r.count()
