@@ -315,6 +315,7 @@ def test_urls_given_as_values_are_kept_in_the_charts_secret(chart: helm.Chart) -
 def test_sqlite_on_a_volume(chart: helm.Chart) -> None:
     kinds = objects(chart, SCENARIOS["sqlite-on-a-volume"])
     claim = kinds["PersistentVolumeClaim"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert claim["spec"]["storageClassName"] == "standard"
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
     volumes = kinds["Deployment"]["spec"]["template"]["spec"]["volumes"]
