@@ -261,7 +261,10 @@ def test_default_install(chart: helm.Chart) -> None:
         "HUB_COLLAB_COOKIE_SECRET": ("secret", FULLNAME, "cookie-secret"),
     }
     upgrade = container(dep, "upgrade-db")
-    assert upgrade["command"] == ["hub-collab", "upgrade-db", "-f", "/etc/hub-collab/hub_collab_config.py"]
+    # the image's entrypoint (tini, then hub-collab) stays: arguments only
+    assert "command" not in main and "command" not in upgrade
+    assert main["args"] == ["-f", "/etc/hub-collab/hub_collab_config.py"]
+    assert upgrade["args"] == ["upgrade-db", "-f", "/etc/hub-collab/hub_collab_config.py"]
     assert env_of(upgrade) == {"HOME": "/tmp", "HUB_COLLAB_DATA_DIR": "/srv/hub-collab"}
 
     secrets = secret_data(kinds["Secret"])
@@ -331,7 +334,6 @@ def test_metrics_make_a_service_monitor_with_a_token(chart: helm.Chart) -> None:
     assert endpoint["authorization"] == {"type": "Bearer", "credentials": {"name": FULLNAME, "key": "metrics-token"}}
     assert kinds["ServiceMonitor"]["spec"]["selector"]["matchLabels"] == kinds["Service"]["spec"]["selector"]
     assert re.fullmatch("[0-9a-f]{64}", secret_data(kinds["Secret"])["metrics-token"])
-    assert env_of(container(kinds["Deployment"]))["HUB_COLLAB_METRICS_TOKEN"] == ("secret", FULLNAME, "metrics-token")
     scrapers = kinds["NetworkPolicy"]["spec"]["ingress"][1]["from"]
     assert scrapers == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
     assert "ServiceMonitor" not in objects(chart, {"metrics": {"enabled": True, "serviceMonitor": {"enabled": False}}})
@@ -598,6 +600,16 @@ def test_notes_print_the_zero_to_jupyterhub_values_with_the_releases_names(chart
     assert "lost whenever the pod is replaced" in " ".join(notes.split())
 
 
+def test_notes_register_the_scrapers_token_with_the_hub(chart: helm.Chart) -> None:
+    """The service checks a scraper's token with the Hub (scope read:metrics, as JupyterHub
+    does for its own metrics): the chart's metrics token becomes a Hub service's token."""
+    notes = render(chart, {"metrics": {"enabled": True}})["hub-collab/templates/NOTES.txt"]
+    assert f"METRICS_TOKEN=$(kubectl get secret --namespace {NAMESPACE} {FULLNAME} -o jsonpath='{{.data.metrics-token}}'" in notes
+    values = yaml.safe_load(notes.split("<<EOF\n")[1].split("\n  EOF\n")[0].replace("$TOKEN", "t").replace("$METRICS_TOKEN", "m"))["hub"]
+    assert values["services"]["collab-metrics"] == {"apiToken": "m"}
+    assert values["loadRoles"]["collab-metrics"] == {"services": ["collab-metrics"], "scopes": ["read:metrics"]}
+
+
 def test_notes_follow_the_release_name_service_name_and_token_secret(chart: helm.Chart) -> None:
     notes = render(
         chart,
@@ -645,7 +657,8 @@ def test_the_rendered_pod_starts_and_serves_against_a_real_hub(chart: helm.Chart
     dep = kinds["Deployment"]
 
     def argv(c: dict[str, Any]) -> list[str]:
-        command = [sys.executable, "-m", "hub_collab", *c["command"][1:]]
+        # the image's entrypoint is hub-collab
+        command = [sys.executable, "-m", "hub_collab", *c["args"]]
         return [str(config) if a == "/etc/hub-collab/hub_collab_config.py" else a for a in command]
 
     init = container(dep, "upgrade-db")
