@@ -689,3 +689,30 @@ def test_the_rendered_pod_starts_and_serves_against_a_real_hub(chart: helm.Chart
         assert not (tmp_path / "srv" / "hub-collab" / "cookie_secret").exists()
     finally:
         service.stop()
+
+
+# -- the documentation ------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "kubernetes.md"
+
+
+def test_every_top_level_value_is_documented() -> None:
+    text = DOCS.read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    missing = [key for key in values if f"`{key}" not in text]
+    assert missing == [], f"docs/kubernetes.md does not mention {missing}"
+
+
+def test_the_docs_quote_the_schemas_own_messages(chart: helm.Chart) -> None:
+    quoted = [
+        "\n".join(line[4:] for line in block.splitlines())
+        for block in re.findall(r"\n((?:    values don't meet.*\n)(?:    .*\n)+)", DOCS.read_text())
+    ]
+    assert len(quoted) == 2
+    errors = []
+    for values in ({"replicas": "3"}, {"replicas": 3}):
+        with pytest.raises(helm.HelmValuesError) as refused:
+            render(chart, values)
+        errors.append(str(refused.value))
+    for block in quoted:
+        assert any(block.strip() in error for error in errors), block
