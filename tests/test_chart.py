@@ -640,6 +640,9 @@ def kubelet_env(c: dict[str, Any], secrets: dict[str, dict[str, str]], root: Pat
     for name in ("HOME", "HUB_COLLAB_DATA_DIR"):
         env[name] = str(root / env[name].lstrip("/"))
         Path(env[name]).mkdir(parents=True, exist_ok=True)
+    if "JUPYTERHUB_SERVICE_URL" in env:
+        # a pod listens on every address of its own network; here, loopback only
+        env["JUPYTERHUB_SERVICE_URL"] = env["JUPYTERHUB_SERVICE_URL"].replace("0.0.0.0", "127.0.0.1")
     return clean_env(**env)
 
 
