@@ -97,6 +97,17 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "db": {"url": "postgresql://collab:pw@postgres:5432/collab"},
         "redis": {"url": "redis://redis:6379/0"},
         "persistence": {"enabled": True},
+        # and every scheduling value, to validate what they render
+        "podAntiAffinity": "hard",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "hub.jupyter.org/dedicated", "operator": "Equal", "value": "core", "effect": "NoSchedule"}],
+        "podAnnotations": {"example.org/team": "teaching"},
+        "podLabels": {"example.org/cost-centre": "42"},
+        "priorityClassName": "hub-core",
+        "image": {"pullSecrets": ["regcred"]},
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"}, "limits": {"memory": "2Gi"}},
+        "metrics": {"enabled": True, "token": {"existingSecret": "scraper", "existingSecretKey": "token"}},
+        "hub": {"namespace": "z2jh"},
     },
     "sqlite-on-a-volume": {"persistence": {"enabled": True, "storageClass": "standard"}},
     "gateway": {
@@ -313,6 +324,14 @@ def test_urls_given_as_values_are_kept_in_the_charts_secret(chart: helm.Chart) -
     assert env["HUB_COLLAB_REDIS_URL"] == ("secret", FULLNAME, "redis-url")
     # persistence is for SQLite: with PostgreSQL no claim is made
     assert "PersistentVolumeClaim" not in kinds
+    credentials = kinds["ServiceMonitor"]["spec"]["endpoints"][0]["authorization"]["credentials"]
+    assert credentials == {"name": "scraper", "key": "token"}
+    assert "metrics-token" not in secret_data(kinds["Secret"])
+    required = kinds["Deployment"]["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required[0]["topologyKey"] == "kubernetes.io/hostname"
+    # z2jh in another namespace: its pods are selected there
+    for peer in kinds["NetworkPolicy"]["spec"]["ingress"][0]["from"]:
+        assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "z2jh"}}
 
 
 def test_sqlite_on_a_volume(chart: helm.Chart) -> None:
