@@ -200,6 +200,7 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
         self.write_json(self.model(room.id))
 
     async def put(self, nb_id: str) -> None:
+        # who may not chmod the notebook gets 403 here, before the body is looked at
         room, access = await self.room_for(nb_id)
         body = self.json_body()
         unknown = set(body) - {"owner", "group", "mode", "acl", "default_cell_mode", "default_acl"}
@@ -226,7 +227,8 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
         old_json, new_json = self.collab.permissions.set_notebook(
             room.id, new, default_cell_mode=new_default_mode, default_acl=new_default_acl
         )
-        await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", "notebook", {"old": old_json, "new": new_json})
+        if new_json != old_json:  # a change that changes nothing was not written: nothing to record
+            await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", "notebook", {"old": old_json, "new": new_json})
         self.write_json(self.model(room.id))
 
 
@@ -246,6 +248,7 @@ class CellPermissionsHandler(NotebookAPIHandler):
         self.write_json(self.collab.permissions.cell(room.id, cid).to_json())
 
     async def put(self, nb_id: str, cell_id: str) -> None:
+        # who may not chmod the cell gets 403 here, before the body is looked at
         room, access, cid = await self.cell_of(nb_id, cell_id)
         body = self.json_body()
         unknown = set(body) - {"owner", "group", "mode", "acl"}
@@ -267,7 +270,8 @@ class CellPermissionsHandler(NotebookAPIHandler):
             acl=perms.acl if acl is None else acl,
         )
         old_json, new_json = self.collab.permissions.set_cell(room.id, cid, new)
-        await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", f"cell:{cid}", {"old": old_json, "new": new_json})
+        if new_json != old_json:  # a change that changes nothing was not written: nothing to record
+            await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", f"cell:{cid}", {"old": old_json, "new": new_json})
         self.write_json(self.collab.permissions.cell(room.id, cid).to_json())
 
 
