@@ -24,6 +24,7 @@ permissions as it found them.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import sqlite3
@@ -315,6 +316,85 @@ async def test_a_change_that_changes_nothing_writes_and_pushes_nothing(env: Env)
     assert len(restored["audit"]) == len(before["audit"]) + 2
 
 
+# -- chgrp -----------------------------------------------------------------------------------
+
+
+async def test_a_cells_owner_gives_it_only_to_a_group_they_are_in(env: Env, hub: Any) -> None:
+    bob, teacher = env.clients["bob"], env.clients["instructor"]
+    before, seen = await state(env), frames(env)
+    mine = before["cells"][env.bobs]
+    assert (mine["owner"], mine["group"]) == ("bob", "students")
+    for body in (
+        {"group": "staff"},
+        {"group": "nosuchgroup"},
+        {"group": "staff", "mode": "0700"},  # refused as a whole: the mode stays too
+        {"mode": "0700", "acl": ["user:alice:r"], "group": "ta"},
+    ):
+        err = error_body(await put(env, "bob", env.path(env.bobs), body), 403, "forbidden")
+        assert err["message"] == (
+            "you may give this cell only to a group you are a member of, and you are not in "
+            f"{body['group']!r} (the notebook's owner or an admin may give it to any group)"
+        )
+    assert await state(env) == before
+    await nothing_pushed(env, seen)
+
+    # to a group he is in, or to none: his to do (real changes, recorded)
+    assert (await bob.set_permissions(env.nb_id, env.bobs, group=""))["group"] == ""
+    assert (await bob.set_permissions(env.nb_id, env.bobs, group="students"))["group"] == "students"
+    events = (await teacher.request("GET", f"api/notebooks/{env.nb_id}/audit"))["events"]
+    assert [(e["actor"], e["detail"]["new"]["group"]) for e in events[:2]] == [
+        ("bob", "students"),
+        ("bob", ""),
+    ]
+    # the notebook's owner (in "staff" only) and an admin give it to any group; bob still
+    # chmods it while it is another group's, but does not give it to a third
+    assert (await teacher.set_permissions(env.nb_id, env.bobs, group="ta"))["group"] == "ta"
+    kept = await bob.set_permissions(env.nb_id, env.bobs, group="ta", mode="0750")
+    assert (kept["group"], kept["mode"]) == ("ta", "0750")
+    error_body(await put(env, "bob", env.path(env.bobs), {"group": "staff"}), 403, "forbidden")
+    admin = env.clients["admin"]
+    assert (await admin.set_permissions(env.nb_id, env.bobs, group="nosuchgroup"))["group"] == (
+        "nosuchgroup"
+    )
+    # membership is the Hub's, read live: once in "staff", bob may give his cell to it
+    try:
+        hub.add_to_group("staff", "bob")
+        await bob_sees_groups(bob, {"staff", "students"})
+        assert (await bob.set_permissions(env.nb_id, env.bobs, group="staff"))["group"] == "staff"
+    finally:
+        hub.reset_groups()
+    await bob_sees_groups(bob, {"students"})
+    error_body(await put(env, "bob", env.path(env.bobs), {"group": "ta"}), 403, "forbidden")
+    assert (await bob.set_permissions(env.nb_id, env.bobs, group="students"))["group"] == "students"
+    await teacher.set_permissions(env.nb_id, env.bobs, group="students", mode=mine["mode"])
+    after = await state(env)
+    assert after["cells"] == before["cells"] and after["notebook"] == before["notebook"]
+
+
+async def bob_sees_groups(bob: CollabClient, groups: set[str]) -> None:
+    """Wait until the service knows bob's Hub groups are ``groups`` (it re-reads them)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while set((await bob.me())["groups"]) != groups:
+        assert loop.time() < deadline, f"the service never saw bob in {groups}"
+        await asyncio.sleep(0.1)  # polling the service: there is no event to wait on
+
+
+async def test_the_notebook_owner_and_admins_give_the_notebook_to_any_group(env: Env) -> None:
+    teacher, admin = env.clients["instructor"], env.clients["admin"]
+    before = await state(env)
+    assert "students" not in (await teacher.me())["groups"]  # the instructor teaches students
+    assert (await teacher.set_permissions(env.nb_id, group="staff"))["group"] == "staff"
+    assert (await admin.set_permissions(env.nb_id, group="nosuchgroup"))["group"] == "nosuchgroup"
+    assert (await teacher.set_permissions(env.nb_id, group="students"))["group"] == "students"
+    # who is not the notebook's owner may not chmod it, let alone chgrp it
+    for user in ("bob", "ta"):
+        err = error_body(await put(env, user, env.path(), {"group": "students"}), 403, "forbidden")
+        assert err["message"] == "only the notebook's owner or an admin may change its permissions"
+    after = await state(env)
+    assert after["notebook"] == before["notebook"] and after["cells"] == before["cells"]
+
+
 # -- malformed bodies ----------------------------------------------------------------------
 
 MALFORMED = {
@@ -419,6 +499,8 @@ async def test_a_student_cannot_escalate_by_any_body(env: Env) -> None:
     for body, status, code in (
         ({"owner": "alice"}, 403, "forbidden"),
         ({"owner": "instructor", "mode": "0777"}, 403, "forbidden"),
+        ({"group": "staff"}, 403, "forbidden"),  # a group he is not in
+        ({"group": "staff", "mode": "0707"}, 403, "forbidden"),
         ({"default_cell_mode": "0777"}, 400, "invalid_field"),
         ({"mode": "0777", "admin": True}, 400, "invalid_field"),
         ({"mode": "0777", "notebook": {"mode": "0777"}}, 400, "invalid_field"),

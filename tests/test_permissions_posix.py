@@ -320,7 +320,7 @@ def test_actions_are_exactly_the_table() -> None:
     assert ACTIONS == {
         "open", "chat_read", "chat_post", "read_cell", "write_cell", "insert_cell",
         "delete_cell", "move_cell", "execute", "interrupt", "choose_kernel", "restart", "chmod",
-        "chown", "delete_notebook", "read_audit", "change_settings",
+        "chown", "chgrp_any", "delete_notebook", "read_audit", "change_settings",
     }  # fmt: skip
 
 
@@ -408,7 +408,7 @@ def test_owner_and_admin_overrides() -> None:
     assert a.is_notebook_owner
     assert a.can("read_cell", "c1")  # owner reads every cell
     assert not a.can("write_cell", "c1") and not a.can("execute", "c1")
-    assert a.can("chmod", "c1") and a.can("chmod") and a.can("chown")
+    assert a.can("chmod", "c1") and a.can("chmod") and a.can("chown") and a.can("chgrp_any")
     assert a.can("delete_notebook") and a.can("read_audit") and a.can("change_settings")
     assert a.caps_json()["owner"] is True
     r = _access(ROOT, 0o000, 0o000)
@@ -419,7 +419,7 @@ def test_owner_and_admin_overrides() -> None:
     b = _access(BOB, 0o000, 0o000)
     assert b.can("chmod", "c1") and not b.can("chmod", "c2") and not b.can("chmod")
     assert not b.can("chown", "c1") and not b.can("delete_notebook") and not b.can("read_audit")
-    assert not b.can("change_settings")
+    assert not b.can("change_settings") and not b.can("chgrp_any", "c1")
     # the owner loses rights on the notebook itself like anyone (chmod u=)
     assert not _access(ALICE, 0o070).can("open")
 

@@ -94,6 +94,18 @@ class NotebookAPIHandler(APIHandler):
             raise BadRequest(f"{key} must be a Hub group name", code="invalid_group")
         return value
 
+    def require_chgrp(self, access: Access, old: str, new: str, what: str) -> None:
+        """chgrp as in POSIX: whoever may chmod an object may give it to a group they are a
+        member of (or to no group); any other group needs ``chgrp_any``."""
+        if new == old or not new or new in access.identity.groups:
+            return
+        self.require(
+            access,
+            "chgrp_any",
+            message=f"you may give {what} only to a group you are a member of, and you are not in "
+            f"{new!r} (the notebook's owner or an admin may give it to any group)",
+        )
+
 
 class NotebooksHandler(NotebookAPIHandler):
     # the list holds only the notebooks the caller may open
@@ -224,6 +236,7 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
             mode=perms.mode if mode is None else mode,
             acl=perms.acl if acl is None else acl,
         )
+        self.require_chgrp(access, perms.group, new.group, "the notebook")
         old_json, new_json = self.collab.permissions.set_notebook(
             room.id, new, default_cell_mode=new_default_mode, default_acl=new_default_acl
         )
@@ -269,6 +282,7 @@ class CellPermissionsHandler(NotebookAPIHandler):
             mode=perms.mode if mode is None else mode,
             acl=perms.acl if acl is None else acl,
         )
+        self.require_chgrp(access, perms.group, new.group, "this cell")
         old_json, new_json = self.collab.permissions.set_cell(room.id, cid, new)
         if new_json != old_json:  # a change that changes nothing was not written: nothing to record
             await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", f"cell:{cid}", {"old": old_json, "new": new_json})
