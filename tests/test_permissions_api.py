@@ -444,6 +444,26 @@ MALFORMED = {
         413,
         "too_large",
     ),
+    "a mode of 4 MB": (
+        {"mode": "u+r," * 1_000_000 + "u+r"},
+        "application/json",
+        400,
+        "invalid_mode",
+    ),
+    "an ACL entry of 1 MB": (
+        {"acl": ["user:" + "b" * 1_000_000 + ":rwx"]},
+        "application/json",
+        400,
+        "invalid_acl",
+    ),
+    "a group of 1 MB": ({"group": "g" * 1_000_000}, "application/json", 400, "invalid_group"),
+    "an owner of 1 MB": ({"owner": "o" * 1_000_000}, "application/json", 400, "invalid_owner"),
+    "10,000 unknown fields of 1 KB": (
+        {f"{i:05d}" + "k" * 1000: 1 for i in range(10_000)},
+        "application/json",
+        400,
+        "invalid_field",
+    ),
     "an ACL of 257 entries": (
         {"acl": [f"user:u{i}:r" for i in range(257)]},
         "application/json",

@@ -272,6 +272,21 @@ def test_256_entries_allowed() -> None:
     assert len(parse_acl([f"user:u{i}:r" for i in range(256)])) == 256
 
 
+def test_long_modes_and_entries_are_refused_unparsed_and_unquoted() -> None:
+    longest_name = "n" * 128
+    assert parse_acl([f"group:{longest_name}:rwx"])[0].name == longest_name
+    assert parse_mode("u=rwx,g=rx,o=,+t," + "u+r," * 27 + "u+r", 0) == 0o1750  # 128 characters
+    for bad, parse in (
+        ("u+r," * 250_000 + "u+r", lambda t: parse_mode(t, 0)),
+        ("u+q" + "," * 200, lambda t: parse_mode(t, 0)),
+        ("user:" + "b" * 1_000_000 + ":rwx", lambda t: parse_acl([t])),
+        ("user:bob:" + "r" * 200, lambda t: parse_acl([t])),
+    ):
+        with pytest.raises(PermissionSyntaxError, match=r"characters, at most 1[26]\d$") as err:
+            parse(bad)
+        assert len(str(err.value)) < 120 and bad[:40] in str(err.value)
+
+
 def test_perms_validation_and_json() -> None:
     p = Perms("alice", "ta", 0o1750, ("mask::rwx", "user:bob:rw-", "group:ta:rwx"))  # type: ignore[arg-type]
     assert p.to_json() == {

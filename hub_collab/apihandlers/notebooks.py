@@ -62,6 +62,12 @@ class NotebookAPIHandler(APIHandler):
             what = "this cell" if cell_id is not None else "this notebook"
             raise Forbidden(message or f"you may not {action.replace('_', ' ')} {what}")
 
+    def reject_unknown_fields(self, body: dict[str, Any], known: set[str]) -> None:
+        unknown = sorted(set(body) - known)
+        if unknown:
+            names = ", ".join(name[:40] for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            raise BadRequest(f"unknown field(s): {names} (expected {', '.join(sorted(known))})", code="invalid_field")
+
     def parse_mode_field(self, body: dict[str, Any], key: str, current: int) -> int | None:
         if key not in body:
             return None
@@ -126,9 +132,7 @@ class NotebooksHandler(NotebookAPIHandler):
         name = body.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise BadRequest("name must be 1-255 characters, without control characters or slashes", code="invalid_name")
-        unknown = set(body) - {"name", "content", "group", "mode", "default_cell_mode"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        self.reject_unknown_fields(body, {"name", "content", "group", "mode", "default_cell_mode"})
         group = self.parse_group_field(body) or ""
         mode = self.parse_mode_field(body, "mode", 0o750)
         default_cell_mode = self.parse_mode_field(body, "default_cell_mode", 0o775)
@@ -215,9 +219,7 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
         # who may not chmod the notebook gets 403 here, before the body is looked at
         room, access = await self.room_for(nb_id)
         body = self.json_body()
-        unknown = set(body) - {"owner", "group", "mode", "acl", "default_cell_mode", "default_acl"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        self.reject_unknown_fields(body, {"owner", "group", "mode", "acl", "default_cell_mode", "default_acl"})
         perms = self.collab.permissions.notebook(room.id)
         default_mode, default_acl = self.collab.permissions.default_cell(room.id)
         owner = body.get("owner", perms.owner)
@@ -264,9 +266,7 @@ class CellPermissionsHandler(NotebookAPIHandler):
         # who may not chmod the cell gets 403 here, before the body is looked at
         room, access, cid = await self.cell_of(nb_id, cell_id)
         body = self.json_body()
-        unknown = set(body) - {"owner", "group", "mode", "acl"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        self.reject_unknown_fields(body, {"owner", "group", "mode", "acl"})
         perms = self.collab.permissions.cell(room.id, cid)
         owner = body.get("owner", perms.owner)
         if owner != perms.owner:
