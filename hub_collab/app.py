@@ -227,8 +227,9 @@ class HubCollab(Application):
     max_message_size = Integer(
         4 * 1024 * 1024,
         help="""Largest WebSocket message a client may send, in bytes. A larger one
-        is answered with an error `too_large` (up to twice this size; beyond that the
-        connection is closed with code 1009).""",
+        is answered with an error `too_large` and the connection stays (up to twice this
+        size; beyond that the connection is closed with a close frame, code 1009 and a
+        reason naming both sizes).""",
     ).tag(config=True)
 
     max_doc_bytes = Integer(

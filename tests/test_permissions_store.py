@@ -252,6 +252,61 @@ def test_listener_and_generation(store: PermissionStore) -> None:
     assert calls == ["nb"] * 6 and store.generation("nb") == g6
 
 
+def _rule_rows(db_url: str, nb: str) -> list[tuple[object, ...]]:
+    """The stored lines of ``nb`` with their row ids (a rewrite gives new ids)."""
+    eng = sa.create_engine(engine_url(db_url))
+    try:
+        with eng.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT id, ptype, v0, v2, v3, v4, v5 FROM collab_permission_rules"
+                    " WHERE v1 = :nb ORDER BY id"
+                ),
+                {"nb": nb},
+            )
+            return [tuple(r) for r in rows]
+    finally:
+        eng.dispose()
+
+
+def test_a_change_that_changes_nothing_writes_nothing(store: PermissionStore, db_url: str) -> None:
+    calls: list[str] = []
+    store.add_listener(calls.append)
+    store.create_notebook(
+        "nb", "alice", "students", 0o1770, ["u:bob:rw", "g:ta:rx"], 0o640, ["g:ta:rw"]
+    )
+    store.create_cell("nb", "c1", "bob", Perms("bob", "students", 0o640, parse_acl(["u:carol:r"])))
+    cached = store.access(BOB, "nb")
+    rows, gen, calls_before = _rule_rows(db_url, "nb"), store.generation("nb"), list(calls)
+    # the same permissions, spelt differently: ACL order, entry syntax, defaults repeated
+    same_nb = Perms("alice", "students", 0o1770, parse_acl(["group:ta:r-x", "user:bob:rw-"]))
+    old, new = store.set_notebook("nb", same_nb, default_cell_mode=0o640, default_acl=["g:ta:6"])
+    assert old == new and new["mode"] == "1770" and new["default_acl"] == ["group:ta:rw-"]
+    assert store.set_notebook("nb", same_nb) == (old, old)
+    same_cell = Perms("bob", "students", 0o640, parse_acl(["user:carol:r--"]))
+    old, new = store.set_cell("nb", "c1", same_cell)
+    assert old == new == {
+        "owner": "bob",
+        "group": "students",
+        "mode": "0640",
+        "acl": ["user:carol:r--"],
+    }
+    assert _rule_rows(db_url, "nb") == rows  # not rewritten: the same rows, the same ids
+    assert calls == calls_before and store.generation("nb") == gen
+    assert store.access(BOB, "nb") is cached
+    # a real change (the control) is written and heard
+    old, new = store.set_cell("nb", "c1", Perms("bob", "students", 0o600))
+    assert old != new and calls == [*calls_before, "nb"] and store.generation("nb") > gen
+    assert _rule_rows(db_url, "nb") != rows
+    rows = _rule_rows(db_url, "nb")
+    old, new = store.set_notebook("nb", same_nb, default_cell_mode=0o600)
+    assert old["default_mode"] == "0640" and new["default_mode"] == "0600"
+    assert calls == [*calls_before, "nb", "nb"] and _rule_rows(db_url, "nb") != rows
+    with PermissionStore(db_url) as other:
+        assert other.default_cell("nb") == (0o600, parse_acl(["g:ta:rw"]))
+        assert other.cell("nb", "c1") == Perms("bob", "students", 0o600)
+
+
 def test_reload_sees_another_store(store: PermissionStore, db_url: str) -> None:
     store.create_notebook("nb", "alice", "students", 0o775)
     store.create_cell("nb", "c1", "bob")

@@ -62,6 +62,12 @@ class NotebookAPIHandler(APIHandler):
             what = "this cell" if cell_id is not None else "this notebook"
             raise Forbidden(message or f"you may not {action.replace('_', ' ')} {what}")
 
+    def reject_unknown_fields(self, body: dict[str, Any], known: set[str]) -> None:
+        unknown = sorted(set(body) - known)
+        if unknown:
+            names = ", ".join(name[:40] for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            raise BadRequest(f"unknown field(s): {names} (expected {', '.join(sorted(known))})", code="invalid_field")
+
     def parse_mode_field(self, body: dict[str, Any], key: str, current: int) -> int | None:
         if key not in body:
             return None
@@ -94,6 +100,18 @@ class NotebookAPIHandler(APIHandler):
             raise BadRequest(f"{key} must be a Hub group name", code="invalid_group")
         return value
 
+    def require_chgrp(self, access: Access, old: str, new: str, what: str) -> None:
+        """chgrp as in POSIX: whoever may chmod an object may give it to a group they are a
+        member of (or to no group); any other group needs ``chgrp_any``."""
+        if new == old or not new or new in access.identity.groups:
+            return
+        self.require(
+            access,
+            "chgrp_any",
+            message=f"you may give {what} only to a group you are a member of, and you are not in "
+            f"{new!r} (the notebook's owner or an admin may give it to any group)",
+        )
+
 
 class NotebooksHandler(NotebookAPIHandler):
     # the list holds only the notebooks the caller may open
@@ -114,9 +132,7 @@ class NotebooksHandler(NotebookAPIHandler):
         name = body.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise BadRequest("name must be 1-255 characters, without control characters or slashes", code="invalid_name")
-        unknown = set(body) - {"name", "content", "group", "mode", "default_cell_mode"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        self.reject_unknown_fields(body, {"name", "content", "group", "mode", "default_cell_mode"})
         group = self.parse_group_field(body) or ""
         mode = self.parse_mode_field(body, "mode", 0o750)
         default_cell_mode = self.parse_mode_field(body, "default_cell_mode", 0o775)
@@ -200,11 +216,10 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
         self.write_json(self.model(room.id))
 
     async def put(self, nb_id: str) -> None:
+        # who may not chmod the notebook gets 403 here, before the body is looked at
         room, access = await self.room_for(nb_id)
         body = self.json_body()
-        unknown = set(body) - {"owner", "group", "mode", "acl", "default_cell_mode", "default_acl"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        self.reject_unknown_fields(body, {"owner", "group", "mode", "acl", "default_cell_mode", "default_acl"})
         perms = self.collab.permissions.notebook(room.id)
         default_mode, default_acl = self.collab.permissions.default_cell(room.id)
         owner = body.get("owner", perms.owner)
@@ -223,10 +238,12 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
             mode=perms.mode if mode is None else mode,
             acl=perms.acl if acl is None else acl,
         )
+        self.require_chgrp(access, perms.group, new.group, "the notebook")
         old_json, new_json = self.collab.permissions.set_notebook(
             room.id, new, default_cell_mode=new_default_mode, default_acl=new_default_acl
         )
-        await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", "notebook", {"old": old_json, "new": new_json})
+        if new_json != old_json:  # a change that changes nothing was not written: nothing to record
+            await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", "notebook", {"old": old_json, "new": new_json})
         self.write_json(self.model(room.id))
 
 
@@ -246,11 +263,10 @@ class CellPermissionsHandler(NotebookAPIHandler):
         self.write_json(self.collab.permissions.cell(room.id, cid).to_json())
 
     async def put(self, nb_id: str, cell_id: str) -> None:
+        # who may not chmod the cell gets 403 here, before the body is looked at
         room, access, cid = await self.cell_of(nb_id, cell_id)
         body = self.json_body()
-        unknown = set(body) - {"owner", "group", "mode", "acl"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        self.reject_unknown_fields(body, {"owner", "group", "mode", "acl"})
         perms = self.collab.permissions.cell(room.id, cid)
         owner = body.get("owner", perms.owner)
         if owner != perms.owner:
@@ -266,8 +282,10 @@ class CellPermissionsHandler(NotebookAPIHandler):
             mode=perms.mode if mode is None else mode,
             acl=perms.acl if acl is None else acl,
         )
+        self.require_chgrp(access, perms.group, new.group, "this cell")
         old_json, new_json = self.collab.permissions.set_cell(room.id, cid, new)
-        await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", f"cell:{cid}", {"old": old_json, "new": new_json})
+        if new_json != old_json:  # a change that changes nothing was not written: nothing to record
+            await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", f"cell:{cid}", {"old": old_json, "new": new_json})
         self.write_json(self.collab.permissions.cell(room.id, cid).to_json())
 
 

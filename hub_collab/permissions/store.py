@@ -517,7 +517,9 @@ class PermissionStore:
         """Replace the notebook's own permissions (and optionally its defaults).
 
         Returns ``(old, new)`` as JSON for the audit log; both include
-        ``default_mode`` and ``default_acl``.
+        ``default_mode`` and ``default_acl``. A change that changes nothing
+        writes nothing and calls no listener (no ``caps``, no bus event): it
+        returns ``old == new``.
         """
         adapter = self._require_started()
         with self._lock:
@@ -530,6 +532,13 @@ class PermissionStore:
                 old.default_acl if default_acl is None else _acl(default_acl),
                 old.cells,
             )
+            if (new.perms, new.default_mode, new.default_acl) == (
+                old.perms,
+                old.default_mode,
+                old.default_acl,
+            ):
+                unchanged = _notebook_json(old)
+                return unchanged, unchanged
             p, p2 = object_lines(nb, NOTEBOOK_OBJ, perms, (new.default_mode, new.default_acl))
             adapter.replace(nb, NOTEBOOK_OBJ, [("p", r) for r in p] + [("p2", r) for r in p2])
             self._notebooks[nb] = new
@@ -561,10 +570,16 @@ class PermissionStore:
     def set_cell(
         self, nb: str, cell_id: str, perms: Perms
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Replace a cell's permissions; returns ``(old, new)`` as JSON."""
+        """Replace a cell's permissions; returns ``(old, new)`` as JSON.
+
+        A change that changes nothing writes nothing and calls no listener: it
+        returns ``old == new``.
+        """
         adapter = self._require_started()
         with self._lock:
             old = self.cell(nb, cell_id)
+            if perms == old:
+                return old.to_json(), old.to_json()
             self._write_cell(adapter, nb, cell_id, perms, new=False)
         self._notify(nb)
         return old.to_json(), perms.to_json()
