@@ -425,6 +425,7 @@ export class NotebookView {
   private onKey(e: KeyboardEvent): void {
     const target = e.target as HTMLElement | null;
     if (target && (target.closest(".cm-editor") || target.closest("input, textarea, select, dialog, .chat"))) return;
+    if (target?.closest("button") && (e.key === "Enter" || e.key === " ")) return; // the key presses the button
     if (e.altKey || (e.metaKey && e.key !== "Enter")) return;
     const cell = this.active;
     const key = e.key;
