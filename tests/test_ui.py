@@ -228,6 +228,71 @@ def test_share_dialog_changes_rights_live(as_user: Any, api: Any, collab: Any) -
     expect(cell(bob, "s1")).not_to_contain_text("value = 1")
 
 
+def _picker(page: Page) -> Any:
+    """Open the kernel picker from the kernel status in the toolbar; its dialog."""
+    page.click(".kernel-status")
+    dlg = page.locator("dialog.kernel-dialog")
+    expect(dlg).to_be_visible()
+    return dlg
+
+
+def test_kernel_picker_from_the_kernel_status(as_user: Any, api: Any, collab: Any) -> None:
+    nb = api("instructor").create("Picker", notebook([{"id": "p1", "source": "1 + 1"}]), group="students", mode="0754")
+    inst, alice, dave = as_user("instructor"), as_user("alice"), as_user("dave")
+    for page in (inst, alice, dave):
+        open_notebook(page, collab.public_url, nb["id"])
+    status = inst.locator(".kernel-status")
+    expect(status).to_have_text("python3 · on the service (not isolated) · not running · shared")
+    # the owner: the service's own kernelspecs, and the mode control; focus is in the dialog
+    dlg = _picker(inst)
+    expect(dlg.locator(".kp-x")).to_be_focused()
+    local = dlg.locator('.kp-resource[data-resource="local"]')
+    expect(local.locator(".kp-label")).to_have_text("the service (not isolated)")
+    expect(local.locator("select.kp-spec")).to_have_value("python3")
+    expect(local.locator(".kp-badge")).to_have_text("in use")
+    expect(dlg.locator(".kp-mode-text")).to_have_attribute("data-mode", "shared")
+    # a student in shared mode reads who picks, and sees it change live
+    alice_dlg = _picker(alice)
+    expect(alice_dlg.locator(".kp-readonly")).to_have_text("The owner, instructor, picks where the shared kernel runs.")
+    expect(alice_dlg.locator(".kp-use")).to_have_count(0)
+    screenshot(inst, "kernel-picker")
+    dlg.locator(".kp-mode-button").click()
+    expect(status).to_have_attribute("data-mode", "per-user")
+    expect(status).to_contain_text("per-user")
+    expect(dlg.locator(".kp-mode-text")).to_have_attribute("data-mode", "per-user")
+    expect(dlg.locator(".kp-notice")).to_have_text("The kernel mode is now per-user.")
+    inst.keyboard.press("Escape")
+    expect(dlg).to_have_count(0)
+    expect(status).to_be_focused()
+    # the student now picks for themselves: python3 on the service (already theirs: a no-op)
+    expect(alice.locator(".kernel-status")).to_have_attribute("data-mode", "per-user")
+    expect(alice_dlg.locator(".kp-readonly")).to_have_count(0)
+    alice_local = alice_dlg.locator('.kp-resource[data-resource="local"]')
+    alice_local.locator("select.kp-spec").select_option("python3")
+    alice_local.locator(".kp-use").click()
+    expect(alice_dlg.locator(".kp-notice")).to_have_text("Using python3 on the service (not isolated).")
+    expect(alice_dlg.locator(".kp-error")).to_be_hidden()
+    alice.keyboard.press("Escape")
+    expect(alice_dlg).to_have_count(0)
+    expect(alice.locator(".kernel-status")).to_be_focused()
+    # opened with the keyboard: the focused control shows it
+    alice.keyboard.press("Enter")
+    expect(alice_dlg).to_be_visible()
+    assert alice.evaluate("() => { const el = document.activeElement; return !!el.closest('dialog.kernel-dialog') && el.matches(':focus-visible') && getComputedStyle(el).outlineStyle; }") == "solid"
+    alice.keyboard.press("Escape")
+    expect(alice_dlg).to_have_count(0)
+    # without notebook x: the picker says why, and nothing breaks
+    dave_dlg = _picker(dave)
+    expect(dave_dlg.locator(".kp-error")).to_have_text(
+        "You cannot choose where this notebook's kernel runs: you may not pick where this notebook's kernel runs (it needs notebook x)"
+    )
+    expect(dave_dlg.locator(".kp-now-text")).to_contain_text("python3 · on the service (not isolated)")
+    dave_dlg.locator(".kp-close").click()
+    expect(dave_dlg).to_have_count(0)
+    for page in (inst, alice, dave):
+        assert page.errors == [] and page.dialogs == []  # type: ignore[attr-defined]
+
+
 XSS_HTML = "".join([
     "<script>window.__xss = 'script'</script>",
     "<img src=x onerror=\"window.__xss = 'onerror'\">",
