@@ -23,6 +23,7 @@ import {
   listingFrom,
   modeWords,
   needsConsent,
+  placeChosen,
   progressText,
   resourceStateWords,
   serverProgressFrom,
@@ -288,15 +289,20 @@ export class KernelPicker {
     return this.status ?? listing;
   }
 
+  /** "in use" on the current resource; "not chosen yet" while the owner has not agreed to it. */
+  private badge(listing: Listing, e: ResourceEntry): HTMLElement | null {
+    if (this.current(listing).resource !== e.resource) return null;
+    return this.status && !placeChosen(this.status) ? h("span", { class: "badge kp-badge kp-badge-waiting" }, "not chosen yet") : h("span", { class: "badge kp-badge" }, "in use");
+  }
+
   private resourceRow(listing: Listing, e: ResourceEntry): HTMLElement {
-    const cur = this.current(listing);
-    const inUse = cur.resource === e.resource;
+    const inUse = this.current(listing).resource === e.resource;
     const start = this.starts.get(e.resource);
     const starting = e.pending === "spawn" || (start?.running ?? false);
     return h(
       "li",
       { class: `kp-resource${inUse ? " kp-in-use" : ""}`, "data-resource": e.resource, "data-state": e.state },
-      h("div", { class: "kp-resource-head" }, h("strong", { class: "kp-label" }, e.label), " ", h("span", { class: "kp-state" }, resourceStateWords(e)), inUse ? h("span", { class: "badge kp-badge" }, "in use") : null),
+      h("div", { class: "kp-resource-head" }, h("strong", { class: "kp-label" }, e.label), " ", h("span", { class: "kp-state" }, resourceStateWords(e)), this.badge(listing, e)),
       e.error ? h("p", { class: "error kp-resource-error" }, e.error) : null,
       listing.may_choose && e.state === "ready" && e.kernelspecs ? this.chooser(listing, e) : null,
       !listing.may_choose && e.kernelspecs?.length ? h("p", { class: "kp-specs" }, "Kernels: ", e.kernelspecs.map(specLabel).join(", ")) : null,

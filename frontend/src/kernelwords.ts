@@ -173,6 +173,11 @@ export function initialSpec(entry: ResourceEntry, current: { resource: string; k
   return specs[0]?.name ?? "";
 }
 
+/** False while the shared kernel waits for the owner to choose a server ("nowhere yet: …", docs/kernels.md). */
+export function placeChosen(s: { where: string }): boolean {
+  return !s.where.startsWith("nowhere yet");
+}
+
 /** True if picking this resource needs the owner's explicit consent (a server for the shared kernel). */
 export function needsConsent(listing: Listing, entry: ResourceEntry): boolean {
   return listing.kernel_mode === "shared" && entry.kind === "server";

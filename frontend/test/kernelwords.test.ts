@@ -9,6 +9,7 @@ import {
   kernelStatusFrom,
   keptText,
   listingFrom,
+  placeChosen,
   progressText,
   resourceStateWords,
   serverProgressFrom,
@@ -43,6 +44,8 @@ test("the kernel status in words", () => {
   assert.equal(statusText(none), "python3 · on the service (not isolated) · not running · per-user");
   // a message missing fields still reads
   assert.equal(statusText(kernelStatusFrom({})), "kernel · unknown · shared");
+  assert.equal(placeChosen(s), true);
+  assert.equal(placeChosen({ where: "nowhere yet: alice must choose a server for it" }), false);
   assert.deepEqual(kernelStatusFrom({ kept: [{ resource: "local", kernel_name: "julia", state: "idle", busy: 1 }] }).kept, [{ resource: "local", kernel_name: "julia", state: "idle", busy: false }]);
 });
 
