@@ -320,7 +320,7 @@ def test_actions_are_exactly_the_table() -> None:
     assert ACTIONS == {
         "open", "chat_read", "chat_post", "read_cell", "write_cell", "insert_cell",
         "delete_cell", "move_cell", "execute", "interrupt", "restart", "chmod", "chown",
-        "delete_notebook", "read_audit", "change_settings",
+        "delete_notebook", "read_audit", "change_settings", "choose_kernel",
     }  # fmt: skip
 
 
@@ -339,11 +339,11 @@ def test_unknown_action_raises() -> None:
     [
         # group class (bob is in "students") of the notebook, bob owns c1
         (0o770, 0o600, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "insert_cell",
-                        "delete_cell", "move_cell", "interrupt", "restart", "chmod"}),
-        (0o750, 0o600, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "interrupt", "chmod"}),
+                        "delete_cell", "move_cell", "interrupt", "choose_kernel", "restart", "chmod"}),
+        (0o750, 0o600, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "interrupt", "choose_kernel", "chmod"}),
         (0o740, 0o700, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "chmod"}),
-        (0o710, 0o700, {"interrupt", "execute", "chmod"}),
-        (0o730, 0o700, {"interrupt", "restart", "execute", "delete_cell", "move_cell", "chmod"}),
+        (0o710, 0o700, {"interrupt", "choose_kernel", "execute", "chmod"}),
+        (0o730, 0o700, {"interrupt", "choose_kernel", "restart", "execute", "delete_cell", "move_cell", "chmod"}),
         (0o760, 0o400, {"open", "chat_read", "chat_post", "read_cell", "insert_cell", "delete_cell",
                         "move_cell", "chmod"}),
         (0o700, 0o777, {"chmod"}),
