@@ -234,11 +234,55 @@ class HubCollab(Application):
 
     max_doc_bytes = Integer(
         2 * 1024 * 1024,
-        help="""Largest size of one cell's document (source and metadata), in bytes.
-        Client updates that would grow it past this are refused.""",
+        help="""Largest size of one cell's document, in bytes: its source, metadata and
+        attachments (edits that would grow it past this are refused with `too_large`).
+        An imported notebook is held to it too, for each cell's source, metadata and
+        attachments, for each cell's outputs and for the notebook's metadata: a larger
+        one is refused (413 `too_large`, naming the cell) and nothing is created.
+        Measured as the encoded document (for an import, first by a lower bound of it:
+        every string's UTF-8 bytes). 2 MiB holds a long source, or outputs with a few
+        plots; a larger cell is a sign of data that belongs in a file.""",
     ).tag(config=True)
 
-    max_cells = Integer(5000, help="Most cells a notebook may have when imported.").tag(config=True)
+    max_cells = Integer(
+        5000,
+        help="""Most cells a notebook may have when it is imported (`POST api/notebooks`
+        with `content`); more are refused (413 `too_large`) and nothing is created.
+        Every cell is two documents that a client opening the notebook subscribes to,
+        and course notebooks rarely have more than a few hundred cells: 5,000 leaves
+        room for the largest while bounding what one import costs (a few seconds of an
+        import worker's CPU, not of the service's event loop).""",
+    ).tag(config=True)
+
+    max_import_bytes = Integer(
+        20 * 1024 * 1024,
+        help="""Most bytes an imported notebook may hold in all: its cells' sources,
+        outputs, metadata and attachments and its own metadata, counted as the UTF-8
+        bytes of every string (keys too) and a byte for any other value, which is a
+        little less than the size of its `.ipynb` file. More is refused (413
+        `too_large`, naming the cell at which the limit is passed) and nothing is
+        created. 20 MiB holds a lecture with a hundred plots (a PNG is typically
+        30-100 KB); it bounds the memory and the time one import takes. A request body
+        is also bounded by `max_request_bytes`: keep that larger (JSON escapes make a
+        body bigger than what it holds).""",
+    ).tag(config=True)
+
+    import_processes = Integer(
+        2,
+        help="""Worker processes that build imported notebooks: parse the request,
+        check the limits, validate nbformat, build and encode the documents and store
+        them. An import so never holds the service's event loop (or its GIL), which
+        every other request needs. At most this many imports run at once; more wait
+        in line. Each worker is a Python process of about 100 MB, started with the
+        service at a lower CPU priority (nice 10).""",
+    ).tag(config=True)
+
+    @validate("import_processes")
+    def _import_processes(self, proposal: Any) -> int:
+        value = int(proposal.value)
+        if value < 1:
+            raise ValueError(f"import_processes must be at least 1, got {value}")
+        return value
 
     max_request_bytes = Integer(
         32 * 1024 * 1024,
@@ -562,6 +606,12 @@ class HubCollab(Application):
         self.groups = GroupDirectory(self.hub_api_url, self.api_token, interval=self.group_refresh_interval)
 
     def init_store(self) -> None:
+        if self.max_import_bytes > self.max_request_bytes:
+            self.log.warning(
+                "max_import_bytes (%d) is larger than max_request_bytes (%d): imports are limited by the "
+                "request's size first; raise max_request_bytes too",
+                self.max_import_bytes, self.max_request_bytes,
+            )  # fmt: skip
         self.engine = make_engine(self.db_url)
         self.init_schema()
         self.store = Store(self.engine)
@@ -577,6 +627,8 @@ class HubCollab(Application):
             self.permissions,
             max_doc_bytes=self.max_doc_bytes,
             max_cells=self.max_cells,
+            max_import_bytes=self.max_import_bytes,
+            import_processes=self.import_processes,
             checkpoint_every=self.checkpoint_every,
             idle_unload_seconds=self.idle_unload_seconds,
         )

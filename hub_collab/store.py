@@ -133,7 +133,12 @@ class Store:
         epoch: str,
         initial_updates: Iterable[tuple[str, bytes]] = (),
         settings: dict[str, Any] | None = None,
+        *,
+        within: Callable[[sa.Connection], None] | None = None,
     ) -> NotebookRecord:
+        """Store a new notebook and its docs' first updates in one transaction, with
+        ``within(conn)``: more writes (its permissions, an audit entry) that must commit
+        with it or not at all. Any failure leaves nothing behind."""
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(
@@ -150,6 +155,8 @@ class Store:
             rows = [{"notebook_id": nb_id, "doc": doc, "data": data} for doc, data in initial_updates]
             if rows:
                 conn.execute(doc_updates.insert(), rows)
+            if within is not None:
+                within(conn)
         return NotebookRecord(nb_id, name, created_by, now, now, epoch, settings or {})
 
     def get_notebook(self, nb_id: str) -> NotebookRecord | None:
@@ -371,16 +378,21 @@ class Store:
 
     def add_audit(self, nb_id: str, actor: str, action: str, target: str = "", detail: Any = None) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                audit.insert().values(
-                    notebook_id=nb_id,
-                    at=time.time(),
-                    actor=actor,
-                    action=action,
-                    target=target,
-                    detail=json.dumps(detail if detail is not None else {}),
-                )
+            self.insert_audit(conn, nb_id, actor, action, target, detail)
+
+    @staticmethod
+    def insert_audit(conn: sa.Connection, nb_id: str, actor: str, action: str, target: str = "", detail: Any = None) -> None:
+        """:meth:`add_audit` through ``conn``, in the caller's transaction."""
+        conn.execute(
+            audit.insert().values(
+                notebook_id=nb_id,
+                at=time.time(),
+                actor=actor,
+                action=action,
+                target=target,
+                detail=json.dumps(detail if detail is not None else {}),
             )
+        )
 
     def list_audit(self, nb_id: str, *, before: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
         query = sa.select(audit).where(audit.c.notebook_id == nb_id)

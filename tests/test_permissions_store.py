@@ -29,7 +29,7 @@ from hub_collab.permissions import (
     UnknownObject,
     parse_acl,
 )
-from hub_collab.permissions.store import engine_url
+from hub_collab.permissions.store import engine_url, new_notebook_perms
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -398,3 +398,38 @@ def test_concurrent_writers(store: PermissionStore, db_url: str) -> None:
             assert fresh.access(BOB, "nb").cell_bits[cid] == want
     store.reload()
     assert store.cells("nb") == cells
+
+
+def test_a_notebook_created_with_its_cells_equals_one_made_cell_by_cell(db_url: str, store: PermissionStore) -> None:
+    """An import's permissions (all lines in the caller's one transaction, then taken in)
+    decide and read back exactly as a notebook whose cells were created one by one."""
+    cells = [f"c{i}" for i in range(5)]
+    store.create_notebook("one", "alice", "students", 0o1750, default_cell_mode=0o640)
+    for cid in cells:
+        store.create_cell("one", cid, "alice")
+    new = new_notebook_perms("two", "alice", cells, group="students", mode=0o1750, default_cell_mode=0o640)
+    assert store.engine is not None
+    with store.engine.begin() as conn:
+        new.insert(conn, store.table)
+    heard: list[str] = []
+    store.add_listener(heard.append)
+    store.add_new_notebook(new)
+    assert heard == []  # the listeners hear of it when it is announced
+    store.announce("two")
+    assert heard == ["two"]
+    assert store.notebook("two") == store.notebook("one")
+    assert store.default_cell("two") == store.default_cell("one")
+    assert store.cells("two") == store.cells("one")
+    people = [ALICE, BOB, Identity("carol", frozenset()), Identity("root", frozenset(), admin=True)]
+    for who in people:
+        assert store.access(who, "two").caps_json() == store.access(who, "one").caps_json()
+        for obj in [None, *cells]:
+            for bit in "rwx":
+                assert store.enforce(who, "two", obj, bit) == store.enforce(who, "one", obj, bit)
+    with PermissionStore(db_url) as fresh:  # another replica, from the database
+        assert fresh.cells("two") == store.cells("two")
+        assert fresh.notebook("two") == store.notebook("two")
+        for who in people:
+            assert fresh.access(who, "two").caps_json() == store.access(who, "one").caps_json()
+    with pytest.raises(ObjectExists):
+        store.add_new_notebook(new)

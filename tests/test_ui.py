@@ -10,8 +10,10 @@ leaves the repository as it was).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,6 +90,30 @@ def test_home_lists_creates_and_opens(as_user: Any, api: Any, collab: Any) -> No
     page.wait_for_selector(".cell .cm-content")
     page.keyboard.type("1 + 1")
     expect(page.locator(".cell .cm-content").first).to_have_text("1 + 1")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_an_import_shows_the_servers_refusal_and_creates_nothing(as_user: Any, api: Any, collab: Any, tmp_path: Path) -> None:
+    """Importing an .ipynb from the home page: the server's 413 and 400 messages (which
+    limit, which cell) are shown as they are; a good file opens as a notebook."""
+    over = notebook([{"id": "small", "source": "1"}, {"id": "big", "outputs": [{"output_type": "stream", "name": "stdout", "text": "x" * (2 * 1024 * 1024 + 1)}]}])
+    (tmp_path / "too big.ipynb").write_text(json.dumps(over))
+    bad = notebook([{"id": "a", "source": "1"}])
+    bad["cells"][0]["cell_type"] = "python"
+    (tmp_path / "bad type.ipynb").write_text(json.dumps(bad))
+    (tmp_path / "lecture.ipynb").write_text(json.dumps(notebook([{"id": "intro", "cell_type": "markdown", "source": "# Lecture"}])))
+    page = as_user("alice")
+    status = page.locator(".home-status")
+    page.set_input_files(".import-file", str(tmp_path / "too big.ipynb"))
+    expect(status).to_contain_text("Could not import “too big”: content.cells[1] (id 'big') is too large: its outputs hold", timeout=30_000)
+    expect(status).to_contain_text("(HubCollab.max_doc_bytes)")
+    page.set_input_files(".import-file", str(tmp_path / "bad type.ipynb"))
+    expect(status).to_contain_text("Could not import “bad type”: content.cells[0] is not valid nbformat v4", timeout=30_000)
+    names = [n["name"] for n in api("alice").call("GET", "api/notebooks")["notebooks"]]
+    assert "too big" not in names and "bad type" not in names
+    page.set_input_files(".import-file", str(tmp_path / "lecture.ipynb"))
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    expect(page.locator(".nb-title")).to_have_text("lecture")
     assert page.errors == []  # type: ignore[attr-defined]
 
 

@@ -26,6 +26,7 @@ from tornado import web
 
 from ..documents.session import Session
 from ..errors import BadRequest, CollabError, NotFound
+from ..fields import parse_json_object
 from ..handlers.base import BaseHandler
 from ..ids import check_id
 from ..permissions import InvalidId, UnknownObject
@@ -113,6 +114,10 @@ class APIHandler(BaseHandler):
 
     def json_body(self, *, max_bytes: int | None = None) -> dict[str, Any]:
         """The request body as a JSON object; 400/413/415 with a clear message otherwise."""
+        return parse_json_object(self.checked_body(max_bytes=max_bytes))
+
+    def checked_body(self, *, max_bytes: int | None = None) -> bytes:
+        """The request body, once its size and type are checked (413, 415); not parsed."""
         limit = max_bytes or self.collab.max_request_bytes
         body = self.request.body
         if len(body) > limit:
@@ -120,17 +125,7 @@ class APIHandler(BaseHandler):
         ctype = self.request.headers.get("Content-Type", "application/json").split(";")[0].strip()
         if ctype not in ("application/json", ""):
             raise CollabError(f"expected application/json, got {ctype!r}", status=415, code="unsupported_media_type")
-        if not body:
-            raise BadRequest("request body must be a JSON object", code="invalid_json")
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
-        except RecursionError as exc:
-            raise BadRequest("request body is nested too deeply", code="invalid_json") from exc
-        if not isinstance(data, dict):
-            raise BadRequest("request body must be a JSON object", code="invalid_json")
-        return data
+        return body
 
     def path_id(self, value: str, what: str) -> str:
         return check_id(value, what, not_found=True)

@@ -16,12 +16,11 @@ from tornado import web
 from ..documents.notebook import index_cells
 from ..documents.room import NotebookRoom
 from ..errors import BadRequest, Forbidden, NotFound
+from ..fields import GROUP_RE, group_field, mode_field
 from ..permissions.access import CELL_ACTIONS, Access, check_action
-from ..permissions.posix import PermissionSyntaxError, Perms, format_mode, parse_acl, parse_mode
+from ..permissions.posix import PermissionSyntaxError, Perms, format_mode, parse_acl
+from ..store import NotebookRecord
 from .base import APIHandler
-
-NAME_RE = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,255}$")
-GROUP_RE = re.compile(r"^[A-Za-z0-9._@+-]{0,128}$")
 
 
 class MeHandler(APIHandler):
@@ -69,17 +68,7 @@ class NotebookAPIHandler(APIHandler):
             raise BadRequest(f"unknown field(s): {names} (expected {', '.join(sorted(known))})", code="invalid_field")
 
     def parse_mode_field(self, body: dict[str, Any], key: str, current: int) -> int | None:
-        if key not in body:
-            return None
-        value = body[key]
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = format(value, "o")
-        if not isinstance(value, str):
-            raise BadRequest(f"{key} must be a string such as \"0750\" or \"u+w,g-w\"", code="invalid_mode")
-        try:
-            return parse_mode(value, current)
-        except PermissionSyntaxError as exc:
-            raise BadRequest(f"{key}: {exc}", code="invalid_mode") from exc
+        return mode_field(body, key, current)
 
     def parse_acl_field(self, body: dict[str, Any], key: str) -> Any:
         if key not in body:
@@ -93,12 +82,7 @@ class NotebookAPIHandler(APIHandler):
             raise BadRequest(f"{key}: {exc}", code="invalid_acl") from exc
 
     def parse_group_field(self, body: dict[str, Any], key: str = "group") -> str | None:
-        if key not in body:
-            return None
-        value = body[key]
-        if not isinstance(value, str) or not GROUP_RE.match(value):
-            raise BadRequest(f"{key} must be a Hub group name", code="invalid_group")
-        return value
+        return group_field(body, key)
 
     def require_chgrp(self, access: Access, old: str, new: str, what: str) -> None:
         """chgrp as in POSIX: whoever may chmod an object may give it to a group they are a
@@ -128,42 +112,32 @@ class NotebooksHandler(NotebookAPIHandler):
         self.write_json({"notebooks": out})
 
     async def post(self) -> None:
-        body = self.json_body()
-        name = body.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise BadRequest("name must be 1-255 characters, without control characters or slashes", code="invalid_name")
-        self.reject_unknown_fields(body, {"name", "content", "group", "mode", "default_cell_mode"})
-        group = self.parse_group_field(body) or ""
-        mode = self.parse_mode_field(body, "mode", 0o750)
-        default_cell_mode = self.parse_mode_field(body, "default_cell_mode", 0o775)
-        record = await self.collab.rooms.create_notebook(
-            self.me,
-            name,
-            body.get("content"),
-            group=group,
-            mode=0o750 if mode is None else mode,
-            default_cell_mode=0o775 if default_cell_mode is None else default_cell_mode,
-        )
-        await self.in_thread(self.collab.store.add_audit, record.id, self.me.name, "create", "notebook", {"name": name})
+        # The body is parsed, checked against the import limits and turned into docs in an
+        # import worker process (hub_collab.documents.importer), not here.
+        created = await self.collab.rooms.import_notebook(self.me, self.checked_body())
+        record = created.record
         self.set_header("Location", f"{self.collab.base_url}api/notebooks/{record.id}")
-        room = await self.collab.rooms.get(record.id)
-        self.write_json(self.notebook_model(room, room.compute_access_for(self.me)), status=201)
+        # the creator's rights on every cell: decided on a thread (thousands of cells)
+        access = await self.in_thread(self.collab.permissions.access, self.me, record.id)
+        self.write_json(self.notebook_model(record, created.cells, access, []), status=201)
 
-    def notebook_model(self, room: NotebookRoom, access: Access) -> dict[str, Any]:
-        perms = self.collab.permissions.notebook(room.id)
-        cells = []
-        for entry in index_cells(room.index):
-            cid = entry["id"]
-            cells.append({**entry, "readable": access.can("read_cell", cid)})
+    def notebook_model(
+        self, record: NotebookRecord, cells: list[dict[str, Any]], access: Access, presence: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """``GET api/notebooks/{id}``: metadata, ``cells`` (index entries), caps, presence."""
+        perms = self.collab.permissions.notebook(record.id)
         return {
-            **room.record.to_json(),
+            **record.to_json(),
             "owner": perms.owner,
             "group": perms.group,
             "mode": format_mode(perms.mode),
-            "cells": cells,
+            "cells": [{**entry, "readable": access.can("read_cell", entry["id"])} for entry in cells],
             "caps": access.caps_json(),
-            "presence": room.awareness.presence(),
+            "presence": presence,
         }
+
+    def room_model(self, room: NotebookRoom, access: Access) -> dict[str, Any]:
+        return self.notebook_model(room.record, index_cells(room.index), access, room.awareness.presence())
 
 
 class NotebookHandler(NotebooksHandler):
@@ -173,7 +147,7 @@ class NotebookHandler(NotebooksHandler):
 
     async def get(self, nb_id: str) -> None:  # type: ignore[override]
         room, access = await self.room_for(nb_id)
-        self.write_json(self.notebook_model(room, access))
+        self.write_json(self.room_model(room, access))
 
     async def delete(self, nb_id: str) -> None:
         room, _ = await self.room_for(nb_id)
