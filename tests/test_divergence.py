@@ -15,7 +15,8 @@ truncations the writers' updates arrive in.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -175,18 +176,54 @@ class Writer:
         return str(self.doc.get("source", type=Text))
 
 
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Callable[[Any], Any]]]:
+    """One in-process service (a real SQLite store, its import workers) on an event loop
+    of its own, shared by the examples: each example makes a notebook of its own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="diverge-loop", daemon=True)
+    thread.start()
+
+    def run(coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=120)
+
+    root = tmp_path_factory.mktemp("diverge")
+
+    async def make() -> World:
+        w = World(root)
+        await w.start()
+        return w
+
+    w = run(make())
+    try:
+        yield w, run
+    finally:
+        run(w.stop())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.data())
-def test_server_readers_and_store_never_diverge(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
-    asyncio.run(_diverge(tmp_path_factory.mktemp("diverge"), data))
+def test_server_readers_and_store_never_diverge(world: tuple[World, Callable[[Any], Any]], data: st.DataObject) -> None:
+    w, run = world
+    # drawn here (hypothesis draws on the test's thread), played on the service's loop
+    plan = data.draw(st.lists(STEP, min_size=1, max_size=25), label="steps")
+    run(_diverge(w, plan))
 
 
-async def _diverge(root: Path, data: st.DataObject) -> None:
-    world = World(root)
-    await world.start()
+ACTIONS = ["edit", "send", "gap", "dup", "merge", "truncate", "resync", "peek"]
+#: (writer 0/1, action, a number for a position or length, delete rather than insert, text)
+STEP = st.tuples(
+    st.integers(0, 1), st.sampled_from(ACTIONS), st.integers(0, 1 << 20), st.booleans(), st.text(ALPHABET, min_size=1, max_size=4)
+)
+
+
+async def _diverge(world: World, plan: list[tuple[int, str, int, bool, str]]) -> None:
+    record = await world.rooms.create_notebook(ALICE, "diverge", NOTEBOOK, group="students", mode=0o775)
+    room = await world.rooms.get(record.id)
     try:
-        record = await world.rooms.create_notebook(ALICE, "diverge", NOTEBOOK, group="students", mode=0o775)
-        room = await world.rooms.get(record.id)
         name = "cell:c0"
         writers = [Writer(ALICE, 101), Writer(BOB, 202)]
         reader = Writer(CAROL, 303)
@@ -206,18 +243,15 @@ async def _diverge(root: Path, data: st.DataObject) -> None:
                 if not w.outbox and not w.told_resync and not w.ahead:
                     assert w.text() == server
 
-        for _ in range(data.draw(st.integers(1, 25), label="steps")):
-            w = data.draw(st.sampled_from(writers), label="writer")
-            action = data.draw(
-                st.sampled_from(["edit", "send", "gap", "dup", "merge", "truncate", "resync", "peek"]), label="action"
-            )
+        for index, action, number, delete, chars in plan:
+            w = writers[index]
             text = w.doc.get("source", type=Text)
             if action == "edit":
-                if len(text) and data.draw(st.booleans()):
-                    start = data.draw(st.integers(0, len(text) - 1))
+                if len(text) and delete:
+                    start = number % len(text)
                     del text[start : start + 1]
                 else:
-                    text.insert(data.draw(st.integers(0, len(text))), data.draw(st.text(ALPHABET, min_size=1, max_size=4)))
+                    text.insert(number % (len(text) + 1), chars)
             elif action == "send" and w.outbox:
                 room.handle_frame(w.session, p.sync_update(name, w.outbox.pop(0)))
             elif action == "gap" and len(w.outbox) > 1:
@@ -229,7 +263,7 @@ async def _diverge(root: Path, data: st.DataObject) -> None:
                 del w.outbox[:2]
             elif action == "truncate" and w.outbox:
                 update = w.outbox[0]
-                room.handle_frame(w.session, p.sync_update(name, update[: data.draw(st.integers(1, len(update)))]))
+                room.handle_frame(w.session, p.sync_update(name, update[: 1 + number % len(update)]))
             elif action == "peek":
                 # the writer learns the other's undelivered edits past the server (or
                 # predicts them, as an attacker may): its next edits refer to items the
@@ -258,4 +292,4 @@ async def _diverge(root: Path, data: st.DataObject) -> None:
                 rebuilt.apply_update(update)
             assert str(rebuilt.get("source", type=Text)) == str(room.docs[name].get("source", type=Text))
     finally:
-        await world.stop()
+        await world.rooms.unload(room)
