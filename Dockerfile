@@ -58,7 +58,7 @@ COPY --from=frontend /src/hub_collab/static/dist/ hub_collab/static/dist/
 RUN pip wheel --quiet --no-deps --no-build-isolation --wheel-dir /wheels/app . \
     && python3.11 -m zipfile -l /wheels/app/hub_collab-*.whl | grep -q 'hub_collab/static/dist/app.js '
 
-# -- the virtualenv, made by the runtime base's own Python ---------------------------------
+# -- the virtualenv with the dependencies, made by the runtime base's own Python ----------
 FROM ${RUNTIME_BASE} AS venv
 # pip runs from its wheel (python pip.whl/pip) and is not installed: the image has no pip
 COPY --from=wheels /wheels/pip/ /wheels/pip/
@@ -70,10 +70,15 @@ RUN set -e; \
     # casbin's wheel (1.43) carries a stray copy of npm's node-gyp and a release tool as
     # site-packages/node_modules, which nothing imports: no npm in the image
     rm -rf /opt/hub-collab/lib/python3.11/site-packages/node_modules
+
+# -- hub-collab itself, installed into that venv under /app (its own layer below: ---------
+# a change of hub-collab does not copy the dependencies again)
+FROM venv AS app
 COPY --from=wheels /wheels/app/ /wheels/app/
 RUN set -e; \
     pip=$(echo /wheels/pip/pip-*.whl)/pip; \
-    /opt/hub-collab/bin/python "$pip" install --quiet --no-index --no-deps /wheels/app/*.whl; \
+    /opt/hub-collab/bin/python "$pip" install --quiet --no-index --no-deps --root /app /wheels/app/*.whl; \
+    cp -a /app/. /; \
     /opt/hub-collab/bin/python "$pip" check; \
     /opt/hub-collab/bin/hub-collab --version
 
@@ -92,6 +97,7 @@ RUN groupadd --gid "${UID}" hub-collab \
        --shell /usr/sbin/nologin --comment "hub-collab service" hub-collab \
     && install -d -o "${UID}" -g "${UID}" -m 0700 /srv/hub-collab
 COPY --from=venv /opt/hub-collab/ /opt/hub-collab/
+COPY --from=app /app/opt/hub-collab/ /opt/hub-collab/
 ENV PATH=/opt/hub-collab/bin:$PATH \
     HUB_COLLAB_DATA_DIR=/srv/hub-collab \
     PYTHONUNBUFFERED=1
