@@ -9,9 +9,10 @@
 # comes in as the build secret `cacerts` (podman/docker build --secret id=cacerts,src=FILE);
 # it is never stored in a layer.
 #
-# Stages: frontend (npm ci + esbuild) -> wheels (hub-collab's wheel and its dependencies')
-# -> venv (installed on the runtime base) -> the runtime image: Python 3.11, the venv,
-# tini, a non-root user; no compiler, no Node.js, no npm, no pip.
+# Stages: frontend (npm ci + esbuild), requirements (from setup.cfg) -> wheels (the
+# dependencies', then hub-collab's with the front end) -> venv (the dependencies, on the
+# runtime base) -> app (hub-collab) -> the runtime image: Python 3.11, the venv, tini, a
+# non-root user; no compiler, no Node.js, no npm, no pip.
 
 ARG BUILD_BASE=localhost/hub-collab-build:bookworm
 ARG RUNTIME_BASE=localhost/hub-collab-runtime:bookworm
