@@ -38,7 +38,7 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Bytes, Dict, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Application, catch_config_error
 
-from . import __version__
+from . import __version__, logs
 from .apihandlers import base as api_base
 from .apihandlers import chat as api_chat
 from .apihandlers import health as api_health
@@ -51,6 +51,7 @@ from .commands import CommandRegistry, Dispatcher
 from .documents import structure
 from .documents.rooms import RoomManager
 from .handlers import pages, ws
+from .handlers.base import log_request
 from .hubapi import GroupDirectory
 from .hubservers import HubServers
 from .kernels.commands import register_commands as register_kernel_commands
@@ -70,6 +71,10 @@ from .services import Services
 from .store import Store, UpdateLog, make_engine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+LOG_FORMATS = ("text", "json")
+#: the text format (traitlets' console format)
+TEXT_LOG_FORMAT = "[%(name)s]%(highlevel)s %(message)s"
 
 
 def _env(*names: str, default: str = "") -> str:
@@ -487,6 +492,26 @@ class HubCollab(Application):
         the execution ends with `kernel_start_failed` and a notice in the cell.""",
     ).tag(config=True)
 
+    log_format = Unicode(
+        help="""How log lines are written: `text` (for people) or `json` (one JSON object per
+        line, for a log collector: timestamp, level, logger, message and, when known, the
+        request id (one per HTTP request or WebSocket connection), the user and the notebook).
+        Every audit entry is also logged (logger `hub_collab.audit`, with actor, action,
+        target, notebook and detail) in both formats, whatever the log level.
+        Default: $HUB_COLLAB_LOG_FORMAT, else `text`.""",
+    ).tag(config=True)
+
+    @default("log_format")
+    def _default_log_format(self) -> str:
+        return _env("HUB_COLLAB_LOG_FORMAT", default="text")
+
+    @validate("log_format")
+    def _log_format(self, proposal: Any) -> str:
+        value = str(proposal.value)
+        if value not in LOG_FORMATS:
+            raise ValueError(f"log_format must be 'text' or 'json', got {value!r}")
+        return value
+
     # -- runtime state --------------------------------------------------------------------
     sessions_opened = 0
 
@@ -495,9 +520,9 @@ class HubCollab(Application):
         super().initialize(argv)
         if self.subapp is not None:
             return
-        self.init_logging()
         if os.path.exists(self.config_file) or self._config_given(argv):
             self.load_config_file(self.config_file)
+        self.init_logging()
         if self.generate_config:
             return
         self.init_data_dir()
@@ -516,13 +541,45 @@ class HubCollab(Application):
         args = argv if argv is not None else sys.argv[1:]
         return any(a in ("-f", "--config") or a.startswith(("--f=", "--config=", "-f=")) for a in args)
 
+    def get_default_logging_config(self) -> dict[str, Any]:
+        """traitlets' console handler, with ``log_format``'s formatter and the context filter."""
+        config: dict[str, Any] = super().get_default_logging_config()
+        formatter = config.get("formatters", {}).get("console")
+        if formatter is not None:
+            if self.log_format == "json":
+                config["formatters"]["console"] = {"()": "hub_collab.logs.JSONFormatter"}
+            else:
+                formatter["format"] = TEXT_LOG_FORMAT
+        handler = config.get("handlers", {}).get("console")
+        if handler is not None:
+            config.setdefault("filters", {})["context"] = {"()": "hub_collab.logs.ContextFilter"}
+            handler["filters"] = ["context"]
+        return config
+
     def init_logging(self) -> None:
+        """Our loggers, tornado's and the root logger (libraries, warnings) write through
+        the application's handler; audit lines through one of their own, at any log level."""
         self.log.propagate = False
+        handlers = self.log.handlers
         for name in ("hub_collab", "tornado.access", "tornado.application", "tornado.general"):
             logger = logging.getLogger(name)
-            logger.handlers = self.log.handlers
+            logger.handlers = handlers
             logger.setLevel(self.log_level)  # type: ignore[arg-type]
             logger.propagate = False
+        root = logging.getLogger()
+        if not root.handlers:  # (a program that embeds the service keeps its own)
+            root.handlers = handlers
+        if self.log_format == "json":
+            logging.captureWarnings(True)  # a warning is a JSON line too
+        audit = logging.getLogger(logs.AUDIT_LOGGER)
+        audit.propagate = False
+        audit.setLevel(logging.INFO)
+        audit.handlers = []
+        for console in handlers[:1]:
+            handler = logging.StreamHandler(getattr(console, "stream", sys.stderr))
+            handler.setFormatter(console.formatter)
+            handler.addFilter(logs.ContextFilter())
+            audit.addHandler(handler)
 
     def init_data_dir(self) -> None:
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
@@ -656,7 +713,8 @@ class HubCollab(Application):
                 raise ValueError("kernel_provider 'hub' needs the service's Hub API token")
             servers = HubServers(self.hub_api_url, self.hub_public_url, service_token=True)
             return HubProvider(servers, self.api_token, start_timeout=self.server_start_timeout)
-        return LocalProvider()
+        # in JSON logs, a kernel's own stdout/stderr would be lines that are not JSON
+        return LocalProvider(output_files=self.log_format == "json")
 
     def init_bus(self) -> None:
         self.bus = make_bus(self.redis_url, self.replica_id, prefix=self.redis_prefix)
@@ -728,6 +786,7 @@ class HubCollab(Application):
             "websocket_max_message_size": 2 * self.max_message_size,
             "websocket_ping_interval": 30,
             "xsrf_cookies": False,  # HubOAuth checks _xsrf on cookie-authenticated state changes
+            "log_function": log_request,
         }
         self.web_app = web.Application(handlers, **self.tornado_settings)
 

@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from . import logs
 from .schema import (
     audit,
     doc_checkpoints,
@@ -370,6 +371,7 @@ class Store:
     # -- audit ------------------------------------------------------------------------
 
     def add_audit(self, nb_id: str, actor: str, action: str, target: str = "", detail: Any = None) -> None:
+        """Record an audit entry; once stored, it is also logged (``hub_collab.audit``)."""
         with self.engine.begin() as conn:
             conn.execute(
                 audit.insert().values(
@@ -381,6 +383,7 @@ class Store:
                     detail=json.dumps(detail if detail is not None else {}),
                 )
             )
+        logs.audit(nb_id, actor, action, target, detail)
 
     def list_audit(self, nb_id: str, *, before: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
         query = sa.select(audit).where(audit.c.notebook_id == nb_id)

@@ -24,6 +24,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from .. import logs
 from ..documents.room import NotebookRoom
 from ..documents.session import Session
 from ..errors import NotFound
@@ -91,6 +92,7 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
             raise web.HTTPError(403, "authentication required")
         try:
             nb_id = check_id(nb_id, "notebook", not_found=True)
+            logs.bind(notebook=nb_id)  # for this connection's lifetime
             room = await self.collab.rooms.get(nb_id)
         except NotFound:
             raise web.HTTPError(404, "no such notebook") from None
