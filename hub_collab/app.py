@@ -75,6 +75,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LOG_FORMATS = ("text", "json")
 #: the text format (traitlets' console format)
 TEXT_LOG_FORMAT = "[%(name)s]%(highlevel)s %(message)s"
+#: seconds start-up waits for the first answer of Redis before it goes on degraded
+BUS_START_TIMEOUT = 10.0
 
 
 def _env(*names: str, default: str = "") -> str:
@@ -514,6 +516,8 @@ class HubCollab(Application):
 
     # -- runtime state --------------------------------------------------------------------
     sessions_opened = 0
+    #: True once start_service has finished: stores open, bus connected or degraded
+    started = False
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -805,9 +809,20 @@ class HubCollab(Application):
                 room.refresh_all()
 
     async def start_service(self) -> None:
-        """Open the store's writer, the group directory and the HTTP server."""
+        """Listen, then open the store's writer, the bus and the group directory.
+
+        The HTTP server listens first, so that the probes answer while the rest starts
+        (``api/health/live`` 200, ``api/health/startup`` and ``api/health`` 503); every
+        other request is answered 503 until :attr:`started`.
+        """
+        # tornado drops the connection past max_body_size; leave room for the handlers'
+        # own check, which answers 413 JSON
+        self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=2 * self.max_request_bytes)
+        self.http_server.listen(self.port, self.ip)
+        self.log.info("hub-collab %s listening on http://%s:%s%s; starting", __version__, self.ip, self.port, self.base_url)
         self.update_log.start()
         await self.bus.start()
+        await self.bus.wait_started(BUS_START_TIMEOUT)
         await self.replicator.start()
         self.rooms.start()
         self.kernels.start()
@@ -817,12 +832,9 @@ class HubCollab(Application):
             except Exception as exc:
                 self.log.warning("Hub groups not available yet (%s); retrying in the background", exc)
             self.groups.start()
-        # tornado drops the connection past max_body_size; leave room for the handlers'
-        # own check, which answers 413 JSON
-        self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=2 * self.max_request_bytes)
-        self.http_server.listen(self.port, self.ip)
-        self.log.info("hub-collab %s listening on http://%s:%s%s", __version__, self.ip, self.port, self.base_url)
         self._settle_heap()
+        self.started = True
+        self.log.info("hub-collab started")
 
     @staticmethod
     def _settle_heap() -> None:
@@ -840,6 +852,7 @@ class HubCollab(Application):
 
     async def stop_service(self) -> None:
         """Stop accepting, then persist everything: nothing acknowledged is lost."""
+        self.started = False
         if getattr(self, "http_server", None) is not None:
             self.http_server.stop()
         for room in list(self.rooms.rooms.values()):

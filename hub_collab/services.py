@@ -42,6 +42,8 @@ class Services(Protocol):
     kernel_provider: str
     #: WebSocket sessions opened since start (tests and benchmarks read it)
     sessions_opened: int
+    #: start-up has finished (the probes and the start-up gate read it)
+    started: bool
 
     engine: Engine
     store: Store

@@ -78,6 +78,7 @@ __all__ = [
     "USERS",
     "BrowserSession",
     "CollabService",
+    "DirectService",
     "Hub",
     "NotRootError",
     "Process",
@@ -715,6 +716,57 @@ class CollabService:
 
     def tail(self, lines: int = 60) -> str:
         return self.process.tail(lines) if self.process else ""
+
+
+class DirectService(CollabService):
+    """Another hub-collab process of the same Hub, on a port of its own and reached only
+    directly (``direct_url``: the Hub's proxy routes ``collab`` to the session's service),
+    with a SQLite database of its own: for a test that starts the service with other
+    settings (its own Redis, metrics off...) beside the session's one.
+
+    :meth:`launch` starts the process and returns; :meth:`wait_started` waits until
+    ``api/health/startup`` answers 200 (so it works with Redis down too).
+    """
+
+    def __init__(self, hub: Hub, data_dir: Path, *, extra_args: Iterable[str] = (), port: int | None = None) -> None:
+        super().__init__(hub, data_dir, extra_args=extra_args)
+        self.port = port or free_port()
+        self.direct_url = f"http://127.0.0.1:{self.port}{hub.collab_prefix}"
+        self.public_url = self.direct_url
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{self.port}"
+        return env
+
+    def start(self) -> None:
+        self.launch()
+        self.wait_started()
+
+    def launch(self) -> None:
+        self.process = Process(
+            "hub-collab-direct", self.argv(), env=self.env(), cwd=self.data_dir, log_path=self.log_path
+        )
+        self.process.start()
+
+    def wait_started(self) -> None:
+        process = self.process
+        assert process is not None, "launch() first"
+
+        def started() -> bool:
+            process.check_alive()
+            try:
+                resp = requests.get(self.direct_url + "api/health/startup", timeout=2)
+            except requests.ConnectionError as exc:
+                raise AssertionError(str(exc)) from None
+            assert resp.status_code == 200, f"api/health/startup: {resp.status_code} {resp.text[:200]}"
+            return True
+
+        try:
+            wait_until(started, timeout=self.start_timeout, what="hub-collab (direct)", on_timeout=process.tail)
+        except BaseException:
+            process.stop()
+            raise
 
 
 class BrowserSession(requests.Session):

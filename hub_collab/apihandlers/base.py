@@ -49,6 +49,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
     500: "internal_error",
+    503: "unavailable",
 }
 
 

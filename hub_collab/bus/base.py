@@ -83,5 +83,11 @@ class Bus(abc.ABC):
     async def ping(self) -> bool:
         """True if the bus is reachable now."""
 
+    async def wait_started(self, timeout: float) -> bool:
+        """Wait until the first connection attempt after :meth:`start` has ended (at most
+        ``timeout`` seconds); True if it connected. False means the service runs degraded
+        (local editing only) and the bus keeps retrying."""
+        return True
+
     def on_reconnect(self, handler: ReconnectHandler) -> None:
         self.reconnect_handlers.append(handler)

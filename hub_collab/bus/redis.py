@@ -62,6 +62,7 @@ class RedisBus(Bus):
         self.connected = False
         self._active: set[str] = set()
         self._active_changed = asyncio.Event()
+        self._attempted = asyncio.Event()
 
     @property
     def distributed(self) -> bool:
@@ -150,6 +151,7 @@ class RedisBus(Bus):
                 subscribed: set[str] = set()
                 await self._pubsub.subscribe(self.key("__replicas__"))
                 self.connected = True
+                self._attempted.set()
                 if not first:
                     log.info("reconnected to Redis; catching up")
                     for handler in list(self.reconnect_handlers):
@@ -198,11 +200,21 @@ class RedisBus(Bus):
             except (RedisError, OSError) as exc:
                 if self.connected:
                     log.warning("lost Redis (%s); local editing goes on, retrying", exc)
+                elif not self._attempted.is_set():
+                    log.warning("cannot reach Redis (%s); starting degraded (local editing only), retrying", exc)
                 self.connected = False
+                self._attempted.set()
                 self._active.clear()
                 await self._close_pubsub()
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
+
+    async def wait_started(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._attempted.wait(), timeout)
+        except TimeoutError:
+            log.warning("no answer from Redis within %g s; starting degraded, retrying", timeout)
+        return self.connected
 
     # -- leases ----------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ directory, never from the request.
 Every request (and every WebSocket connection) gets a request id, sent back in
 ``X-Request-Id`` and carried by every log line logged while handling it
 (:mod:`hub_collab.logs`); an upstream ``X-Request-Id`` that is a plain token is
-kept.
+kept. Until the service has started, every request but the probes is answered 503.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
     #: log successful requests at debug level, others at info (probes and scrapes come
     #: every few seconds; their answer says what is wrong)
     quiet_access_log: bool = False
+    #: answered 503 because the service has not started yet
+    refused_while_starting: bool = False
 
     @property
     def hub_auth(self) -> Any:  # type: ignore[override]
@@ -60,6 +62,8 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
         # (also after an error cleared the headers)
         if self.request_id:
             self.set_header("X-Request-Id", self.request_id)
+        if self.refused_while_starting:
+            self.set_header("Retry-After", "1")
 
     def bind_request(self) -> None:
         """Give this request its id and start its log context (user and notebook unknown yet)."""
@@ -85,7 +89,15 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
 
     async def prepare(self) -> None:  # type: ignore[override]
         self.bind_request()
+        if not self.collab.started:
+            self.refused_while_starting = True
+            raise web.HTTPError(503, "the service is starting")
         await self.resolve_user()
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if self.refused_while_starting:
+            return  # expected; the access line says it
+        super().log_exception(typ, value, tb)
 
     @property
     def identity(self) -> Identity | None:
@@ -101,13 +113,15 @@ def log_request(handler: web.RequestHandler) -> None:
     Its path is logged without the query string, which may hold a token; its status,
     method, path and duration are fields of the JSON line too. A handler with
     ``quiet_access_log`` (probes, scrapes) logs success at debug level and anything else
-    at info.
+    at info; a request refused while the service starts is logged at info.
     """
     status = handler.get_status()
     request = handler.request
     ms = 1000.0 * request.request_time()
     if getattr(handler, "quiet_access_log", False):
         level = logging.DEBUG if status < 400 else logging.INFO
+    elif getattr(handler, "refused_while_starting", False):
+        level = logging.INFO
     elif status >= 500:
         level = logging.ERROR
     elif status >= 400:
