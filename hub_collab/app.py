@@ -43,6 +43,7 @@ from .apihandlers import base as api_base
 from .apihandlers import chat as api_chat
 from .apihandlers import health as api_health
 from .apihandlers import kernels as api_kernels
+from .apihandlers import metrics as api_metrics
 from .apihandlers import notebooks as api_notebooks
 from .bus import make_bus
 from .chat import MAX_PAGE_SIZE, ChatService
@@ -62,6 +63,7 @@ from .kernels.provider import KernelProvider, LocalProvider
 from .kernels.remote import RemoteProvider
 from .kernels.resources import KernelResources
 from .lifecycle import NotebookLifecycle
+from .metrics import Metrics
 from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
 from .permissions.store import PermissionStore
@@ -494,6 +496,20 @@ class HubCollab(Application):
         the execution ends with `kernel_start_failed` and a notice in the cell.""",
     ).tag(config=True)
 
+    metrics_enabled = Bool(
+        True,
+        help="""Collect Prometheus metrics and serve them at `{base_url}metrics`
+        (docs/operations.md lists them). Off: nothing is counted and that URL answers 404.""",
+    ).tag(config=True)
+
+    authenticate_prometheus = Bool(
+        True,
+        help="""Require a Hub login for `{base_url}metrics`, as JupyterHub does for its own: a
+        Hub API token (or login) whose scopes include `read:metrics`, or a Hub admin. Turn it
+        off only where the network keeps everyone but the scraper away from the service's
+        port (a Kubernetes NetworkPolicy): the metrics are then open to whoever reaches it.""",
+    ).tag(config=True)
+
     log_format = Unicode(
         help="""How log lines are written: `text` (for people) or `json` (one JSON object per
         line, for a log collector: timestamp, level, logger, message and, when known, the
@@ -518,6 +534,7 @@ class HubCollab(Application):
     sessions_opened = 0
     #: True once start_service has finished: stores open, bus connected or degraded
     started = False
+    metrics: Metrics | None = None
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -532,6 +549,7 @@ class HubCollab(Application):
         self.init_data_dir()
         self.init_secrets()
         self.init_hub_auth()
+        self.init_metrics()
         self.init_store()
         self.init_bus()
         self.init_kernels()
@@ -585,6 +603,10 @@ class HubCollab(Application):
             handler.addFilter(logs.ContextFilter())
             audit.addHandler(handler)
 
+    def init_metrics(self) -> None:
+        """The metrics registry of this application (none if ``metrics_enabled`` is off)."""
+        self.metrics = Metrics() if self.metrics_enabled else None
+
     def init_data_dir(self) -> None:
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
 
@@ -630,7 +652,7 @@ class HubCollab(Application):
             self.db_url, engine=self.engine, policies_dir=self.policies_dir or None
         )
         self.permissions.start()
-        self.update_log = UpdateLog(self.store)
+        self.update_log = UpdateLog(self.store, metrics=self.metrics)
         self.rooms = RoomManager(
             self.store,
             self.update_log,
@@ -639,6 +661,7 @@ class HubCollab(Application):
             max_cells=self.max_cells,
             checkpoint_every=self.checkpoint_every,
             idle_unload_seconds=self.idle_unload_seconds,
+            metrics=self.metrics,
         )
 
     def init_schema(self) -> None:
@@ -686,6 +709,7 @@ class HubCollab(Application):
             max_kernels_per_user=self.max_kernels_per_user,
             max_queued_per_user=self.max_queued_per_user,
             max_queued_per_notebook=self.max_queued_per_notebook,
+            metrics=self.metrics,
         )
 
     def make_kernel_resources(self) -> KernelResources:
@@ -721,13 +745,14 @@ class HubCollab(Application):
         return LocalProvider(output_files=self.log_format == "json")
 
     def init_bus(self) -> None:
-        self.bus = make_bus(self.redis_url, self.replica_id, prefix=self.redis_prefix)
+        self.bus = make_bus(self.redis_url, self.replica_id, prefix=self.redis_prefix, metrics=self.metrics)
         self.replicator = Replicator(
             self.bus,
             self.rooms,
             self.permissions,
             lease_ttl=self.lease_ttl,
             catchup_interval=self.catchup_interval,
+            metrics=self.metrics,
         )
 
     def init_commands(self) -> None:
@@ -760,6 +785,7 @@ class HubCollab(Application):
         5. Permission changes: the rooms (``index`` mirror, every session's ``caps``),
            then the other replicas (they reload the notebook's policies).
         6. Hub group changes: the connected sessions' rights.
+        7. Metrics: the state gauges are read from the rooms and the kernel service.
         """
         self.rooms.observe(self.replicator)
         self.rooms.observe(self.kernels)
@@ -770,11 +796,13 @@ class HubCollab(Application):
         self.permissions.add_listener(self.rooms.permissions_changed)
         self.permissions.add_listener(self.replicator.permissions_changed)
         self.groups.listeners.append(self._groups_changed)
+        if self.metrics is not None:
+            self.metrics.watch(rooms=self.rooms, kernels=self.kernels)
 
     def init_tornado(self) -> None:
         prefix = self.base_url
         handlers: list[Any] = []
-        for module in (pages, ws, api_notebooks, api_chat, api_kernels, api_health):
+        for module in (pages, ws, api_notebooks, api_chat, api_kernels, api_health, api_metrics):
             for route in module.default_handlers:
                 handlers.append((url_path_join(prefix, route[0]) if route[0] else prefix, *route[1:]))
         handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}))
@@ -820,6 +848,8 @@ class HubCollab(Application):
         self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=2 * self.max_request_bytes)
         self.http_server.listen(self.port, self.ip)
         self.log.info("hub-collab %s listening on http://%s:%s%s; starting", __version__, self.ip, self.port, self.base_url)
+        if self.metrics is not None:
+            self.metrics.start()
         self.update_log.start()
         await self.bus.start()
         await self.bus.wait_started(BUS_START_TIMEOUT)
@@ -868,6 +898,8 @@ class HubCollab(Application):
         self.chat.stop()
         self.permissions.stop()
         self.store.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
 
     def write_config_file(self) -> None:
         if os.path.exists(self.config_file):

@@ -56,6 +56,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXTRA_USERS = ["dave", "eve"]
 #: The test-only service that administers users, groups and tokens.
 ADMIN_SERVICE = "test-admin"
+#: A test-only service holding only ``read:metrics``, as a deployment grants its Prometheus.
+METRICS_SERVICE = "test-prometheus"
 ADMIN_SERVICE_SCOPES = [
     "admin:users",
     "admin:groups",
@@ -79,6 +81,7 @@ __all__ = [
     "BrowserSession",
     "CollabService",
     "DirectService",
+    "METRICS_SERVICE",
     "Hub",
     "NotRootError",
     "Process",
@@ -273,6 +276,8 @@ class Hub:
         self.collab_prefix = f"/services/{SERVICE_NAME}/"
         self.collab_api_token = secrets.token_hex(32)
         self.admin_token = secrets.token_hex(32)
+        #: the API token of :data:`METRICS_SERVICE` (scopes: ``read:metrics`` only)
+        self.metrics_token = secrets.token_hex(32)
         self.start_timeout = start_timeout
         self._tokens: dict[tuple[str, tuple[str, ...] | None], str] = {}
         self.config_path = self.root / "jupyterhub_config.py"
@@ -298,6 +303,14 @@ class Hub:
                 "description": "tests: manage users, groups and tokens",
                 "scopes": list(ADMIN_SERVICE_SCOPES),
                 "services": [ADMIN_SERVICE],
+            }
+        )
+        service_roles.append(
+            {
+                "name": METRICS_SERVICE,
+                "description": "tests: a Prometheus scraper",
+                "scopes": ["read:metrics"],
+                "services": [METRICS_SERVICE],
             }
         )
         return {
@@ -329,6 +342,7 @@ class Hub:
                     "timeout": 1,
                 },
                 {"name": ADMIN_SERVICE, "api_token": self.admin_token},
+                {"name": METRICS_SERVICE, "api_token": self.metrics_token},
             ],
             "JupyterHub.default_url": self.collab_prefix,
         }

@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 from tornado import web
 
-from hub_collab.apihandlers import chat, health, kernels, notebooks
+from hub_collab.apihandlers import chat, health, kernels, metrics, notebooks
 from hub_collab.apihandlers.base import APIHandler
 from hub_collab.chat import register_commands as register_chat
 from hub_collab.commands import CommandRegistry, command_table
@@ -35,7 +35,7 @@ def _route_text(pattern: str) -> str:
 def test_every_route_is_in_the_rest_reference():
     rest = re.sub(r"\{[a-z_]+\}", "{}", (DOCS / "rest.md").read_text())
     protocol = (DOCS / "protocol.md").read_text()
-    for module in (notebooks, chat, kernels, health, ws):
+    for module in (notebooks, chat, kernels, health, metrics, ws):
         for route in module.default_handlers:
             path = _route_text(route[0]).replace("{}/kernel/{}", "{}/kernel/interrupt")
             where = protocol if module is ws else rest

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import NotFound
 from ..ids import new_id
+from ..metrics import Metrics, RoomCensus
 from ..permissions.access import Access, Identity
 from ..permissions.store import PermissionStore
 from ..store import NotebookRecord, Store, UpdateLog
@@ -57,6 +58,7 @@ class RoomManager:
         checkpoint_every: int = 2000,
         idle_unload_seconds: float = 300.0,
         housekeeping_interval: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.update_log = update_log
@@ -66,6 +68,8 @@ class RoomManager:
         self.checkpoint_every = checkpoint_every
         self.idle_unload_seconds = idle_unload_seconds
         self.housekeeping_interval = housekeeping_interval
+        #: handed to every room (None: metrics are off)
+        self.metrics = metrics
         self.rooms: dict[str, NotebookRoom] = {}
         self._loading: dict[str, asyncio.Future[NotebookRoom]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -95,6 +99,15 @@ class RoomManager:
         self._task = None
         for room in list(self.rooms.values()):
             await self.unload(room)
+
+    def census(self) -> RoomCensus:
+        """Rooms loaded, docs they hold, sessions connected (read at each metrics scrape)."""
+        rooms = list(self.rooms.values())
+        return RoomCensus(
+            rooms=len(rooms),
+            docs=sum(len(room.docs) for room in rooms),
+            connections=sum(len(room.sessions) for room in rooms),
+        )
 
     async def _housekeeping(self) -> None:
         while True:
@@ -156,7 +169,12 @@ class RoomManager:
         await self.update_log.flush()
         persisted, ids = await loop.run_in_executor(None, self.store.load_docs, nb_id)
         room = NotebookRoom(
-            record, self.permissions, self.update_log, max_doc_bytes=self.max_doc_bytes, observers=self.observers
+            record,
+            self.permissions,
+            self.update_log,
+            max_doc_bytes=self.max_doc_bytes,
+            observers=self.observers,
+            metrics=self.metrics,
         )
         room.load(persisted)
         room.merged_upto = max(ids, default=0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlparse
@@ -109,6 +110,7 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
     def open(self, nb_id: str) -> None:  # type: ignore[override]
         self.set_nodelay(True)
         room, session = self.room, self.session
+        session.opened_at = time.perf_counter()  # the join time runs until its first sync is answered
         client_epoch = self.get_argument("epoch", "")
         session.send_json(
             {

@@ -44,6 +44,8 @@ log = logging.getLogger("hub_collab.kernels")
 
 #: kernel states sent to clients (``{"type": "kernel", "state": ...}``)
 STATES = ("starting", "idle", "busy", "dead", "restarting", "shutdown")
+#: how an execution ends (``Execution.done``); ``unknown``: it ended while no service listened
+END_STATUSES = ("ok", "error", "interrupted", "aborted", "kernel_died", "kernel_start_failed", "unknown")
 #: finished executions whose late output (background threads) is still routed
 RECENT_EXECUTIONS = 64
 #: seconds to wait for the IOPub ``idle`` of an execution once its reply has arrived
@@ -86,7 +88,7 @@ class Execution:
     idle_seen: bool = False
     interrupted: bool = False
     execution_count: int | None = None
-    #: resolves with the final status: ok, error, interrupted, aborted, kernel_died, kernel_start_failed
+    #: resolves with the final status, one of END_STATUSES
     done: asyncio.Future[str] = field(default_factory=_new_future)
 
     @property
