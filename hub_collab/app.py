@@ -527,7 +527,10 @@ class HubCollab(Application):
     def _log_format(self, proposal: Any) -> str:
         value = str(proposal.value)
         if value not in LOG_FORMATS:
-            raise ValueError(f"log_format must be 'text' or 'json', got {value!r}")
+            raise ValueError(
+                f"log_format must be 'text' or 'json', got {value!r} (HubCollab's own setting, which"
+                " replaces traitlets' format string: a c.Application.log_format sets it too)"
+            )
         return value
 
     # -- runtime state --------------------------------------------------------------------
