@@ -8,7 +8,8 @@
   (``LocalProcessSpawner``, named servers allowed) as real Unix users, which
   :func:`ensure_unix_user` creates. Needs root.
 - :class:`CollabService`: the hub-collab process, started by the tests with the
-  environment a Hub gives a service.
+  environment a Hub gives a service; :class:`DirectService`: another one beside it, on
+  its own port (other settings: its own Redis, metrics off...).
 - :func:`browser_login`: the OAuth login exactly as a browser does it.
 - :func:`wait_until`: poll with a deadline (never a fixed sleep).
 """
