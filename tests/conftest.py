@@ -8,7 +8,8 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
     (group ``students``), admin (Hub admin), dave and eve (no group). hub-collab is
     its *external* service ``collab``; every user may access it.
     ``hub.url`` (public, through the proxy), ``hub.api_url``,
-    ``hub.token(user, scopes=None) -> str`` (cached), ``hub.api(method, path, ...)``
+    ``hub.token(user, scopes=None) -> str`` (cached), ``hub.metrics_token`` (the service
+    ``test-prometheus``: the scope ``read:metrics`` only), ``hub.api(method, path, ...)``
     (as the ``test-admin`` service), ``hub.create_user(name)``,
     ``hub.set_groups(group, users)``, ``hub.add_to_group(group, user)``,
     ``hub.remove_from_group(group, user)``, ``hub.reset_groups()``, ``hub.group(name)``,

@@ -16,6 +16,7 @@ route's methods declare one and that docs/rest.md shows it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from tornado import web
 
+from .. import logs
 from ..documents.session import Session
 from ..errors import BadRequest, CollabError, NotFound
 from ..fields import parse_json_object
@@ -48,6 +50,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
     500: "internal_error",
+    503: "unavailable",
 }
 
 
@@ -105,8 +108,10 @@ class APIHandler(BaseHandler):
         return ident
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking call (a database read or write) off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        """Run a blocking call (a database read or write) off the event loop, in this
+        request's log context (an audit line written there carries its request id)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(None, context.run, fn, *args)
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -128,7 +133,10 @@ class APIHandler(BaseHandler):
         return body
 
     def path_id(self, value: str, what: str) -> str:
-        return check_id(value, what, not_found=True)
+        checked = check_id(value, what, not_found=True)
+        if what == "notebook":
+            logs.bind(notebook=checked)
+        return checked
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -20,8 +20,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .. import logs
 from ..errors import NotFound
 from ..ids import new_id
+from ..metrics import Metrics, RoomCensus
 from ..permissions.access import Access, Identity
 from ..permissions.store import PermissionStore, new_notebook_perms
 from ..store import NotebookRecord, Store, UpdateLog
@@ -61,6 +63,7 @@ class RoomManager:
         checkpoint_every: int = 2000,
         idle_unload_seconds: float = 300.0,
         housekeeping_interval: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.update_log = update_log
@@ -85,6 +88,8 @@ class RoomManager:
         self.checkpoint_every = checkpoint_every
         self.idle_unload_seconds = idle_unload_seconds
         self.housekeeping_interval = housekeeping_interval
+        #: handed to every room (None: metrics are off)
+        self.metrics = metrics
         self.rooms: dict[str, NotebookRoom] = {}
         self._loading: dict[str, asyncio.Future[NotebookRoom]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -116,6 +121,15 @@ class RoomManager:
         await self.importer.stop()
         for room in list(self.rooms.values()):
             await self.unload(room)
+
+    def census(self) -> RoomCensus:
+        """Rooms loaded, docs they hold, sessions connected (read at each metrics scrape)."""
+        rooms = list(self.rooms.values())
+        return RoomCensus(
+            rooms=len(rooms),
+            docs=sum(len(room.docs) for room in rooms),
+            connections=sum(len(room.sessions) for room in rooms),
+        )
 
     async def _housekeeping(self) -> None:
         while True:
@@ -177,7 +191,12 @@ class RoomManager:
         await self.update_log.flush()
         persisted, ids = await loop.run_in_executor(None, self.store.load_docs, nb_id)
         room = NotebookRoom(
-            record, self.permissions, self.update_log, max_doc_bytes=self.max_doc_bytes, observers=self.observers
+            record,
+            self.permissions,
+            self.update_log,
+            max_doc_bytes=self.max_doc_bytes,
+            observers=self.observers,
+            metrics=self.metrics,
         )
         room.load(persisted)
         room.merged_upto = max(ids, default=0)
@@ -255,6 +274,8 @@ class RoomManager:
         )
         stored = await self.importer.run(job)
         t1 = time.perf_counter()
+        # the worker stored the audit entry in its transaction; its log line is ours
+        logs.audit(job.nb_id, job.owner, "create", "notebook", {"name": stored.record.name, "cells": len(stored.cells)})
 
         def take_in() -> None:  # the same permissions the worker stored, from the same fields
             self.permissions.add_new_notebook(

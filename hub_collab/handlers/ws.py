@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlparse
@@ -33,6 +34,7 @@ from tornado.websocket import (
     WebSocketProtocol13,
 )
 
+from .. import logs
 from ..documents.room import NotebookRoom
 from ..documents.session import Session
 from ..errors import NotFound
@@ -165,6 +167,7 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
             raise web.HTTPError(403, "authentication required")
         try:
             nb_id = check_id(nb_id, "notebook", not_found=True)
+            logs.bind(notebook=nb_id)  # for this connection's lifetime
             room = await self.collab.rooms.get(nb_id)
         except NotFound:
             raise web.HTTPError(404, "no such notebook") from None
@@ -181,6 +184,7 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
     def open(self, nb_id: str) -> None:  # type: ignore[override]
         self.set_nodelay(True)
         room, session = self.room, self.session
+        session.opened_at = time.perf_counter()  # the join time runs until its first sync is answered
         client_epoch = self.get_argument("epoch", "")
         session.send_json(
             {
