@@ -130,6 +130,42 @@ def test_content_the_service_never_writes_is_malformed() -> None:
             read_update(update)
 
 
+def _raw_update(client: int, clock: int, *structs: bytes) -> bytes:
+    return bytes([1]) + p.write_var_uint(len(structs)) + p.write_var_uint(client) + p.write_var_uint(clock) + b"".join(structs) + b"\x00"
+
+
+def _gc(length: int) -> bytes:
+    return b"\x00" + p.write_var_uint(length)
+
+
+def _text(value: str) -> bytes:
+    """An item of the root Text ``source`` with ``value`` (no origins)."""
+    return b"\x04\x01" + p.encode_var_string("source") + p.encode_var_string(value)
+
+
+def test_ids_that_yrs_cannot_hold_are_malformed() -> None:
+    """yrs keeps client ids in 53 bits and clocks in 32: a larger id would be read here as
+    one id and applied by the doc as another (client 2**53 + 1 is client 1; clock 2**32
+    is clock 0), and a struct crossing 2**32 makes yrs panic. They are malformed."""
+    at_limit = _raw_update(7, 0, _gc((1 << 32) - 2), _text("x"))
+    assert read_update(at_limit).ranges == {7: [(0, (1 << 32) - 1)]}
+    doc: Doc[Any] = Doc()
+    doc.apply_update(at_limit)
+    assert read_state_vector(doc.get_state()) == {7: (1 << 32) - 1}
+    for update, why in [
+        (_raw_update((1 << 53) + 1, 0, _text("ab")), "not below 2\\*\\*53"),
+        (_raw_update(7, 1 << 32, _text("ab")), "past 2\\*\\*32"),
+        (_raw_update(7, 0, _gc(1 << 32)), "reach past"),
+        (_raw_update(7, 0, _gc((1 << 32) - 2), _text("abc")), "reach past"),  # the panic
+        (b"\x00\x01\x07\x01\x00" + p.write_var_uint(1 << 32), "deletion"),
+        (b"\x00\x01" + p.write_var_uint(1 << 53) + b"\x01\x00\x01", "not below"),
+    ]:
+        with pytest.raises(MalformedUpdate, match=why):
+            read_update(update)
+    with pytest.raises(MalformedUpdate, match="past 2"):
+        read_state_vector(b"\x01\x07" + p.write_var_uint(1 << 32))
+
+
 def test_a_count_past_the_update_is_malformed_at_once() -> None:
     with pytest.raises(MalformedUpdate, match="exceeds"):
         read_update(b"\xff\xff\xff\xff\x0f")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,8 @@ from test_kernels import Users, connect, notebook
 
 from hub_collab.client import NotebookConnection
 from hub_collab.documents import protocol as p
-from hub_collab.documents.notebook import cell_doc
+from hub_collab.documents.notebook import cell_doc, out_doc
+from hub_collab.documents.updates import read_update
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -201,3 +203,98 @@ async def test_an_execute_flood_is_capped_and_others_see_little_of_it(users: Use
         await users("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")
         for conn in (teacher, alice, carol):
             await conn.close()
+
+
+def log_since(collab: Any, start: int) -> str:
+    with open(collab.log_path, "rb") as f:
+        f.seek(start)
+        return f.read().decode(errors="replace")
+
+
+def high_water_mark(collab: Any) -> int:
+    """The service process's peak RSS so far (``VmHWM``), in bytes."""
+    with open(f"/proc/{collab.process.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+async def test_an_update_past_what_yrs_can_hold_is_refused_and_breaks_nothing(users: Users, collab: Any) -> None:
+    """25 bytes: a struct of 2**32 - 2 clocks then three characters, for a client the doc
+    does not know. yrs keeps clocks in 32 bits: applied, it panicked in the middle of a
+    transaction (a ``BaseException`` no handler caught), left the characters in the
+    server's doc but not in the store or anyone else's copy, and every later encoding of
+    the doc (joins, checkpoints) panicked too."""
+    nb_id = await cell_notebook(users, "w = 4")
+    name = cell_doc("c0")
+    start = collab.log_path.stat().st_size
+    alice = await connect(users, "alice", nb_id)
+    bob = await connect(users, "bob", nb_id)
+    try:
+        crossing = b"\x01\x02\x9b\x4b\x00" + b"\x00" + p.write_var_uint((1 << 32) - 2) + b"\x04\x01\x06source\x03abc" + b"\x00"
+        got = await errors_after(alice, lambda: alice.send_raw(p.sync_update(name, crossing)))
+        assert [(m["type"], m.get("code")) for m in got] == [("error", "invalid_update"), ("resync", None)], got
+        assert "2**32" in got[0]["message"]
+        bob.edit("c0", 0, insert="# bob\n")
+        await bob.sync()
+        joiner = await connect(users, "carol", nb_id)
+        try:
+            assert joiner.source("c0") == "# bob\nw = 4"
+        finally:
+            await joiner.close()
+        export = await users("instructor").export(nb_id)
+        assert "".join(export["cells"][0]["source"]) == "# bob\nw = 4"
+        assert "Traceback" not in log_since(collab, start)
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_state_vector_claiming_millions_of_entries_is_refused_unread(users: Users, collab: Any) -> None:
+    """Six bytes claiming 300 million state vector entries: pycrdt reserved memory for
+    all of them before it found the bytes missing (0.5 GB and 0.5 s per doc asked)."""
+    nb_id = await cell_notebook(users, "v = 5")
+    alice = await connect(users, "alice", nb_id)
+    try:
+        claim = p.write_var_uint(300_000_000) + b"\x01\x01"
+        before = high_water_mark(collab)
+        frame = b"".join(p.sync_step1(name, claim) for name in ("index", cell_doc("c0"), out_doc("c0")))
+        got = await errors_after(alice, lambda: alice.send_raw(frame))
+        assert [m.get("code") for m in got] == ["invalid_update"] * 3, got
+        assert high_water_mark(collab) - before < 100_000_000
+    finally:
+        await alice.close()
+
+
+async def test_a_readers_repeats_cost_their_own_size_not_the_docs(users: Users) -> None:
+    """A reader may repeat what it was sent (y-protocols' step 2): each repeat was checked
+    against the doc's whole delete set read anew (a 20-byte entry against a cell with
+    50,000 deletions cost 50 ms: 600 of them in one frame held the service for 30 s)."""
+    nb_id = await cell_notebook(users, "s = 1", "r = 2")
+    name = cell_doc("c1")
+    teacher = await connect(users, "instructor", nb_id)
+    carol = await connect(users, "carol", nb_id)
+    try:
+        doc = teacher.docs[name]
+        text = doc.get("source", type=Text)
+        text += "x" * 100_000
+        with doc.transaction():
+            for i in range(len(text) - 2, 5, -2):
+                del text[i : i + 1]
+        await teacher.sync()
+        await carol.wait_for(lambda: len(carol.source("c1")) < 60_000, timeout=30)
+        held = carol.docs[name]
+        deletes = read_update(held.get_update(held.get_state())).deletes
+        repeats = [
+            p.sync_update(name, b"\x00\x01" + p.write_var_uint(client) + b"\x01" + p.write_var_uint(s) + p.write_var_uint(e - s))
+            for client, ranges in deletes.items()
+            for s, e in ranges[:600]
+        ]
+        assert len(repeats) == 600
+        t0 = time.monotonic()
+        assert await errors_after(carol, lambda: carol.send_raw(b"".join(repeats))) == []
+        assert time.monotonic() - t0 < 5
+    finally:
+        await teacher.close()
+        await carol.close()

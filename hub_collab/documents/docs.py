@@ -11,7 +11,10 @@ Until then sync step 1 is answered from those bytes (``pycrdt.get_update`` and
 
 Built docs keep the encoding of their whole state once it was asked for, until
 their next change (the room calls :meth:`RoomDocs.changed` from its observer),
-so later joins do not encode unchanged docs again.
+so later joins do not encode unchanged docs again. Their state vector and deletions are
+kept read as well (:meth:`RoomDocs.clocks`, :meth:`RoomDocs.deletions`): a client's
+update is checked against them in time bounded by the update's size, however large
+the doc and however many updates a frame holds.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from pycrdt import Doc, get_state, get_update, merge_updates
 
 from .protocol import write_var_uint
+from .updates import DeleteSet, read_state_vector, read_update
 
 #: the update that changes nothing (no structs, empty delete set)
 EMPTY_UPDATE = b"\x00\x00"
@@ -62,6 +66,9 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         self._encoded: dict[str, bytes] = {}
         self._vectors: dict[str, bytes] = {}
         self._deleted: dict[str, bytes] = {}
+        # the same, read: a client's update is checked against them once per entry
+        self._clocks: dict[str, dict[int, int]] = {}
+        self._deletions: dict[str, DeleteSet] = {}
 
     # -- Mapping ----------------------------------------------------------------------------
 
@@ -94,16 +101,14 @@ class RoomDocs(Mapping[str, Doc[Any]]):
 
     def add_stored(self, states: Mapping[str, bytes]) -> None:
         """Hold docs as their encoded states (name → one update), built when first used."""
-        for name in states.keys() & (self._built.keys() | self._encoded.keys() | self._vectors.keys() | self._deleted.keys()):
+        for name in states.keys() & (self._built.keys() | self._encoded.keys() | self._vectors.keys() | self._deleted.keys() | self._clocks.keys() | self._deletions.keys()):
             self.discard(name)  # replaced: the Doc and the cached encodings go
         self._stored.update(states)
 
     def discard(self, name: str) -> Doc[Any] | None:
         """Forget ``name``; return its Doc if it was built."""
         self._stored.pop(name, None)
-        self._encoded.pop(name, None)
-        self._vectors.pop(name, None)
-        self._deleted.pop(name, None)
+        self.changed(name)
         return self._built.pop(name, None)
 
     def changed(self, name: str) -> None:
@@ -111,6 +116,8 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         self._encoded.pop(name, None)
         self._vectors.pop(name, None)
         self._deleted.pop(name, None)
+        self._clocks.pop(name, None)
+        self._deletions.pop(name, None)
 
     def is_built(self, name: str) -> bool:
         return name in self._built
@@ -151,6 +158,21 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         found = self._deleted.get(name)
         if found is None:
             found = self._deleted[name] = self.diff(name, self.state_vector(name))
+        return found
+
+    def clocks(self, name: str) -> dict[int, int]:
+        """The state vector of ``name`` read (client → next clock; cached until the doc
+        changes: do not modify it)."""
+        found = self._clocks.get(name)
+        if found is None:
+            found = self._clocks[name] = read_state_vector(self.state_vector(name))
+        return found
+
+    def deletions(self, name: str) -> DeleteSet:
+        """The deletions of ``name``, read once per change of the doc."""
+        found = self._deletions.get(name)
+        if found is None:
+            found = self._deletions[name] = DeleteSet(read_update(self.deleted(name)).deletes)
         return found
 
     def diff(self, name: str, state_vector: bytes) -> bytes:

@@ -34,7 +34,7 @@ from ..permissions.access import Access, Identity
 from ..types import CELL_PREFIX, INDEX_DOC, OUT_PREFIX
 from . import protocol as p
 from .awareness import RoomAwareness
-from .docs import EMPTY_UPDATE, RoomDocs, merged
+from .docs import EMPTY_STATE, EMPTY_UPDATE, RoomDocs, merged
 from .notebook import cell_doc, init_index, out_doc, split_doc_name
 from .observers import RoomObserver
 from .session import Session
@@ -488,6 +488,10 @@ class NotebookRoom:
         if entry.sub == p.SYNC_STEP1:
             # answered without building a stored doc (see .docs)
             try:
+                if entry.payload != EMPTY_STATE:
+                    # read here first: pycrdt reserves memory for as many entries as a
+                    # state vector claims (6 bytes claiming 300 million cost 0.5 GB and 0.5 s)
+                    read_state_vector(entry.payload)
                 diff = self.docs.diff(target, entry.payload)
             except ValueError as exc:
                 raise BadRequest(f"invalid state vector for {name!r}", code="invalid_update") from exc
@@ -511,14 +515,15 @@ class NotebookRoom:
         # update the doc could not integrate whole is refused, never kept aside.
         try:
             update = read_update(entry.payload)
-            state = read_state_vector(self.docs.state_vector(target))
         except MalformedUpdate as exc:
             self._unsubscribe(session, name)
             if not writable:
                 raise Forbidden(f"you may not write {name!r}") from exc
             raise BadRequest(f"invalid update for {name!r}: {exc}", code="invalid_update") from exc
+        # read once per change of the doc, not per update (see RoomDocs.clocks)
+        state = self.docs.clocks(target)
         if not writable:
-            deleted = read_update(self.docs.deleted(target)).deletes if update.deletes else None
+            deleted = self.docs.deletions(target) if update.deletes else None
             if update.changes_nothing(state, deleted):
                 return  # a read-only client repeating what it was sent (y-protocols' step 2)
             self._unsubscribe(session, name)

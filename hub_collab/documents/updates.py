@@ -18,7 +18,10 @@ The encoding (lib0 and Yjs' ``UpdateEncoderV1``): a struct section (per client: 
 number of structs, the client id, the first clock, then each struct: an info byte
 whose low five bits say the content kind and whose high bits say which of origin,
 right origin and parent follow) and a delete set (per client: ranges of clocks).
-Content kinds we never write (``Move``, subdocuments) are refused as malformed.
+Content kinds we never write (``Move``, subdocuments) are refused as malformed, and so
+are ids that yrs cannot hold: a client id of 2**53 or more, a clock past 2**32 - 1 (yrs
+keeps client ids in 53 bits and clocks in 32: a larger one would stand for another id in
+the doc than the one read here, and a struct that crosses 2**32 makes yrs panic).
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ MAX_ANY_DEPTH = 64
 
 #: (client, clock)
 ID = tuple[int, int]
+
+#: client ids are below this (yrs keeps 53 bits of them, as JavaScript numbers do)
+CLIENT_LIMIT = 1 << 53
+#: clocks, and the ends of ranges, are at most this (yrs keeps clocks in 32 bits)
+MAX_CLOCK = (1 << 32) - 1
 
 
 class MalformedUpdate(ValueError):
@@ -57,7 +65,7 @@ class UpdateInfo:
     def missing(self, state: dict[int, int]) -> str | None:
         """Why the update cannot be integrated whole into a doc at ``state``
         (client -> next clock), or None if it can."""
-        have = dict(state)
+        have: dict[int, int] = {}  # what the doc holds once the update's structs are in
         for client, ranges in self.ranges.items():
             known = state.get(client, 0)
             for start, end in ranges:
@@ -70,40 +78,56 @@ class UpdateInfo:
                 if end > state.get(client, 0):
                     return f"the update skips clocks {start}..{end} of client {client}"
         for client, clock in self.refs:
-            if clock >= have.get(client, 0):
+            if clock >= (have[client] if client in have else state.get(client, 0)):
                 return f"an item refers to {client}:{clock}, which this doc does not hold"
         for client, ranges in self.deletes.items():
+            held = have[client] if client in have else state.get(client, 0)
             for _start, end in ranges:
-                if end > have.get(client, 0):
+                if end > held:
                     return f"a deletion reaches {client}:{end - 1}, which this doc does not hold"
         return None
 
-    def changes_nothing(self, state: dict[int, int], deleted: dict[int, list[tuple[int, int]]] | None = None) -> bool:
+    def changes_nothing(self, state: dict[int, int], deleted: DeleteSet | None = None) -> bool:
         """True if the update brings no struct the doc lacks and deletes nothing the doc
-        has not deleted already (``deleted``: the doc's delete set; None: deletes nothing)."""
+        has not deleted already (``deleted``: the doc's deletions; None: deletes nothing)."""
         if not all(end <= state.get(client, 0) for client, ranges in self.ranges.items() for _, end in ranges):
             return False
         if not self.deletes:
             return True
         if deleted is None:
             return False
-        return all(_covered(ranges, deleted.get(client, [])) for client, ranges in self.deletes.items())
+        return all(deleted.covers(client, start, end) for client, ranges in self.deletes.items() for start, end in ranges)
 
 
-def _covered(ranges: list[tuple[int, int]], by: list[tuple[int, int]]) -> bool:
-    """True if every clock in ``ranges`` is in one of ``by`` (both lists of [start, end))."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(by):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    starts = [s for s, _ in merged]
-    for start, end in ranges:
+class DeleteSet:
+    """A doc's deletions, merged and sorted once: many updates are tested against it
+    (a reader's repeats, see :meth:`UpdateInfo.changes_nothing`) each in time bounded by
+    the update's size, not by the doc's."""
+
+    __slots__ = ("_ends", "_starts")
+
+    def __init__(self, deletes: dict[int, list[tuple[int, int]]]) -> None:
+        self._starts: dict[int, list[int]] = {}
+        self._ends: dict[int, list[int]] = {}
+        for client, ranges in deletes.items():
+            starts: list[int] = []
+            ends: list[int] = []
+            for start, end in sorted(ranges):
+                if ends and start <= ends[-1]:
+                    ends[-1] = max(ends[-1], end)
+                else:
+                    starts.append(start)
+                    ends.append(end)
+            self._starts[client] = starts
+            self._ends[client] = ends
+
+    def covers(self, client: int, start: int, end: int) -> bool:
+        """True if every clock in [start, end) of ``client`` is deleted."""
+        starts = self._starts.get(client)
+        if not starts:
+            return start >= end
         i = bisect.bisect_right(starts, start) - 1
-        if i < 0 or merged[i][1] < end:
-            return False
-    return True
+        return i >= 0 and self._ends[client][i] >= end
 
 
 class _Reader:
@@ -149,8 +173,20 @@ class _Reader:
         except UnicodeDecodeError as exc:
             raise MalformedUpdate("a string in the update is not UTF-8") from exc
 
+    def client(self) -> int:
+        client = self.uint()
+        if client >= CLIENT_LIMIT:
+            raise MalformedUpdate(f"client id {client} is not below 2**53")
+        return client
+
+    def clock(self) -> int:
+        clock = self.uint()
+        if clock > MAX_CLOCK:
+            raise MalformedUpdate(f"clock {clock} is past 2**32 - 1")
+        return clock
+
     def id(self) -> ID:
-        return self.uint(), self.uint()
+        return self.client(), self.clock()
 
     def any(self, depth: int = 0) -> None:
         """A lib0 ``Any`` value, skipped."""
@@ -194,14 +230,16 @@ def read_update(update: bytes) -> UpdateInfo:
     info = UpdateInfo()
     for _ in range(r.count()):
         n_structs = r.count()
-        client = r.uint()
-        clock = r.uint()
+        client = r.client()
+        clock = r.clock()
         for _ in range(n_structs):
             start = clock
             length, skipped = _struct(r, info)
             if length <= 0:
                 raise MalformedUpdate("an empty struct in the update")
             clock += length
+            if clock > MAX_CLOCK:
+                raise MalformedUpdate(f"structs of client {client} reach past clock 2**32 - 1")
             target = info.skips if skipped else info.ranges
             spans = target.setdefault(client, [])
             if spans and spans[-1][1] == start:
@@ -209,10 +247,12 @@ def read_update(update: bytes) -> UpdateInfo:
             else:
                 spans.append((start, clock))
     for _ in range(r.count()):
-        client = r.uint()
+        client = r.client()
         for _ in range(r.count()):
-            start = r.uint()
+            start = r.clock()
             length = r.uint()
+            if start + length > MAX_CLOCK:
+                raise MalformedUpdate(f"a deletion of client {client} reaches past clock 2**32 - 1")
             if length:
                 info.deletes.setdefault(client, []).append((start, start + length))
     if r.pos != len(update):
@@ -273,12 +313,13 @@ def _content(r: _Reader, kind: int) -> int:
 
 
 def read_state_vector(vector: bytes) -> dict[int, int]:
-    """client -> next clock, from an encoded state vector (``Doc.get_state()``)."""
+    """client -> next clock, from an encoded state vector (``Doc.get_state()``);
+    :class:`MalformedUpdate` if it is not one (read in time bounded by its size)."""
     r = _Reader(vector)
     state = {}
     for _ in range(r.count()):
-        client = r.uint()
-        state[client] = r.uint()
+        client = r.client()
+        state[client] = r.clock()
     if r.pos != len(vector):
         raise MalformedUpdate("bytes follow the state vector")
     return state
