@@ -31,6 +31,8 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
     another user the tests that use it fail with a message saying so.
 
 ``spawning_collab`` (session) -> :class:`hubfixtures.CollabService` for ``spawning_hub``.
+``on_servers`` (module) -> ``spawning_collab`` running kernels on the users' own servers
+    (``kernel_provider=hub``); every server stopped and the service restored afterwards.
 
 ``browser_login`` (function) -> ``browser_login(public_service_url, user, password="demo")``
     The OAuth login as a browser does it; returns a :class:`hubfixtures.BrowserSession`
@@ -89,6 +91,21 @@ def spawning_collab(
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="module")
+def on_servers(spawning_hub: SpawningHub, spawning_collab: CollabService) -> Iterator[CollabService]:
+    """``spawning_collab`` restarted with ``kernel_provider=hub`` for one module: kernels
+    on the users' own servers; afterwards every server is stopped and the service restored."""
+    old = list(spawning_collab.extra_args)
+    try:
+        spawning_collab.extra_args = [*old, "--HubCollab.kernel_provider=hub"]
+        spawning_collab.restart()
+        yield spawning_collab
+    finally:
+        spawning_hub.stop_all_servers()
+        spawning_collab.extra_args = old
+        spawning_collab.restart()
 
 
 @pytest.fixture
