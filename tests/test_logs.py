@@ -67,7 +67,7 @@ def test_audit_lines_in_the_text_format(hub: Hub, collab: CollabService) -> None
     resp = requests.post(collab.public_url + "api/notebooks", json={"name": 'text "audit"'}, headers=auth(hub.token("carol")), timeout=10)
     assert resp.status_code == 201, resp.text
     nb_id = resp.json()["id"]
-    want = f'[hub_collab.audit] audit actor="carol" action="create" target="notebook" notebook="{nb_id}" detail={{"name":"text \\"audit\\""}}'
+    want = f'[hub_collab.audit] audit actor="carol" action="create" target="notebook" notebook="{nb_id}" detail={{"name":"text \\"audit\\"","cells":0}}'
     wait_until(lambda: want in run_lines(collab), what="the audit line", on_timeout=collab.tail)
     assert not any(line.startswith("audit") for line in run_lines(collab))
 
@@ -147,7 +147,7 @@ async def test_every_line_is_json_with_request_ids_users_and_audit(hub: Hub, jso
         assert r["actor"] == "alice" and r["level"] == "INFO", r
         assert isinstance(r["detail"], dict) and r["target"], r
     by_action = {r["action"]: r for r in audit}
-    assert by_action["create"]["target"] == "notebook" and by_action["create"]["detail"] == {"name": 'logs "quoted"'}
+    assert by_action["create"]["target"] == "notebook" and by_action["create"]["detail"] == {"name": 'logs "quoted"', "cells": 1}
     assert by_action["create"]["request_id"] == create_rid
     assert by_action["chmod"]["target"] == "cell:c1" and by_action["chmod"]["request_id"] == "ingress-0123456789"
     assert by_action["execute"]["target"] == "cell:c1" and by_action["execute"]["detail"]["status"] == "ok"
