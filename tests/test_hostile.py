@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -298,3 +299,65 @@ async def test_a_readers_repeats_cost_their_own_size_not_the_docs(users: Users) 
     finally:
         await teacher.close()
         await carol.close()
+
+
+def typed_gap_update(client: int, size: int) -> bytes:
+    """One-character items typed one after the other by ``client`` from clock 1 (clock 0
+    never sent): read whole, then refused whole."""
+    structs = b""
+    clock = 1
+    while len(structs) < size:
+        structs += b"\x84" + p.write_var_uint(client) + p.write_var_uint(clock - 1) + b"\x01z"
+        clock += 1
+    return b"\x01" + p.write_var_uint(clock - 1) + p.write_var_uint(client) + b"\x01" + structs + b"\x00"
+
+
+async def test_a_flood_of_refused_frames_leaves_others_their_turn(users: Users) -> None:
+    """5,000 frames of 2 KB, each refused once read (about a millisecond each): tornado
+    handed them to the service 256 KB at a time before anything else ran, so bob's
+    ``sync`` (a few turns of the event loop) waited 0.3-0.5 s; a connection now lets
+    the others run after 2 ms of frames."""
+    nb_id = await cell_notebook(users, "f = 6")
+    name = cell_doc("c0")
+    alice = await connect(users, "alice", nb_id)
+    bob = await connect(users, "bob", nb_id)
+    try:
+        frame = p.sync_step1(name, b"\x00") + p.sync_update(name, typed_gap_update(4711, 2000))
+        for _ in range(5000):
+            alice.send_raw(frame)
+        flood = asyncio.ensure_future(alice.sync())
+        await alice.wait_for(lambda: len(alice.errors) > 100, timeout=30)  # it has begun
+        waits = []
+        for _ in range(10):
+            t0 = time.monotonic()
+            bob.edit("c0", 0, insert="b")
+            await bob.sync()
+            waits.append(time.monotonic() - t0)
+        assert not flood.done(), "the flood ended before bob was done: it measured nothing"
+        assert statistics.median(waits) < 0.2, waits
+        await asyncio.wait_for(flood, 120)
+        assert {e["code"] for e in alice.errors} == {"invalid_update"}
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_an_awareness_update_naming_a_client_twice_counts_the_last(users: Users, collab: Any) -> None:
+    """A state and then ``null`` for the same client id in one update: the id was both
+    changed and removed, and telling the observers of the change raised ``KeyError``:
+    the connection died and the service logged a traceback."""
+    nb_id = await cell_notebook(users, "a = 7")
+    start = collab.log_path.stat().st_size
+    alice = await connect(users, "alice", nb_id)
+    try:
+        for states in (
+            [p.AwarenessState(5150, 1, {"cell": "c0"}), p.AwarenessState(5150, 2, None)],
+            [p.AwarenessState(5151, 1, None), p.AwarenessState(5151, 2, {"cell": "c0"})],
+        ):
+            got = await errors_after(alice, lambda states=states: alice.send_raw(p.awareness_message("index", p.encode_awareness(states))))
+            assert got == []
+        presence = (await users("instructor").get_notebook(nb_id))["presence"]
+        assert [(e["client_id"], e["user"], e["cell"]) for e in presence] == [(5151, "alice", "c0")]
+        assert "Traceback" not in log_since(collab, start)
+    finally:
+        await alice.close()

@@ -58,6 +58,9 @@ class RoomAwareness:
             states = p.decode_awareness(payload, max_states=MAX_CLIENT_IDS)
         except (p.ProtocolError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
             raise BadRequest(f"malformed awareness update: {exc}", code="bad_awareness") from exc
+        # a client id named twice counts once, with its last entry (a state then null in
+        # one update made the id both changed and removed)
+        states = list({st.client_id: st for st in states}.values())
         # validate the whole update before applying any of it
         claimed = set(session.awareness_ids)
         for st in states:

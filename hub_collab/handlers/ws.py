@@ -44,6 +44,10 @@ from .base import BaseHandler
 
 _last_frame: tuple[bytes, bytes] = (b"", b"")
 
+#: a connection whose binary frames took this long (seconds) lets the others run
+#: before its next frame is handled
+FRAME_SLICE = 0.002
+
 
 def _binary_frame(payload: bytes) -> bytes:
     """A final, unmasked binary WebSocket frame holding ``payload`` (RFC 6455 5.2);
@@ -142,6 +146,8 @@ class WSSession(Session):
 class NotebookWebSocket(BaseHandler, WebSocketHandler):
     room: NotebookRoom
     session: WSSession
+    #: seconds spent on this client's binary frames since it last let others run
+    _busy = 0.0
 
     def check_origin(self, origin: str) -> bool:
         allowed = self.collab.allowed_origins
@@ -241,8 +247,18 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
             session.send_error("too_large", f"message of {len(message)} bytes exceeds the limit of {self.collab.max_message_size}")
             return None
         if isinstance(message, bytes):
+            started = time.perf_counter()
             self.room.handle_frame(session, message)
-            return self._drained() if self.queued() > self.collab.max_unread_bytes else None
+            if self.queued() > self.collab.max_unread_bytes:
+                return self._drained()
+            self._busy += time.perf_counter() - started
+            if self._busy >= FRAME_SLICE:
+                # tornado hands us this client's buffered frames one after the other for
+                # 256 KB before it lets anything else run: a client sending frames that
+                # cost a millisecond each held everyone else for a quarter of a second
+                self._busy = 0.0
+                return asyncio.sleep(0)
+            return None
         return self.collab.commands.handle(self.room, session, message)
 
     async def _drained(self) -> None:
