@@ -23,7 +23,11 @@ shared by all processes on the machine).
 
     .venv/bin/python benchmarks/bench_edit_latency.py [--clients 1,10,50] [--client lean|full]
         [--procs 2] [--edits 200] [--interval 0.02] [--cells 50] [--via-proxy]
-        [--profile py-spy-output.txt]
+        [--metrics on|off|both] [--repeat 1] [--profile py-spy-output.txt]
+
+``--metrics both`` measures every N with Prometheus metrics on and off
+(``HubCollab.metrics_enabled``), ``--repeat`` times each, alternating which goes first,
+and prints the median server CPU per keystroke of each and the overhead of metrics.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import json
 import os
 import selectors
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,6 +209,11 @@ class Bench:
         self.root = root
         self.hub = Hub(root / "hub")
         self.service = BenchService(self.hub, root / "collab", extra_args=["--log-level=WARN"])
+        self.base_args = list(self.service.extra_args)
+
+    def set_metrics(self, on: bool) -> None:
+        """Metrics on or off from the next (re)start of the service."""
+        self.service.extra_args = [*self.base_args, f"--HubCollab.metrics_enabled={on}"]
 
     @property
     def base_url(self) -> str:
@@ -303,6 +313,7 @@ class Bench:
             "rss_peak_mb": vm_hwm(server.pid) / 1e6,
             "rss_end_mb": server.memory_info().rss / 1e6,
             "complete": all(r["complete"] for r in results),
+            "metrics": next((a.split("=", 1)[1] for a in self.service.extra_args if a.startswith("--HubCollab.metrics_enabled=")), "True"),
         }
         if receivers:
             rows = [row for r in results for row in r["times"]]
@@ -356,7 +367,7 @@ def print_table(args: argparse.Namespace, rows: list[dict[str, Any]], mode: str)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work on the machine adds noise)")
     print("latency = time from the writer's edit until EVERY other client has applied it (ms)")
     print()
-    head = f"{'N':>3} | {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6} | {'1-client p50':>12} {'p99':>6} | {'CPU/key':>8} {'net':>6} {'sys':>5} | {'peak RSS':>9} | ok"
+    head = f"{'N':>3} {'metrics':>7} | {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6} | {'1-client p50':>12} {'p99':>6} | {'CPU/key':>8} {'net':>6} {'sys':>5} | {'peak RSS':>9} | ok"
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -364,11 +375,22 @@ def print_table(args: argparse.Namespace, rows: list[dict[str, Any]], mode: str)
             lat = f"{r['p50']:6.2f} {r['p95']:6.2f} {r['p99']:6.2f} {r['max']:6.2f} | {r['one_p50']:12.2f} {r['one_p99']:6.2f}"
         else:
             lat = f"{'—':>6} {'—':>6} {'—':>6} {'—':>6} | {'—':>12} {'—':>6}"
-        print(f"{r['n']:>3} | {lat} | {r['cpu_ms_per_key']:6.2f}ms {r['cpu_net_ms_per_key']:6.2f} {r['sys_ms_per_key']:5.2f} | {r['rss_peak_mb']:6.1f} MB | {'yes' if r['complete'] else 'NO'}")
+        print(f"{r['n']:>3} {'on' if r['metrics'] == 'True' else 'off':>7} | {lat} | {r['cpu_ms_per_key']:6.2f}ms {r['cpu_net_ms_per_key']:6.2f} {r['sys_ms_per_key']:5.2f} | {r['rss_peak_mb']:6.1f} MB | {'yes' if r['complete'] else 'NO'}")
     print()
     print("CPU/key: service CPU (user+sys) over the typing / edits; net: minus its idle CPU rate;")
     print("sys: the kernel part of CPU/key (socket writes, SQLite commits).")
     print("1-client: over all (edit, receiver) pairs. N=1 has no other client: no latency.")
+    modes = {r["metrics"] for r in rows}
+    if len(modes) == 2:
+        print()
+        print("Metrics overhead: median server CPU per keystroke (ms), metrics on / off")
+        for n in sorted({r["n"] for r in rows}):
+            on = [r for r in rows if r["n"] == n and r["metrics"] == "True"]
+            off = [r for r in rows if r["n"] == n and r["metrics"] == "False"]
+            for key, what in (("cpu_ms_per_key", "CPU/key"), ("cpu_net_ms_per_key", "net")):
+                a = statistics.median(r[key] for r in on)
+                b = statistics.median(r[key] for r in off)
+                print(f"  N={n:<3} {what:>7}: on {a:.3f}  off {b:.3f}  overhead {100 * (a - b) / b:+.1f}% ({len(on)} + {len(off)} runs)")
     last = [r for r in rows if r["n"] == 50]
     if last:
         r = last[0]
@@ -386,11 +408,22 @@ async def main_async(args: argparse.Namespace) -> None:
         nb_id, lengths = await bench.make_notebook()
         cells = list(lengths)
         rows = []
-        for k, n in enumerate(args.clients):
-            cell = cells[(len(cells) // 2 + k) % len(cells)]
-            row = await bench.run(n, nb_id, cell, lengths[cell])
-            print(f"  N={n}: done (all clients joined in {row['join_all_s']:.2f} s)", file=sys.stderr)
-            rows.append(row)
+        settings = {"on": [True], "off": [False], "both": [True, False]}[args.metrics]
+        runs = 0
+        for n in args.clients:
+            for rep in range(args.repeat):
+                # alternate which setting goes first: drift in the machine's load cancels out
+                for on in settings if rep % 2 == 0 else settings[::-1]:
+                    cell = cells[(len(cells) // 2 + runs) % len(cells)]
+                    runs += 1
+                    if lengths[cell] + args.edits > 2_000_000:
+                        raise SystemExit("too many edits for the notebook's cells")
+                    bench.set_metrics(on)
+                    row = await bench.run(n, nb_id, cell, lengths[cell])
+                    lengths[cell] += args.edits
+                    print(f"  N={n} metrics {'on' if on else 'off'}: done (all clients joined in {row['join_all_s']:.2f} s,"
+                          f" {row['cpu_ms_per_key']:.3f} ms CPU/key)", file=sys.stderr)
+                    rows.append(row)
         mode = f"through the proxy ({bench.service.public_url})" if args.via_proxy else f"directly to the service ({bench.service.direct_url}), Hub started by the benchmark"
         print_table(args, rows, mode)
         if args.profile:
@@ -457,6 +490,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.02)
     parser.add_argument("--cells", type=int, default=50)
     parser.add_argument("--via-proxy", action="store_true", help="connect through configurable-http-proxy")
+    parser.add_argument("--metrics", choices=["on", "off", "both"], default="on", help="Prometheus metrics of the service (both: compare)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per N (and per metrics setting)")
     parser.add_argument("--profile", help="run py-spy on the service at the largest N; write a summary to this file")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     args = parser.parse_args()

@@ -38,11 +38,12 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Bytes, Dict, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Application, catch_config_error
 
-from . import __version__
+from . import __version__, logs
 from .apihandlers import base as api_base
 from .apihandlers import chat as api_chat
 from .apihandlers import health as api_health
 from .apihandlers import kernels as api_kernels
+from .apihandlers import metrics as api_metrics
 from .apihandlers import notebooks as api_notebooks
 from .bus import make_bus
 from .chat import MAX_PAGE_SIZE, ChatService
@@ -51,6 +52,7 @@ from .commands import CommandRegistry, Dispatcher
 from .documents import structure
 from .documents.rooms import RoomManager
 from .handlers import pages, ws
+from .handlers.base import log_request
 from .hubapi import GroupDirectory
 from .hubservers import HubServers
 from .kernels.commands import register_commands as register_kernel_commands
@@ -61,6 +63,7 @@ from .kernels.provider import KernelProvider, LocalProvider
 from .kernels.remote import RemoteProvider
 from .kernels.resources import KernelResources
 from .lifecycle import NotebookLifecycle
+from .metrics import Metrics
 from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
 from .permissions.store import PermissionStore
@@ -70,6 +73,12 @@ from .services import Services
 from .store import Store, UpdateLog, make_engine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+LOG_FORMATS = ("text", "json")
+#: the text format (traitlets' console format)
+TEXT_LOG_FORMAT = "[%(name)s]%(highlevel)s %(message)s"
+#: seconds start-up waits for the first answer of Redis before it goes on degraded
+BUS_START_TIMEOUT = 10.0
 
 
 def _env(*names: str, default: str = "") -> str:
@@ -227,17 +236,62 @@ class HubCollab(Application):
     max_message_size = Integer(
         4 * 1024 * 1024,
         help="""Largest WebSocket message a client may send, in bytes. A larger one
-        is answered with an error `too_large` (up to twice this size; beyond that the
-        connection is closed with code 1009).""",
+        is answered with an error `too_large` and the connection stays (up to twice this
+        size; beyond that the connection is closed with a close frame, code 1009 and a
+        reason naming both sizes).""",
     ).tag(config=True)
 
     max_doc_bytes = Integer(
         2 * 1024 * 1024,
-        help="""Largest size of one cell's document (source and metadata), in bytes.
-        Client updates that would grow it past this are refused.""",
+        help="""Largest size of one cell's document, in bytes: its source, metadata and
+        attachments (edits that would grow it past this are refused with `too_large`).
+        An imported notebook is held to it too, for each cell's source, metadata and
+        attachments, for each cell's outputs and for the notebook's metadata: a larger
+        one is refused (413 `too_large`, naming the cell) and nothing is created.
+        Measured as the encoded document (for an import, first by a lower bound of it:
+        every string's UTF-8 bytes). 2 MiB holds a long source, or outputs with a few
+        plots; a larger cell is a sign of data that belongs in a file.""",
     ).tag(config=True)
 
-    max_cells = Integer(5000, help="Most cells a notebook may have when imported.").tag(config=True)
+    max_cells = Integer(
+        5000,
+        help="""Most cells a notebook may have when it is imported (`POST api/notebooks`
+        with `content`); more are refused (413 `too_large`) and nothing is created.
+        Every cell is two documents that a client opening the notebook subscribes to,
+        and course notebooks rarely have more than a few hundred cells: 5,000 leaves
+        room for the largest while bounding what one import costs (a few seconds of an
+        import worker's CPU, not of the service's event loop).""",
+    ).tag(config=True)
+
+    max_import_bytes = Integer(
+        20 * 1024 * 1024,
+        help="""Most bytes an imported notebook may hold in all: its cells' sources,
+        outputs, metadata and attachments and its own metadata, counted as the UTF-8
+        bytes of every string (keys too) and a byte for any other value, which is a
+        little less than the size of its `.ipynb` file. More is refused (413
+        `too_large`, naming the cell at which the limit is passed) and nothing is
+        created. 20 MiB holds a lecture with a hundred plots (a PNG is typically
+        30-100 KB); it bounds the memory and the time one import takes. A request body
+        is also bounded by `max_request_bytes`: keep that larger (JSON escapes make a
+        body bigger than what it holds).""",
+    ).tag(config=True)
+
+    import_processes = Integer(
+        2,
+        help="""Worker processes that build imported notebooks: parse the request,
+        check the limits, validate nbformat, build and encode the documents and store
+        them. An import so never holds the service's event loop (or its GIL), which
+        every other request needs. At most this many imports run at once; more wait
+        in line. Each worker is a Python process of about 100 MB, started with the
+        service at a lower CPU priority (nice 10).""",
+    ).tag(config=True)
+
+    @validate("import_processes")
+    def _import_processes(self, proposal: Any) -> int:
+        value = int(proposal.value)
+        if value < 1:
+            raise ValueError(f"import_processes must be at least 1, got {value}")
+        return value
 
     max_request_bytes = Integer(
         32 * 1024 * 1024,
@@ -487,22 +541,63 @@ class HubCollab(Application):
         the execution ends with `kernel_start_failed` and a notice in the cell.""",
     ).tag(config=True)
 
+    metrics_enabled = Bool(
+        True,
+        help="""Collect Prometheus metrics and serve them at `{base_url}metrics`
+        (docs/operations.md lists them). Off: nothing is counted and that URL answers 404.""",
+    ).tag(config=True)
+
+    authenticate_prometheus = Bool(
+        True,
+        help="""Require a Hub login for `{base_url}metrics`, as JupyterHub does for its own: a
+        Hub API token (or login) whose scopes include `read:metrics`, or a Hub admin. Turn it
+        off only where the network keeps everyone but the scraper away from the service's
+        port (a Kubernetes NetworkPolicy): the metrics are then open to whoever reaches it.""",
+    ).tag(config=True)
+
+    log_format = Unicode(
+        help="""How log lines are written: `text` (for people) or `json` (one JSON object per
+        line, for a log collector: timestamp, level, logger, message and, when known, the
+        request id (one per HTTP request or WebSocket connection), the user and the notebook).
+        Every audit entry is also logged (logger `hub_collab.audit`, with actor, action,
+        target, notebook and detail) in both formats, whatever the log level.
+        Default: $HUB_COLLAB_LOG_FORMAT, else `text`.""",
+    ).tag(config=True)
+
+    @default("log_format")
+    def _default_log_format(self) -> str:
+        return _env("HUB_COLLAB_LOG_FORMAT", default="text")
+
+    @validate("log_format")
+    def _log_format(self, proposal: Any) -> str:
+        value = str(proposal.value)
+        if value not in LOG_FORMATS:
+            raise ValueError(
+                f"log_format must be 'text' or 'json', got {value!r} (HubCollab's own setting, which"
+                " replaces traitlets' format string: a c.Application.log_format sets it too)"
+            )
+        return value
+
     # -- runtime state --------------------------------------------------------------------
     sessions_opened = 0
+    #: True once start_service has finished: stores open, bus connected or degraded
+    started = False
+    metrics: Metrics | None = None
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
         super().initialize(argv)
         if self.subapp is not None:
             return
-        self.init_logging()
         if os.path.exists(self.config_file) or self._config_given(argv):
             self.load_config_file(self.config_file)
+        self.init_logging()
         if self.generate_config:
             return
         self.init_data_dir()
         self.init_secrets()
         self.init_hub_auth()
+        self.init_metrics()
         self.init_store()
         self.init_bus()
         self.init_kernels()
@@ -516,13 +611,49 @@ class HubCollab(Application):
         args = argv if argv is not None else sys.argv[1:]
         return any(a in ("-f", "--config") or a.startswith(("--f=", "--config=", "-f=")) for a in args)
 
+    def get_default_logging_config(self) -> dict[str, Any]:
+        """traitlets' console handler, with ``log_format``'s formatter and the context filter."""
+        config: dict[str, Any] = super().get_default_logging_config()
+        formatter = config.get("formatters", {}).get("console")
+        if formatter is not None:
+            if self.log_format == "json":
+                config["formatters"]["console"] = {"()": "hub_collab.logs.JSONFormatter"}
+            else:
+                formatter["format"] = TEXT_LOG_FORMAT
+        handler = config.get("handlers", {}).get("console")
+        if handler is not None:
+            config.setdefault("filters", {})["context"] = {"()": "hub_collab.logs.ContextFilter"}
+            handler["filters"] = ["context"]
+        return config
+
     def init_logging(self) -> None:
+        """Our loggers, tornado's and the root logger (libraries, warnings) write through
+        the application's handler; audit lines through one of their own, at any log level."""
         self.log.propagate = False
+        handlers = self.log.handlers
         for name in ("hub_collab", "tornado.access", "tornado.application", "tornado.general"):
             logger = logging.getLogger(name)
-            logger.handlers = self.log.handlers
+            logger.handlers = handlers
             logger.setLevel(self.log_level)  # type: ignore[arg-type]
             logger.propagate = False
+        root = logging.getLogger()
+        if not root.handlers:  # (a program that embeds the service keeps its own)
+            root.handlers = handlers
+        if self.log_format == "json":
+            logging.captureWarnings(True)  # a warning is a JSON line too
+        audit = logging.getLogger(logs.AUDIT_LOGGER)
+        audit.propagate = False
+        audit.setLevel(logging.INFO)
+        audit.handlers = []
+        for console in handlers[:1]:
+            handler = logging.StreamHandler(getattr(console, "stream", sys.stderr))
+            handler.setFormatter(console.formatter)
+            handler.addFilter(logs.ContextFilter())
+            audit.addHandler(handler)
+
+    def init_metrics(self) -> None:
+        """The metrics registry of this application (none if ``metrics_enabled`` is off)."""
+        self.metrics = Metrics() if self.metrics_enabled else None
 
     def init_data_dir(self) -> None:
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
@@ -561,6 +692,12 @@ class HubCollab(Application):
         self.groups = GroupDirectory(self.hub_api_url, self.api_token, interval=self.group_refresh_interval)
 
     def init_store(self) -> None:
+        if self.max_import_bytes > self.max_request_bytes:
+            self.log.warning(
+                "max_import_bytes (%d) is larger than max_request_bytes (%d): imports are limited by the "
+                "request's size first; raise max_request_bytes too",
+                self.max_import_bytes, self.max_request_bytes,
+            )  # fmt: skip
         self.engine = make_engine(self.db_url)
         self.init_schema()
         self.store = Store(self.engine)
@@ -569,15 +706,18 @@ class HubCollab(Application):
             self.db_url, engine=self.engine, policies_dir=self.policies_dir or None
         )
         self.permissions.start()
-        self.update_log = UpdateLog(self.store)
+        self.update_log = UpdateLog(self.store, metrics=self.metrics)
         self.rooms = RoomManager(
             self.store,
             self.update_log,
             self.permissions,
             max_doc_bytes=self.max_doc_bytes,
             max_cells=self.max_cells,
+            max_import_bytes=self.max_import_bytes,
+            import_processes=self.import_processes,
             checkpoint_every=self.checkpoint_every,
             idle_unload_seconds=self.idle_unload_seconds,
+            metrics=self.metrics,
         )
 
     def init_schema(self) -> None:
@@ -625,6 +765,7 @@ class HubCollab(Application):
             max_kernels_per_user=self.max_kernels_per_user,
             max_queued_per_user=self.max_queued_per_user,
             max_queued_per_notebook=self.max_queued_per_notebook,
+            metrics=self.metrics,
         )
 
     def make_kernel_resources(self) -> KernelResources:
@@ -656,16 +797,18 @@ class HubCollab(Application):
                 raise ValueError("kernel_provider 'hub' needs the service's Hub API token")
             servers = HubServers(self.hub_api_url, self.hub_public_url, service_token=True)
             return HubProvider(servers, self.api_token, start_timeout=self.server_start_timeout)
-        return LocalProvider()
+        # in JSON logs, a kernel's own stdout/stderr would be lines that are not JSON
+        return LocalProvider(output_files=self.log_format == "json")
 
     def init_bus(self) -> None:
-        self.bus = make_bus(self.redis_url, self.replica_id, prefix=self.redis_prefix)
+        self.bus = make_bus(self.redis_url, self.replica_id, prefix=self.redis_prefix, metrics=self.metrics)
         self.replicator = Replicator(
             self.bus,
             self.rooms,
             self.permissions,
             lease_ttl=self.lease_ttl,
             catchup_interval=self.catchup_interval,
+            metrics=self.metrics,
         )
 
     def init_commands(self) -> None:
@@ -698,6 +841,7 @@ class HubCollab(Application):
         5. Permission changes: the rooms (``index`` mirror, every session's ``caps``),
            then the other replicas (they reload the notebook's policies).
         6. Hub group changes: the connected sessions' rights.
+        7. Metrics: the state gauges are read from the rooms and the kernel service.
         """
         self.rooms.observe(self.replicator)
         self.rooms.observe(self.kernels)
@@ -708,11 +852,13 @@ class HubCollab(Application):
         self.permissions.add_listener(self.rooms.permissions_changed)
         self.permissions.add_listener(self.replicator.permissions_changed)
         self.groups.listeners.append(self._groups_changed)
+        if self.metrics is not None:
+            self.metrics.watch(rooms=self.rooms, kernels=self.kernels)
 
     def init_tornado(self) -> None:
         prefix = self.base_url
         handlers: list[Any] = []
-        for module in (pages, ws, api_notebooks, api_chat, api_kernels, api_health):
+        for module in (pages, ws, api_notebooks, api_chat, api_kernels, api_health, api_metrics):
             for route in module.default_handlers:
                 handlers.append((url_path_join(prefix, route[0]) if route[0] else prefix, *route[1:]))
         handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}))
@@ -728,6 +874,7 @@ class HubCollab(Application):
             "websocket_max_message_size": 2 * self.max_message_size,
             "websocket_ping_interval": 30,
             "xsrf_cookies": False,  # HubOAuth checks _xsrf on cookie-authenticated state changes
+            "log_function": log_request,
         }
         self.web_app = web.Application(handlers, **self.tornado_settings)
 
@@ -746,9 +893,22 @@ class HubCollab(Application):
                 room.refresh_all()
 
     async def start_service(self) -> None:
-        """Open the store's writer, the group directory and the HTTP server."""
+        """Listen, then open the store's writer, the bus and the group directory.
+
+        The HTTP server listens first, so that the probes answer while the rest starts
+        (``api/health/live`` 200, ``api/health/startup`` and ``api/health`` 503); every
+        other request is answered 503 until :attr:`started`.
+        """
+        # tornado drops the connection past max_body_size; leave room for the handlers'
+        # own check, which answers 413 JSON
+        self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=2 * self.max_request_bytes)
+        self.http_server.listen(self.port, self.ip)
+        self.log.info("hub-collab %s listening on http://%s:%s%s; starting", __version__, self.ip, self.port, self.base_url)
+        if self.metrics is not None:
+            self.metrics.start()
         self.update_log.start()
         await self.bus.start()
+        await self.bus.wait_started(BUS_START_TIMEOUT)
         await self.replicator.start()
         self.rooms.start()
         self.kernels.start()
@@ -758,12 +918,9 @@ class HubCollab(Application):
             except Exception as exc:
                 self.log.warning("Hub groups not available yet (%s); retrying in the background", exc)
             self.groups.start()
-        # tornado drops the connection past max_body_size; leave room for the handlers'
-        # own check, which answers 413 JSON
-        self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=2 * self.max_request_bytes)
-        self.http_server.listen(self.port, self.ip)
-        self.log.info("hub-collab %s listening on http://%s:%s%s", __version__, self.ip, self.port, self.base_url)
         self._settle_heap()
+        self.started = True
+        self.log.info("hub-collab started")
 
     @staticmethod
     def _settle_heap() -> None:
@@ -781,6 +938,7 @@ class HubCollab(Application):
 
     async def stop_service(self) -> None:
         """Stop accepting, then persist everything: nothing acknowledged is lost."""
+        self.started = False
         if getattr(self, "http_server", None) is not None:
             self.http_server.stop()
         for room in list(self.rooms.rooms.values()):
@@ -796,6 +954,8 @@ class HubCollab(Application):
         self.chat.stop()
         self.permissions.stop()
         self.store.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
 
     def write_config_file(self) -> None:
         if os.path.exists(self.config_file):

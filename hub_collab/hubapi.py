@@ -4,7 +4,8 @@
 refreshes them on a timer, so identities always carry the Hub's groups (never
 the client's claims) and a change of membership reaches connected clients
 without a restart. It needs the service to hold the ``list:groups`` and
-``read:groups`` scopes (the demo and the Helm chart grant them).
+``read:groups`` scopes: a Hub role grants them (the demo's ``hub-collab-service``; on
+Kubernetes, the zero-to-jupyterhub values the Helm chart's NOTES.txt prints).
 """
 
 from __future__ import annotations

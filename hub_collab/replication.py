@@ -56,6 +56,7 @@ from .types import JSONDict
 if TYPE_CHECKING:
     from .documents.room import NotebookRoom
     from .documents.rooms import RoomManager
+    from .metrics import Metrics
     from .permissions.store import PermissionStore
 
 from .tasks import cancel_and_wait
@@ -149,8 +150,11 @@ class Replicator(RoomObserverBase):
         watch_interval: float = 1.0,
         catchup_interval: float = 30.0,
         command_timeout: float = 15.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.bus = bus
+        #: counts catch-ups (None: metrics are off)
+        self.metrics = metrics
         self.rooms = rooms
         self.permissions = permissions
         self.replica_id = bus.replica_id
@@ -394,6 +398,8 @@ class Replicator(RoomObserverBase):
             if ids:
                 room.merged_upto = max(room.merged_upto, ids[-1])
             self.catchups += 1
+            if self.metrics is not None:
+                self.metrics.catchups.inc()
         except Exception:
             log.exception("catch-up of notebook %s failed", room.id)
         finally:

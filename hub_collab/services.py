@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .documents.rooms import RoomManager
     from .kernels.manager import KernelService
     from .lifecycle import NotebookLifecycle
+    from .metrics import Metrics
     from .permissions.access import Identity
     from .permissions.store import PermissionStore
     from .replication import Replicator
@@ -42,6 +43,12 @@ class Services(Protocol):
     kernel_provider: str
     #: WebSocket sessions opened since start (tests and benchmarks read it)
     sessions_opened: int
+    #: start-up has finished (the probes and the start-up gate read it)
+    started: bool
+    #: ``GET metrics`` needs ``read:metrics`` (or an admin)
+    authenticate_prometheus: bool
+    #: the metrics registry and objects (None: ``metrics_enabled`` is off)
+    metrics: Metrics | None
 
     engine: Engine
     store: Store

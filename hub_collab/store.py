@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from . import logs
 from .schema import (
     audit,
     doc_checkpoints,
@@ -38,6 +39,9 @@ from .schema import (
     notebooks,
 )
 from .tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger("hub_collab.store")
 
@@ -133,7 +137,12 @@ class Store:
         epoch: str,
         initial_updates: Iterable[tuple[str, bytes]] = (),
         settings: dict[str, Any] | None = None,
+        *,
+        within: Callable[[sa.Connection], None] | None = None,
     ) -> NotebookRecord:
+        """Store a new notebook and its docs' first updates in one transaction, with
+        ``within(conn)``: more writes (its permissions, an audit entry) that must commit
+        with it or not at all. Any failure leaves nothing behind."""
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(
@@ -150,6 +159,8 @@ class Store:
             rows = [{"notebook_id": nb_id, "doc": doc, "data": data} for doc, data in initial_updates]
             if rows:
                 conn.execute(doc_updates.insert(), rows)
+            if within is not None:
+                within(conn)
         return NotebookRecord(nb_id, name, created_by, now, now, epoch, settings or {})
 
     def get_notebook(self, nb_id: str) -> NotebookRecord | None:
@@ -370,17 +381,25 @@ class Store:
     # -- audit ------------------------------------------------------------------------
 
     def add_audit(self, nb_id: str, actor: str, action: str, target: str = "", detail: Any = None) -> None:
+        """Record an audit entry; once stored, it is also logged (``hub_collab.audit``)."""
         with self.engine.begin() as conn:
-            conn.execute(
-                audit.insert().values(
-                    notebook_id=nb_id,
-                    at=time.time(),
-                    actor=actor,
-                    action=action,
-                    target=target,
-                    detail=json.dumps(detail if detail is not None else {}),
-                )
+            self.insert_audit(conn, nb_id, actor, action, target, detail)
+        logs.audit(nb_id, actor, action, target, detail)
+
+    @staticmethod
+    def insert_audit(conn: sa.Connection, nb_id: str, actor: str, action: str, target: str = "", detail: Any = None) -> None:
+        """:meth:`add_audit` through ``conn``, in the caller's transaction (which logs the
+        entry once it is committed: :func:`hub_collab.logs.audit`)."""
+        conn.execute(
+            audit.insert().values(
+                notebook_id=nb_id,
+                at=time.time(),
+                actor=actor,
+                action=action,
+                target=target,
+                detail=json.dumps(detail if detail is not None else {}),
             )
+        )
 
     def list_audit(self, nb_id: str, *, before: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
         query = sa.select(audit).where(audit.c.notebook_id == nb_id)
@@ -410,9 +429,11 @@ class UpdateLog:
     (which flushes), or use ``async with``.
     """
 
-    def __init__(self, store: Store, *, max_delay: float = 0.005) -> None:
+    def __init__(self, store: Store, *, max_delay: float = 0.005, metrics: Metrics | None = None) -> None:
         self.store = store
         self.max_delay = max_delay
+        #: commit times and failures (None: metrics are off)
+        self.metrics = metrics
         self._pending: list[tuple[str, str, bytes]] = []
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
@@ -486,16 +507,21 @@ class UpdateLog:
                 self._release()
                 continue
             batch, self._pending = self._pending, []
+            began = time.perf_counter()
             try:
                 await loop.run_in_executor(self._executor, self.store.append_updates, batch)
             except Exception:
                 # Keep the batch: it is retried with the next one; nothing acknowledged is lost.
+                if self.metrics is not None:
+                    self.metrics.commit_failures.inc()
                 self.failures += 1
                 log.exception("could not persist %d updates; retrying", len(batch))
                 self._pending[:0] = batch
                 await asyncio.sleep(min(5.0, 0.1 * self.failures))
                 self._wake.set()
                 continue
+            if self.metrics is not None:
+                self.metrics.commit_seconds.observe(time.perf_counter() - began)
             self.failures = 0
             self._committed += len(batch)
             self._release()

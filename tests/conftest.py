@@ -8,7 +8,8 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
     (group ``students``), admin (Hub admin), dave and eve (no group). hub-collab is
     its *external* service ``collab``; every user may access it.
     ``hub.url`` (public, through the proxy), ``hub.api_url``,
-    ``hub.token(user, scopes=None) -> str`` (cached), ``hub.api(method, path, ...)``
+    ``hub.token(user, scopes=None) -> str`` (cached), ``hub.metrics_token`` (the service
+    ``test-prometheus``: the scope ``read:metrics`` only), ``hub.api(method, path, ...)``
     (as the ``test-admin`` service), ``hub.create_user(name)``,
     ``hub.set_groups(group, users)``, ``hub.add_to_group(group, user)``,
     ``hub.remove_from_group(group, user)``, ``hub.reset_groups()``, ``hub.group(name)``,
@@ -30,6 +31,8 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
     another user the tests that use it fail with a message saying so.
 
 ``spawning_collab`` (session) -> :class:`hubfixtures.CollabService` for ``spawning_hub``.
+``on_servers`` (module) -> ``spawning_collab`` running kernels on the users' own servers
+    (``kernel_provider=hub``); every server stopped and the service restored afterwards.
 
 ``browser_login`` (function) -> ``browser_login(public_service_url, user, password="demo")``
     The OAuth login as a browser does it; returns a :class:`hubfixtures.BrowserSession`
@@ -88,6 +91,21 @@ def spawning_collab(
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="module")
+def on_servers(spawning_hub: SpawningHub, spawning_collab: CollabService) -> Iterator[CollabService]:
+    """``spawning_collab`` restarted with ``kernel_provider=hub`` for one module: kernels
+    on the users' own servers; afterwards every server is stopped and the service restored."""
+    old = list(spawning_collab.extra_args)
+    try:
+        spawning_collab.extra_args = [*old, "--HubCollab.kernel_provider=hub"]
+        spawning_collab.restart()
+        yield spawning_collab
+    finally:
+        spawning_hub.stop_all_servers()
+        spawning_collab.extra_args = old
+        spawning_collab.restart()
 
 
 @pytest.fixture

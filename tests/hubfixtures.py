@@ -8,7 +8,8 @@
   (``LocalProcessSpawner``, named servers allowed) as real Unix users, which
   :func:`ensure_unix_user` creates. Needs root.
 - :class:`CollabService`: the hub-collab process, started by the tests with the
-  environment a Hub gives a service.
+  environment a Hub gives a service; :class:`DirectService`: another one beside it, on
+  its own port (other settings: its own Redis, metrics off...).
 - :func:`browser_login`: the OAuth login exactly as a browser does it.
 - :func:`wait_until`: poll with a deadline (never a fixed sleep).
 """
@@ -56,6 +57,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXTRA_USERS = ["dave", "eve"]
 #: The test-only service that administers users, groups and tokens.
 ADMIN_SERVICE = "test-admin"
+#: A test-only service holding only ``read:metrics``, as a deployment grants its Prometheus.
+METRICS_SERVICE = "test-prometheus"
 ADMIN_SERVICE_SCOPES = [
     "admin:users",
     "admin:groups",
@@ -78,6 +81,8 @@ __all__ = [
     "USERS",
     "BrowserSession",
     "CollabService",
+    "DirectService",
+    "METRICS_SERVICE",
     "Hub",
     "NotRootError",
     "Process",
@@ -272,6 +277,8 @@ class Hub:
         self.collab_prefix = f"/services/{SERVICE_NAME}/"
         self.collab_api_token = secrets.token_hex(32)
         self.admin_token = secrets.token_hex(32)
+        #: the API token of :data:`METRICS_SERVICE` (scopes: ``read:metrics`` only)
+        self.metrics_token = secrets.token_hex(32)
         self.start_timeout = start_timeout
         self._tokens: dict[tuple[str, tuple[str, ...] | None], str] = {}
         self.config_path = self.root / "jupyterhub_config.py"
@@ -297,6 +304,14 @@ class Hub:
                 "description": "tests: manage users, groups and tokens",
                 "scopes": list(ADMIN_SERVICE_SCOPES),
                 "services": [ADMIN_SERVICE],
+            }
+        )
+        service_roles.append(
+            {
+                "name": METRICS_SERVICE,
+                "description": "tests: a Prometheus scraper",
+                "scopes": ["read:metrics"],
+                "services": [METRICS_SERVICE],
             }
         )
         return {
@@ -328,6 +343,7 @@ class Hub:
                     "timeout": 1,
                 },
                 {"name": ADMIN_SERVICE, "api_token": self.admin_token},
+                {"name": METRICS_SERVICE, "api_token": self.metrics_token},
             ],
             "JupyterHub.default_url": self.collab_prefix,
         }
@@ -715,6 +731,57 @@ class CollabService:
 
     def tail(self, lines: int = 60) -> str:
         return self.process.tail(lines) if self.process else ""
+
+
+class DirectService(CollabService):
+    """Another hub-collab process of the same Hub, on a port of its own and reached only
+    directly (``direct_url``: the Hub's proxy routes ``collab`` to the session's service),
+    with a SQLite database of its own: for a test that starts the service with other
+    settings (its own Redis, metrics off...) beside the session's one.
+
+    :meth:`launch` starts the process and returns; :meth:`wait_started` waits until
+    ``api/health/startup`` answers 200 (so it works with Redis down too).
+    """
+
+    def __init__(self, hub: Hub, data_dir: Path, *, extra_args: Iterable[str] = (), port: int | None = None) -> None:
+        super().__init__(hub, data_dir, extra_args=extra_args)
+        self.port = port or free_port()
+        self.direct_url = f"http://127.0.0.1:{self.port}{hub.collab_prefix}"
+        self.public_url = self.direct_url
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{self.port}"
+        return env
+
+    def start(self) -> None:
+        self.launch()
+        self.wait_started()
+
+    def launch(self) -> None:
+        self.process = Process(
+            "hub-collab-direct", self.argv(), env=self.env(), cwd=self.data_dir, log_path=self.log_path
+        )
+        self.process.start()
+
+    def wait_started(self) -> None:
+        process = self.process
+        assert process is not None, "launch() first"
+
+        def started() -> bool:
+            process.check_alive()
+            try:
+                resp = requests.get(self.direct_url + "api/health/startup", timeout=2)
+            except requests.ConnectionError as exc:
+                raise AssertionError(str(exc)) from None
+            assert resp.status_code == 200, f"api/health/startup: {resp.status_code} {resp.text[:200]}"
+            return True
+
+        try:
+            wait_until(started, timeout=self.start_timeout, what="hub-collab (direct)", on_timeout=process.tail)
+        except BaseException:
+            process.stop()
+            raise
 
 
 class BrowserSession(requests.Session):

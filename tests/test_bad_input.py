@@ -17,18 +17,21 @@ queued for it; the only frame the witness may have received is that ack.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import json
+import sqlite3
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pycrdt import Doc, Map, Text
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
-from tornado.websocket import WebSocketClosedError, websocket_connect
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from hub_collab.client import CollabClient, NotebookConnection
 from hub_collab.documents import protocol as p
@@ -523,32 +526,106 @@ async def test_oversized_binary_and_text_messages_are_refused(env: Env) -> None:
     await still_works(env)
 
 
-async def test_messages_over_twice_the_limit_close_the_connection(env: Env) -> None:
+def stored_docs(collab: Any, nb_id: str) -> tuple[Any, ...]:
+    """What the service's database holds of a notebook's docs: its newest update-log row
+    and its checkpoints (read from the database file itself)."""
+    path = collab.db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        newest = db.execute(
+            "SELECT max(id), count(*) FROM collab_doc_updates WHERE notebook_id = ?", (nb_id,)
+        ).fetchone()
+        checkpoints = db.execute(
+            "SELECT doc, upto, length(data) FROM collab_doc_checkpoints WHERE notebook_id = ?"
+            " ORDER BY doc",
+            (nb_id,),
+        ).fetchall()
+    return (newest, checkpoints)
+
+
+def log_since(path: Path, start: int) -> bytes:
+    with open(path, "rb") as log:
+        log.seek(start)
+        return log.read()
+
+
+async def closed_for_size(ws: WebSocketClientConnection, timeout: float = 60) -> tuple[Any, Any]:
+    """Read (and drop) frames until the server closes; its close code and reason."""
+
+    async def until_closed() -> None:
+        while await ws.read_message() is not None:
+            pass
+
+    await asyncio.wait_for(until_closed(), timeout)
+    return ws.close_code, ws.close_reason
+
+
+def client_frame(opcode: int, payload_length: int, *, final: bool = True) -> bytes:
+    """A client frame header (RFC 6455 5.2) with a zero mask: the payload is sent as is."""
+    first = (0x80 if final else 0) | opcode
+    return bytes([first, 0x80 | 127]) + struct.pack(">Q", payload_length) + b"\x00" * 4
+
+
+async def test_messages_over_twice_the_limit_close_the_connection(
+    env: Env, hub: Any, collab: Any
+) -> None:
+    """Over the hard limit (twice ``max_message_size``) the connection ends with a close
+    frame, code 1009 and a reason, every time, through the proxy: whether the client is
+    still writing the message, waits after its header, sends text or a fragmented
+    message. The notebook's other sessions notice nothing, nothing is stored and the
+    service logs no traceback."""
+    await reconnect_if_closed(env)
+    await env.a.sync()
+    await env.b.sync()
     export_before = await env.alice.export(env.nb_id)
+    stored_before = stored_docs(collab, env.nb_id)
+    log_start = collab.log_path.stat().st_size
     witness_frames = env.b.frames_received
     limit = env.max_message_size
-    # as a client really sends it: the server hangs up while it is still writing
-    conn = env.alice.open(env.nb_id)
-    await conn.connect()
-    await conn.synced()
-    assert conn.ws is not None
+    reason = f"message too big: more than {2 * limit} bytes (max_message_size is {limit})"
+
+    async def raw() -> WebSocketClientConnection:
+        """alice's raw connection: the Hub token, welcome read."""
+        req = HTTPRequest(
+            env.alice.ws_url(env.nb_id),
+            headers={"Authorization": f"token {hub.token('alice')}"},
+            request_timeout=30,
+        )
+        ws = await websocket_connect(req, max_message_size=1 << 30)
+        welcome = await ws.read_message()
+        assert isinstance(welcome, str) and json.loads(welcome)["type"] == "welcome"
+        return ws
+
+    # as a client really sends it: the server answers while the client is still writing
+    for attempt in range(5):
+        ws = await raw()
+        with contextlib.suppress(WebSocketClosedError):
+            await ws.write_message(b"\x00" * (2 * limit + 1), binary=True)
+        assert await closed_for_size(ws) == (1009, reason), f"attempt {attempt}"
+    ws = await raw()
     with contextlib.suppress(WebSocketClosedError):
-        await conn.ws.write_message(b"\x00" * (2 * limit + 1), binary=True)
-    await conn.wait_for(lambda: conn.closed.is_set(), timeout=60)
-    assert conn.close_code in (1009, None)  # None: the close frame lost to the reset
-    # the decision is taken on the frame header: announce the size and wait for the answer
-    conn = env.alice.open(env.nb_id)
-    await conn.connect()
-    await conn.synced()
-    assert conn.ws is not None and conn.ws.protocol is not None
-    header = bytes([0x82, 0x80 | 127]) + struct.pack(">Q", 2 * limit + 1) + b"\x00\x00\x00\x00"
-    await conn.ws.protocol.stream.write(header + b"\x00" * 1024)
-    await conn.wait_for(lambda: conn.closed.is_set(), timeout=60)
-    assert conn.close_code == 1009
-    # nothing reached the witness, nothing changed, the others' connections still work
+        await ws.write_message("t" * (2 * limit + 1))
+    assert await closed_for_size(ws) == (1009, reason), "a text message"
+    # the decision is taken on the frame header: announce the size, send a little, wait
+    ws = await raw()
+    assert ws.protocol is not None and ws.protocol.stream is not None
+    await ws.protocol.stream.write(client_frame(0x2, 2 * limit + 1) + b"\x00" * 1024)
+    assert await closed_for_size(ws) == (1009, reason), "a header alone"
+    # a fragmented message: no frame is over the limit, their sum is
+    ws = await raw()
+    assert ws.protocol is not None and ws.protocol.stream is not None
+    first = limit + limit // 2
+    await ws.protocol.stream.write(client_frame(0x2, first, final=False) + b"\x00" * first)
+    await ws.protocol.stream.write(client_frame(0x0, limit) + b"\x00" * 1024)
+    assert await closed_for_size(ws) == (1009, reason), "a fragmented message"
+
+    # nothing reached the witness, nothing was stored, nothing changed
     await env.b.sync()
     assert env.b.frames_received == witness_frames + 1
+    assert env.b.errors == [] and not env.b.closed.is_set()
+    assert stored_docs(collab, env.nb_id) == stored_before
     assert await env.alice.export(env.nb_id) == export_before
+    assert b"Traceback" not in log_since(collab.log_path, log_start)
+    # the others' connections (alice's own first one too) still work
     await still_works(env)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from hubfixtures import HANGING_SERVER_PREFIX, CollabService, SpawningHub
-from test_providers import connect, notebook, reconfigure, text_of
+from test_providers import connect, notebook, text_of
 
 from hub_collab.client import CollabAPIError, CollabClient, CommandError, NotebookConnection
 
@@ -21,18 +21,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SERVER_NAME = "import os\nprint(repr(os.environ.get('JUPYTERHUB_SERVER_NAME', '')))"
 WHO = "import os, pwd\nprint(pwd.getpwuid(os.getuid()).pw_name)"
-
-
-@pytest.fixture(scope="module")
-async def on_servers(spawning_hub: SpawningHub, spawning_collab: CollabService) -> AsyncIterator[CollabService]:
-    old = list(spawning_collab.extra_args)
-    try:
-        reconfigure(spawning_collab, "--HubCollab.kernel_provider=hub")
-        yield spawning_collab
-    finally:
-        spawning_hub.stop_all_servers()
-        spawning_collab.extra_args = old
-        spawning_collab.restart()
 
 
 @pytest.fixture

@@ -272,6 +272,21 @@ def test_256_entries_allowed() -> None:
     assert len(parse_acl([f"user:u{i}:r" for i in range(256)])) == 256
 
 
+def test_long_modes_and_entries_are_refused_unparsed_and_unquoted() -> None:
+    longest_name = "n" * 128
+    assert parse_acl([f"group:{longest_name}:rwx"])[0].name == longest_name
+    assert parse_mode("u=rwx,g=rx,o=,+t," + "u+r," * 27 + "u+r", 0) == 0o1750  # 128 characters
+    for bad, parse in (
+        ("u+r," * 250_000 + "u+r", lambda t: parse_mode(t, 0)),
+        ("u+q" + "," * 200, lambda t: parse_mode(t, 0)),
+        ("user:" + "b" * 1_000_000 + ":rwx", lambda t: parse_acl([t])),
+        ("user:bob:" + "r" * 200, lambda t: parse_acl([t])),
+    ):
+        with pytest.raises(PermissionSyntaxError, match=r"characters, at most 1[26]\d$") as err:
+            parse(bad)
+        assert len(str(err.value)) < 120 and bad[:40] in str(err.value)
+
+
 def test_perms_validation_and_json() -> None:
     p = Perms("alice", "ta", 0o1750, ("mask::rwx", "user:bob:rw-", "group:ta:rwx"))  # type: ignore[arg-type]
     assert p.to_json() == {
@@ -319,8 +334,8 @@ def _access(
 def test_actions_are_exactly_the_table() -> None:
     assert ACTIONS == {
         "open", "chat_read", "chat_post", "read_cell", "write_cell", "insert_cell",
-        "delete_cell", "move_cell", "execute", "interrupt", "restart", "chmod", "chown",
-        "delete_notebook", "read_audit", "change_settings",
+        "delete_cell", "move_cell", "execute", "interrupt", "choose_kernel", "restart", "chmod",
+        "chown", "chgrp_any", "delete_notebook", "read_audit", "change_settings",
     }  # fmt: skip
 
 
@@ -339,11 +354,13 @@ def test_unknown_action_raises() -> None:
     [
         # group class (bob is in "students") of the notebook, bob owns c1
         (0o770, 0o600, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "insert_cell",
-                        "delete_cell", "move_cell", "interrupt", "restart", "chmod"}),
-        (0o750, 0o600, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "interrupt", "chmod"}),
+                        "delete_cell", "move_cell", "interrupt", "choose_kernel", "restart", "chmod"}),
+        (0o750, 0o600, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "interrupt",
+                        "choose_kernel", "chmod"}),
         (0o740, 0o700, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "chmod"}),
-        (0o710, 0o700, {"interrupt", "execute", "chmod"}),
-        (0o730, 0o700, {"interrupt", "restart", "execute", "delete_cell", "move_cell", "chmod"}),
+        (0o710, 0o700, {"interrupt", "choose_kernel", "execute", "chmod"}),
+        (0o730, 0o700, {"interrupt", "choose_kernel", "restart", "execute", "delete_cell",
+                        "move_cell", "chmod"}),
         (0o760, 0o400, {"open", "chat_read", "chat_post", "read_cell", "insert_cell", "delete_cell",
                         "move_cell", "chmod"}),
         (0o700, 0o777, {"chmod"}),
@@ -406,7 +423,7 @@ def test_owner_and_admin_overrides() -> None:
     assert a.is_notebook_owner
     assert a.can("read_cell", "c1")  # owner reads every cell
     assert not a.can("write_cell", "c1") and not a.can("execute", "c1")
-    assert a.can("chmod", "c1") and a.can("chmod") and a.can("chown")
+    assert a.can("chmod", "c1") and a.can("chmod") and a.can("chown") and a.can("chgrp_any")
     assert a.can("delete_notebook") and a.can("read_audit") and a.can("change_settings")
     assert a.caps_json()["owner"] is True
     r = _access(ROOT, 0o000, 0o000)
@@ -417,7 +434,7 @@ def test_owner_and_admin_overrides() -> None:
     b = _access(BOB, 0o000, 0o000)
     assert b.can("chmod", "c1") and not b.can("chmod", "c2") and not b.can("chmod")
     assert not b.can("chown", "c1") and not b.can("delete_notebook") and not b.can("read_audit")
-    assert not b.can("change_settings")
+    assert not b.can("change_settings") and not b.can("chgrp_any", "c1")
     # the owner loses rights on the notebook itself like anyone (chmod u=)
     assert not _access(ALICE, 0o070).can("open")
 

@@ -29,7 +29,7 @@ from hub_collab.permissions import (
     UnknownObject,
     parse_acl,
 )
-from hub_collab.permissions.store import engine_url
+from hub_collab.permissions.store import engine_url, new_notebook_perms
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -252,6 +252,61 @@ def test_listener_and_generation(store: PermissionStore) -> None:
     assert calls == ["nb"] * 6 and store.generation("nb") == g6
 
 
+def _rule_rows(db_url: str, nb: str) -> list[tuple[object, ...]]:
+    """The stored lines of ``nb`` with their row ids (a rewrite gives new ids)."""
+    eng = sa.create_engine(engine_url(db_url))
+    try:
+        with eng.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT id, ptype, v0, v2, v3, v4, v5 FROM collab_permission_rules"
+                    " WHERE v1 = :nb ORDER BY id"
+                ),
+                {"nb": nb},
+            )
+            return [tuple(r) for r in rows]
+    finally:
+        eng.dispose()
+
+
+def test_a_change_that_changes_nothing_writes_nothing(store: PermissionStore, db_url: str) -> None:
+    calls: list[str] = []
+    store.add_listener(calls.append)
+    store.create_notebook(
+        "nb", "alice", "students", 0o1770, ["u:bob:rw", "g:ta:rx"], 0o640, ["g:ta:rw"]
+    )
+    store.create_cell("nb", "c1", "bob", Perms("bob", "students", 0o640, parse_acl(["u:carol:r"])))
+    cached = store.access(BOB, "nb")
+    rows, gen, calls_before = _rule_rows(db_url, "nb"), store.generation("nb"), list(calls)
+    # the same permissions, spelt differently: ACL order, entry syntax, defaults repeated
+    same_nb = Perms("alice", "students", 0o1770, parse_acl(["group:ta:r-x", "user:bob:rw-"]))
+    old, new = store.set_notebook("nb", same_nb, default_cell_mode=0o640, default_acl=["g:ta:6"])
+    assert old == new and new["mode"] == "1770" and new["default_acl"] == ["group:ta:rw-"]
+    assert store.set_notebook("nb", same_nb) == (old, old)
+    same_cell = Perms("bob", "students", 0o640, parse_acl(["user:carol:r--"]))
+    old, new = store.set_cell("nb", "c1", same_cell)
+    assert old == new == {
+        "owner": "bob",
+        "group": "students",
+        "mode": "0640",
+        "acl": ["user:carol:r--"],
+    }
+    assert _rule_rows(db_url, "nb") == rows  # not rewritten: the same rows, the same ids
+    assert calls == calls_before and store.generation("nb") == gen
+    assert store.access(BOB, "nb") is cached
+    # a real change (the control) is written and heard
+    old, new = store.set_cell("nb", "c1", Perms("bob", "students", 0o600))
+    assert old != new and calls == [*calls_before, "nb"] and store.generation("nb") > gen
+    assert _rule_rows(db_url, "nb") != rows
+    rows = _rule_rows(db_url, "nb")
+    old, new = store.set_notebook("nb", same_nb, default_cell_mode=0o600)
+    assert old["default_mode"] == "0640" and new["default_mode"] == "0600"
+    assert calls == [*calls_before, "nb", "nb"] and _rule_rows(db_url, "nb") != rows
+    with PermissionStore(db_url) as other:
+        assert other.default_cell("nb") == (0o600, parse_acl(["g:ta:rw"]))
+        assert other.cell("nb", "c1") == Perms("bob", "students", 0o600)
+
+
 def test_reload_sees_another_store(store: PermissionStore, db_url: str) -> None:
     store.create_notebook("nb", "alice", "students", 0o775)
     store.create_cell("nb", "c1", "bob")
@@ -343,3 +398,38 @@ def test_concurrent_writers(store: PermissionStore, db_url: str) -> None:
             assert fresh.access(BOB, "nb").cell_bits[cid] == want
     store.reload()
     assert store.cells("nb") == cells
+
+
+def test_a_notebook_created_with_its_cells_equals_one_made_cell_by_cell(db_url: str, store: PermissionStore) -> None:
+    """An import's permissions (all lines in the caller's one transaction, then taken in)
+    decide and read back exactly as a notebook whose cells were created one by one."""
+    cells = [f"c{i}" for i in range(5)]
+    store.create_notebook("one", "alice", "students", 0o1750, default_cell_mode=0o640)
+    for cid in cells:
+        store.create_cell("one", cid, "alice")
+    new = new_notebook_perms("two", "alice", cells, group="students", mode=0o1750, default_cell_mode=0o640)
+    assert store.engine is not None
+    with store.engine.begin() as conn:
+        new.insert(conn, store.table)
+    heard: list[str] = []
+    store.add_listener(heard.append)
+    store.add_new_notebook(new)
+    assert heard == []  # the listeners hear of it when it is announced
+    store.announce("two")
+    assert heard == ["two"]
+    assert store.notebook("two") == store.notebook("one")
+    assert store.default_cell("two") == store.default_cell("one")
+    assert store.cells("two") == store.cells("one")
+    people = [ALICE, BOB, Identity("carol", frozenset()), Identity("root", frozenset(), admin=True)]
+    for who in people:
+        assert store.access(who, "two").caps_json() == store.access(who, "one").caps_json()
+        for obj in [None, *cells]:
+            for bit in "rwx":
+                assert store.enforce(who, "two", obj, bit) == store.enforce(who, "one", obj, bit)
+    with PermissionStore(db_url) as fresh:  # another replica, from the database
+        assert fresh.cells("two") == store.cells("two")
+        assert fresh.notebook("two") == store.notebook("two")
+        for who in people:
+            assert fresh.access(who, "two").caps_json() == store.access(who, "one").caps_json()
+    with pytest.raises(ObjectExists):
+        store.add_new_notebook(new)

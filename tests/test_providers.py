@@ -19,7 +19,7 @@ import json
 import os
 import pwd
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,18 +178,6 @@ async def test_a_gateway_run_goes_on_through_a_kill_of_the_service(
 
 
 # -- hub: the users' own servers -------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-async def on_servers(spawning_hub: SpawningHub, spawning_collab: CollabService) -> AsyncIterator[CollabService]:
-    old = list(spawning_collab.extra_args)
-    try:
-        reconfigure(spawning_collab, "--HubCollab.kernel_provider=hub")
-        yield spawning_collab
-    finally:
-        spawning_hub.stop_all_servers()
-        spawning_collab.extra_args = old
-        spawning_collab.restart()
 
 
 PROBE = r"""

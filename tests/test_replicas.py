@@ -136,6 +136,51 @@ async def test_chmod_on_one_replica_is_enforced_on_another_at_once(hub, cluster)
     assert latency < 0.1
 
 
+async def test_a_chmod_that_changes_nothing_tells_no_replica(hub, cluster):
+    """A permission PUT that changes nothing publishes no bus event: every message r1
+    publishes on the ``perms`` channel is read from Redis, up to a marker (a real change
+    of another notebook, published after the no-ops: Redis keeps one publisher's order)."""
+    import redis.asyncio as aioredis
+
+    from hub_collab.replication import REC_EVENT, decode_message
+
+    r1, _, r3 = cluster["replicas"]
+    listener = aioredis.Redis.from_url(cluster["redis"].url)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(f"{cluster['prefix']}perms")
+    confirmed = await pubsub.get_message(timeout=5)
+    assert confirmed is not None and confirmed["type"] == "subscribe"
+    try:
+        alice, nb = await shared_notebook(hub, r1, "chmod-noop")
+        _, marker_nb = await shared_notebook(hub, r1, "chmod-noop-marker")
+        bob = client(hub, r3, "bob")
+        async with bob.open(nb) as b:
+            await b.synced()
+            start = len(b.messages)
+            await alice.set_permissions(nb, mode="0750")  # a real change (the control)
+            msg = await b.next_message("caps", start=start, timeout=5)
+            assert msg["notebook"] == "r-x"
+            await b.sync()
+            frames = b.frames_received
+            current = await alice.get_permissions(nb)
+            for body in ({}, current, {"mode": "0750"}, {"mode": "g-w"}, {"group": "students"}):
+                assert await alice.request("PUT", f"api/notebooks/{nb}/permissions", body) == current
+            await b.sync()
+            assert b.frames_received == frames + 1  # the sync's ack, nothing else
+            await alice.set_permissions(marker_nb, mode="0700")
+        notebooks = []
+        while notebooks.count(marker_nb) < 2:  # its creation, then the marker
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=10)
+            assert msg is not None, f"the marker never came; r1 published for {notebooks}"
+            sender, _, _, records = decode_message(msg["data"])
+            if sender == "r1":
+                notebooks += [data["nb"] for kind, (name, data) in records if kind == REC_EVENT and name == "perms"]
+        assert notebooks.count(nb) == 2, notebooks  # its creation and the real change only
+    finally:
+        await pubsub.aclose()
+        await listener.aclose()
+
+
 async def test_kill9_of_the_home_loses_no_acknowledged_edit(hub, cluster):
     r1, r2, r3 = cluster["replicas"]
     alice, nb = await shared_notebook(hub, r1, "storm")

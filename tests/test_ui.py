@@ -10,11 +10,14 @@ leaves the repository as it was).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hubfixtures import FAILING_SERVER_MESSAGE
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from ui_helpers import (
     CHROMIUM,
@@ -87,6 +90,30 @@ def test_home_lists_creates_and_opens(as_user: Any, api: Any, collab: Any) -> No
     page.wait_for_selector(".cell .cm-content")
     page.keyboard.type("1 + 1")
     expect(page.locator(".cell .cm-content").first).to_have_text("1 + 1")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_an_import_shows_the_servers_refusal_and_creates_nothing(as_user: Any, api: Any, collab: Any, tmp_path: Path) -> None:
+    """Importing an .ipynb from the home page: the server's 413 and 400 messages (which
+    limit, which cell) are shown as they are; a good file opens as a notebook."""
+    over = notebook([{"id": "small", "source": "1"}, {"id": "big", "outputs": [{"output_type": "stream", "name": "stdout", "text": "x" * (2 * 1024 * 1024 + 1)}]}])
+    (tmp_path / "too big.ipynb").write_text(json.dumps(over))
+    bad = notebook([{"id": "a", "source": "1"}])
+    bad["cells"][0]["cell_type"] = "python"
+    (tmp_path / "bad type.ipynb").write_text(json.dumps(bad))
+    (tmp_path / "lecture.ipynb").write_text(json.dumps(notebook([{"id": "intro", "cell_type": "markdown", "source": "# Lecture"}])))
+    page = as_user("alice")
+    status = page.locator(".home-status")
+    page.set_input_files(".import-file", str(tmp_path / "too big.ipynb"))
+    expect(status).to_contain_text("Could not import “too big”: content.cells[1] (id 'big') is too large: its outputs hold", timeout=30_000)
+    expect(status).to_contain_text("(HubCollab.max_doc_bytes)")
+    page.set_input_files(".import-file", str(tmp_path / "bad type.ipynb"))
+    expect(status).to_contain_text("Could not import “bad type”: content.cells[0] is not valid nbformat v4", timeout=30_000)
+    names = [n["name"] for n in api("alice").call("GET", "api/notebooks")["notebooks"]]
+    assert "too big" not in names and "bad type" not in names
+    page.set_input_files(".import-file", str(tmp_path / "lecture.ipynb"))
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    expect(page.locator(".nb-title")).to_have_text("lecture")
     assert page.errors == []  # type: ignore[attr-defined]
 
 
@@ -226,6 +253,143 @@ def test_share_dialog_changes_rights_live(as_user: Any, api: Any, collab: Any) -
     dlg.locator(".share-save").click()
     expect(cell(bob, "s1").locator(".hidden-placeholder")).to_be_visible()
     expect(cell(bob, "s1")).not_to_contain_text("value = 1")
+
+
+def _picker(page: Page) -> Any:
+    """Open the kernel picker from the kernel status in the toolbar; its dialog."""
+    page.click(".kernel-status")
+    dlg = page.locator("dialog.kernel-dialog")
+    expect(dlg).to_be_visible()
+    return dlg
+
+
+def test_kernel_picker_from_the_kernel_status(as_user: Any, api: Any, collab: Any) -> None:
+    nb = api("instructor").create("Picker", notebook([{"id": "p1", "source": "1 + 1"}]), group="students", mode="0754")
+    inst, alice, dave = as_user("instructor"), as_user("alice"), as_user("dave")
+    for page in (inst, alice, dave):
+        open_notebook(page, collab.public_url, nb["id"])
+    status = inst.locator(".kernel-status")
+    expect(status).to_have_text("python3 · on the service (not isolated) · not running · shared")
+    # the owner: the service's own kernelspecs, and the mode control; focus is in the dialog
+    dlg = _picker(inst)
+    expect(dlg.locator(".kp-x")).to_be_focused()
+    local = dlg.locator('.kp-resource[data-resource="local"]')
+    expect(local.locator(".kp-label")).to_have_text("the service (not isolated)")
+    expect(local.locator("select.kp-spec")).to_have_value("python3")
+    expect(local.locator(".kp-badge")).to_have_text("in use")
+    expect(dlg.locator(".kp-mode-text")).to_have_attribute("data-mode", "shared")
+    # a student in shared mode reads who picks, and sees it change live
+    alice_dlg = _picker(alice)
+    expect(alice_dlg.locator(".kp-readonly")).to_have_text("The owner, instructor, picks where the shared kernel runs.")
+    expect(alice_dlg.locator(".kp-use")).to_have_count(0)
+    screenshot(inst, "kernel-picker")
+    dlg.locator(".kp-mode-button").click()
+    expect(status).to_have_attribute("data-mode", "per-user")
+    expect(status).to_contain_text("per-user")
+    expect(dlg.locator(".kp-mode-text")).to_have_attribute("data-mode", "per-user")
+    expect(dlg.locator(".kp-notice")).to_have_text("The kernel mode is now per-user.")
+    inst.keyboard.press("Escape")
+    expect(dlg).to_have_count(0)
+    expect(status).to_be_focused()
+    # the student now picks for themselves: python3 on the service (already theirs: a no-op)
+    expect(alice.locator(".kernel-status")).to_have_attribute("data-mode", "per-user")
+    expect(alice_dlg.locator(".kp-readonly")).to_have_count(0)
+    alice_local = alice_dlg.locator('.kp-resource[data-resource="local"]')
+    alice_local.locator("select.kp-spec").select_option("python3")
+    alice_local.locator(".kp-use").click()
+    expect(alice_dlg.locator(".kp-notice")).to_have_text("Using python3 on the service (not isolated).")
+    expect(alice_dlg.locator(".kp-error")).to_be_hidden()
+    alice.keyboard.press("Escape")
+    expect(alice_dlg).to_have_count(0)
+    expect(alice.locator(".kernel-status")).to_be_focused()
+    # opened with the keyboard: the focused control shows it
+    alice.keyboard.press("Enter")
+    expect(alice_dlg).to_be_visible()
+    assert alice.evaluate("() => { const el = document.activeElement; return !!el.closest('dialog.kernel-dialog') && el.matches(':focus-visible') && getComputedStyle(el).outlineStyle; }") == "solid"
+    alice.keyboard.press("Escape")
+    expect(alice_dlg).to_have_count(0)
+    # without notebook x: the picker says why, and nothing breaks
+    dave_dlg = _picker(dave)
+    expect(dave_dlg.locator(".kp-error")).to_have_text(
+        "You cannot choose where this notebook's kernel runs: you may not pick where this notebook's kernel runs (it needs notebook x)"
+    )
+    expect(dave_dlg.locator(".kp-now-text")).to_contain_text("python3 · on the service (not isolated)")
+    dave_dlg.locator(".kp-close").click()
+    expect(dave_dlg).to_have_count(0)
+    for page in (inst, alice, dave):
+        assert page.errors == [] and page.dialogs == []  # type: ignore[attr-defined]
+
+
+# Records each text the server's progress line shows, as the page draws it.
+RECORD_PROGRESS = """() => {
+    window.__progress = [];
+    new MutationObserver(() => {
+        for (const el of document.querySelectorAll('.kp-resource[data-resource="server:"] .kp-progress-text')) {
+            if (window.__progress.at(-1) !== el.textContent) window.__progress.push(el.textContent);
+        }
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+}"""
+
+
+@pytest.fixture
+def on_servers(spawning_hub: Any, spawning_collab: Any) -> Iterator[Any]:
+    """``spawning_collab`` running kernels on the users' own Hub servers (put back after)."""
+    old = list(spawning_collab.extra_args)
+    spawning_collab.extra_args = [*old, "--HubCollab.kernel_provider=hub"]
+    spawning_collab.restart()
+    try:
+        yield spawning_collab
+    finally:
+        spawning_hub.stop_all_servers()
+        spawning_collab.extra_args = old
+        spawning_collab.restart()
+
+
+def test_kernel_picker_starts_a_server_with_its_progress_and_says_why_one_failed(
+    browser: Browser, spawning_hub: Any, on_servers: Any
+) -> None:
+    collab = on_servers
+    # a named server whose spawner fails: tried once through the Hub, it is listed stopped
+    spawning_hub.api("POST", "users/alice/servers/broken", expect=(201, 202, 500))
+    nb = Api(collab.public_url, spawning_hub.token("alice")).create("On my server", notebook([{"id": "s1", "source": "1 + 1"}]))
+    ctx, page = login(browser, collab.public_url, "alice")
+    try:
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        open_notebook(page, collab.public_url, nb["id"])
+        dlg = _picker(page)
+        default = dlg.locator('.kp-resource[data-resource="server:"]')
+        broken = dlg.locator('.kp-resource[data-resource="server:broken"]')
+        expect(dlg.locator("h3")).to_have_text(["Your server", "Your named servers"])
+        expect(default.locator(".kp-state")).to_have_text("stopped", timeout=30_000)
+        expect(broken.locator(".kp-state")).to_have_text("stopped", timeout=30_000)
+        # a failed start: the spawner's reason, in that server's row
+        broken.locator(".kp-start").click()
+        expect(broken.locator(".kp-start-error")).to_contain_text(FAILING_SERVER_MESSAGE, timeout=60_000)
+        expect(broken.locator(".kp-start")).to_be_visible()
+        # a good start: the progress bar and the Hub's messages, then its kernelspecs (a start
+        # can be quicker than a look at the page, so the page records what its bar showed)
+        page.evaluate(RECORD_PROGRESS)
+        default.locator(".kp-start").click()
+        expect(default.locator(".kp-state")).to_have_text("running", timeout=120_000)
+        shown = page.evaluate("window.__progress")
+        assert shown[0] == "Starting…" and any("% · " in text for text in shown), shown
+        expect(default.locator(".kp-progress")).to_have_count(0)
+        expect(default.locator("select.kp-spec")).to_have_value("python3")
+        expect(dlg.locator(".kp-notice")).to_have_text("your default server is running.")
+        # alice owns the notebook: its shared kernel goes on her server only once she agrees
+        expect(default.locator(".kp-badge")).to_have_text("not chosen yet")
+        default.locator(".kp-use").click()
+        expect(dlg.locator(".kp-error")).to_contain_text("Could not switch the kernel: consent must be true")
+        default.get_by_label("I agree: everyone who may run this notebook's cells will run code as me, alice").check()
+        default.locator(".kp-use").click()
+        expect(dlg.locator(".kp-notice")).to_have_text("Using python3 on alice's server.")
+        expect(dlg.locator(".kp-error")).to_be_hidden()
+        expect(default.locator(".kp-badge")).to_have_text("in use")
+        expect(page.locator(".kernel-status")).to_have_attribute("data-where", "on alice's server")
+        assert errors == []
+    finally:
+        ctx.close()
 
 
 XSS_HTML = "".join([

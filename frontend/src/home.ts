@@ -96,11 +96,13 @@ export class HomeView {
 
   private async create(name: string, content?: unknown): Promise<void> {
     if (!name) return;
+    const verb = content === undefined ? "create" : "import";
     try {
       const nb = await this.api.request<NotebookSummary>("POST", "api/notebooks", content === undefined ? { name } : { name, content });
       window.location.href = this.notebookUrl(nb.id);
     } catch (err) {
-      this.status.textContent = `Could not create “${name}”: ${(err as Error).message}`;
+      // the server's message says which limit or which part of the notebook (docs/rest.md)
+      this.status.textContent = `Could not ${verb} “${name}”: ${(err as Error).message}`;
     }
   }
 
@@ -112,7 +114,9 @@ export class HomeView {
       this.status.textContent = `${f.name} is not a notebook (not JSON).`;
       return;
     }
-    await this.create(f.name.replace(/\.ipynb$/i, ""), content);
+    const name = f.name.replace(/\.ipynb$/i, "");
+    this.status.textContent = `Importing “${name}”…`;
+    await this.create(name, content);
   }
 
   private async remove(nb: NotebookSummary): Promise<void> {

@@ -1,7 +1,7 @@
 /**
  * The notebook page: toolbar, kernel status, who is here, the cells (in the
- * order of the `index` doc), Jupyter's command-mode keys, the chat panel and
- * the share dialogs. State lives in the {@link Connection}'s Y.Docs; this view
+ * order of the `index` doc), Jupyter's command-mode keys, the chat panel, the
+ * share dialogs and the kernel picker (opened from the kernel status). State lives in the {@link Connection}'s Y.Docs; this view
  * follows them.
  */
 import * as Y from "yjs";
@@ -12,6 +12,8 @@ import { ChatPanel } from "./chat";
 import type { PageConfig } from "./config";
 import { CommandError, Connection, type Json } from "./connection";
 import { h, clear, toast, userColor, initials } from "./dom";
+import { KernelPicker, type PickerHost } from "./kernelpicker";
+import { type KernelStatus, kernelStatusFrom, modeWords, statusText } from "./kernelwords";
 import { rightsInWords } from "./permissions";
 import { INDEX_DOC, canExec, canWrite, splitDocName } from "./protocol";
 import { ShareDialog } from "./share";
@@ -40,7 +42,9 @@ export class NotebookView {
   meta: Json = {};
   private cellsEl: HTMLElement;
   private banner: HTMLElement;
-  private kernelEl: HTMLElement;
+  private kernelEl: HTMLButtonElement;
+  private kernelStatus: KernelStatus | null = null;
+  private picker: KernelPicker | null = null;
   private avatarsEl: HTMLElement;
   private titleEl: HTMLElement;
   private rightsEl: HTMLElement;
@@ -62,7 +66,7 @@ export class NotebookView {
     this.conn = new Connection(cfg.base_url, nb);
     this.cellsEl = h("main", { class: "cells", "aria-label": "cells" });
     this.banner = h("div", { class: "banner", hidden: true, role: "alert" });
-    this.kernelEl = h("span", { class: "kernel-status", title: "kernel" }, "kernel: …");
+    this.kernelEl = h("button", { type: "button", class: "tb kernel-status", title: "The kernel: where it runs. Click to choose.", "aria-haspopup": "dialog", onclick: () => this.openKernelPicker() }, "kernel: …");
     this.avatarsEl = h("div", { class: "avatars", "aria-label": "who is here" });
     this.titleEl = h("h1", { class: "nb-title" }, "…");
     this.rightsEl = h("span", { class: "nb-rights" });
@@ -209,14 +213,28 @@ export class NotebookView {
   }
 
   private showKernel(m: Json): void {
-    const state = String(m.state ?? "unknown");
-    this.kernelEl.textContent = `${m.kernel_name ?? "kernel"}: ${state}`;
-    this.kernelEl.dataset.state = state;
-    const where = m.where ? ` ${String(m.where)}` : "";
-    this.kernelEl.dataset.where = String(m.where ?? "");
-    this.kernelEl.title = m.message
-      ? String(m.message)
-      : `kernel ${state}${where}${m.kernel_mode ? ` (${String(m.kernel_mode)})` : ""}`;
+    const s = kernelStatusFrom(m);
+    this.kernelStatus = s;
+    this.kernelEl.textContent = statusText(s);
+    this.kernelEl.dataset.state = s.state;
+    this.kernelEl.dataset.where = s.where;
+    this.kernelEl.dataset.mode = s.kernel_mode;
+    this.kernelEl.title = `${s.message ? `${s.message}\n` : ""}Kernel mode ${modeWords(s.kernel_mode)}. Click to choose where the kernel runs.`;
+  }
+
+  // -- kernel picker ----------------------------------------------------------------------------
+
+  openKernelPicker(): void {
+    if (this.picker?.el.open) return;
+    const conn = this.conn;
+    const host: PickerHost = {
+      command: (type, fields, timeoutMs) => conn.command(type, fields, timeoutMs),
+      listen: (fn) => conn.on("message", fn),
+      status: () => this.kernelStatus,
+      mayChangeMode: () => !!(conn.caps.owner || conn.caps.admin),
+    };
+    this.picker = new KernelPicker(host, this.kernelEl);
+    void this.picker.open();
   }
 
   // -- index and caps ---------------------------------------------------------------------------
@@ -425,6 +443,7 @@ export class NotebookView {
   private onKey(e: KeyboardEvent): void {
     const target = e.target as HTMLElement | null;
     if (target && (target.closest(".cm-editor") || target.closest("input, textarea, select, dialog, .chat"))) return;
+    if (target?.closest("button") && (e.key === "Enter" || e.key === " ")) return; // the key presses the button
     if (e.altKey || (e.metaKey && e.key !== "Enter")) return;
     const cell = this.active;
     const key = e.key;

@@ -16,6 +16,7 @@ route's methods declare one and that docs/rest.md shows it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -24,8 +25,10 @@ from typing import Any, ClassVar, TypeVar
 
 from tornado import web
 
+from .. import logs
 from ..documents.session import Session
 from ..errors import BadRequest, CollabError, NotFound
+from ..fields import parse_json_object
 from ..handlers.base import BaseHandler
 from ..ids import check_id
 from ..permissions import InvalidId, UnknownObject
@@ -47,6 +50,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     429: "rate_limited",
     500: "internal_error",
+    503: "unavailable",
 }
 
 
@@ -104,8 +108,10 @@ class APIHandler(BaseHandler):
         return ident
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking call (a database read or write) off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        """Run a blocking call (a database read or write) off the event loop, in this
+        request's log context (an audit line written there carries its request id)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(None, context.run, fn, *args)
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -113,6 +119,10 @@ class APIHandler(BaseHandler):
 
     def json_body(self, *, max_bytes: int | None = None) -> dict[str, Any]:
         """The request body as a JSON object; 400/413/415 with a clear message otherwise."""
+        return parse_json_object(self.checked_body(max_bytes=max_bytes))
+
+    def checked_body(self, *, max_bytes: int | None = None) -> bytes:
+        """The request body, once its size and type are checked (413, 415); not parsed."""
         limit = max_bytes or self.collab.max_request_bytes
         body = self.request.body
         if len(body) > limit:
@@ -120,20 +130,13 @@ class APIHandler(BaseHandler):
         ctype = self.request.headers.get("Content-Type", "application/json").split(";")[0].strip()
         if ctype not in ("application/json", ""):
             raise CollabError(f"expected application/json, got {ctype!r}", status=415, code="unsupported_media_type")
-        if not body:
-            raise BadRequest("request body must be a JSON object", code="invalid_json")
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
-        except RecursionError as exc:
-            raise BadRequest("request body is nested too deeply", code="invalid_json") from exc
-        if not isinstance(data, dict):
-            raise BadRequest("request body must be a JSON object", code="invalid_json")
-        return data
+        return body
 
     def path_id(self, value: str, what: str) -> str:
-        return check_id(value, what, not_found=True)
+        checked = check_id(value, what, not_found=True)
+        if what == "notebook":
+            logs.bind(notebook=checked)
+        return checked
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

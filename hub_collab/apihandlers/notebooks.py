@@ -16,12 +16,11 @@ from tornado import web
 from ..documents.notebook import index_cells
 from ..documents.room import NotebookRoom
 from ..errors import BadRequest, Forbidden, NotFound
+from ..fields import GROUP_RE, group_field, mode_field
 from ..permissions.access import CELL_ACTIONS, Access, check_action
-from ..permissions.posix import PermissionSyntaxError, Perms, format_mode, parse_acl, parse_mode
+from ..permissions.posix import PermissionSyntaxError, Perms, format_mode, parse_acl
+from ..store import NotebookRecord
 from .base import APIHandler
-
-NAME_RE = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,255}$")
-GROUP_RE = re.compile(r"^[A-Za-z0-9._@+-]{0,128}$")
 
 
 class MeHandler(APIHandler):
@@ -62,18 +61,14 @@ class NotebookAPIHandler(APIHandler):
             what = "this cell" if cell_id is not None else "this notebook"
             raise Forbidden(message or f"you may not {action.replace('_', ' ')} {what}")
 
+    def reject_unknown_fields(self, body: dict[str, Any], known: set[str]) -> None:
+        unknown = sorted(set(body) - known)
+        if unknown:
+            names = ", ".join(name[:40] for name in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            raise BadRequest(f"unknown field(s): {names} (expected {', '.join(sorted(known))})", code="invalid_field")
+
     def parse_mode_field(self, body: dict[str, Any], key: str, current: int) -> int | None:
-        if key not in body:
-            return None
-        value = body[key]
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = format(value, "o")
-        if not isinstance(value, str):
-            raise BadRequest(f"{key} must be a string such as \"0750\" or \"u+w,g-w\"", code="invalid_mode")
-        try:
-            return parse_mode(value, current)
-        except PermissionSyntaxError as exc:
-            raise BadRequest(f"{key}: {exc}", code="invalid_mode") from exc
+        return mode_field(body, key, current)
 
     def parse_acl_field(self, body: dict[str, Any], key: str) -> Any:
         if key not in body:
@@ -87,12 +82,19 @@ class NotebookAPIHandler(APIHandler):
             raise BadRequest(f"{key}: {exc}", code="invalid_acl") from exc
 
     def parse_group_field(self, body: dict[str, Any], key: str = "group") -> str | None:
-        if key not in body:
-            return None
-        value = body[key]
-        if not isinstance(value, str) or not GROUP_RE.match(value):
-            raise BadRequest(f"{key} must be a Hub group name", code="invalid_group")
-        return value
+        return group_field(body, key)
+
+    def require_chgrp(self, access: Access, old: str, new: str, what: str) -> None:
+        """chgrp as in POSIX: whoever may chmod an object may give it to a group they are a
+        member of (or to no group); any other group needs ``chgrp_any``."""
+        if new == old or not new or new in access.identity.groups:
+            return
+        self.require(
+            access,
+            "chgrp_any",
+            message=f"you may give {what} only to a group you are a member of, and you are not in "
+            f"{new!r} (the notebook's owner or an admin may give it to any group)",
+        )
 
 
 class NotebooksHandler(NotebookAPIHandler):
@@ -110,44 +112,32 @@ class NotebooksHandler(NotebookAPIHandler):
         self.write_json({"notebooks": out})
 
     async def post(self) -> None:
-        body = self.json_body()
-        name = body.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise BadRequest("name must be 1-255 characters, without control characters or slashes", code="invalid_name")
-        unknown = set(body) - {"name", "content", "group", "mode", "default_cell_mode"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
-        group = self.parse_group_field(body) or ""
-        mode = self.parse_mode_field(body, "mode", 0o750)
-        default_cell_mode = self.parse_mode_field(body, "default_cell_mode", 0o775)
-        record = await self.collab.rooms.create_notebook(
-            self.me,
-            name,
-            body.get("content"),
-            group=group,
-            mode=0o750 if mode is None else mode,
-            default_cell_mode=0o775 if default_cell_mode is None else default_cell_mode,
-        )
-        await self.in_thread(self.collab.store.add_audit, record.id, self.me.name, "create", "notebook", {"name": name})
+        # The body is parsed, checked against the import limits and turned into docs in an
+        # import worker process (hub_collab.documents.importer), not here.
+        created = await self.collab.rooms.import_notebook(self.me, self.checked_body())
+        record = created.record
         self.set_header("Location", f"{self.collab.base_url}api/notebooks/{record.id}")
-        room = await self.collab.rooms.get(record.id)
-        self.write_json(self.notebook_model(room, room.compute_access_for(self.me)), status=201)
+        # the creator's rights on every cell: decided on a thread (thousands of cells)
+        access = await self.in_thread(self.collab.permissions.access, self.me, record.id)
+        self.write_json(self.notebook_model(record, created.cells, access, []), status=201)
 
-    def notebook_model(self, room: NotebookRoom, access: Access) -> dict[str, Any]:
-        perms = self.collab.permissions.notebook(room.id)
-        cells = []
-        for entry in index_cells(room.index):
-            cid = entry["id"]
-            cells.append({**entry, "readable": access.can("read_cell", cid)})
+    def notebook_model(
+        self, record: NotebookRecord, cells: list[dict[str, Any]], access: Access, presence: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """``GET api/notebooks/{id}``: metadata, ``cells`` (index entries), caps, presence."""
+        perms = self.collab.permissions.notebook(record.id)
         return {
-            **room.record.to_json(),
+            **record.to_json(),
             "owner": perms.owner,
             "group": perms.group,
             "mode": format_mode(perms.mode),
-            "cells": cells,
+            "cells": [{**entry, "readable": access.can("read_cell", entry["id"])} for entry in cells],
             "caps": access.caps_json(),
-            "presence": room.awareness.presence(),
+            "presence": presence,
         }
+
+    def room_model(self, room: NotebookRoom, access: Access) -> dict[str, Any]:
+        return self.notebook_model(room.record, index_cells(room.index), access, room.awareness.presence())
 
 
 class NotebookHandler(NotebooksHandler):
@@ -157,7 +147,7 @@ class NotebookHandler(NotebooksHandler):
 
     async def get(self, nb_id: str) -> None:  # type: ignore[override]
         room, access = await self.room_for(nb_id)
-        self.write_json(self.notebook_model(room, access))
+        self.write_json(self.room_model(room, access))
 
     async def delete(self, nb_id: str) -> None:
         room, _ = await self.room_for(nb_id)
@@ -200,11 +190,10 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
         self.write_json(self.model(room.id))
 
     async def put(self, nb_id: str) -> None:
+        # who may not chmod the notebook gets 403 here, before the body is looked at
         room, access = await self.room_for(nb_id)
         body = self.json_body()
-        unknown = set(body) - {"owner", "group", "mode", "acl", "default_cell_mode", "default_acl"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        self.reject_unknown_fields(body, {"owner", "group", "mode", "acl", "default_cell_mode", "default_acl"})
         perms = self.collab.permissions.notebook(room.id)
         default_mode, default_acl = self.collab.permissions.default_cell(room.id)
         owner = body.get("owner", perms.owner)
@@ -223,10 +212,12 @@ class NotebookPermissionsHandler(NotebookAPIHandler):
             mode=perms.mode if mode is None else mode,
             acl=perms.acl if acl is None else acl,
         )
+        self.require_chgrp(access, perms.group, new.group, "the notebook")
         old_json, new_json = self.collab.permissions.set_notebook(
             room.id, new, default_cell_mode=new_default_mode, default_acl=new_default_acl
         )
-        await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", "notebook", {"old": old_json, "new": new_json})
+        if new_json != old_json:  # a change that changes nothing was not written: nothing to record
+            await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", "notebook", {"old": old_json, "new": new_json})
         self.write_json(self.model(room.id))
 
 
@@ -246,11 +237,10 @@ class CellPermissionsHandler(NotebookAPIHandler):
         self.write_json(self.collab.permissions.cell(room.id, cid).to_json())
 
     async def put(self, nb_id: str, cell_id: str) -> None:
+        # who may not chmod the cell gets 403 here, before the body is looked at
         room, access, cid = await self.cell_of(nb_id, cell_id)
         body = self.json_body()
-        unknown = set(body) - {"owner", "group", "mode", "acl"}
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}", code="invalid_field")
+        self.reject_unknown_fields(body, {"owner", "group", "mode", "acl"})
         perms = self.collab.permissions.cell(room.id, cid)
         owner = body.get("owner", perms.owner)
         if owner != perms.owner:
@@ -266,8 +256,10 @@ class CellPermissionsHandler(NotebookAPIHandler):
             mode=perms.mode if mode is None else mode,
             acl=perms.acl if acl is None else acl,
         )
+        self.require_chgrp(access, perms.group, new.group, "this cell")
         old_json, new_json = self.collab.permissions.set_cell(room.id, cid, new)
-        await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", f"cell:{cid}", {"old": old_json, "new": new_json})
+        if new_json != old_json:  # a change that changes nothing was not written: nothing to record
+            await self.in_thread(self.collab.store.add_audit, room.id, self.me.name, "chmod", f"cell:{cid}", {"old": old_json, "new": new_json})
         self.write_json(self.collab.permissions.cell(room.id, cid).to_json())
 
 

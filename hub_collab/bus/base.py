@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 Handler = Callable[[str, bytes], None]
 ReconnectHandler = Callable[[], Awaitable[None] | None]
@@ -24,13 +28,15 @@ class BusUnavailable(RuntimeError):
 
 
 class Bus(abc.ABC):
-    def __init__(self, replica_id: str) -> None:
+    def __init__(self, replica_id: str, *, metrics: Metrics | None = None) -> None:
         self.replica_id = replica_id
         self.reconnect_handlers: list[ReconnectHandler] = []
         #: called with the channels whose subscription has just become active
         self.subscribed_handlers: list[Callable[[list[str]], None]] = []
         #: messages and bytes published / received, for benchmarks and /health
         self.stats = {"published": 0, "published_bytes": 0, "received": 0, "received_bytes": 0, "publish_failures": 0}
+        #: the same counts for Prometheus (None: metrics are off)
+        self.metrics = metrics
 
     async def __aenter__(self) -> Bus:
         await self.start()
@@ -82,6 +88,12 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> bool:
         """True if the bus is reachable now."""
+
+    async def wait_started(self, timeout: float) -> bool:
+        """Wait until the first connection attempt after :meth:`start` has ended (at most
+        ``timeout`` seconds); True if it connected. False means the service runs degraded
+        (local editing only) and the bus keeps retrying."""
+        return True
 
     def on_reconnect(self, handler: ReconnectHandler) -> None:
         self.reconnect_handlers.append(handler)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..tasks import cancel_and_wait
 from .base import Bus, BusUnavailable, Handler
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 log = logging.getLogger("hub_collab.bus")
 
@@ -47,8 +50,10 @@ return 0
 
 
 class RedisBus(Bus):
-    def __init__(self, url: str, replica_id: str, *, prefix: str = "collab:", max_outbox: int = 100_000) -> None:
-        super().__init__(replica_id)
+    def __init__(
+        self, url: str, replica_id: str, *, prefix: str = "collab:", max_outbox: int = 100_000, metrics: Metrics | None = None
+    ) -> None:
+        super().__init__(replica_id, metrics=metrics)
         self.url = url
         self.prefix = prefix
         self.max_outbox = max_outbox
@@ -62,6 +67,7 @@ class RedisBus(Bus):
         self.connected = False
         self._active: set[str] = set()
         self._active_changed = asyncio.Event()
+        self._attempted = asyncio.Event()
 
     @property
     def distributed(self) -> bool:
@@ -94,6 +100,8 @@ class RedisBus(Bus):
         if len(self._outbox) >= self.max_outbox:
             # Redis has been away long enough; drop (subscribers catch up from the store).
             self.stats["publish_failures"] += 1
+            if self.metrics is not None:
+                self.metrics.bus_publish_failures.inc()
             return
         self._outbox.append((channel, data))
         self._wake.set()
@@ -109,12 +117,18 @@ class RedisBus(Bus):
                     for channel, data in batch:
                         pipe.publish(self.key(channel), data)
                     await pipe.execute()
+                    size = sum(len(d) for _, d in batch)
                     self.stats["published"] += len(batch)
-                    self.stats["published_bytes"] += sum(len(d) for _, d in batch)
+                    self.stats["published_bytes"] += size
+                    if self.metrics is not None:
+                        self.metrics.bus_messages_out.inc(len(batch))
+                        self.metrics.bus_bytes_out.inc(size)
                 except (RedisError, OSError) as exc:
                     # Lost: pub/sub has no memory anyway. Receivers see a sequence gap
                     # and catch up from the store.
                     self.stats["publish_failures"] += len(batch)
+                    if self.metrics is not None:
+                        self.metrics.bus_publish_failures.inc(len(batch))
                     log.warning("could not publish %d messages to Redis: %s", len(batch), exc)
                     await asyncio.sleep(0.2)
 
@@ -150,6 +164,7 @@ class RedisBus(Bus):
                 subscribed: set[str] = set()
                 await self._pubsub.subscribe(self.key("__replicas__"))
                 self.connected = True
+                self._attempted.set()
                 if not first:
                     log.info("reconnected to Redis; catching up")
                     for handler in list(self.reconnect_handlers):
@@ -189,6 +204,9 @@ class RedisBus(Bus):
                     data = msg["data"]
                     self.stats["received"] += 1
                     self.stats["received_bytes"] += len(data)
+                    if self.metrics is not None:
+                        self.metrics.bus_messages_in.inc()
+                        self.metrics.bus_bytes_in.inc(len(data))
                     try:
                         on_message(channel, data)
                     except Exception:
@@ -198,11 +216,21 @@ class RedisBus(Bus):
             except (RedisError, OSError) as exc:
                 if self.connected:
                     log.warning("lost Redis (%s); local editing goes on, retrying", exc)
+                elif not self._attempted.is_set():
+                    log.warning("cannot reach Redis (%s); starting degraded (local editing only), retrying", exc)
                 self.connected = False
+                self._attempted.set()
                 self._active.clear()
                 await self._close_pubsub()
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
+
+    async def wait_started(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._attempted.wait(), timeout)
+        except TimeoutError:
+            log.warning("no answer from Redis within %g s; starting degraded, retrying", timeout)
+        return self.connected
 
     # -- leases ----------------------------------------------------------------------------
 

@@ -8,15 +8,15 @@ A notebook is a set of pycrdt docs (see docs/protocol.md):
 * ``out:<id>``: ``outputs`` (Array) and ``state`` (Map); server-written
   (schema in :mod:`hub_collab.kernels.outputs`).
 
-:func:`seed_notebook` builds the docs of an imported notebook
-deterministically; :func:`export_notebook` writes nbformat v4 from them.
+:func:`seed_index`, :func:`seed_cell` and :func:`seed_out` build the docs of an
+imported notebook deterministically (the importer, :mod:`.importer`, calls them in a
+worker process); :func:`export_cell` writes nbformat v4 from them.
 """
 
 from __future__ import annotations
 
-import copy
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import nbformat
@@ -67,44 +67,49 @@ def init_out(doc: Doc[Any]) -> tuple[Array[Any], Map[Any]]:
 
 
 def index_entry(cell_id: str, cell_type: str, perms_json: Mapping[str, Any]) -> Map[Any]:
-    return Map(
-        {
-            "id": cell_id,
-            "cell_type": cell_type,
-            "owner": perms_json["owner"],
-            "group": perms_json["group"],
-            "mode": perms_json["mode"],
-            "acl": list(perms_json.get("acl", [])),
-        }
-    )
+    return Map(index_entry_json(cell_id, cell_type, perms_json))
 
 
-def validate_ipynb(content: Any, *, max_cells: int) -> dict[str, Any]:
-    """Validate nbformat v4 JSON; return a normalised copy (cell ids filled in).
+def check_ipynb_shape(content: Any) -> list[Any]:
+    """The cells of ``content`` if it has the shape of nbformat v4 (an object with
+    ``nbformat: 4`` and a ``cells`` list); BadRequest ``invalid_notebook`` otherwise.
 
-    Raises :class:`BadRequest` naming what is wrong.
+    Only the shape: :func:`validate_ipynb` checks the rest.
     """
     if not isinstance(content, dict):
         raise BadRequest("content must be an nbformat v4 notebook object", code="invalid_notebook")
     if content.get("nbformat") != 4:
         raise BadRequest(
-            f"content.nbformat must be 4, got {content.get('nbformat')!r}", code="invalid_notebook"
+            f"content.nbformat must be 4, got {str(content.get('nbformat'))[:40]!r}", code="invalid_notebook"
         )
-    nb = copy.deepcopy(content)
-    nb.setdefault("nbformat_minor", 5)
-    nb.setdefault("metadata", {})
-    cells = nb.get("cells")
+    cells = content.get("cells")
     if not isinstance(cells, list):
         raise BadRequest("content.cells must be a list", code="invalid_notebook")
-    if len(cells) > max_cells:
-        raise BadRequest(f"content has {len(cells)} cells; at most {max_cells} are allowed", code="too_large")
-    # nbformat < 4.5 has no cell ids: upgrade to 4.5 and assign them.
-    if nb["nbformat_minor"] < 5:
-        nb["nbformat_minor"] = 5
-    seen: set[str] = set()
     for i, cell in enumerate(cells):
         if not isinstance(cell, dict):
             raise BadRequest(f"content.cells[{i}] must be an object", code="invalid_notebook")
+    return cells
+
+
+def validate_ipynb(content: Any) -> dict[str, Any]:
+    """Validate nbformat v4 JSON; return a normalised copy (cell ids filled in).
+
+    Raises :class:`BadRequest` naming what is wrong. Size limits are the importer's
+    (:mod:`hub_collab.documents.importer`), checked before this.
+    """
+    # a copy of what this changes (the top level and the cells); the rest is shared
+    cells = [dict(cell) for cell in check_ipynb_shape(content)]
+    nb = {**content, "cells": cells}
+    nb.setdefault("nbformat_minor", 5)
+    nb.setdefault("metadata", {})
+    minor = nb["nbformat_minor"]
+    if not isinstance(minor, int) or isinstance(minor, bool) or minor < 0:
+        raise BadRequest(f"content.nbformat_minor must be an integer, got {str(minor)[:40]!r}", code="invalid_notebook")
+    # nbformat < 4.5 has no cell ids: upgrade to 4.5 and assign them.
+    if minor < 5:
+        nb["nbformat_minor"] = 5
+    seen: set[str] = set()
+    for i, cell in enumerate(cells):
         cid = cell.get("id")
         if cid is None:
             cid = new_id()
@@ -119,11 +124,15 @@ def validate_ipynb(content: Any, *, max_cells: int) -> dict[str, Any]:
         node = nbformat.from_dict(nb)  # type: ignore[no-untyped-call]
         nbformat.validate(node, version=4)
     except nbformat.ValidationError as exc:
-        where = "/".join(str(p) for p in getattr(exc, "absolute_path", []) or [])
-        raise BadRequest(
-            f"content is not valid nbformat v4{' at ' + where if where else ''}: {exc.message}",
-            code="invalid_notebook",
-        ) from exc
+        where = "content" + "".join(
+            f"[{p}]" if isinstance(p, int) else f".{p}" for p in getattr(exc, "absolute_path", None) or []
+        )
+        message = str(exc.message)
+        if len(message) > 300:  # it may quote the whole offending value
+            message = message[:300] + "…"
+        raise BadRequest(f"{where} is not valid nbformat v4: {message}", code="invalid_notebook") from exc
+    except RecursionError as exc:
+        raise BadRequest("content is nested too deeply", code="invalid_notebook") from exc
     return nb
 
 
@@ -131,39 +140,54 @@ def source_text(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value or "")
 
 
-def seed_notebook(
-    nb_id: str,
-    nb: Mapping[str, Any],
-    cell_perms: Callable[[str], Mapping[str, Any]],
-    seed_outputs: Callable[[Doc[Any], list[dict[str, Any]], int | None], None],
-) -> dict[str, Doc[Any]]:
-    """Build every doc of a validated notebook; ``cell_perms(cell_id)`` gives index perms."""
-    docs: dict[str, Doc[Any]] = {}
+def index_entry_json(cell_id: str, cell_type: str, perms_json: Mapping[str, Any]) -> dict[str, Any]:
+    """A cell's entry in ``index`` as JSON (what :func:`index_cells` reads back)."""
+    return {
+        "id": cell_id,
+        "cell_type": cell_type,
+        "owner": perms_json["owner"],
+        "group": perms_json["group"],
+        "mode": perms_json["mode"],
+        "acl": list(perms_json.get("acl", [])),
+    }
+
+
+def seed_index(nb_id: str, nb: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]) -> Doc[Any]:
+    """The ``index`` doc of a validated notebook, its cells given as index entries."""
     index = seeded_doc(nb_id, INDEX_DOC)
     cells, meta = init_index(index)
     with index.transaction():
         meta["metadata"] = dict(nb.get("metadata", {}))
         meta["nbformat"] = 4
         meta["nbformat_minor"] = int(nb.get("nbformat_minor", 5))
-        for cell in nb.get("cells", []):
-            cells.append(index_entry(cell["id"], cell["cell_type"], cell_perms(cell["id"])))
-    docs[INDEX_DOC] = index
-    for cell in nb.get("cells", []):
-        cid = cell["id"]
-        cdoc = seeded_doc(nb_id, cell_doc(cid))
-        source, metadata, attachments = init_cell(cdoc)
-        with cdoc.transaction():
-            source += source_text(cell.get("source"))
-            for k, v in (cell.get("metadata") or {}).items():
-                metadata[k] = v
-            for k, v in (cell.get("attachments") or {}).items():
-                attachments[k] = v
-        docs[cell_doc(cid)] = cdoc
-        odoc = seeded_doc(nb_id, out_doc(cid))
-        init_out(odoc)
-        seed_outputs(odoc, list(cell.get("outputs") or []), cell.get("execution_count"))
-        docs[out_doc(cid)] = odoc
-    return docs
+        for entry in entries:
+            cells.append(Map(dict(entry)))
+    return index
+
+
+def seed_cell(nb_id: str, cell: Mapping[str, Any]) -> Doc[Any]:
+    """The ``cell:<id>`` doc of a validated cell."""
+    cdoc = seeded_doc(nb_id, cell_doc(cell["id"]))
+    source, metadata, attachments = init_cell(cdoc)
+    with cdoc.transaction():
+        source += source_text(cell.get("source"))
+        for k, v in (cell.get("metadata") or {}).items():
+            metadata[k] = v
+        for k, v in (cell.get("attachments") or {}).items():
+            attachments[k] = v
+    return cdoc
+
+
+def seed_out(
+    nb_id: str,
+    cell: Mapping[str, Any],
+    seed_outputs: Callable[[Doc[Any], list[dict[str, Any]], int | None], None],
+) -> Doc[Any]:
+    """The ``out:<id>`` doc of a validated cell (every cell has one)."""
+    odoc = seeded_doc(nb_id, out_doc(cell["id"]))
+    init_out(odoc)
+    seed_outputs(odoc, list(cell.get("outputs") or []), cell.get("execution_count"))
+    return odoc
 
 
 def empty_notebook_json() -> dict[str, Any]:

@@ -41,6 +41,7 @@ from .session import Session
 from .updates import MalformedUpdate, read_state_vector, read_update
 
 if TYPE_CHECKING:
+    from ..metrics import Metrics
     from ..permissions.store import PermissionStore
     from ..store import NotebookRecord, UpdateLog
 
@@ -62,6 +63,7 @@ class NotebookRoom:
         max_doc_bytes: int,
         max_awareness_bytes: int = 4096,
         observers: Sequence[RoomObserver] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = record.id
         self.record = record
@@ -71,6 +73,8 @@ class NotebookRoom:
         self.max_doc_bytes = max_doc_bytes
         #: the services following this room (the RoomManager's, in their stated order)
         self.observers = observers
+        #: updates in and out, fan-out and join times (None: metrics are off)
+        self.metrics = metrics
         #: every doc by name; a doc loaded from the store is built on first use
         self.docs = RoomDocs(self._build_stored)
         self._cell_ids: list[str] | None = None
@@ -222,24 +226,42 @@ class NotebookRoom:
         self.doc_bytes[name] = self.doc_bytes.get(name, 0) + len(update)
         self.updates_since_checkpoint += 1
         self.last_activity = time.monotonic()
+        metrics = self.metrics
+        applied = 0.0
+        if metrics is not None:
+            applied = time.perf_counter()
+            if self.applying_remote:
+                metrics.updates_in_remote.inc()
+            elif self._origin is not None:
+                metrics.updates_in_client.inc()
+            else:
+                metrics.updates_in_server.inc()
         if not self.applying_remote and not name.startswith(CELL_PREFIX) and name != INDEX_DOC:
             # Outputs are durable before anyone sees them: a crash right after a client
             # saw an output must not lose it. (Cell edits fan out at once; a client learns
             # they are durable from `sync`. Index changes are acknowledged commands.)
             origin = self._origin
-            self.update_log.append(self.id, name, update, then=lambda: self._fan_out(name, update, origin))
+            self.update_log.append(self.id, name, update, then=lambda: self._fan_out(name, update, origin, applied))
             return
         if not self.applying_remote:
             self.update_log.append(self.id, name, update)
-        self._fan_out(name, update, self._origin)
+        self._fan_out(name, update, self._origin, applied)
 
-    def _fan_out(self, name: str, update: bytes, origin: Session | None) -> None:
+    def _fan_out(self, name: str, update: bytes, origin: Session | None, applied: float = 0.0) -> None:
+        """Send the update to every subscribed session but ``origin``; ``applied`` is
+        when it was applied (``perf_counter``), for the fan-out time."""
         if self.closed:
             return
         frame = p.sync_update(self.wire_names.get(name, name), update)
+        sent = 0
         for session in self.subscribers.get(name, ()):
             if session is not origin:
                 session.send_bytes(frame)
+                sent += 1
+        metrics = self.metrics
+        if sent and metrics is not None:
+            metrics.updates_out.inc(sent)
+            metrics.fanout_seconds.observe(time.perf_counter() - applied)
         for observer in self.observers:
             observer.doc_changed(self, name, update)
 
@@ -423,6 +445,10 @@ class NotebookRoom:
                 size = 0
         if replies:
             session.send_bytes(b"".join(replies))
+        if answered and session.opened_at and self.metrics is not None:
+            # the first sync answered: the session has joined
+            self.metrics.join_seconds.observe(time.perf_counter() - session.opened_at)
+            session.opened_at = 0.0
 
     def _check_readable(self, session: Session, name: str) -> tuple[str, bool]:
         """``name``'s kind, and whether ``session`` may write it, if it may read it;

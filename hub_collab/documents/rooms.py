@@ -2,8 +2,9 @@
 exports and deletes them.
 
 Handlers call :meth:`RoomManager.get` for a live room and the ``*_notebook``
-methods for lifecycle changes. One RoomManager per process; register the
-services that follow the rooms with :meth:`observe` (see
+methods for lifecycle changes (a new notebook is built and stored by its
+:class:`~.importer.Importer`, in worker processes). One RoomManager per process;
+register the services that follow the rooms with :meth:`observe` (see
 :mod:`hub_collab.documents.observers`), start it with :meth:`start` (or
 ``async with``) and stop it with :meth:`stop`, which checkpoints every loaded
 room. Deleting a notebook as a whole (its chat and kernels too) is
@@ -16,31 +17,34 @@ import asyncio
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from .. import logs
 from ..errors import NotFound
 from ..ids import new_id
+from ..metrics import Metrics, RoomCensus
 from ..permissions.access import Access, Identity
-from ..permissions.store import PermissionStore
+from ..permissions.store import PermissionStore, new_notebook_perms
 from ..store import NotebookRecord, Store, UpdateLog
 from ..tasks import cancel_and_wait
 from ..types import INDEX_DOC
-from .notebook import (
-    cell_doc,
-    empty_notebook_json,
-    export_cell,
-    index_cells,
-    init_index,
-    out_doc,
-    seed_notebook,
-    validate_ipynb,
-)
+from .importer import Importer, ImportJob, ImportLimits, NewNotebook
+from .notebook import cell_doc, export_cell, index_cells, init_index, out_doc
 from .observers import RoomObserver
-from .outputs import outputs_to_nbformat, seed_outputs
+from .outputs import outputs_to_nbformat
 from .room import NotebookRoom
 from .structure import mirror_permissions
 
 log = logging.getLogger("hub_collab.rooms")
+
+
+@dataclass(frozen=True)
+class ImportedNotebook:
+    """A notebook just created: its record and its cells as ``index`` holds them."""
+
+    record: NotebookRecord
+    cells: list[dict[str, Any]]
 
 
 class RoomManager:
@@ -52,20 +56,40 @@ class RoomManager:
         update_log: UpdateLog,
         permissions: PermissionStore,
         *,
-        max_doc_bytes: int = 2_000_000,
+        max_doc_bytes: int = 2 * 1024 * 1024,
         max_cells: int = 5000,
+        max_import_bytes: int = 20 * 1024 * 1024,
+        import_processes: int = 2,
         checkpoint_every: int = 2000,
         idle_unload_seconds: float = 300.0,
         housekeeping_interval: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.update_log = update_log
         self.permissions = permissions
         self.max_doc_bytes = max_doc_bytes
-        self.max_cells = max_cells
+        if store.engine is not permissions.engine:
+            raise ValueError(
+                "RoomManager: the permission store must use the store's engine "
+                "(a new notebook's docs and permissions are written in one transaction)"
+            )
+        url = store.engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError(
+                "RoomManager: an in-memory SQLite database cannot be reached by the import "
+                "workers (other processes); use a file (sqlite:///path)"
+            )
+        #: builds new notebooks' docs in worker processes (started and stopped with this)
+        self.importer = Importer(
+            ImportLimits(max_cells=max_cells, max_doc_bytes=max_doc_bytes, max_import_bytes=max_import_bytes),
+            processes=import_processes,
+        )
         self.checkpoint_every = checkpoint_every
         self.idle_unload_seconds = idle_unload_seconds
         self.housekeeping_interval = housekeeping_interval
+        #: handed to every room (None: metrics are off)
+        self.metrics = metrics
         self.rooms: dict[str, NotebookRoom] = {}
         self._loading: dict[str, asyncio.Future[NotebookRoom]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -89,12 +113,23 @@ class RoomManager:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._housekeeping())
+        self.importer.start()
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        await self.importer.stop()
         for room in list(self.rooms.values()):
             await self.unload(room)
+
+    def census(self) -> RoomCensus:
+        """Rooms loaded, docs they hold, sessions connected (read at each metrics scrape)."""
+        rooms = list(self.rooms.values())
+        return RoomCensus(
+            rooms=len(rooms),
+            docs=sum(len(room.docs) for room in rooms),
+            connections=sum(len(room.sessions) for room in rooms),
+        )
 
     async def _housekeeping(self) -> None:
         while True:
@@ -156,7 +191,12 @@ class RoomManager:
         await self.update_log.flush()
         persisted, ids = await loop.run_in_executor(None, self.store.load_docs, nb_id)
         room = NotebookRoom(
-            record, self.permissions, self.update_log, max_doc_bytes=self.max_doc_bytes, observers=self.observers
+            record,
+            self.permissions,
+            self.update_log,
+            max_doc_bytes=self.max_doc_bytes,
+            observers=self.observers,
+            metrics=self.metrics,
         )
         room.load(persisted)
         room.merged_upto = max(ids, default=0)
@@ -208,25 +248,56 @@ class RoomManager:
         mode: int = 0o750,
         default_cell_mode: int = 0o775,
     ) -> NotebookRecord:
-        nb = validate_ipynb(content, max_cells=self.max_cells) if content is not None else empty_notebook_json()
-        nb_id = new_id()
-        epoch = secrets.token_hex(8)
-        self.permissions.create_notebook(
-            nb_id, identity.name, group=group, mode=mode, default_cell_mode=default_cell_mode
+        """Create a notebook (empty, or from nbformat v4 ``content``) as ``identity``."""
+        request = NewNotebook(name, content, group, mode, default_cell_mode)
+        return (await self._create(identity, request)).record
+
+    async def import_notebook(self, identity: Identity, body: bytes) -> ImportedNotebook:
+        """Create a notebook from a ``POST api/notebooks`` body, parsed (and everything
+        else done) in an import worker: the request's limits, nbformat, the docs."""
+        return await self._create(identity, body)
+
+    async def _create(self, identity: Identity, request: bytes | NewNotebook) -> ImportedNotebook:
+        """An import worker (:mod:`.importer`) builds the docs and writes the notebook's
+        record, docs, permissions and audit entry in one transaction; then the
+        permission store takes it in (on a thread: thousands of cells' lines) and tells
+        its listeners (here)."""
+        t0 = time.perf_counter()
+        job = ImportJob(
+            nb_id=new_id(),
+            epoch=secrets.token_hex(8),
+            owner=identity.name,
+            request=request,
+            limits=self.importer.limits,
+            db_url=self.store.engine.url.render_as_string(hide_password=False),
+            rules_table=self.permissions.table,
         )
-        try:
-            perms_json = {}
-            for cell in nb["cells"]:
-                perms_json[cell["id"]] = self.permissions.create_cell(nb_id, cell["id"], identity.name).to_json()
-            docs = seed_notebook(nb_id, nb, perms_json.__getitem__, seed_outputs)
-            updates = [(name_, doc.get_update()) for name_, doc in docs.items()]
-            record = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: self.store.create_notebook(nb_id, name, identity.name, epoch, updates)
+        stored = await self.importer.run(job)
+        t1 = time.perf_counter()
+        # the worker stored the audit entry in its transaction; its log line is ours
+        logs.audit(job.nb_id, job.owner, "create", "notebook", {"name": stored.record.name, "cells": len(stored.cells)})
+
+        def take_in() -> None:  # the same permissions the worker stored, from the same fields
+            self.permissions.add_new_notebook(
+                new_notebook_perms(
+                    job.nb_id,
+                    identity.name,
+                    [cid for cid, _ in stored.cells],
+                    group=stored.group,
+                    mode=stored.mode,
+                    default_cell_mode=stored.default_cell_mode,
+                )
             )
-        except BaseException:
-            self.permissions.delete_notebook(nb_id)
-            raise
-        return record
+
+        await asyncio.to_thread(take_in)
+        self.permissions.announce(job.nb_id)
+        log.info(
+            "created notebook %s: %d cells, %d bytes in %.1f ms (%.1f ms preparing, %.1f ms storing in the "
+            "worker; %.1f ms taking in its permissions)",
+            job.nb_id, len(stored.cells), stored.content_bytes, (time.perf_counter() - t0) * 1000,
+            stored.prepare_seconds * 1000, stored.store_seconds * 1000, (time.perf_counter() - t1) * 1000,
+        )  # fmt: skip
+        return ImportedNotebook(stored.record, stored.index_entries())
 
     def close_deleted(self, nb_id: str) -> None:
         """Disconnect this replica's clients of a deleted notebook and forget its room."""

@@ -22,6 +22,9 @@ class Session(abc.ABC):
     subscribed: set[str]
     #: awareness client ids this session has claimed
     awareness_ids: set[int]
+    #: when the connection opened (``time.perf_counter()``), until its first sync is
+    #: answered (then 0.0): the join time in the metrics
+    opened_at: float = 0.0
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity

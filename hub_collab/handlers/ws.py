@@ -6,7 +6,10 @@ plain HTTP 403/404 and no socket. After ``welcome``, binary frames go to the
 room (:meth:`NotebookRoom.handle_frame`) and JSON commands to the application's
 command dispatcher (:meth:`hub_collab.commands.Dispatcher.handle`), which checks
 each command's declared action, routes it to the notebook's home replica and
-answers ``ack`` or ``error``. This module registers no command. Security note: :meth:`check_origin` accepts same-origin
+answers ``ack`` or ``error``. This module registers no command. A message over
+``HubCollab.max_message_size`` gets ``error too_large``; one over twice that ends the
+connection with a close frame 1009 the client really receives
+(:class:`_TooBigClosesCleanly`). Security note: :meth:`check_origin` accepts same-origin
 browsers, the origins in ``HubCollab.allowed_origins``, and non-browser
 clients (no Origin header, which must then authenticate with a token or a
 cookie they hold).
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -23,8 +27,14 @@ from urllib.parse import urlparse
 
 from tornado import web
 from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import (
+    WebSocketClosedError,
+    WebSocketHandler,
+    WebSocketProtocol,
+    WebSocketProtocol13,
+)
 
+from .. import logs
 from ..documents.room import NotebookRoom
 from ..documents.session import Session
 from ..errors import NotFound
@@ -55,6 +65,63 @@ def _binary_frame(payload: bytes) -> bytes:
     framed = header + payload
     _last_frame = (payload, framed)
     return framed
+
+
+#: How long a connection closed for a message over the hard limit keeps reading (and
+#: dropping) what the client still sends, so that it reads the close frame (seconds).
+LINGER_SECONDS = 10.0
+#: WebSocket close code "message too big" (RFC 6455, 7.4.1).
+CLOSE_TOO_BIG = 1009
+
+
+class _TooBigClosesCleanly(WebSocketProtocol13):
+    """tornado's protocol, except that a message over the hard limit gets a close frame
+    the client actually receives.
+
+    tornado decides on the frame header: a message longer than
+    ``websocket_max_message_size`` gets a close frame 1009, then tornado closes the
+    socket at once with the rest of the frame unread. The kernel then resets the
+    connection (RST), and the client, or the Hub's proxy in between, mostly loses the
+    close frame: the connection just drops. Here the close frame (1009, with a reason
+    naming the limits) is followed by a FIN, and what the client still sends is read
+    and dropped until it closes its side or :data:`LINGER_SECONDS` pass (a lingering
+    close, as HTTP servers do); nothing of it reaches the handler.
+    """
+
+    def __init__(self, handler: NotebookWebSocket, params: Any, reason: str) -> None:
+        super().__init__(handler, False, params)
+        self.too_big_reason = reason
+        self._linger: asyncio.Task[None] | None = None
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        stream = self.stream
+        if code == CLOSE_TOO_BIG and self._linger is None and not self.server_terminated and stream is not None and not stream.closed():
+            super().close(code, self.too_big_reason)
+            self._linger = asyncio.get_running_loop().create_task(self._drain())
+            return
+        super().close(code, reason)
+
+    def _abort(self) -> None:
+        # tornado aborts right after its 1009 close frame (and again when the handler
+        # hears that the connection ended): the drain closes the stream when it is done
+        if self._linger is not None and not self._linger.done():
+            self.client_terminated = self.server_terminated = True
+            return
+        super()._abort()
+
+    async def _drain(self) -> None:
+        stream = self.stream
+        assert stream is not None
+        try:
+            async with asyncio.timeout(LINGER_SECONDS):
+                await stream.write(b"")  # the close frame is on its way
+                stream.socket.shutdown(socket.SHUT_WR)
+                while True:
+                    await stream.read_bytes(1 << 16, partial=True)
+        except (StreamClosedError, OSError, TimeoutError):
+            pass
+        finally:
+            super()._abort()
 
 
 class WSSession(Session):
@@ -92,12 +159,21 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
     def get_compression_options(self) -> None:
         return None
 
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if not isinstance(protocol, WebSocketProtocol13):
+            return protocol
+        soft, hard = self.collab.max_message_size, self.max_message_size
+        reason = f"message too big: more than {hard} bytes (max_message_size is {soft})"
+        return _TooBigClosesCleanly(self, protocol.params, reason)
+
     async def get(self, nb_id: str) -> None:  # type: ignore[override]
         await self.resolve_user()
         if not self.current_user:
             raise web.HTTPError(403, "authentication required")
         try:
             nb_id = check_id(nb_id, "notebook", not_found=True)
+            logs.bind(notebook=nb_id)  # for this connection's lifetime
             room = await self.collab.rooms.get(nb_id)
         except NotFound:
             raise web.HTTPError(404, "no such notebook") from None
@@ -114,6 +190,7 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
     def open(self, nb_id: str) -> None:  # type: ignore[override]
         self.set_nodelay(True)
         room, session = self.room, self.session
+        session.opened_at = time.perf_counter()  # the join time runs until its first sync is answered
         client_epoch = self.get_argument("epoch", "")
         session.send_json(
             {

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from pycrdt import Doc
 
+from .. import logs
 from ..errors import CollabError
 from ..tasks import cancel_and_wait
 from .outputs import DisplayRegistry, OutputWriter
@@ -43,6 +44,8 @@ log = logging.getLogger("hub_collab.kernels")
 
 #: kernel states sent to clients (``{"type": "kernel", "state": ...}``)
 STATES = ("starting", "idle", "busy", "dead", "restarting", "shutdown")
+#: how an execution ends (``Execution.done``); ``unknown``: it ended while no service listened
+END_STATUSES = ("ok", "error", "interrupted", "aborted", "kernel_died", "kernel_start_failed", "unknown")
 #: finished executions whose late output (background threads) is still routed
 RECENT_EXECUTIONS = 64
 #: seconds to wait for the IOPub ``idle`` of an execution once its reply has arrived
@@ -85,7 +88,7 @@ class Execution:
     idle_seen: bool = False
     interrupted: bool = False
     execution_count: int | None = None
-    #: resolves with the final status: ok, error, interrupted, aborted, kernel_died, kernel_start_failed
+    #: resolves with the final status, one of END_STATUSES
     done: asyncio.Future[str] = field(default_factory=_new_future)
 
     @property
@@ -178,7 +181,14 @@ class Kernel:
         self._resumed: Execution | None = None
         self._attaching = False
         self._probe = ""
-        self._runner = asyncio.get_running_loop().create_task(self._run())
+        self._runner = self._spawn(self._run())
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        """A task of the kernel's own: it outlives the request that made it start, so it
+        logs with the notebook (and per-user kernel's user), not that request's id."""
+        context = logs.detached(notebook=self.nb_id, user=self.user)
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, context=context)
+        return task
 
     def __repr__(self) -> str:
         who = f" user={self.user!r}" if self.user else ""
@@ -226,7 +236,7 @@ class Kernel:
                 raise KernelStartFailed("the kernel service is stopping")
             task = self._starting
             if task is None:
-                task = self._starting = asyncio.get_running_loop().create_task(self._start())
+                task = self._starting = self._spawn(self._start())
             try:
                 await asyncio.shield(task)
             finally:
@@ -288,7 +298,7 @@ class Kernel:
         if self._starting is not None or self.up:
             raise RuntimeError("Kernel.attach() on a kernel that runs or is starting")
         self._attaching = True
-        self._starting = asyncio.get_running_loop().create_task(self._attach(info, run))
+        self._starting = self._spawn(self._attach(info, run))
 
     async def _attach(self, info: dict[str, Any], run: Execution | None) -> None:
         try:

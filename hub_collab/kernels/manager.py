@@ -46,6 +46,7 @@ from ..documents.rooms import RoomManager
 from ..documents.session import Session
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 from ..hubservers import Progress
+from ..metrics import KernelCensus, Metrics
 from ..permissions.access import Access, Identity, check_action
 from ..store import KernelRecord, Store
 from ..tasks import cancel_and_wait
@@ -53,7 +54,15 @@ from ..types import EventRelay
 from . import peruser
 from .env import kernel_environment
 from .hubprovider import HubProvider
-from .kernel import LOST_NOTICE, Execution, Kernel, KernelConfig, KernelStartFailed
+from .kernel import (
+    END_STATUSES,
+    LOST_NOTICE,
+    STATES,
+    Execution,
+    Kernel,
+    KernelConfig,
+    KernelStartFailed,
+)
 from .outputs import OutputWriter
 from .provider import LocalProvider
 from .resources import KernelResources, Resource, parse_resource
@@ -114,8 +123,12 @@ class KernelService(RoomObserverBase):
         max_kernels_per_user: int = 3,
         max_queued_per_user: int = 200,
         max_queued_per_notebook: int = 1000,
+        metrics: Metrics | None = None,
     ) -> None:
         self.rooms = rooms
+        #: executions by status (bound once per status), and the kernel census
+        self.metrics = metrics
+        self._executions = {status: metrics.executions.labels(status) for status in END_STATUSES} if metrics else {}
         #: where kernels may run (default: child processes of the service)
         self.resources = resources or KernelResources({"local": LocalProvider()}, "local")
         self.store = store
@@ -596,12 +609,30 @@ class KernelService(RoomObserverBase):
         if ex.msg_id and kernel.up:
             self._record(self.store.set_kernel_run, kernel.key, None)
         status = ex.done.result()
+        if self.metrics is not None:
+            counter = self._executions.get(status)
+            if counter is None:
+                counter = self._executions[status] = self.metrics.executions.labels(status)
+            counter.inc()
         detail = {"status": status, "duration": ex.duration, "execution_count": ex.execution_count}
         if kernel.user is not None:
             detail["kernel"] = "per-user"
         self._in_background(
             self._audit(kernel.nb_id, ex.user, "execute", f"cell:{ex.cell_id}", detail)
         )
+
+    def kernel_census(self) -> KernelCensus:
+        """Kernels by provider and state (every state of every provider, 0 included) and
+        their queues, read at each metrics scrape."""
+        counts = {(provider, state): 0 for provider in self.resources.providers for state in STATES}
+        queued = longest = 0
+        for kernel in self.kernels.values():
+            key = (kernel.provider.name, kernel.state)
+            counts[key] = counts.get(key, 0) + 1
+            waiting = len(kernel.queue)
+            queued += waiting
+            longest = max(longest, waiting)
+        return KernelCensus(counts, queued, longest)
 
     async def _audit(
         self, nb_id: str, user: str, action: str, target: str, detail: dict[str, Any]

@@ -288,6 +288,8 @@ class LocalConnection:
                 log.warning("shutting down a local kernel: %s", exc)
                 with contextlib.suppress(Exception):
                     await km.shutdown_kernel(now=True)
+            with contextlib.suppress(OSError):
+                os.unlink(output_path(km.connection_file))
             return
         # attached: ask it to stop, then make sure it did
         if not now:
@@ -302,6 +304,8 @@ class LocalConnection:
             os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.unlink(self.kc.connection_file)
+        with contextlib.suppress(OSError):
+            os.unlink(output_path(self.kc.connection_file))
 
     async def detach(self) -> None:
         self._lost = True
@@ -313,13 +317,42 @@ class LocalConnection:
             self.km._connection_file_written = False
 
 
+def output_path(connection_file: str) -> str:
+    """Where a local kernel's own stdout and stderr go when they are kept out of the
+    service's log: beside its connection file."""
+    return connection_file.removesuffix(".json") + ".log"
+
+
+def _log_output_tail(connection_file: str, lines: int = 20) -> None:
+    """Log (and remove) what a kernel that failed to start wrote on its stdout and stderr."""
+    path = output_path(connection_file)
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            tail = f.read().decode(errors="replace").splitlines()[-lines:]
+        os.unlink(path)
+    except OSError:
+        return
+    if tail:
+        log.warning("a local kernel that failed to start wrote:\n%s", "\n".join(tail))
+
+
 class LocalProvider:
-    """Kernels as child processes of the service, through jupyter_client."""
+    """Kernels as child processes of the service, through jupyter_client.
+
+    A kernel's own stdout and stderr (its start-up notes, a crash; never its cells'
+    output, which travels over IOPub) are the service's, unless ``output_files``: then
+    they go to a file beside the kernel's connection file (:func:`output_path`), so that
+    the service's log stays one JSON object per line (``HubCollab.log_format``). The last
+    lines of a kernel that failed to start are logged.
+    """
 
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, *, output_files: bool = False) -> None:
         self._context: zmq.asyncio.Context | None = None
+        self.output_files = output_files
 
     @property
     def context(self) -> zmq.asyncio.Context:
@@ -341,10 +374,14 @@ class LocalProvider:
         )
         km.shutdown_wait_time = request.shutdown_wait
         kc: Any = None
+        output: dict[str, Any] = {}
+        if self.output_files:
+            fd = os.open(output_path(km.connection_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            output = {"stdout": fd, "stderr": fd}
         try:
             # independent: no parent poller, so the kernel outlives a crashed service
             await asyncio.wait_for(
-                km.start_kernel(env=dict(request.env), cwd=request.cwd, independent=True), request.start_timeout
+                km.start_kernel(env=dict(request.env), cwd=request.cwd, independent=True, **output), request.start_timeout
             )
             kc = km.client(context=self.context)
             kc.start_channels(hb=False)
@@ -355,9 +392,14 @@ class LocalProvider:
             with contextlib.suppress(Exception):
                 if km.has_kernel:
                     await km.shutdown_kernel(now=True)
+            if output:
+                _log_output_tail(km.connection_file)
             with contextlib.suppress(Exception):
                 km.cleanup_connection_file()
             raise
+        finally:
+            if output:
+                os.close(output["stdout"])  # the kernel holds its own copy
         assert km.provisioner is not None
         return LocalConnection(km, kc, request, int(getattr(km.provisioner, "pid", 0) or 0))
 

@@ -20,7 +20,11 @@ silently denying (or allowing) at run time.
 | ``interrupt``, ``choose_kernel`` | notebook x |
 | ``restart`` | notebook w and x |
 | ``chmod`` | owner of the object, the notebook's owner, or admin |
-| ``chown``, ``delete_notebook``, ``read_audit``, ``change_settings`` | the notebook's owner or admin |
+| ``chown``, ``chgrp_any``, ``delete_notebook``, ``read_audit``, ``change_settings`` | the notebook's owner or admin |
+
+``chgrp_any`` is giving an object to a group one is not a member of: with ``chmod``
+alone the group may change only to one of the user's own groups (or to none), as in
+POSIX, where the owner of a file may change its group only to a group they are in.
 
 Hub admins get rwx on everything; the notebook's owner may read every cell.
 """
@@ -115,6 +119,7 @@ _RULES: dict[str, _Rule] = {
     "restart": _nb(W | X),
     "chmod": _chmod,
     "chown": _owner_only,
+    "chgrp_any": _owner_only,
     "delete_notebook": _owner_only,
     "read_audit": _owner_only,
     "change_settings": _owner_only,

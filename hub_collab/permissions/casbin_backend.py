@@ -296,6 +296,20 @@ def policy_lines(nb: str, state: NotebookPerms) -> tuple[list[Rule], list[Rule]]
     return p, p2
 
 
+def notebook_decisions(nb: str, state: NotebookPerms) -> dict[str, list[Rule]]:
+    """The ``p`` lines of a notebook and of each cell, by object: the ``p`` half of
+    :func:`policy_lines`, as the decider holds them. Cells that share one :class:`Perms`
+    value (an import's) share one computation."""
+    out = {NOTEBOOK_OBJ: _decision_lines(nb, NOTEBOOK_OBJ, state.perms)}
+    templates: dict[int, list[Rule]] = {}
+    for cid, cp in state.cells.items():
+        template = templates.get(id(cp))
+        if template is None:
+            template = templates[id(cp)] = _decision_lines(nb, NOTEBOOK_OBJ, cp)
+        out[cid] = [[r[0], r[1], cid, *r[3:]] for r in template]
+    return out
+
+
 def _perms_from_entries(entries: dict[str, list[tuple[str, str]]], prefix: str = "") -> Perms:
     def one(tag: str) -> tuple[str, int]:
         rows = entries.get(prefix + tag)
@@ -386,6 +400,16 @@ def rule_class(table: str) -> type[Any]:
             cls = type(f"PermissionRule_{table}", (_Base,), attrs)
             _rule_classes[table] = cls
     return cls
+
+
+def insert_lines(conn: sa.Connection, table: str, lines: Iterable[tuple[str, Sequence[str]]]) -> None:
+    """Insert policy lines (``(ptype, rule)``) into the rule table ``table`` through
+    ``conn``, in one statement of the caller's transaction: the lines of a new notebook,
+    whose id nobody else holds yet (no lock, no check). Works in any process."""
+    columns = [f"v{i}" for i in range(6)]
+    rows = [{"ptype": ptype, **dict(zip(columns, [*rule, *[None] * (6 - len(rule))], strict=True))} for ptype, rule in lines]
+    if rows:
+        conn.execute(rule_class(table).__table__.insert(), rows)
 
 
 def _lock_key(table: str, nb: str) -> int:

@@ -131,6 +131,16 @@ class CasbinDecider:
         for obj, own in by_obj.items():
             self.set_object(nb, obj, own)
 
+    def add_notebook(self, nb: str, lines: dict[str, list[Rule]]) -> None:
+        """Replace every p line of a notebook and its cells by ``lines`` (by object),
+        taken as they are, not copied (a new notebook's thousands of cells)."""
+        self.drop_notebook(nb)
+        objs = self._lines.setdefault(nb, {})
+        for obj, own in lines.items():
+            if own:
+                own.sort(key=priority_key)
+                objs[obj] = own
+
     def drop_notebook(self, nb: str) -> None:
         objs = self._lines.pop(nb, None)
         for obj in objs or ():

@@ -20,6 +20,8 @@ __all__ = [
     "X",
     "STICKY",
     "MAX_ACL_ENTRIES",
+    "MAX_ACL_ENTRY_LENGTH",
+    "MAX_MODE_LENGTH",
     "NAME_RE",
     "AclEntry",
     "AclKind",
@@ -41,6 +43,11 @@ STICKY = 0o1000
 #: setuid/setgid have no meaning here and are rejected.
 MODE_BITS = 0o1777
 MAX_ACL_ENTRIES = 256
+#: The longest mode and ACL entry accepted, in characters. Both are short
+#: (``"u=rwx,g=rx,o=,+t"``, ``"group:<a 128-character name>:rwx"``); a longer
+#: one is refused before it is parsed, and its error quotes only its start.
+MAX_MODE_LENGTH = 128
+MAX_ACL_ENTRY_LENGTH = 160
 #: User and group names accepted in ACL entries, owners and groups.
 NAME_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
 
@@ -63,6 +70,13 @@ def check_name(name: str, what: str = "name") -> str:
             f"invalid {what} {str(name)[:140]!r}: expected 1-128 characters of [A-Za-z0-9._@+-]"
         )
     return name
+
+
+def _check_length(text: str, limit: int, what: str) -> None:
+    if len(text) > limit:
+        raise PermissionSyntaxError(
+            f"invalid {what} {text[:40]!r}...: {len(text)} characters, at most {limit}"
+        )
 
 
 def format_bits(bits: int) -> str:
@@ -157,6 +171,8 @@ _KIND_ALIASES: dict[str, AclKind] = {
 
 
 def _parse_acl_entry(text: str) -> AclEntry:
+    if isinstance(text, str):
+        _check_length(text, MAX_ACL_ENTRY_LENGTH, "ACL entry")
     raw = text.strip() if isinstance(text, str) else text
     if not isinstance(raw, str) or not raw:
         raise PermissionSyntaxError(f"invalid ACL entry {text!r}: empty")
@@ -337,7 +353,8 @@ def parse_mode(text: str, current: int = 0) -> int:
     it unless ``t`` is given, as in chmod(1). setuid/setgid are rejected.
     """
     if not isinstance(text, str):
-        raise PermissionSyntaxError(f"invalid mode {text!r}: expected a string")
+        raise PermissionSyntaxError(f"invalid mode {str(text)[:40]!r}: expected a string")
+    _check_length(text, MAX_MODE_LENGTH, "mode")
     if current & ~MODE_BITS or current < 0:
         raise PermissionSyntaxError(f"invalid current mode {current!r}: expected 0..0o1777")
     t = text.strip()

@@ -26,7 +26,8 @@ import copy
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import casbin
 import sqlalchemy as sa
 
+from ..schema import permission_rules
 from .access import Access, Identity
 from .casbin_backend import (
     NOTEBOOK_OBJ,
@@ -43,8 +45,10 @@ from .casbin_backend import (
     RuleAdapter,
     _policy_lines,
     compile_lines,
+    insert_lines,
     load_model,
     load_policies,
+    notebook_decisions,
     object_lines,
     policy_lines,
 )
@@ -53,7 +57,16 @@ from .posix import AclEntry, PermissionSyntaxError, Perms, format_mode, parse_ac
 
 log = logging.getLogger("hub_collab.permissions")
 
-__all__ = ["InvalidId", "ObjectExists", "PermissionStore", "UnknownObject"]
+__all__ = [
+    "InvalidId",
+    "NewNotebookPerms",
+    "ObjectExists",
+    "PermissionStore",
+    "UnknownObject",
+    "new_cell_perms",
+    "new_notebook_perms",
+    "notebook_state",
+]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _BITS = {"r": 4, "w": 2, "x": 1}
@@ -106,6 +119,68 @@ def _notebook_json(st: NotebookPerms) -> dict[str, Any]:
     out["default_mode"] = format_mode(st.default_mode)
     out["default_acl"] = [str(e) for e in st.default_acl]
     return out
+
+
+def notebook_state(
+    owner: str,
+    group: str = "",
+    mode: int = 0o750,
+    acl: Iterable[AclEntry | str] = (),
+    default_cell_mode: int = 0o775,
+    default_acl: Iterable[AclEntry | str] = (),
+) -> NotebookPerms:
+    """A new notebook's permissions, without cells; PermissionSyntaxError if invalid."""
+    return NotebookPerms(
+        Perms(owner, group, mode, _acl(acl)),
+        _check_default_mode(default_cell_mode),
+        _acl(default_acl),
+    )
+
+
+def new_cell_perms(creator: str, notebook: NotebookPerms) -> Perms:
+    """The permissions of a cell ``creator`` adds: the notebook's default cell mode and
+    ACL, ``creator`` as owner, the notebook's group."""
+    return Perms(creator, notebook.perms.group, notebook.default_mode, notebook.default_acl)
+
+
+@dataclass(frozen=True)
+class NewNotebookPerms:
+    """The permissions of a notebook created with its cells (an import).
+    :func:`new_notebook_perms` makes it (pure: any thread or process); :meth:`insert`
+    writes its policy lines in the caller's transaction;
+    :meth:`PermissionStore.add_new_notebook` takes it in once that has committed and
+    :meth:`PermissionStore.announce` tells the listeners."""
+
+    nb: str
+    state: NotebookPerms
+
+    def insert(self, conn: sa.Connection, table: str = permission_rules.name) -> None:
+        """Write every policy line through ``conn`` into the rule table ``table``."""
+        p, p2 = policy_lines(self.nb, self.state)
+        insert_lines(conn, table, [*(("p", r) for r in p), *(("p2", r) for r in p2)])
+
+
+def new_notebook_perms(
+    nb: str,
+    owner: str,
+    cells: Sequence[str],
+    *,
+    group: str = "",
+    mode: int = 0o750,
+    default_cell_mode: int = 0o775,
+) -> NewNotebookPerms:
+    """The permissions of a new notebook and of its ``cells`` (each created by ``owner``,
+    as :meth:`PermissionStore.create_cell` would).
+
+    For a notebook created with many cells at once, where a transaction per cell
+    (:meth:`~PermissionStore.create_cell`) is far too slow. InvalidId or
+    PermissionSyntaxError if an id or a value is invalid.
+    """
+    _check_id(nb, "notebook id")
+    st = notebook_state(owner, group, mode, default_cell_mode=default_cell_mode)
+    cell = new_cell_perms(owner, st)  # one value, shared: every cell has the same
+    st.cells = {_check_id(cid, "cell id"): cell for cid in cells}
+    return NewNotebookPerms(nb, st)
 
 
 Listener = Callable[[str], None]
@@ -208,6 +283,12 @@ class PermissionStore:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    @property
+    def engine(self) -> sa.Engine | None:
+        """The engine the policy lines are stored through (None before :meth:`start`
+        when the store makes its own)."""
+        return self._engine
 
     def _require_started(self) -> RuleAdapter:
         if not self._started or self._adapter is None:
@@ -471,11 +552,7 @@ class PermissionStore:
         """Record a new notebook's permissions; :class:`ObjectExists` if it has some."""
         adapter = self._require_started()
         _check_id(nb, "notebook id")
-        st = NotebookPerms(
-            Perms(owner, group, mode, _acl(acl)),
-            _check_default_mode(default_cell_mode),
-            _acl(default_acl),
-        )
+        st = notebook_state(owner, group, mode, acl, default_cell_mode, default_acl)
         p, p2 = policy_lines(nb, st)
         with self._lock:
             try:
@@ -507,6 +584,26 @@ class PermissionStore:
             self._changed(nb)
         self._notify(nb)
 
+    def add_new_notebook(self, new: NewNotebookPerms) -> None:
+        """Take in ``new`` once the transaction that wrote it (:meth:`NewNotebookPerms.insert`) has committed:
+        the compiled copy and the decider learn it. Thread-safe (a thread keeps the
+        event loop free of thousands of cells' lines); then call :meth:`announce` in
+        the thread the listeners expect."""
+        self._require_started()
+        lines = notebook_decisions(new.nb, new.state)
+        with self._lock:
+            if new.nb in self._notebooks:
+                raise ObjectExists(f"notebook {new.nb!r} already has permissions")
+            self._notebooks[new.nb] = new.state
+            assert self._decider is not None
+            self._decider.add_notebook(new.nb, lines)
+            self._feed_notebook(new.nb, new.state.perms)
+            self._changed(new.nb)
+
+    def announce(self, nb: str) -> None:
+        """Call the listeners for ``nb`` (after :meth:`add_new_notebook`)."""
+        self._notify(nb)
+
     def set_notebook(
         self,
         nb: str,
@@ -517,7 +614,9 @@ class PermissionStore:
         """Replace the notebook's own permissions (and optionally its defaults).
 
         Returns ``(old, new)`` as JSON for the audit log; both include
-        ``default_mode`` and ``default_acl``.
+        ``default_mode`` and ``default_acl``. A change that changes nothing
+        writes nothing and calls no listener (no ``caps``, no bus event): it
+        returns ``old == new``.
         """
         adapter = self._require_started()
         with self._lock:
@@ -530,6 +629,13 @@ class PermissionStore:
                 old.default_acl if default_acl is None else _acl(default_acl),
                 old.cells,
             )
+            if (new.perms, new.default_mode, new.default_acl) == (
+                old.perms,
+                old.default_mode,
+                old.default_acl,
+            ):
+                unchanged = _notebook_json(old)
+                return unchanged, unchanged
             p, p2 = object_lines(nb, NOTEBOOK_OBJ, perms, (new.default_mode, new.default_acl))
             adapter.replace(nb, NOTEBOOK_OBJ, [("p", r) for r in p] + [("p2", r) for r in p2])
             self._notebooks[nb] = new
@@ -553,7 +659,7 @@ class PermissionStore:
             if cell_id in st.cells:
                 raise ObjectExists(f"cell {cell_id!r} of notebook {nb!r} already has permissions")
             if perms is None:
-                perms = Perms(creator, st.perms.group, st.default_mode, st.default_acl)
+                perms = new_cell_perms(creator, st)
             self._write_cell(adapter, nb, cell_id, perms, new=True)
         self._notify(nb)
         return perms
@@ -561,10 +667,16 @@ class PermissionStore:
     def set_cell(
         self, nb: str, cell_id: str, perms: Perms
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Replace a cell's permissions; returns ``(old, new)`` as JSON."""
+        """Replace a cell's permissions; returns ``(old, new)`` as JSON.
+
+        A change that changes nothing writes nothing and calls no listener: it
+        returns ``old == new``.
+        """
         adapter = self._require_started()
         with self._lock:
             old = self.cell(nb, cell_id)
+            if perms == old:
+                return old.to_json(), old.to_json()
             self._write_cell(adapter, nb, cell_id, perms, new=False)
         self._notify(nb)
         return old.to_json(), perms.to_json()
