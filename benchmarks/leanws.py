@@ -57,13 +57,21 @@ class LeanConnection:
         #: perf_counter() marks of the join: connected, welcome, index, all
         self.marks: dict[str, float] = {}
         self.closed = False
+        #: a receive buffer this small (bytes), set before :meth:`connect` (a client that reads slowly)
+        self.rcvbuf: int | None = None
 
     # -- the socket -----------------------------------------------------------------------
 
     def connect(self, timeout: float = 30.0) -> None:
         host, port = self.url.hostname or "127.0.0.1", self.url.port or 80
         t0 = time.perf_counter()
-        sock = socket.create_connection((host, port), timeout=timeout)
+        if self.rcvbuf is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)  # before the handshake
+            sock.settimeout(timeout)
+            sock.connect((host, port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16)).decode()
         path = self.url.path + (f"?{self.url.query}" if self.url.query else "")
