@@ -552,8 +552,9 @@ async def closed_for_size(ws: WebSocketClientConnection, timeout: float = 60) ->
     """Read (and drop) frames until the server closes; its close code and reason."""
 
     async def until_closed() -> None:
-        while await ws.read_message() is not None:
-            pass
+        message = ""
+        while message is not None:
+            message = await ws.read_message()
 
     await asyncio.wait_for(until_closed(), timeout)
     return ws.close_code, ws.close_reason

@@ -100,15 +100,13 @@ def stdout_of(result: dict[str, Any]) -> str:
 
 #: a cell that says which of `paths` its kernel can open
 READ_PROBE = """
-import json
+import contextlib, json
 readable = []
 for path in PATHS:
-    try:
+    with contextlib.suppress(OSError):  # refused: what the 0700 data directory is for
         with open(path, "rb") as f:
             f.read(1)
         readable.append(path)
-    except OSError:  # refused: what the 0700 data directory is for
-        pass
 print(json.dumps(readable))
 """
 

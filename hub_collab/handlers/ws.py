@@ -18,6 +18,7 @@ cookie they hold).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -113,13 +114,12 @@ class _TooBigClosesCleanly(WebSocketProtocol13):
         stream = self.stream
         assert stream is not None
         try:
-            async with asyncio.timeout(LINGER_SECONDS):
-                await stream.write(b"")  # the close frame is on its way
-                stream.socket.shutdown(socket.SHUT_WR)
-                while True:
-                    await stream.read_bytes(1 << 16, partial=True)
-        except (StreamClosedError, OSError, TimeoutError):
-            pass
+            with contextlib.suppress(StreamClosedError, OSError, TimeoutError):
+                async with asyncio.timeout(LINGER_SECONDS):
+                    await stream.write(b"")  # the close frame is on its way
+                    stream.socket.shutdown(socket.SHUT_WR)
+                    while True:
+                        await stream.read_bytes(1 << 16, partial=True)
         finally:
             super()._abort()
 
@@ -267,11 +267,10 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
         if stream is None or conn is None or conn.is_closing():
             return
         try:
-            await asyncio.wait_for(stream.write(b""), self.collab.unread_timeout)
+            with contextlib.suppress(StreamClosedError):
+                await asyncio.wait_for(stream.write(b""), self.collab.unread_timeout)
         except TimeoutError:
             self.close(1008, f"you did not read what you were sent for {self.collab.unread_timeout:g} s")
-        except StreamClosedError:
-            pass
 
     def on_close(self) -> None:
         room = getattr(self, "room", None)
