@@ -19,6 +19,7 @@ from hubfixtures import CollabService, DirectService, Hub, wait_until
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 from test_auth import assert_error, auth
+from test_docs import documented_metrics
 
 from hub_collab.client import CollabClient
 from hub_collab.metrics import Metrics, describe
@@ -45,6 +46,23 @@ def value(text: str, name: str, **labels: str) -> float:
     return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def assert_documented(text: str) -> None:
+    """What a scrape serves is what docs/operations.md documents: the same names, and for
+    each its type, its help text and no label the docs do not name."""
+    documented = documented_metrics()
+    served = set()
+    for family in text_string_to_metric_families(text):
+        name = family.name + "_total" if family.type == "counter" else family.name
+        served.add(name)
+        assert name in documented, f"{name} is served but not in docs/operations.md"
+        kind, labels, help_text = documented[name]
+        assert family.type == kind, (name, family.type, kind)
+        assert " ".join(family.documentation.split()).replace("|", "/") == help_text, name
+        used = {label for s in family.samples for label in s.labels} - {"le", "quantile"}
+        assert used <= set(labels), (name, sorted(used), labels)
+    assert served == set(documented), f"documented, not served: {sorted(set(documented) - served)}"
+
+
 def until(scrape_now: Callable[[], str], check: Callable[[str], bool], what: str) -> str:
     """Scrape until ``check`` holds for the text; that text."""
 
@@ -56,6 +74,22 @@ def until(scrape_now: Callable[[], str], check: Callable[[str], bool], what: str
 
 
 # -- the instruments ----------------------------------------------------------------------
+
+
+def test_the_documentation_check_sees_a_missing_or_changed_metric() -> None:
+    """Positive control of :func:`assert_documented`, on the registry's own exposition."""
+    from prometheus_client import generate_latest
+
+    text = generate_latest(Metrics().registry).decode()
+    assert_documented(text)
+    extra = "# HELP hubcollab_extra Not in the docs.\n# TYPE hubcollab_extra gauge\nhubcollab_extra 1.0\n"
+    with pytest.raises(AssertionError, match="hubcollab_extra is served but not in docs"):
+        assert_documented(text + extra)
+    with pytest.raises(AssertionError, match="hubcollab_connections"):
+        assert_documented(text.replace("WebSocket connections open on this replica.", "Connections."))
+    missing = "\n".join(line for line in text.splitlines() if "hubcollab_rooms_loaded" not in line)
+    with pytest.raises(AssertionError, match="documented, not served: \\['hubcollab_rooms_loaded'\\]"):
+        assert_documented(missing)
 
 
 def test_loop_histograms_expose_what_prometheus_clients_would() -> None:
@@ -130,6 +164,7 @@ def test_the_scrapers_token_reads_them_and_they_parse(hub: Hub, collab: CollabSe
         assert family.documentation, f"{name} has no help text"
         if name.startswith("hubcollab_"):
             assert family.type in ("counter", "gauge", "histogram"), (name, family.type)
+    assert_documented(resp.text)
     # Prometheus sends it as a bearer token
     assert requests.get(collab.public_url + "metrics", headers={"Authorization": f"Bearer {hub.metrics_token}"}, timeout=10).status_code == 200
     # the process collectors are there too
