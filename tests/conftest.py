@@ -34,6 +34,11 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
 ``on_servers`` (module) -> ``spawning_collab`` running kernels on the users' own servers
     (``kernel_provider=hub``); every server stopped and the service restored afterwards.
 
+``image`` (session, only for the tests marked ``image``) -> ``str``
+    ``localhost/hub-collab:<version>-<inputs>``, built by ``scripts/build-image`` (or
+    reused: the same inputs built before take seconds; a first build on a new machine
+    about 10 minutes). Run it with :func:`imagefixtures.podman`.
+
 ``browser_login`` (function) -> ``browser_login(public_service_url, user, password="demo")``
     The OAuth login as a browser does it; returns a :class:`hubfixtures.BrowserSession`
     (a ``requests.Session`` with ``.xsrf`` for the ``X-XSRFToken`` header).
@@ -49,6 +54,7 @@ import pytest
 from hubfixtures import BrowserSession, CollabService, Hub, SpawningHub
 from hubfixtures import browser_login as _browser_login
 from hubfixtures import free_port as _free_port
+from imagefixtures import build_image
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +112,11 @@ def on_servers(spawning_hub: SpawningHub, spawning_collab: CollabService) -> Ite
         spawning_hub.stop_all_servers()
         spawning_collab.extra_args = old
         spawning_collab.restart()
+
+
+@pytest.fixture(scope="session")
+def image(pytestconfig: pytest.Config) -> str:
+    return build_image(pytestconfig)
 
 
 @pytest.fixture

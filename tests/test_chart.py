@@ -19,11 +19,14 @@
 - The rendered service is run for real: the init container's ``hub-collab upgrade-db``
   and the container's command, with the environment the Deployment gives them (Secrets
   resolved as the kubelet would), against the real Hub of the ``hub`` fixture.
+  ``tests/test_chart_pod.py`` runs the whole pod in the image, with podman, beside a Hub
+  configured from NOTES.txt (marker ``image``).
+
+The helpers that read a render are in :mod:`chartfixtures`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import subprocess
@@ -39,6 +42,23 @@ import kubernetes_validate
 import pytest
 import requests
 import yaml
+from chartfixtures import (
+    CHART,
+    FULLNAME,
+    NAMESPACE,
+    NOTES,
+    RELEASE,
+    by_kind,
+    container,
+    env_of,
+    manifests,
+    objects,
+    on_loopback,
+    render,
+    resolved_env,
+    secret_data,
+    z2jh_values,
+)
 from cloudcoil.models.prometheus_operator.v1 import ServiceMonitor
 from hubfixtures import Hub, Process, clean_env, free_port, wait_until
 from traitlets import Bool, Dict, Float, Int, List, Unicode
@@ -46,11 +66,6 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode
 from hub_collab import __version__
 from hub_collab.app import HubCollab
 from hub_collab.demo import SERVER_SCOPES, SERVICE_SCOPES
-
-CHART = Path(__file__).resolve().parent.parent / "helm" / "hub-collab"
-RELEASE = "jh"
-NAMESPACE = "jhub"
-FULLNAME = "jh-hub-collab"
 
 #: zero-to-jupyterhub 4.4.0: kubeVersion ">=1.28.0-0"; the newest Kubernetes at its release.
 K8S_OLDEST = "1.28.0"
@@ -125,56 +140,6 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 def chart() -> Iterator[helm.Chart]:
     with helm.Chart.load(CHART) as loaded:
         yield loaded
-
-
-def render(chart: helm.Chart, values: dict[str, Any], *, name: str = RELEASE, namespace: str = NAMESPACE) -> dict[str, str]:
-    return chart.render(values, name=name, namespace=namespace)
-
-
-def manifests(rendered: dict[str, str]) -> list[dict[str, Any]]:
-    """Every Kubernetes object of a render (NOTES.txt is text, not a manifest)."""
-    docs: list[dict[str, Any]] = []
-    for path, text in sorted(rendered.items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return docs
-
-
-def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    kinds: dict[str, dict[str, Any]] = {}
-    for doc in docs:
-        assert doc["kind"] not in kinds, f"two {doc['kind']} objects"
-        kinds[doc["kind"]] = doc
-    return kinds
-
-
-def objects(chart: helm.Chart, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return by_kind(manifests(render(chart, values)))
-
-
-def container(deployment: dict[str, Any], name: str = "hub-collab") -> dict[str, Any]:
-    spec = deployment["spec"]["template"]["spec"]
-    found: list[dict[str, Any]] = [c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == name]
-    assert len(found) == 1, name
-    return found[0]
-
-
-def env_of(c: dict[str, Any]) -> dict[str, Any]:
-    """name -> value, or ("secret", name, key) for a secretKeyRef."""
-    out: dict[str, Any] = {}
-    for item in c["env"]:
-        assert item["name"] not in out, f"{item['name']} twice"
-        if "value" in item:
-            out[item["name"]] = item["value"]
-        else:
-            ref = item["valueFrom"]["secretKeyRef"]
-            out[item["name"]] = ("secret", ref["name"], ref["key"])
-    return out
-
-
-def secret_data(secret: dict[str, Any]) -> dict[str, str]:
-    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
 
 # -- lint and validation --------------------------------------------------------------------
@@ -466,7 +431,7 @@ def test_one_replica_may_do_without_the_charts_cookie_secret(chart: helm.Chart) 
     kinds = by_kind(manifests(rendered))
     assert "HUB_COLLAB_COOKIE_SECRET" not in env_of(container(kinds["Deployment"]))
     assert "cookie-secret" not in secret_data(kinds["Secret"])
-    assert "users log in again when it is replaced" in rendered["hub-collab/templates/NOTES.txt"]
+    assert "users log in again when it is replaced" in rendered[NOTES]
 
 
 # -- generated secrets survive upgrades ---------------------------------------------------------
@@ -588,16 +553,8 @@ def test_a_first_install_in_a_cluster_generates_the_secrets(chart: helm.Chart, a
 # -- NOTES.txt ------------------------------------------------------------------------------------
 
 
-def z2jh_values(notes: str) -> dict[str, Any]:
-    """The zero-to-jupyterhub values NOTES.txt tells the admin to write (its here-document)."""
-    block = re.search(r"cat > hub-collab-z2jh.yaml <<EOF\n(.*?)\n  EOF\n", notes, re.S)
-    assert block, notes
-    values: dict[str, Any] = yaml.safe_load(block[1].replace("$TOKEN", "the-token"))
-    return values
-
-
 def test_notes_print_the_zero_to_jupyterhub_values_with_the_releases_names(chart: helm.Chart) -> None:
-    notes = render(chart, {})["hub-collab/templates/NOTES.txt"]
+    notes = render(chart, {})[NOTES]
     assert f"kubectl get secret --namespace {NAMESPACE} {FULLNAME} -o jsonpath='{{.data.api-token}}'" in notes
     values = z2jh_values(notes)
     assert values == {"hub": {
@@ -622,9 +579,9 @@ def test_notes_print_the_zero_to_jupyterhub_values_with_the_releases_names(chart
 def test_notes_register_the_scrapers_token_with_the_hub(chart: helm.Chart) -> None:
     """The service checks a scraper's token with the Hub (scope read:metrics, as JupyterHub
     does for its own metrics): the chart's metrics token becomes a Hub service's token."""
-    notes = render(chart, {"metrics": {"enabled": True}})["hub-collab/templates/NOTES.txt"]
+    notes = render(chart, {"metrics": {"enabled": True}})[NOTES]
     assert f"METRICS_TOKEN=$(kubectl get secret --namespace {NAMESPACE} {FULLNAME} -o jsonpath='{{.data.metrics-token}}'" in notes
-    values = yaml.safe_load(notes.split("<<EOF\n")[1].split("\n  EOF\n")[0].replace("$TOKEN", "t").replace("$METRICS_TOKEN", "m"))["hub"]
+    values = z2jh_values(notes, {"TOKEN": "t", "METRICS_TOKEN": "m"})["hub"]
     assert values["services"]["collab-metrics"] == {"apiToken": "m"}
     assert values["loadRoles"]["collab-metrics"] == {"services": ["collab-metrics"], "scopes": ["read:metrics"]}
 
@@ -635,7 +592,7 @@ def test_notes_follow_the_release_name_service_name_and_token_secret(chart: helm
         {"hub": {"serviceName": "notebooks", "namespace": "hub-ns"}, "config": {"kernel_provider": "gateway", "kernel_gateway_url": "http://gw:8888"},
          "apiToken": {"existingSecret": "hub", "existingSecretKey": "hub.services.notebooks.apiToken"}, **POSTGRES},
         name="hub-collab", namespace="collab",
-    )["hub-collab/templates/NOTES.txt"]
+    )[NOTES]
     assert r"kubectl get secret --namespace collab hub -o jsonpath='{.data.hub\.services\.notebooks\.apiToken}'" in notes
     values = z2jh_values(notes)["hub"]
     assert values["services"]["notebooks"]["url"] == "http://hub-collab.collab:10101"
@@ -653,15 +610,10 @@ def test_notes_follow_the_release_name_service_name_and_token_secret(chart: helm
 def kubelet_env(c: dict[str, Any], secrets: dict[str, dict[str, str]], root: Path) -> dict[str, str]:
     """The container's environment as the kubelet makes it (Secrets resolved), with the
     pod's volumes (/srv/hub-collab, /tmp) under `root`."""
-    env: dict[str, str] = {}
-    for name, value in env_of(c).items():
-        env[name] = secrets[value[1]][value[2]] if isinstance(value, tuple) else value
+    env = on_loopback(resolved_env(c, secrets))
     for name in ("HOME", "HUB_COLLAB_DATA_DIR"):
         env[name] = str(root / env[name].lstrip("/"))
         Path(env[name]).mkdir(parents=True, exist_ok=True)
-    if "JUPYTERHUB_SERVICE_URL" in env:
-        # a pod listens on every address of its own network; here, loopback only
-        env["JUPYTERHUB_SERVICE_URL"] = env["JUPYTERHUB_SERVICE_URL"].replace("0.0.0.0", "127.0.0.1")
     return clean_env(**env)
 
 

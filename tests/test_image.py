@@ -16,26 +16,18 @@ Marked ``image``: ``pytest -m image`` runs these alone.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import secrets
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import requests
 from hubfixtures import REPO, CollabService, Hub, browser_login, wait_until
+from imagefixtures import UID, PodmanContainer, inspect_image, podman, report
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 
-CONTAINERS_CONF = REPO / "scripts" / "containers.conf"
-#: The image's user (Dockerfile: ARG UID).
-UID = 1000
 #: The largest the image may grow before this test says so (it is about 400 MB).
 MAX_IMAGE_BYTES = 500_000_000
 #: Names of compilers and of Node.js that must not be in the runtime image.
@@ -55,56 +47,6 @@ FORBIDDEN_COMMANDS = [
 FORBIDDEN_PACKAGES = ["gcc", "gcc-12", "g++", "g++-12", "cpp", "cpp-12", "make", "nodejs", "npm"]
 
 
-def podman(
-    *args: str, timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run podman with the repository's containers.conf; raise with its output on failure."""
-    env = dict(os.environ, CONTAINERS_CONF=str(CONTAINERS_CONF))
-    proc = subprocess.run(
-        ["podman", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"podman {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
-
-
-def report(config: pytest.Config, line: str) -> None:
-    """Write `line` to pytest's terminal, past output capture (the build time, the size)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None:
-        return
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        reporter.write_line(f"[image] {line}")
-
-
-@pytest.fixture(scope="module")
-def image(pytestconfig: pytest.Config) -> str:
-    """The image's name, built by scripts/build-image (or reused: same inputs)."""
-    started = time.monotonic()
-    proc = subprocess.run(
-        [str(REPO / "scripts" / "build-image")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1700,
-    )
-    assert proc.returncode == 0, f"scripts/build-image failed:\n{proc.stderr[-6000:]}"
-    name = proc.stdout.strip().splitlines()[-1]
-    report(pytestconfig, f"scripts/build-image took {time.monotonic() - started:.0f} s")
-    for line in proc.stderr.splitlines():
-        if line.startswith("==> "):
-            report(pytestconfig, line[4:])
-    return name
-
-
-def inspect_image(image: str) -> dict[str, Any]:
-    result: list[dict[str, Any]] = json.loads(podman("image", "inspect", image).stdout)
-    return result[0]
-
-
 @pytest.fixture(scope="module")
 def image_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """A Hub of its own: the session's ``hub`` has the ``collab`` fixture on its service port."""
@@ -116,13 +58,13 @@ def image_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         hub.stop()
 
 
-class Container:
+class Container(PodmanContainer):
     """hub-collab in a podman container, as the Hub's service ``collab``."""
 
     def __init__(self, image: str, hub: Hub, root: Path) -> None:
+        super().__init__()
         self.image = image
         self.hub = hub
-        self.name = f"hub-collab-test-{secrets.token_hex(4)}"
         # the service as the tests run it elsewhere: its URLs and the Hub's environment
         self.service = CollabService(hub, root / "data")
         self.data_dir = self.service.data_dir
@@ -150,9 +92,7 @@ class Container:
         )
 
         def ready() -> dict[str, Any]:
-            state = self.state()
-            if not state["Running"]:
-                raise RuntimeError(f"the container exited ({state['ExitCode']})\n{self.logs()}")
+            self.check_running()
             try:
                 resp = requests.get(self.health_url, timeout=2)
             except requests.ConnectionError as exc:
@@ -168,29 +108,6 @@ class Container:
             what="hub-collab in its container",
             on_timeout=self.logs,
         )
-
-    def state(self) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(
-            podman("container", "inspect", "--format", "{{json .State}}", self.name).stdout
-        )
-        return result
-
-    def logs(self) -> str:
-        proc = podman("logs", self.name, check=False)
-        return f"--- podman logs {self.name}:\n{proc.stdout}{proc.stderr}"
-
-    def processes(self) -> list[psutil.Process]:
-        """Every process in the container (PID 1, tini, and what it started), seen from here."""
-        top = psutil.Process(int(self.state()["Pid"]))
-        return [top, *top.children(recursive=True)]
-
-    def stop(self) -> int:
-        """podman stop (SIGTERM, then SIGKILL after 30 s); the container's exit code."""
-        podman("stop", "--time", "30", self.name, timeout=60)
-        return int(self.state()["ExitCode"])
-
-    def remove(self) -> None:
-        podman("rm", "--force", "--time", "5", self.name, check=False)
 
 
 @pytest.fixture

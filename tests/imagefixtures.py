@@ -1,0 +1,121 @@
+"""Helpers for the tests that build and run hub-collab's container image with podman
+(``tests/test_image.py``, ``tests/test_chart_pod.py``; the ``image`` fixture of
+``conftest.py``).
+
+- :func:`build_image`: ``scripts/build-image``, which builds
+  ``localhost/hub-collab:<version>-<inputs>`` or reuses it (same inputs: seconds). The
+  session's ``image`` fixture calls it once, for every test that needs the image.
+- :func:`podman`: podman with the repository's ``scripts/containers.conf`` (``runc``,
+  ``cgroupfs``, no default ulimits: what this kind of machine needs).
+- :class:`PodmanContainer`: a named container that a test started: its state, logs and
+  processes, ``podman stop`` as Kubernetes stops a pod, removal.
+- :func:`report`: a line on pytest's terminal past output capture (build time, size).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import time
+from typing import Any
+
+import psutil
+import pytest
+from hubfixtures import REPO
+
+CONTAINERS_CONF = REPO / "scripts" / "containers.conf"
+#: The image's user and group (Dockerfile: ARG UID).
+UID = 1000
+
+
+def podman(
+    *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run podman with the repository's containers.conf; raise with its output on failure."""
+    env = dict(os.environ, CONTAINERS_CONF=str(CONTAINERS_CONF))
+    proc = subprocess.run(
+        ["podman", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"podman {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def report(config: pytest.Config, line: str) -> None:
+    """Write `line` to pytest's terminal, past output capture (the build time, the size)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.write_line(f"[image] {line}")
+
+
+def build_image(config: pytest.Config, timeout: float = 1700) -> str:
+    """The image's name, built by scripts/build-image (or reused: same inputs)."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "build-image")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"scripts/build-image failed:\n{proc.stderr[-6000:]}"
+    name = proc.stdout.strip().splitlines()[-1]
+    report(config, f"scripts/build-image took {time.monotonic() - started:.0f} s")
+    for line in proc.stderr.splitlines():
+        if line.startswith("==> "):
+            report(config, line[4:])
+    return name
+
+
+def inspect_image(image: str) -> dict[str, Any]:
+    result: list[dict[str, Any]] = json.loads(podman("image", "inspect", image).stdout)
+    return result[0]
+
+
+class PodmanContainer:
+    """A container the test names and starts (``podman run --name``); see :attr:`name`.
+
+    :meth:`remove` is safe to call whatever state it is in (a test's ``finally``).
+    """
+
+    def __init__(self, prefix: str = "hub-collab-test") -> None:
+        self.name = f"{prefix}-{secrets.token_hex(4)}"
+
+    def state(self) -> dict[str, Any]:
+        """podman's ``.State``: ``Running``, ``ExitCode``, ``Pid``..."""
+        result: dict[str, Any] = json.loads(
+            podman("container", "inspect", "--format", "{{json .State}}", self.name).stdout
+        )
+        return result
+
+    def check_running(self) -> None:
+        """Raise with the container's logs if it has exited."""
+        state = self.state()
+        if not state["Running"]:
+            raise RuntimeError(f"the container exited ({state['ExitCode']})\n{self.logs()}")
+
+    def logs(self) -> str:
+        proc = podman("logs", self.name, check=False)
+        return f"--- podman logs {self.name}:\n{proc.stdout}{proc.stderr}"
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process in the container (PID 1, tini, and what it started), seen from here."""
+        top = psutil.Process(int(self.state()["Pid"]))
+        return [top, *top.children(recursive=True)]
+
+    def stop(self, grace: int = 30) -> int:
+        """podman stop: SIGTERM, then SIGKILL after `grace` seconds (as Kubernetes stops a
+        pod after its ``terminationGracePeriodSeconds``); the container's exit code."""
+        podman("stop", "--time", str(grace), self.name, timeout=grace + 60)
+        return int(self.state()["ExitCode"])
+
+    def remove(self) -> None:
+        podman("rm", "--force", "--time", "5", self.name, check=False)
