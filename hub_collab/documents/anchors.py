@@ -174,7 +174,7 @@ def b64(data: bytes) -> str:
 class _Run:
     """A run of consecutive clocks of one client in the text (split when an origin points inside)."""
 
-    __slots__ = ("client", "clock", "length", "origin", "right_origin", "countable", "text", "left", "right", "deleted")
+    __slots__ = ("buf", "client", "clock", "countable", "deleted", "left", "length", "off", "origin", "right", "right_origin")
 
     def __init__(self, s: Struct) -> None:
         self.client = s.client
@@ -183,7 +183,10 @@ class _Run:
         self.origin = s.origin
         self.right_origin = s.right
         self.countable = s.kind not in (DELETED, FORMAT)
-        self.text = s.text if s.kind == STRING else None
+        # the struct's text as UTF-16 units, shared by the runs split from it (a split
+        # copies nothing); this run is units off..off+length of it
+        self.buf = s.text.encode("utf-16-le", "surrogatepass") if s.kind == STRING and s.text is not None else None
+        self.off = 0
         self.left: _Run | None = None
         self.right: _Run | None = None
         self.deleted = s.kind == DELETED
@@ -219,15 +222,16 @@ class SourceText:
         self._places = {id(run): i for i, run in enumerate(order)}
         self._prefix: list[int] = []  # UTF-16 units of live text before each run
         total = 0
-        pieces: list[str] = []
+        pieces: list[bytes] = []
         for run in order:
             self._prefix.append(total)
             if not run.deleted and run.countable:
                 total += run.length
-                if run.text is not None:
-                    pieces.append(run.text)
+                if run.buf is not None:
+                    pieces.append(run.buf[2 * run.off : 2 * (run.off + run.length)])
         self.length = total
-        self.text = "".join(pieces)
+        self._units = b"".join(pieces)
+        self.text = self._units.decode("utf-16-le", "replace")
 
     # -- building ---------------------------------------------------------------------
 
@@ -251,14 +255,8 @@ class SourceText:
         new.right_origin = run.right_origin
         new.countable = run.countable
         new.deleted = run.deleted
-        if run.text is not None:
-            units = run.text.encode("utf-16-le", "surrogatepass")
-            run.text, new.text = (
-                units[: 2 * offset].decode("utf-16-le", "surrogatepass"),
-                units[2 * offset :].decode("utf-16-le", "surrogatepass"),
-            )
-        else:
-            new.text = None
+        new.buf = run.buf
+        new.off = run.off + offset
         run.length = offset
         new.left, new.right = run, run.right
         if run.right is not None:
@@ -399,8 +397,7 @@ class SourceText:
 
     def slice(self, start: int, end: int) -> str:
         """The text between two UTF-16 indexes."""
-        units = self.text.encode("utf-16-le", "surrogatepass")
-        return units[2 * start : 2 * end].decode("utf-16-le", "replace")
+        return self._units[2 * start : 2 * end].decode("utf-16-le", "replace")
 
     def position_at(self, index: int, assoc: int = 0) -> Position:
         """yjs' ``createRelativePositionFromTypeIndex(source, index, assoc)``."""
