@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from bench_chat import fmt as fmt_ms  # noqa: E402
 from hubfixtures import EXTRA_USERS, USERS, CollabService, Hub  # noqa: E402
 from pycrdt import Doc, Text  # noqa: E402
 
@@ -50,16 +50,8 @@ from hub_collab.documents.anchors import SourceText  # noqa: E402
 from hub_collab.store import make_engine  # noqa: E402
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
 def fmt(values: list[float]) -> str:
-    if not values:
-        return "(none)"
-    ms = [v * 1000 for v in values]
-    return f"p50 {pct(ms, 50):7.2f} ms   p99 {pct(ms, 99):7.2f} ms   max {max(ms):7.2f} ms   mean {statistics.fmean(ms):7.2f} ms   (n={len(ms)})"
+    return fmt_ms(values) if values else "(none)"
 
 
 def content(cells: int) -> dict[str, Any]:

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from ui_helpers import (
     CHROMIUM,
     Api,
     cell,
-    ensure_build,
-    launch,
-    login,
     notebook,
     open_notebook,
     screenshot,
@@ -29,35 +24,6 @@ from ui_helpers import (
 assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: run scripts/setup (or apt-get install chromium)"
 
 HOSTILE = "<img src=x onerror=window.pwned=1> @bob is this right?"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    reason = ensure_build()
-    assert not reason, f"the front end could not be built: {reason}"
-    pw: Playwright
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def as_user(browser: Browser, collab: Any) -> Iterator[Any]:
-    contexts = []
-
-    def make(user: str) -> Page:
-        ctx, page = login(browser, collab.public_url, user)
-        page.errors = []  # type: ignore[attr-defined]
-        page.dialogs = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda exc: page.errors.append(str(exc)))  # type: ignore[attr-defined]
-        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
-        contexts.append(ctx)
-        return page
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
 
 
 def select_text(page: Page, cell_id: str, start: int, end: int) -> None:
