@@ -41,6 +41,7 @@ from traitlets.config import Application, catch_config_error
 from . import __version__, logs
 from .apihandlers import base as api_base
 from .apihandlers import chat as api_chat
+from .apihandlers import comments as api_comments
 from .apihandlers import health as api_health
 from .apihandlers import kernels as api_kernels
 from .apihandlers import metrics as api_metrics
@@ -49,6 +50,9 @@ from .bus import make_bus
 from .chat import MAX_PAGE_SIZE, ChatService
 from .chat import register_commands as register_chat_commands
 from .commands import CommandRegistry, Dispatcher
+from .comments import MAX_PAGE_SIZE as MAX_COMMENT_PAGE
+from .comments import CommentService
+from .comments import register_commands as register_comment_commands
 from .documents import structure
 from .documents.rooms import RoomManager
 from .handlers import pages, ws
@@ -395,6 +399,53 @@ class HubCollab(Application):
             raise ValueError(f"chat_page_size must be from 1 to {MAX_PAGE_SIZE}, got {value}")
         return value
 
+    comment_max_length = Integer(
+        4000,
+        help="""Longest comment on a cell, in characters (Unicode code points). A longer
+        one is refused with the error `too_large` and nothing is stored.""",
+    ).tag(config=True)
+
+    comment_rate = Float(
+        1.0,
+        help="""Comments (new threads, replies and edits) per second one user may write
+        in one notebook, on average, once `comment_burst` is used up. More are refused
+        with `rate_limited` and a `retry_after` in seconds; nothing is stored. Other
+        users and other notebooks are not affected. Counted per replica. 0 disables
+        the limit.""",
+    ).tag(config=True)
+
+    comment_burst = Integer(
+        10,
+        help="""Comments one user may write in one notebook in a quick burst before
+        `comment_rate` applies (the size of the token bucket).""",
+    ).tag(config=True)
+
+    comment_page_size = Integer(
+        50,
+        help="""Threads (or notices) in a page when the client does not say (`limit` of
+        `GET api/notebooks/{id}/comments` and of the WebSocket `comment_list`). Clients
+        may ask for 1 to 200; this must be in that range too.""",
+    ).tag(config=True)
+
+    comment_max_threads_per_cell = Integer(
+        100,
+        help="""Most comment threads one cell may have; one more is refused with
+        `too_many_threads` (413). Bounds what listing a cell's threads costs.""",
+    ).tag(config=True)
+
+    comment_max_per_thread = Integer(
+        200,
+        help="""Most comments (the first one and the replies) one thread may have; one
+        more is refused with `thread_full` (413). Bounds what a thread costs to send.""",
+    ).tag(config=True)
+
+    @validate("comment_page_size")
+    def _comment_page_size(self, proposal: Any) -> int:
+        value = int(proposal.value)
+        if not 1 <= value <= MAX_COMMENT_PAGE:
+            raise ValueError(f"comment_page_size must be from 1 to {MAX_COMMENT_PAGE}, got {value}")
+        return value
+
     kernel_cull_idle_seconds = Float(
         3600.0,
         help="""Seconds a kernel may sit idle (nothing running or queued) before it is
@@ -602,6 +653,7 @@ class HubCollab(Application):
         self.init_bus()
         self.init_kernels()
         self.init_chat()
+        self.init_comments()
         self.init_commands()
         self.init_lifecycle()
         self.init_wiring()
@@ -749,6 +801,23 @@ class HubCollab(Application):
         )
         self.chat.start()
 
+    def init_comments(self) -> None:
+        self.comments = CommentService(
+            self.engine,
+            rooms=self.rooms,
+            permissions=self.permissions,
+            groups_of=self.groups.groups_of,
+            store=self.store,
+            max_length=self.comment_max_length,
+            rate=self.comment_rate,
+            burst=self.comment_burst,
+            page_size=self.comment_page_size,
+            max_threads_per_cell=self.comment_max_threads_per_cell,
+            max_comments_per_thread=self.comment_max_per_thread,
+            relay=self.replicator,
+        )
+        self.comments.start()
+
     def init_kernels(self) -> None:
         self.kernels = KernelService(
             self.rooms,
@@ -817,6 +886,7 @@ class HubCollab(Application):
         structure.register_commands(self.command_registry)
         register_kernel_commands(self.command_registry, self.kernels)
         register_chat_commands(self.command_registry, self.chat)
+        register_comment_commands(self.command_registry, self.comments)
         self.commands = Dispatcher(self.command_registry, router=self.replicator)
 
     def init_lifecycle(self) -> None:
@@ -826,6 +896,7 @@ class HubCollab(Application):
             permissions=self.permissions,
             kernels=self.kernels,
             chat=self.chat,
+            comments=self.comments,
             relay=self.replicator,
         )
 
@@ -834,10 +905,11 @@ class HubCollab(Application):
 
         1. Rooms: the replicator first (it subscribes the room's bus channel and, with
            one replica, makes this replica its home), then the kernel service (which
-           asks whether this replica is home before it marks lost runs).
+           asks whether this replica is home before it marks lost runs), then the
+           comment service (it marks the threads of the cells an index change removed).
         2. Home leases: the kernel service (lost runs, stopping kernels, settings).
         3. Commands forwarded by other replicas run through the dispatcher.
-        4. Events from other replicas: chat messages, deleted notebooks.
+        4. Events from other replicas: chat messages, comments, deleted notebooks.
         5. Permission changes: the rooms (``index`` mirror, every session's ``caps``),
            then the other replicas (they reload the notebook's policies).
         6. Hub group changes: the connected sessions' rights.
@@ -845,9 +917,11 @@ class HubCollab(Application):
         """
         self.rooms.observe(self.replicator)
         self.rooms.observe(self.kernels)
+        self.rooms.observe(self.comments)
         self.replicator.observe_home(self.kernels)
         self.replicator.serve_commands(self.commands)
         self.replicator.on_event("chat", self.chat.remote_event)
+        self.replicator.on_event("comment", self.comments.remote_event)
         self.replicator.on_event("deleted", self.lifecycle.deleted_elsewhere)
         self.permissions.add_listener(self.rooms.permissions_changed)
         self.permissions.add_listener(self.replicator.permissions_changed)
@@ -858,7 +932,7 @@ class HubCollab(Application):
     def init_tornado(self) -> None:
         prefix = self.base_url
         handlers: list[Any] = []
-        for module in (pages, ws, api_notebooks, api_chat, api_kernels, api_health, api_metrics):
+        for module in (pages, ws, api_notebooks, api_chat, api_comments, api_kernels, api_health, api_metrics):
             for route in module.default_handlers:
                 handlers.append((url_path_join(prefix, route[0]) if route[0] else prefix, *route[1:]))
         handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}))
@@ -952,6 +1026,8 @@ class HubCollab(Application):
         await self.bus.stop()
         await self.update_log.stop()
         self.chat.stop()
+        await self.comments.drain()
+        self.comments.stop()
         self.permissions.stop()
         self.store.stop()
         if self.metrics is not None:

@@ -33,13 +33,19 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from .commands import CommandContext, CommandRegistry
-from .errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, TooLarge
+from .errors import Conflict, Forbidden, NotFound
+from .messages import (
+    MessageService,
+    clean_text,
+    parse_int,
+    parse_mentions,
+    positive_id,
+)
 from .permissions.access import Access, Identity, check_action
 from .schema import chat_messages, ensure_schema
 from .types import EventRelay, JSONDict
@@ -57,77 +63,14 @@ CHAT_POST = check_action("chat_post")
 
 #: Largest history page a client may ask for.
 MAX_PAGE_SIZE = 500
-#: At most this many distinct ``@mentions`` and ``#cell`` references are kept per message.
-MAX_MENTIONS = 20
+#: At most this many distinct ``#cell`` references are kept per message.
 MAX_REFS = 50
 
-# ``@name``: Hub user names (also e-mail-like ones); not inside a word or an address.
-MENTION_RE = re.compile(r"(?<![\w@])@([A-Za-z0-9_][A-Za-z0-9._@+-]{0,127})")
 # ``#<cell id>``: ids are 1-64 characters of [A-Za-z0-9_-] (see hub_collab.ids).
 CELL_REF_RE = re.compile(r"(?<![\w&#])#([A-Za-z0-9_-]{1,64})")
-# C0 and C1 control characters except tab and newline.
-CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-class ChatRateLimited(RateLimited):
-    """Too many chat messages; ``retry_after`` seconds until the next one is accepted."""
-
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = round(max(retry_after, 0.001), 3)
-        super().__init__(
-            f"too many chat messages: retry after {self.retry_after:.3g} s",
-            code="rate_limited",
-        )
-
-    def to_json(self) -> dict[str, object]:
-        return {**super().to_json(), "retry_after": self.retry_after}
 
 
 # -- input -----------------------------------------------------------------------------
-
-
-def clean_text(value: Any, max_length: int) -> str:
-    """The message text if it is acceptable; :class:`BadRequest`/:class:`TooLarge` otherwise.
-
-    ``\\r\\n`` becomes ``\\n``; any other control character (besides tab and
-    newline) is refused rather than silently dropped, so what is stored is
-    exactly what the writer sees. HTML is ordinary text.
-    """
-    if not isinstance(value, str):
-        raise BadRequest(f"text must be a string, got {type(value).__name__}", code="invalid_chat")
-    text = value.replace("\r\n", "\n")
-    if not text.strip():
-        raise BadRequest("the message is empty", code="invalid_chat")
-    if len(text) > max_length:
-        raise TooLarge(
-            f"the message has {len(text)} characters; the limit is {max_length}", code="too_large"
-        )
-    bad = CONTROL_RE.search(text)
-    if bad is not None:
-        raise BadRequest(
-            f"the message contains the control character U+{ord(bad.group()):04X} at position {bad.start()};"
-            " only tab and newline are allowed",
-            code="invalid_chat",
-        )
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadRequest(
-            f"the message is not valid Unicode at position {exc.start}", code="invalid_chat"
-        ) from exc
-    return text
-
-
-def parse_mentions(text: str) -> list[str]:
-    """Distinct ``@name`` mentions in order of appearance (trailing dots dropped)."""
-    out: list[str] = []
-    for match in MENTION_RE.finditer(text):
-        name = match.group(1).rstrip(".")
-        if name and name not in out:
-            out.append(name)
-            if len(out) >= MAX_MENTIONS:
-                break
-    return out
 
 
 def parse_refs(text: str, cell_ids: Iterable[str]) -> list[str]:
@@ -143,25 +86,9 @@ def parse_refs(text: str, cell_ids: Iterable[str]) -> list[str]:
     return out
 
 
-def parse_int(value: Any, name: str, lo: int, hi: int) -> int:
-    """An integer from JSON or a query string, within ``lo..hi``; 400 ``invalid_query`` otherwise."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise BadRequest(
-            f"{name} must be an integer from {lo} to {hi}, got {str(value)[:40]!r}",
-            code="invalid_query",
-        )
-    return value
-
-
 def message_id(value: Any) -> int:
     """A message id from a path or a command; an id that cannot exist is 404 like an unknown one."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise NotFound("no such message", code="unknown_message")
-    return value
+    return positive_id(value, code="unknown_message", what="message")
 
 
 # -- rendering ---------------------------------------------------------------------------
@@ -199,67 +126,19 @@ def render(record: JSONDict, access: Access) -> JSONDict:
     }
 
 
-# -- rate limit ----------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """Token buckets: ``rate`` per second on average, bursts of ``burst``, per key.
-
-    ``rate <= 0`` disables the limit. Memory is bounded: full buckets are
-    forgotten when more than ``max_keys`` are held.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int,
-        *,
-        max_keys: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, got {burst!r}")
-        self.rate = rate
-        self.burst = burst
-        self.max_keys = max_keys
-        self.clock = clock
-        self._buckets: dict[Any, tuple[float, float]] = {}
-
-    def take(self, key: Any) -> float:
-        """Take one token: 0.0 if allowed, else the seconds until one is available."""
-        if self.rate <= 0:
-            return 0.0
-        now = self.clock()
-        tokens, last = self._buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.rate
-        self._buckets[key] = (tokens - 1.0, now)
-        if len(self._buckets) > self.max_keys:
-            self._prune(now)
-        return 0.0
-
-    def _prune(self, now: float) -> None:
-        full = [
-            k
-            for k, (t, last) in self._buckets.items()
-            if t + (now - last) * self.rate >= self.burst
-        ]
-        for k in full:
-            del self._buckets[k]
-
-
 # -- the service ---------------------------------------------------------------------------
 
 
-class ChatService:
+class ChatService(MessageService):
     """Persistence, rules and live fan-out of every notebook's chat.
 
-    Create one per process, :meth:`start` it (creates the table), and
-    :meth:`stop` it at shutdown. Writes run on one background thread, so on
-    one replica messages are stored and published in id order.
+    Create one per process, :meth:`start` it, and :meth:`stop` it at shutdown.
+    Writes run on one background thread, so on one replica messages are stored and
+    published in id order.
     """
+
+    event_kind = "chat"
+    noun = "chat messages"
 
     def __init__(
         self,
@@ -279,52 +158,24 @@ class ChatService:
             raise ValueError(f"max_length must be at least 1, got {max_length!r}")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be from 1 to {MAX_PAGE_SIZE}, got {page_size!r}")
+        super().__init__(rooms=rooms, permissions=permissions, groups_of=groups_of, rate=rate, burst=burst, relay=relay)
         self.engine = engine
-        self.rooms = rooms
-        self.permissions = permissions
-        self.groups_of = groups_of
         self.store = store
         self.max_length = max_length
         self.page_size = page_size
-        self.limiter = RateLimiter(rate, burst)
-        self._executor: ThreadPoolExecutor | None = None
-        #: where published events go besides the local sessions (the other replicas)
-        self.relay = relay
-
-    # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
         """Create the table if needed; start the writer thread."""
-        if self._executor is not None:
-            raise RuntimeError(
-                "ChatService.start() called twice; create one ChatService per application"
-            )
         ensure_schema(self.engine)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="collab-chat")
-
-    def stop(self) -> None:
-        """Wait for pending writes and stop the writer thread."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-
-    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._executor is None:
-            raise RuntimeError("ChatService used before start(): call start() first")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        super().start()
 
     # -- writing ------------------------------------------------------------------------
-
-    def _rate(self, nb_id: str, identity: Identity) -> None:
-        wait = self.limiter.take((nb_id, identity.name))
-        if wait:
-            raise ChatRateLimited(wait)
 
     async def post(
         self, room: NotebookRoom, identity: Identity, access: Access, text: Any
     ) -> tuple[JSONDict, list[JSONDict]]:
         """Store and publish a message; return it as the writer sees it, and warnings."""
-        clean = clean_text(text, self.max_length)
+        clean = clean_text(text, self.max_length, code="invalid_chat")
         self._rate(room.id, identity)
         mentions = parse_mentions(clean)
         refs = parse_refs(clean, room.cell_ids())
@@ -348,7 +199,7 @@ class ChatService:
     ) -> tuple[JSONDict, list[JSONDict]]:
         """Replace the text of one's own message; publish ``chat_edit``."""
         mid = message_id(msg_id)
-        clean = clean_text(text, self.max_length)
+        clean = clean_text(text, self.max_length, code="invalid_chat")
         self._rate(room.id, identity)
         mentions = parse_mentions(clean)
         refs = parse_refs(clean, room.cell_ids())
@@ -361,6 +212,7 @@ class ChatService:
             raise Forbidden("you may only edit your own messages")
         if outcome == "deleted":
             raise Conflict("this message was deleted", code="chat_deleted")
+        assert record is not None  # "ok"
         self.publish(room.id, {"type": "chat_edit", "message": record})
         return render(record, access), self.mention_warnings(room.id, identity, mentions)
 
@@ -383,6 +235,7 @@ class ChatService:
             raise Forbidden(
                 "you may only delete your own messages (the notebook's owner and admins moderate)"
             )
+        assert record is not None  # "deleted" or "already"
         if outcome == "deleted":
             self.publish(room.id, {"type": "chat_delete", "id": mid})
             if record["author"] != identity.name and self.store is not None:
@@ -398,26 +251,10 @@ class ChatService:
 
     def mention_warnings(self, nb_id: str, writer: Identity, mentions: list[str]) -> list[JSONDict]:
         """A warning for every mentioned user who cannot read the notebook (so will not see it)."""
-        if self.permissions is None:
-            return []
-        out = []
-        for name in mentions:
-            if name == writer.name:
-                continue
-            who = Identity(name, self.groups_of(name), admin=False)
-            try:
-                readable = self.permissions.access(who, nb_id).can(CHAT_READ)
-            except LookupError:
-                readable = False
-            if not readable:
-                out.append(
-                    {
-                        "code": "mention_no_access",
-                        "user": name,
-                        "message": f"{name} cannot read this notebook and will not see this message",
-                    }
-                )
-        return out
+        return self.unreadable_mentions(
+            nb_id, writer, mentions, lambda access: access.can(CHAT_READ),
+            "{name} cannot read this notebook and will not see this message",
+        )
 
     # -- reading ------------------------------------------------------------------------
 
@@ -440,24 +277,6 @@ class ChatService:
         }
 
     # -- fan-out ------------------------------------------------------------------------
-
-    def publish(self, nb_id: str, event: JSONDict) -> None:
-        """The one way an event leaves the service: to the local room's sessions and
-        through the relay to the other replicas'.
-
-        ``event`` is JSON (``{"type": "chat"|"chat_edit", "message": record}``
-        or ``{"type": "chat_delete", "id": n}``) with the *stored* record, not
-        a rendering; each replica renders it for each of its receivers
-        (:meth:`deliver`).
-        """
-        self.deliver(nb_id, event)
-        if self.relay is not None:
-            self.relay.publish_event(nb_id, "chat", event)
-
-    def remote_event(self, room: NotebookRoom | None, event: JSONDict, sender: str) -> None:
-        """A chat event published on another replica (the relay's ``chat`` handler)."""
-        if room is not None:
-            self.deliver(room.id, event)
 
     def deliver(self, nb_id: str, event: JSONDict) -> None:
         """Send ``event`` to every local session that may read the chat *now*, rendered for it."""

@@ -33,6 +33,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from .documents import protocol as p
+from .documents.anchors import b64, position_at
 from .documents.notebook import cell_doc, init_cell, init_index, init_out, out_doc, split_doc_name
 from .documents.outputs import outputs_to_nbformat
 from .types import INDEX_DOC
@@ -125,8 +126,11 @@ class CollabClient:
     async def delete_notebook(self, nb_id: str) -> None:
         await self.request("DELETE", f"api/notebooks/{nb_id}")
 
-    async def export(self, nb_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", f"api/notebooks/{nb_id}/ipynb")
+    async def export(self, nb_id: str, *, comments: bool = False) -> dict[str, Any]:
+        """The notebook as nbformat v4 (with ``comments``: each cell's threads in its
+        metadata, ``hub_collab.comments``)."""
+        query = "?comments=1" if comments else ""
+        result: dict[str, Any] = await self.request("GET", f"api/notebooks/{nb_id}/ipynb{query}")
         return result
 
     async def get_permissions(self, nb_id: str, cell_id: str | None = None) -> dict[str, Any]:
@@ -156,6 +160,60 @@ class CollabClient:
 
     async def delete_chat(self, nb_id: str, msg_id: int) -> None:
         await self.request("DELETE", f"api/notebooks/{nb_id}/chat/{msg_id}")
+
+    # -- comments (docs/comments.md) --------------------------------------------------------
+
+    async def comment_threads(
+        self, nb_id: str, cell_id: str | None = None, before: int | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        query = urlencode({k: v for k, v in (("cell_id", cell_id), ("before", before), ("limit", limit)) if v is not None})
+        result: dict[str, Any] = await self.request("GET", f"api/notebooks/{nb_id}/comments" + (f"?{query}" if query else ""))
+        return result
+
+    async def create_thread(self, nb_id: str, cell_id: str, text: str, anchor: dict[str, str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"cell_id": cell_id, "text": text}
+        if anchor is not None:
+            body["anchor"] = anchor
+        result: dict[str, Any] = await self.request("POST", f"api/notebooks/{nb_id}/comments", body)
+        return result
+
+    async def comment_thread(self, nb_id: str, thread_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"api/notebooks/{nb_id}/comments/{thread_id}")
+        return result
+
+    async def reply(self, nb_id: str, thread_id: int, text: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", f"api/notebooks/{nb_id}/comments/{thread_id}", {"text": text})
+        return result
+
+    async def resolve_thread(self, nb_id: str, thread_id: int, resolved: bool = True) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "PUT", f"api/notebooks/{nb_id}/comments/{thread_id}", {"resolved": resolved}
+        )
+        return result
+
+    async def edit_comment(self, nb_id: str, thread_id: int, comment_id: int, text: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "PUT", f"api/notebooks/{nb_id}/comments/{thread_id}/{comment_id}", {"text": text}
+        )
+        return result
+
+    async def delete_comment(self, nb_id: str, thread_id: int, comment_id: int) -> None:
+        await self.request("DELETE", f"api/notebooks/{nb_id}/comments/{thread_id}/{comment_id}")
+
+    async def comment_summary(self, nb_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"api/notebooks/{nb_id}/comments/summary")
+        return result
+
+    async def comment_notices(self, nb_id: str, before: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        query = urlencode({k: v for k, v in (("before", before), ("limit", limit)) if v is not None})
+        result: dict[str, Any] = await self.request(
+            "GET", f"api/notebooks/{nb_id}/comments/notices" + (f"?{query}" if query else "")
+        )
+        return result
+
+    async def mark_comments_read(self, nb_id: str, cell_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", f"api/notebooks/{nb_id}/comments/read", {"cell_id": cell_id})
+        return result
 
     def ws_url(self, nb_id: str, epoch: str | None = None) -> str:
         parts = urlparse(self.base_url)
@@ -505,6 +563,58 @@ class NotebookConnection:
 
     def chat_events(self, kind: str = "chat") -> list[dict[str, Any]]:
         """Chat pushes received so far (``chat``, ``chat_edit`` or ``chat_delete``)."""
+        return [m for m in self.messages if m.get("type") == kind]
+
+    # -- comments (docs/comments.md) -------------------------------------------------------
+
+    def anchor(self, cell_id: str, start: int, end: int) -> dict[str, str]:
+        """An anchor on characters ``start``..``end`` (Python string positions) of the
+        local copy of a cell's source: two Yjs relative positions, base64, as the
+        browser makes them (the start sticks to the character after it, the end to
+        the one before it)."""
+        doc = self.docs[cell_doc(cell_id)]
+        text = self.source(cell_id)
+
+        def units(i: int) -> int:
+            return len(text[:i].encode("utf-16-le")) // 2
+
+        return {"start": b64(position_at(doc, units(start), 0)), "end": b64(position_at(doc, units(end), -1))}
+
+    async def comment_create(self, cell_id: str, text: str, anchor: dict[str, str] | None = None) -> dict[str, Any]:
+        """Open a thread: the ``ack`` carries ``thread``, ``comment`` and ``warnings``."""
+        fields: dict[str, Any] = {"cell_id": cell_id, "text": text}
+        if anchor is not None:
+            fields["anchor"] = anchor
+        return await self.command("comment_create", **fields)
+
+    async def comment_reply(self, thread_id: int, text: str) -> dict[str, Any]:
+        return await self.command("comment_reply", thread_id=thread_id, text=text)
+
+    async def comment_edit(self, comment_id: int, text: str) -> dict[str, Any]:
+        return await self.command("comment_edit", comment_id=comment_id, text=text)
+
+    async def comment_delete(self, comment_id: int) -> dict[str, Any]:
+        return await self.command("comment_delete", comment_id=comment_id)
+
+    async def comment_resolve(self, thread_id: int, resolved: bool = True) -> dict[str, Any]:
+        return await self.command("comment_resolve", thread_id=thread_id, resolved=resolved)
+
+    async def comment_list(self, cell_id: str | None = None, before: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        fields: dict[str, Any] = {k: v for k, v in (("cell_id", cell_id), ("before", before), ("limit", limit)) if v is not None}
+        return await self.command("comment_list", **fields)
+
+    async def comment_summary(self) -> dict[str, Any]:
+        return await self.command("comment_summary")
+
+    async def comment_read(self, cell_id: str) -> dict[str, Any]:
+        return await self.command("comment_read", cell_id=cell_id)
+
+    async def comment_notices(self, before: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        fields: dict[str, Any] = {k: v for k, v in (("before", before), ("limit", limit)) if v is not None}
+        return await self.command("comment_notices", **fields)
+
+    def comment_events(self, kind: str = "comment") -> list[dict[str, Any]]:
+        """Comment pushes received so far (``comment``, ``comment_thread``, ``comment_notice``, ``comment_seen``)."""
         return [m for m in self.messages if m.get("type") == kind]
 
     def set_awareness(self, state: dict[str, Any] | None) -> None:

@@ -1,7 +1,7 @@
 """Deleting a notebook: one explicit step, :class:`NotebookLifecycle`.
 
 A notebook's state is spread over the services: its docs and record (the
-store), its permissions (the permission store), its chat, its kernels and
+store), its permissions (the permission store), its chat, its comments, its kernels and
 their working directory, its live rooms on every replica. Deleting it touches
 each of them here, in this order, and nowhere else:
 
@@ -11,7 +11,7 @@ each of them here, in this order, and nowhere else:
    code 4404);
 3. its kernels are shut down and their working directory is removed;
 4. once the update log holds nothing of it in flight, its docs (update log and
-   checkpoints), its record and its chat messages are deleted;
+   checkpoints), its record, its chat messages and its comments are deleted;
 5. its permissions are deleted (every replica drops its cached rights);
 6. an audit entry ``delete`` is written.
 
@@ -31,6 +31,7 @@ from .types import EventRelay
 
 if TYPE_CHECKING:
     from .chat import ChatService
+    from .comments import CommentService
     from .documents.room import NotebookRoom
     from .documents.rooms import RoomManager
     from .kernels.manager import KernelService
@@ -51,6 +52,7 @@ class NotebookLifecycle:
         permissions: PermissionStore,
         kernels: KernelService,
         chat: ChatService,
+        comments: CommentService,
         relay: EventRelay,
     ) -> None:
         self.store = store
@@ -58,6 +60,7 @@ class NotebookLifecycle:
         self.permissions = permissions
         self.kernels = kernels
         self.chat = chat
+        self.comments = comments
         self.relay = relay
         self._background: set[asyncio.Task[None]] = set()
 
@@ -75,6 +78,7 @@ class NotebookLifecycle:
     def _delete_rows(self, nb_id: str) -> None:
         self.store.delete_notebook(nb_id)
         self.chat.purge_notebook(nb_id)
+        self.comments.purge_notebook(nb_id)
 
     def deleted_elsewhere(self, room: NotebookRoom | None, event: dict[str, Any], sender: str) -> None:
         """The ``deleted`` event from the replica that deleted the notebook."""

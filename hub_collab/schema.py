@@ -1,6 +1,6 @@
 """The service's database schema: every table on one :data:`metadata`, and its migrations.
 
-Tables are defined here and only here; :mod:`hub_collab.store`, :mod:`hub_collab.chat` and
+Tables are defined here and only here; :mod:`hub_collab.store`, :mod:`hub_collab.chat`, :mod:`hub_collab.comments` and
 :mod:`hub_collab.permissions.casbin_backend` import theirs. The schema changes only
 through Alembic revisions in ``hub_collab/migrations/versions/`` (configured in code
 by :func:`alembic_config`; no ``alembic.ini``). The revision a database is at is kept in
@@ -141,6 +141,75 @@ chat_messages = sa.Table(
     sa.Column("refs", sa.Text, nullable=False, default="[]"),
     sa.Index("ix_collab_chat_notebook_id_id", "notebook_id", "id"),
     # ids are never reused, even after the newest row of a deleted notebook is purged
+    sqlite_autoincrement=True,
+)
+
+
+comment_threads = sa.Table(
+    "collab_comment_threads",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("notebook_id", sa.String(64), nullable=False),
+    sa.Column("cell_id", sa.String(64), nullable=False),
+    sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    # Yjs relative positions (encoded) of the range's ends in the cell's source, or NULL
+    sa.Column("anchor_start", sa.LargeBinary, nullable=True),
+    sa.Column("anchor_end", sa.LargeBinary, nullable=True),
+    # the anchored text when the thread was opened (bounded)
+    sa.Column("quote", sa.Text, nullable=True),
+    sa.Column("resolved", sa.Boolean, nullable=False, default=False),
+    sa.Column("resolved_by", sa.String(255), nullable=True),
+    sa.Column("resolved_at", sa.Float, nullable=True),
+    # the cell was deleted: the thread is kept, marked, for the notebook's owner and admins
+    sa.Column("cell_deleted", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_collab_comment_threads_nb_cell", "notebook_id", "cell_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+comments = sa.Table(
+    "collab_comments",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("thread_id", sa.BigInteger, nullable=False),
+    sa.Column("notebook_id", sa.String(64), nullable=False),
+    sa.Column("cell_id", sa.String(64), nullable=False),
+    sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("edited_at", sa.Float, nullable=True),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Column("deleted_by", sa.String(255), nullable=True),
+    sa.Column("mentions", sa.Text, nullable=False, default="[]"),
+    sa.Index("ix_collab_comments_thread", "thread_id", "id"),
+    sa.Index("ix_collab_comments_nb_cell", "notebook_id", "cell_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+comment_reads = sa.Table(
+    "collab_comment_reads",
+    metadata,
+    # a user has read a cell's comments up to (and with) this comment id
+    sa.Column("notebook_id", sa.String(64), primary_key=True),
+    sa.Column("user", sa.String(255), primary_key=True),
+    sa.Column("cell_id", sa.String(64), primary_key=True),
+    sa.Column("seen_upto", sa.BigInteger, nullable=False),
+)
+
+comment_notices = sa.Table(
+    "collab_comment_notices",
+    metadata,
+    # someone was mentioned in a comment, or got a reply in a thread they opened
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("notebook_id", sa.String(64), nullable=False),
+    sa.Column("user", sa.String(255), nullable=False),
+    sa.Column("cell_id", sa.String(64), nullable=False),
+    sa.Column("thread_id", sa.BigInteger, nullable=False),
+    sa.Column("comment_id", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_collab_comment_notices_user", "notebook_id", "user", "id"),
     sqlite_autoincrement=True,
 )
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .bus.base import Bus
     from .chat import ChatService
     from .commands import Dispatcher
+    from .comments import CommentService
     from .documents.rooms import RoomManager
     from .kernels.manager import KernelService
     from .lifecycle import NotebookLifecycle
@@ -56,6 +57,7 @@ class Services(Protocol):
     rooms: RoomManager
     kernels: KernelService
     chat: ChatService
+    comments: CommentService
     commands: Dispatcher
     lifecycle: NotebookLifecycle
     replicator: Replicator

@@ -44,17 +44,25 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
     (a ``requests.Session`` with ``.xsrf`` for the ``X-XSRFToken`` header).
 
 ``free_port`` -> ``free_port() -> int``.
+
+``pw`` (module), ``browser`` (module) -> Playwright and headless Chromium (the front end built
+first if it is not); ``as_user`` (function) -> ``as_user(name) -> Page``: a fresh context
+logged in through the Hub per user, its page errors and dialogs recorded in
+``page.errors`` / ``page.dialogs`` (the UI tests).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+import ui_helpers
 from hubfixtures import BrowserSession, CollabService, Hub, SpawningHub
 from hubfixtures import browser_login as _browser_login
 from hubfixtures import free_port as _free_port
 from imagefixtures import build_image
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 
 @pytest.fixture(scope="session")
@@ -127,3 +135,40 @@ def browser_login() -> Callable[..., BrowserSession]:
 @pytest.fixture
 def free_port() -> Callable[[], int]:
     return _free_port
+
+
+# -- browsers (the UI tests): Chromium through Playwright, a logged-in page per user --
+
+
+@pytest.fixture(scope="module")
+def pw() -> Iterator[Playwright]:
+    reason = ui_helpers.ensure_build()
+    assert not reason, f"the front end could not be built: {reason}"  # a failed set-up, not a skip
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(pw: Playwright) -> Iterator[Browser]:
+    b = ui_helpers.launch(pw)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def as_user(browser: Browser, collab: Any) -> Iterator[Any]:
+    """``as_user(name) -> Page``: a fresh logged-in browser context per user; errors are recorded."""
+    contexts = []
+
+    def make(user: str) -> Page:
+        ctx, page = ui_helpers.login(browser, collab.public_url, user)
+        page.errors = []  # type: ignore[attr-defined]
+        page.dialogs = []  # type: ignore[attr-defined]
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))  # type: ignore[attr-defined]
+        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
+        contexts.append(ctx)
+        return page
+
+    yield make
+    for ctx in contexts:
+        ctx.close()

@@ -429,6 +429,10 @@ async def test_guessed_ids_and_cells_of_other_notebooks(sc: Scenario, bob: Raw) 
         "/cells/private1/permissions",
         "/audit",
         "/chat",
+        "/comments",
+        "/comments/summary",
+        "/comments/notices",
+        "/ipynb?comments=1",
         "/kernel",
     ):
         resp = await sc.student_rest("bob", "GET", f"api/notebooks/{sc.private_nb}{path}")
@@ -759,6 +763,77 @@ async def test_a_revoked_cell_stops_flowing_at_once(sc: Scenario, bob: Raw) -> N
     assert_no_leak()
 
 
+async def test_comments_on_the_hidden_cell_reach_staff_only(sc: Scenario, bob: Raw) -> None:
+    """The instructor and the TA discuss the solution in a thread anchored in its source
+    (mentioning students, who may not read the cell): no push, count, notice, listing,
+    thread, export or error a student gets carries a byte of it, by any comment command
+    or endpoint, with guessed ids and forged fields."""
+    teacher, ta = sc.conns["instructor"], sc.conns["ta"]
+    at = teacher.source("solution").index(SECRET)
+    anchor = teacher.anchor("solution", at, at + len(SECRET))
+    ack = await teacher.comment_create("solution", f"@bob @alice never show them {SECRET}", anchor)
+    tid, cid = ack["thread"]["id"], ack["comment"]["id"]
+    assert ack["thread"]["anchor"]["quote"] == SECRET and {w["user"] for w in ack["warnings"]} == {"bob", "alice"}
+    reply = await ta.comment_reply(tid, f"agreed, {SECRET} stays here")
+    await teacher.wait_for(lambda: any(m["comment"]["id"] == reply["comment"]["id"] for m in teacher.comment_events()))
+    public = await teacher.comment_create("task", "a public remark on the task")
+    alice = sc.conns["alice"]
+    await alice.wait_for(lambda: any(m["comment"]["id"] == public["comment"]["id"] for m in alice.comment_events()))
+    await alice.sync()
+    await bob.fence()
+    assert [m["comment"]["cell_id"] for m in alice.comment_events()] == ["task"]
+    assert alice.comment_events("comment_notice") == []
+    # everything a student can send about comments, with real and guessed ids
+    probes: list[dict[str, Any]] = [
+        {"type": "comment_summary"},
+        {"type": "comment_list"},
+        {"type": "comment_list", "cell_id": "solution"},
+        {"type": "comment_notices"},
+        {"type": "comment_read", "cell_id": "solution"},
+        {"type": "comment_create", "cell_id": "solution", "text": "let me see", "anchor": anchor},
+        {"type": "comment_create", "cell_id": "task", "text": "x", "anchor": anchor},
+        {"type": "comment_create", "cell_id": "task", "text": "x", "author": "instructor"},
+    ]
+    for guess in (tid, tid + 1, tid - 1, 10**9):
+        probes += [
+            {"type": "comment_thread", "thread_id": guess},
+            {"type": "comment_reply", "thread_id": guess, "text": "hello"},
+            {"type": "comment_resolve", "thread_id": guess, "resolved": True},
+        ]
+    for guess in (cid, reply["comment"]["id"], cid + 5):
+        probes += [
+            {"type": "comment_edit", "comment_id": guess, "text": "mine"},
+            {"type": "comment_delete", "comment_id": guess},
+            {"type": "comment_delete", "comment_id": guess, "thread_id": public["thread"]["id"]},
+        ]
+    for probe in probes:
+        answer = await bob.command(str(probe.pop("type")), **probe)
+        assert SECRET not in json.dumps(answer), (probe, answer)
+        if probe.get("thread_id") == tid or probe.get("comment_id") == cid:
+            assert answer["type"] == "error" and answer["code"] in ("unknown_thread", "unknown_comment"), answer
+    summary = await bob.command("comment_summary")
+    assert set(summary["cells"]) == {"task"}
+    paths = ["", "?cell_id=solution", "/summary", "/notices", f"/{tid}", f"/{tid + 1}"]
+    for path in paths:
+        await sc.student_rest("bob", "GET", f"api/notebooks/{sc.nb_id}/comments{path}")
+    for method, path, body in (
+        ("POST", "", {"cell_id": "solution", "text": "x"}),
+        ("POST", f"/{tid}", {"text": "x"}),
+        ("PUT", f"/{tid}", {"resolved": True}),
+        ("PUT", f"/{tid}/{cid}", {"text": "x"}),
+        ("DELETE", f"/{tid}/{cid}", None),
+        ("POST", "/read", {"cell_id": "solution"}),
+    ):
+        resp = await sc.student_rest("bob", method, f"api/notebooks/{sc.nb_id}/comments{path}", body)
+        assert resp.code in (403, 404), (method, path, resp.code)
+    await sc.student_rest("bob", "GET", f"api/notebooks/{sc.nb_id}/ipynb?comments=1")
+    # positive control: the staff got the thread, and the export holds it for them
+    assert any(SECRET in json.dumps(m) for m in ta.comment_events())
+    staff_export = await sc.client("ta").export(sc.nb_id, comments=True)
+    assert SECRET in json.dumps(staff_export)
+    assert_no_leak()
+
+
 async def test_the_secret_never_reached_a_student(sc: Scenario, bob: Raw) -> None:
     # what else a student can ask for
     for path in (
@@ -768,6 +843,10 @@ async def test_the_secret_never_reached_a_student(sc: Scenario, bob: Raw) -> Non
         "/cells/solution/permissions",
         "/audit",
         "/chat",
+        "/comments",
+        "/comments/summary",
+        "/comments/notices",
+        "/ipynb?comments=1",
         "/kernel",
         "/settings",
     ):

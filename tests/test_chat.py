@@ -23,15 +23,10 @@ import requests
 import sqlalchemy as sa
 from hubfixtures import CollabService, Hub, wait_until
 
-from hub_collab.chat import (
-    RateLimiter,
-    chat_messages,
-    clean_text,
-    parse_mentions,
-    parse_refs,
-)
+from hub_collab.chat import chat_messages, parse_refs
 from hub_collab.client import CollabAPIError, CollabClient, CommandError, NotebookConnection
 from hub_collab.errors import BadRequest, TooLarge
+from hub_collab.messages import RateLimiter, clean_text, parse_mentions
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -371,3 +371,56 @@ async def test_node_joins_like_the_browser_in_one_frame_and_holds_every_doc(hub,
     finally:
         await node.close()
         alice.close()
+
+
+@on_module_loop
+async def test_comment_anchors_agree_between_yjs_and_the_server(hub, collab, node_modules):
+    """Anchors made by yjs (as the browser makes them) and by the Python client, resolved by
+    the server (``range``) and by yjs (``createAbsolutePositionFromRelativePosition``) after
+    concurrent edits from both sides, non-ASCII and surrogate pairs included: the same
+    indexes, in UTF-16 units."""
+    alice = CollabClient(collab.public_url, hub.token("alice"))
+    src = "héllo – 日本 🎉 wörld\nprint('ok') # 🎉🎉 end"
+    content = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+        "cells": [{"id": "c", "cell_type": "code", "source": src, "metadata": {}, "outputs": [], "execution_count": None}],
+    }
+    nb = await alice.create_notebook("interop-anchors", content=content, group="students", mode="0770")
+    node = await node_client(alice.ws_url(nb["id"]), hub.token("bob"))
+    try:
+        async with alice.open(nb["id"]) as py:
+            await py.synced()
+            anchors = []
+            # from yjs: every interesting pair of UTF-16 positions, start assoc 0, end assoc -1
+            length = utf16_index(src, len(src))
+            for start, end in ((0, 3), (8, 12), (11, 14), (12, 20), (length - 3, length), (0, length)):
+                a = (await node.call("relpos", cell="c", index=start, assoc=0))["relpos"]
+                b = (await node.call("relpos", cell="c", index=end, assoc=-1))["relpos"]
+                anchors.append({"start": a, "end": b})
+            # from the Python client
+            anchors.append(py.anchor("c", src.index("wörld"), src.index("wörld") + 5))
+            threads = []
+            for i, anchor in enumerate(anchors):
+                ack = await py.comment_create("c", f"anchor {i}", anchor)
+                threads.append(ack["thread"])
+            # concurrent edits from both sides, around, inside and across the ranges
+            await node.call("edit", cell="c", after="日本", insert="🎌X")
+            py.edit("c", 0, insert="¡¿")
+            await node.call("edit", cell="c", before="wörld", delete=3)
+            await py.sync()
+            py.edit("c", len(py.source("c")), insert=" ✔")
+            await py.sync()
+            final = py.source("c")
+            await node.call("wait", cell="c", source=final, timeout_ms=20000)
+            listed = {t["id"]: t for t in (await py.comment_list("c"))["threads"]}
+            for thread, anchor in zip(threads, anchors, strict=True):
+                server = listed[thread["id"]]["range"]
+                start = (await node.call("abspos", cell="c", relpos=anchor["start"]))["index"]
+                end = (await node.call("abspos", cell="c", relpos=anchor["end"]))["index"]
+                assert server == {"start": start, "end": max(start, end)}, (thread["anchor"]["quote"], server, start, end)
+            assert (await node.call("state"))["errors"] == []
+    finally:
+        assert await node.close() == 0
+        alice.close()

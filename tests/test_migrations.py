@@ -122,6 +122,10 @@ def test_migrations_match_the_models(db_url: str) -> None:
         schema.VERSION_TABLE,
         "collab_kernels",  # 0002
         "collab_kernel_choices",  # 0003
+        "collab_comment_threads",  # 0004_comments
+        "collab_comments",
+        "collab_comment_reads",
+        "collab_comment_notices",
     }
 
 
@@ -393,5 +397,66 @@ def test_running_kernels_are_carried_into_0003_and_back(db_url: str) -> None:
             tables = set(sa.inspect(conn).get_table_names())
         assert sorted(tuple(r) for r in back) == [("nb1", "", "python3"), ("nb2", "", "python3"), ("nb2", "bob", "python3"), ("nb3", "alice", "python3")]
         assert "collab_kernel_choices" not in tables
+    finally:
+        engine.dispose()
+
+
+# -- 0004_comments: comment threads, comments, read marks, notices ------------------------------------
+
+COMMENT_TABLES = {"collab_comment_threads", "collab_comments", "collab_comment_reads", "collab_comment_notices"}
+
+
+def test_0004_comments_upgrades_and_downgrades_alone(db_url: str) -> None:
+    """From 0003 up to 0004_comments: the four tables, written and read through the service's
+    comment store; down again: they are gone and everything of 0003 is as it was."""
+    from hub_collab.comments.store import CommentStore
+
+    engine = make_engine(db_url)
+    try:
+        with schema.migration_lock(engine) as conn:
+            command.upgrade(schema.alembic_config(connection=conn), "0003")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO collab_notebooks (id, name, created_by, created_at, updated_at, epoch, settings)"
+                    " VALUES ('nb1', 'n', 'alice', 0, 0, 'e', '{}')"
+                )
+            )
+        with schema.migration_lock(engine) as conn:
+            command.upgrade(schema.alembic_config(connection=conn), "0004_comments")
+            assert COMMENT_TABLES <= set(sa.inspect(conn).get_table_names())
+        store = CommentStore(engine)
+        created = store.create_thread("nb1", "c1", "alice", "hi @bob", ["bob"], (b"\x01\x06source\x00", b"\x01\x06source\x00", "q"), 5)
+        assert created is not None
+        thread, comment, notices = created
+        assert store.reply("nb1", thread["id"], "bob", "re", [], 5)[0] == "ok"
+        assert [n["user"] for n in notices] == ["bob"] and store.mark_read("nb1", "bob", "c1") > comment["id"]
+        assert store.counts("nb1", "alice") == {"c1": {"threads": 1, "open": 1, "unread": 1}}
+        with schema.migration_lock(engine) as conn:
+            command.downgrade(schema.alembic_config(connection=conn), "0003")
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            assert not COMMENT_TABLES & tables
+            assert conn.execute(sa.text("SELECT name FROM collab_notebooks")).scalars().all() == ["n"]
+            assert schema.database_revision(conn) == "0003"
+    finally:
+        engine.dispose()
+
+
+def test_the_comment_store_keeps_its_limits(tmp_path: Path) -> None:
+    """At most ``max_threads`` per cell and ``max_comments`` per thread (the service answers 413)."""
+    from hub_collab.comments.store import CommentStore
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'limits.sqlite'}")
+    try:
+        schema.ensure_schema(engine)
+        store = CommentStore(engine)
+        made = [store.create_thread("nb", "c", "alice", f"t{i}", [], None, 3) for i in range(4)]
+        assert [m is not None for m in made] == [True, True, True, False]
+        assert store.create_thread("nb", "other", "alice", "x", [], None, 3) is not None
+        first = made[0]
+        assert first is not None
+        tid = first[0]["id"]
+        assert [store.reply("nb", tid, "bob", "r", [], 3)[0] for _ in range(3)] == ["ok", "ok", "full"]
     finally:
         engine.dispose()

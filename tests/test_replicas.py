@@ -322,3 +322,45 @@ async def test_chat_reaches_clients_on_other_replicas(hub, cluster):
             raise
         assert msg["message"]["text"] == "hello from r1 @bob"
         assert msg["message"]["author"] == "alice"
+
+
+async def test_comments_cross_replicas_and_follow_rights_there(hub, cluster):
+    """A thread opened on r1 reaches a reader on r3 at once, rendered there for him; his
+    reply reaches the author on r1 with a notice; hidden on r1, the cell's comments stop
+    flowing to r3 at once; its deletion (on the home, wherever that is) marks its threads
+    for the owner on every replica."""
+    r1, _, r3 = cluster["replicas"]
+    alice, nb = await shared_notebook(hub, r1, "comments-across")
+    bob = client(hub, r3, "bob")
+    async with alice.open(nb) as a, bob.open(nb) as b:
+        await a.synced()
+        cid = await a.insert_cell(0, "code", "total = price * quantity")
+        await a.cell_ready(cid)
+        await b.wait_for(lambda: cid in b.cell_ids())
+        await b.cell_ready(cid)
+        ack = await a.comment_create(cid, "@bob is this right?", a.anchor(cid, 16, 24))
+        tid = ack["thread"]["id"]
+        got = (await b.next_message("comment", timeout=10))["comment"]
+        assert got["thread_id"] == tid and got["mentioned"] is True and got["author"] == "alice"
+        assert (await b.next_message("comment_notice", timeout=10))["notice"]["kind"] == "mention"
+        assert (await b.next_message("comment_thread", timeout=10))["thread"]["range"] == {"start": 16, "end": 24}
+        await b.comment_reply(tid, "yes, from r3")
+        notice = (await a.next_message("comment_notice", timeout=10))["notice"]
+        assert notice["kind"] == "reply" and notice["author"] == "bob"
+        # hidden from bob on r1: nothing more reaches him on r3
+        await alice.set_permissions(nb, cid, mode="0700")
+        await b.wait_for(lambda: "r" not in b.caps["cells"].get(cid, ""), timeout=10)
+        seen = len(b.comment_events())
+        await a.comment_reply(tid, "now only for me")
+        await a.wait_for(lambda: any(m["comment"]["text"] == "now only for me" for m in a.comment_events()))
+        await b.sync()
+        assert len(b.comment_events()) == seen
+        with pytest.raises(Exception) as err:
+            await b.command("comment_thread", thread_id=tid)
+        assert "unknown_thread" in str(err.value)
+        # deleted (a home command, forwarded to the home): the owner sees it marked, on r1
+        await a.delete_cell(cid)
+        await a.wait_for(lambda: any(m["thread"]["cell_deleted"] for m in a.comment_events("comment_thread")), timeout=15)
+    listed = await client(hub, r3, "alice").comment_threads(nb)
+    assert [(t["id"], t["cell_deleted"]) for t in listed["threads"]] == [(tid, True)]
+    assert (await client(hub, r3, "bob").comment_threads(nb))["threads"] == []

@@ -18,13 +18,11 @@ from typing import Any
 
 import pytest
 from hubfixtures import FAILING_SERVER_MESSAGE
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from ui_helpers import (
     CHROMIUM,
     Api,
     cell,
-    ensure_build,
-    launch,
     login,
     notebook,
     open_notebook,
@@ -36,43 +34,9 @@ from ui_helpers import (
 assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: run scripts/setup (or apt-get install chromium)"
 
 
-@pytest.fixture(scope="module")
-def pw() -> Iterator[Playwright]:
-    reason = ensure_build()
-    assert not reason, f"the front end could not be built: {reason}"  # a failed set-up, not a skip
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(pw: Playwright) -> Iterator[Browser]:
-    b = launch(pw)
-    yield b
-    b.close()
-
-
 @pytest.fixture
 def api(hub: Any, collab: Any) -> Any:
     return lambda user: Api(collab.public_url, hub.token(user))
-
-
-@pytest.fixture
-def as_user(browser: Browser, collab: Any) -> Iterator[Any]:
-    """``as_user(name) -> Page``: a fresh logged-in browser context per user; errors are recorded."""
-    contexts = []
-
-    def make(user: str) -> Page:
-        ctx, page = login(browser, collab.public_url, user)
-        page.errors = []  # type: ignore[attr-defined]
-        page.dialogs = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda exc: page.errors.append(str(exc)))  # type: ignore[attr-defined]
-        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
-        contexts.append(ctx)
-        return page
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
 
 
 def test_home_lists_creates_and_opens(as_user: Any, api: Any, collab: Any) -> None:

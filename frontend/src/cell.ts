@@ -77,10 +77,11 @@ export class CellView {
     this.info = h("div", { class: "cell-info" });
     this.inputBox = h("div", { class: "cell-input-request" });
     this.body = h("div", { class: "cell-body" }, this.editorHost, this.preview, this.rendered);
+    const side = h("div", { class: "cell-side" }, this.prompt, this.people);
     this.el = h(
       "div",
       { class: "cell", "data-cell-id": entry.id, tabindex: "-1" },
-      h("div", { class: "cell-side" }, this.prompt, this.people),
+      side,
       h("div", { class: "cell-main" }, h("div", { class: "cell-head" }, this.badges, this.info), this.body, this.inputBox, this.outputs),
     );
     this.el.addEventListener("mousedown", () => this.nb.select(this, false));
@@ -92,6 +93,7 @@ export class CellView {
       this.view?.focus();
     });
     this.update(entry, nb.conn.caps.cells[entry.id] ?? "---");
+    nb.comments.attach(this, side);
   }
 
   get id(): string {

@@ -9,6 +9,7 @@ import * as Y from "yjs";
 import { Api } from "./api";
 import { CellView, type IndexEntry } from "./cell";
 import { ChatPanel } from "./chat";
+import { Comments } from "./comments";
 import type { PageConfig } from "./config";
 import { CommandError, Connection, type Json } from "./connection";
 import { h, clear, toast, userColor, initials } from "./dom";
@@ -50,6 +51,7 @@ export class NotebookView {
   private rightsEl: HTMLElement;
   private io: IntersectionObserver;
   private chat: ChatPanel;
+  readonly comments: Comments;
   private lastD = 0;
   private indexObserved: Y.Array<Y.Map<unknown>> | null = null;
   private reconcileScheduled = false;
@@ -71,6 +73,7 @@ export class NotebookView {
     this.titleEl = h("h1", { class: "nb-title" }, "…");
     this.rightsEl = h("span", { class: "nb-rights" });
     this.chat = new ChatPanel(this);
+    this.comments = new Comments(this);
     const btn = (label: string, title: string, fn: () => void, cls = ""): HTMLButtonElement => h("button", { class: `tb ${cls}`, title, "aria-label": title, onclick: () => fn() }, label);
     const typeSelect = h("select", { class: "tb cell-type-select", title: "Cell type", "aria-label": "Cell type" }, h("option", { value: "code" }, "Code"), h("option", { value: "markdown" }, "Markdown"), h("option", { value: "raw" }, "Raw"));
     typeSelect.addEventListener("change", () => {
@@ -96,6 +99,7 @@ export class NotebookView {
       btn("⤓ .ipynb", "Export as .ipynb", () => this.exportIpynb()),
       btn("Share", "Who may open, edit and run this notebook", () => void this.openShare(), "share-btn"),
       btn("Chat", "Show or hide the chat", () => this.chat.toggle(), "chat-btn"),
+      this.comments.bell,
     );
     const header = h(
       "header",
@@ -106,7 +110,7 @@ export class NotebookView {
       this.avatarsEl,
       h("span", { class: "me", title: "you" }, cfg.user.name),
     );
-    root.append(h("div", { class: "nb-page" }, header, toolbar, this.banner, h("div", { class: "nb-split" }, this.cellsEl, this.chat.el)));
+    root.append(h("div", { class: "nb-page" }, header, toolbar, this.comments.bellList, this.banner, h("div", { class: "nb-split" }, this.cellsEl, this.chat.el)));
 
     this.io = new IntersectionObserver(
       (entries) => {
@@ -191,9 +195,10 @@ export class NotebookView {
         break;
       case "welcome":
         this.chat.onWelcome();
+        this.comments.onWelcome();
         break;
       default:
-        this.chat.onMessage(m);
+        if (!this.comments.onMessage(m)) this.chat.onMessage(m);
     }
   }
 
@@ -269,6 +274,7 @@ export class NotebookView {
     document.body.dataset.nbRights = caps.notebook;
     for (const cell of this.cells.values()) cell.update(cell.entry, caps.cells[cell.id] ?? "---");
     this.chat.onCaps();
+    this.comments.onCaps();
   }
 
   private scheduleReconcile(): void {
@@ -291,6 +297,7 @@ export class NotebookView {
       if (!keep.has(id)) {
         this.io.unobserve(cell.el);
         cell.destroy();
+        this.comments.detach(id);
         this.cells.delete(id);
         if (this.active === cell) this.active = null;
       }

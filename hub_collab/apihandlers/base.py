@@ -19,6 +19,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping
 from http.client import responses
 from typing import Any, ClassVar, TypeVar
@@ -31,6 +32,7 @@ from ..errors import BadRequest, CollabError, NotFound
 from ..fields import parse_json_object
 from ..handlers.base import BaseHandler
 from ..ids import check_id
+from ..messages import RetryLater
 from ..permissions import InvalidId, UnknownObject
 from ..permissions.access import Access, Identity, check_action
 from ..permissions.posix import PermissionSyntaxError
@@ -144,6 +146,13 @@ class APIHandler(BaseHandler):
             exc = NotFound("no such notebook or cell")
         elif isinstance(exc, (InvalidId, PermissionSyntaxError)):
             exc = BadRequest(str(exc), code="invalid_permissions")
+        if isinstance(exc, RetryLater):
+            # 429 with the wait in the body and in Retry-After (whole seconds, at least 1)
+            self.set_status(exc.status)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))
+            self.finish(json.dumps(exc.to_json()))
+            return
         if isinstance(exc, CollabError):
             status, code, message = exc.status, exc.code, exc.message
         elif isinstance(exc, web.HTTPError):

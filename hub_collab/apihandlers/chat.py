@@ -10,16 +10,14 @@
 Each handler declares its actions (``chat_read``/``chat_post``, as the chat
 commands do); the rules on messages live in
 :class:`hub_collab.chat.ChatService` and these handlers only parse requests. A rate-limited request gets 429 with ``retry_after`` in the
-body and a ``Retry-After`` header.
+body and a ``Retry-After`` header (written by the base handler).
 """
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
-from ..chat import CHAT_POST, CHAT_READ, ChatRateLimited
+from ..chat import CHAT_POST, CHAT_READ
 from ..errors import BadRequest
 from .notebooks import NotebookAPIHandler
 
@@ -28,7 +26,7 @@ _BODY_SLACK = 1024
 
 
 class ChatAPIHandler(NotebookAPIHandler):
-    """Shared by the chat handlers: the body's ``text`` and the 429 answer."""
+    """Shared by the chat handlers: the body's ``text``."""
 
     def chat_text(self) -> Any:
         limit = self.collab.chat.max_length * 12 + _BODY_SLACK
@@ -41,16 +39,6 @@ class ChatAPIHandler(NotebookAPIHandler):
         if "text" not in body:
             raise BadRequest("the request body needs a field text", code="invalid_chat")
         return body["text"]
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ChatRateLimited):
-            self.set_status(exc.status)
-            self.set_header("Content-Type", "application/json; charset=utf-8")
-            self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))
-            self.finish(json.dumps(exc.to_json()))
-            return
-        super().write_error(status_code, **kwargs)
 
 
 class ChatHandler(ChatAPIHandler):

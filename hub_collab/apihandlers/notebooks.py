@@ -157,12 +157,24 @@ class NotebookHandler(NotebooksHandler):
 
 
 class ExportHandler(NotebookAPIHandler):
-    # hidden cells are left out (read_cell per cell)
+    # hidden cells are left out (read_cell per cell); ?comments=1: their threads too
     actions = {"GET": "open"}
 
     async def get(self, nb_id: str) -> None:
         room, access = await self.room_for(nb_id)
         nb = self.collab.rooms.export(room, access)
+        flag = self.get_argument("comments", "")
+        if flag not in ("", "0", "1", "false", "true"):
+            raise BadRequest("comments must be 1 or 0", code="invalid_query")
+        if flag in ("1", "true"):
+            threads = await self.collab.comments.export_threads(room, access)
+            for cell in nb["cells"]:
+                found = threads.get(cell.get("id", ""))
+                if found:
+                    meta = dict(cell.get("metadata") or {})
+                    ours = meta.get("hub_collab")
+                    meta["hub_collab"] = {**(ours if isinstance(ours, dict) else {}), "comments": found}
+                    cell["metadata"] = meta
         if self.get_argument("download", "") in ("1", "true"):
             safe = re.sub(r"[^A-Za-z0-9._-]+", "_", room.record.name).strip("_") or "notebook"
             if not safe.endswith(".ipynb"):

@@ -331,3 +331,79 @@ def read_state_vector(vector: bytes) -> dict[int, int]:
     if r.pos != len(vector):
         raise MalformedUpdate("bytes follow the state vector")
     return state
+
+
+@dataclass(frozen=True)
+class Struct:
+    """One struct of an update, as :func:`read_structs` reads it.
+
+    ``item`` is False for a GC or skip struct (no content, no parent). An item's
+    ``parent`` is ``("root", name)`` or ``("id", (client, clock))`` (a nested type) when
+    the update names it, else None (it is its ``origin``'s or ``right``'s parent);
+    ``key`` is not None for an entry of a map (its key, or ``""`` where the update does
+    not repeat it) and None for an item of a sequence (text, array).
+    """
+
+    client: int
+    clock: int
+    length: int
+    item: bool
+    origin: ID | None = None
+    right: ID | None = None
+    parent: tuple[str, object] | None = None
+    key: str | None = None
+    #: the content kind (``STRING``, ``DELETED``, ``FORMAT``...; ``GC``/``SKIP`` for those)
+    kind: int = GC
+    #: the text of a ``STRING`` item
+    text: str | None = None
+
+
+def read_structs(update: bytes) -> tuple[list[Struct], dict[int, list[tuple[int, int]]]]:
+    """Every struct of a v1 update with its origins, parent and text, and its delete set
+    (client -> ``[(start, end)]``), for anchors (:mod:`hub_collab.documents.anchors`);
+    :class:`MalformedUpdate` if it is not one. Time and memory are bounded by the
+    update's size."""
+    r = _Reader(update)
+    out: list[Struct] = []
+    for _ in range(r.count()):
+        n_structs = r.count()
+        client = r.client()
+        clock = r.clock()
+        for _ in range(n_structs):
+            head = r.byte()
+            kind = head & 0x1F
+            if kind in (GC, SKIP):
+                length = r.uint()
+                struct_ = Struct(client, clock, length, False, kind=kind)
+            else:
+                origin = r.id() if head & 0x80 else None
+                right = r.id() if head & 0x40 else None
+                parent: tuple[str, object] | None = None
+                # an entry of a map: its key is written only with its parent ("" otherwise)
+                key = "" if head & 0x20 else None
+                if not head & 0xC0:
+                    parent = ("root", r.string()) if r.uint() == 1 else ("id", r.id())
+                    if head & 0x20:
+                        key = r.string()
+                text = None
+                if kind == STRING:
+                    text = r.string()
+                    length = len(text.encode("utf-16-le", "surrogatepass")) // 2
+                else:
+                    length = _content(r, kind)
+                struct_ = Struct(client, clock, length, True, origin, right, parent, key, kind, text)
+            if length <= 0 or clock + length > MAX_CLOCK:
+                raise MalformedUpdate("an empty struct, or one past clock 2**32 - 1, in the update")
+            out.append(struct_)
+            clock += length
+    deletes: dict[int, list[tuple[int, int]]] = {}
+    for _ in range(r.count()):
+        client = r.client()
+        for _ in range(r.count()):
+            start = r.clock()
+            length = r.uint()
+            if length:
+                deletes.setdefault(client, []).append((start, start + length))
+    if r.pos != len(update):
+        raise MalformedUpdate(f"{len(update) - r.pos} bytes follow the update")
+    return out, deletes

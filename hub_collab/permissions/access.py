@@ -12,7 +12,7 @@ silently denying (or allowing) at run time.
 | action | needs |
 | --- | --- |
 | ``open``, ``chat_read``, ``chat_post`` | notebook r |
-| ``read_cell`` | notebook r and cell r |
+| ``read_cell``, ``comment_read``, ``comment_post`` | notebook r and cell r |
 | ``write_cell`` | notebook r, cell r and w |
 | ``insert_cell`` | notebook r and w |
 | ``delete_cell``, ``move_cell`` | notebook w; with sticky also owning the cell or the notebook |
@@ -20,7 +20,7 @@ silently denying (or allowing) at run time.
 | ``interrupt``, ``choose_kernel`` | notebook x |
 | ``restart`` | notebook w and x |
 | ``chmod`` | owner of the object, the notebook's owner, or admin |
-| ``chown``, ``chgrp_any``, ``delete_notebook``, ``read_audit``, ``change_settings`` | the notebook's owner or admin |
+| ``chown``, ``chgrp_any``, ``delete_notebook``, ``read_audit``, ``change_settings``, ``comment_moderate`` | the notebook's owner or admin |
 
 ``chgrp_any`` is giving an object to a group one is not a member of: with ``chmod``
 alone the group may change only to one of the user's own groups (or to none), as in
@@ -109,6 +109,8 @@ _RULES: dict[str, _Rule] = {
     "chat_read": _nb(R),
     "chat_post": _nb(R),
     "read_cell": _nb_cell(R, R),
+    "comment_read": _nb_cell(R, R),
+    "comment_post": _nb_cell(R, R),
     "write_cell": _nb_cell(R, R | W),
     "insert_cell": _nb(R | W),
     "delete_cell": _remove_cell,
@@ -123,13 +125,14 @@ _RULES: dict[str, _Rule] = {
     "delete_notebook": _owner_only,
     "read_audit": _owner_only,
     "change_settings": _owner_only,
+    "comment_moderate": _owner_only,
 }
 
 #: Every action name :meth:`Access.can` understands.
 ACTIONS: frozenset[str] = frozenset(_RULES)
 #: Actions that need a ``cell_id`` (``chmod`` takes one optionally).
 CELL_ACTIONS: frozenset[str] = frozenset(
-    {"read_cell", "write_cell", "delete_cell", "move_cell", "execute"}
+    {"read_cell", "write_cell", "delete_cell", "move_cell", "execute", "comment_read", "comment_post"}
 )
 
 

@@ -29,6 +29,10 @@
 //   {"cmd": "wait", "cell": id, "source"?: s, "contains"?: s, "timeout_ms"?: N}
 //        -> {"source": text}         waits until the cell is in the index and its doc is
 //                                    synced (and its source equals / contains the string)
+//   {"cmd": "relpos", "cell": id, "index": n, "assoc"?: 0|-1}
+//        -> {"relpos": base64}       Y.encodeRelativePosition(Y.createRelativePositionFromTypeIndex(source, n, assoc))
+//   {"cmd": "abspos", "cell": id, "relpos": base64}
+//        -> {"index": n | null}      Y.createAbsolutePositionFromRelativePosition in the cell's doc
 //   {"cmd": "close"}    -> {"close_code": n}; then the process exits with status 0
 //
 // End of stdin closes the connection and exits too.
@@ -375,6 +379,20 @@ async function handle (msg) {
         return true
       }, msg.timeout_ms ?? 10000, `cell ${msg.cell}`)
       return { source: conn.text(msg.cell).toString() }
+    }
+    case 'relpos': {
+      // Y.createRelativePositionFromTypeIndex in the cell's source, encoded and base64'd,
+      // as the browser anchors a comment
+      const text = conn.text(msg.cell)
+      const rel = Y.createRelativePositionFromTypeIndex(text, msg.index, msg.assoc ?? 0)
+      return { relpos: Buffer.from(Y.encodeRelativePosition(rel)).toString('base64') }
+    }
+    case 'abspos': {
+      // where an encoded relative position is now, in the cell's source (UTF-16 units)
+      const doc = conn.docs.get(`cell:${msg.cell}`)
+      const rel = Y.decodeRelativePosition(Buffer.from(msg.relpos, 'base64'))
+      const abs = Y.createAbsolutePositionFromRelativePosition(rel, doc)
+      return { index: abs === null ? null : abs.index }
     }
     case 'close':
       return { close_code: await conn.close() }

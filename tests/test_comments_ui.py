@@ -1,0 +1,137 @@
+"""Comment threads in the cell margin, in a real browser (headless Chromium, Playwright)
+through the real Hub login: two users, a thread on selected text, unread badges and
+the notice bell, reply, resolve, inline edit and delete (no prompt()/confirm()),
+everything by keyboard, hostile text shown as text, and threads that disappear and
+come back when the cell's mode changes live.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from playwright.sync_api import Page, expect
+from ui_helpers import (
+    CHROMIUM,
+    Api,
+    cell,
+    notebook,
+    open_notebook,
+    screenshot,
+)
+
+assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: run scripts/setup (or apt-get install chromium)"
+
+HOSTILE = "<img src=x onerror=window.pwned=1> @bob is this right?"
+
+
+def select_text(page: Page, cell_id: str, start: int, end: int) -> None:
+    """Select characters start..end of a cell's editor (mounting it first)."""
+    cell(page, cell_id).locator(".cell-preview, .cm-content").first.click()
+    cell(page, cell_id).locator(".cm-content").wait_for()
+    page.evaluate(
+        "([id, a, b]) => { const c = window.hubCollab.view.cells.get(id); c.view.dispatch({selection: {anchor: a, head: b}}); }",
+        [cell_id, start, end],
+    )
+
+
+def press_on(page: Page, selector: Any, key: str = "Enter") -> None:
+    """Reach an element with the keyboard: focus it, then press ``key``."""
+    selector.focus()
+    expect(selector).to_be_focused()
+    page.keyboard.press(key)
+
+
+def test_threads_in_the_margin_by_keyboard_live_for_both(as_user: Any, collab: Any, hub: Any) -> None:
+    api = Api(collab.public_url, hub.token("alice"))
+    nb = api.create(
+        "Commented",
+        notebook([{"id": "c1", "source": "total = price * quantity"}, {"id": "c2", "source": "print(total)"}]),
+        group="students",
+        mode="0770",
+    )["id"]
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb)
+    open_notebook(bob, collab.public_url, nb)
+
+    # alice selects "quantity" and opens a thread on it, with the keyboard
+    select_text(alice, "c1", 16, 24)
+    press_on(alice, cell(alice, "c1").locator(".comment-btn"))
+    panel = alice.locator('.comment-panel[data-cell-id="c1"]')
+    expect(panel.locator(".comment-on-selection")).to_be_checked()
+    expect(panel.locator(".comment-sel-label")).to_contain_text("“quantity”")
+    expect(panel.locator("textarea.comment-new")).to_be_focused()
+    alice.keyboard.type(HOSTILE)
+    alice.keyboard.press("Control+Enter")
+    expect(panel.locator(".comment-thread .comment-quote")).to_have_text("“quantity”")
+
+    # bob: an unread badge on the cell and a notice on the bell, live
+    badge = cell(bob, "c1").locator(".comment-btn")
+    expect(badge).to_have_attribute("data-unread", "1")
+    expect(bob.locator(".notice-btn")).to_have_attribute("data-unread", "1")
+    expect(cell(bob, "c2").locator(".comment-btn")).to_have_attribute("data-threads", "0")
+    press_on(bob, bob.locator(".notice-btn"))
+    notice = bob.locator(".notice-list .notice").first
+    expect(notice).to_contain_text("alice mentioned you")
+    expect(notice).to_be_focused()
+    bob.keyboard.press("Enter")
+    bpanel = bob.locator('.comment-panel[data-cell-id="c1"]')
+    text = bpanel.locator(".comment-text").first
+    expect(text).to_have_text(HOSTILE)  # text, not markup
+    assert bpanel.locator(".comment-text img").count() == 0
+    assert bob.evaluate("window.pwned === undefined")
+    expect(badge).to_have_attribute("data-unread", "0")
+    screenshot(bob, "comments")
+
+    # bob replies (keyboard), alice sees it in her open panel
+    reply_box = bpanel.locator('textarea[data-key^="reply-"]')
+    reply_box.focus()
+    bob.keyboard.type("quantity is checked above")
+    bob.keyboard.press("Control+Enter")
+    expect(panel.locator(".comment-text").nth(1)).to_have_text("quantity is checked above")
+
+    # alice resolves; bob, who may write the cell (group rwx), reopens it
+    press_on(alice, panel.locator("button", has_text="Resolve"))
+    expect(bpanel.locator(".comment-resolved")).to_have_text("Resolved by alice")
+    press_on(bob, bpanel.locator("button", has_text="Reopen"))
+    expect(panel.locator("button", has_text="Resolve")).to_be_visible()
+
+    # bob edits his reply inline, then deletes it after an inline question
+    mine = bpanel.locator(".comment.mine")
+    press_on(bob, mine.locator("button", has_text="Edit"))
+    edit_box = bpanel.locator('textarea[data-key^="edit-"]')
+    expect(edit_box).to_be_focused()
+    edit_box.fill("quantity is checked in line 3")
+    bob.keyboard.press("Control+Enter")
+    expect(panel.locator(".comment-text").nth(1)).to_have_text("quantity is checked in line 3")
+    expect(panel.locator(".comment-edited")).to_have_count(1)
+    press_on(bob, bpanel.locator(".comment.mine button", has_text="Delete"))
+    confirm = bpanel.locator(".comment-confirm")
+    expect(confirm.locator("button", has_text="Keep")).to_be_focused()
+    press_on(bob, confirm.locator("button", has_text="Delete"))
+    expect(panel.locator(".comment-deleted")).to_have_text("comment deleted")
+    # bob may not edit or delete alice's comment: no such buttons for him
+    expect(bpanel.locator(".comment").first.locator("button")).to_have_count(0)
+
+    # the cell is hidden from bob live: its threads and badge go; opened again: they return
+    api.chmod_cell(nb, "c1", mode="0700")
+    expect(bpanel).to_have_count(0)
+    expect(cell(bob, "c1").locator(".comment-btn")).to_be_hidden()
+    api.chmod_cell(nb, "c1", mode="0770")
+    expect(cell(bob, "c1").locator(".comment-btn")).to_be_visible()
+    expect(cell(bob, "c1").locator(".comment-btn")).to_have_attribute("data-threads", "1")
+
+    # the range follows an edit: text typed before it moves it; "show" selects it again
+    cell(alice, "c1").locator(".cm-content").click()
+    alice.keyboard.press("Control+Home")
+    alice.keyboard.type("# cost\n")
+    press_on(alice, panel.locator(".comment-quote"))
+    selected = alice.evaluate(
+        "() => { const v = window.hubCollab.view.cells.get('c1').view; const r = v.state.selection.main; return v.state.sliceDoc(r.from, r.to); }"
+    )
+    assert selected == "quantity"
+    for page in (alice, bob):
+        assert page.errors == [], page.errors  # type: ignore[attr-defined]
+        assert page.dialogs == [], page.dialogs  # type: ignore[attr-defined]
+    assert re.match(r"^💬", cell(alice, "c2").locator(".comment-btn").inner_text())
