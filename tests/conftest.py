@@ -43,7 +43,9 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hubfixtures import BrowserSession, CollabService, Hub, SpawningHub
@@ -116,3 +118,17 @@ def browser_login() -> Callable[..., BrowserSession]:
 @pytest.fixture
 def free_port() -> Callable[[], int]:
     return _free_port
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[Any]:
+    """The service's RoomManager, PermissionStore and UpdateLog in process, on a real
+    SQLite store (:class:`test_room_load.World`)."""
+    from test_room_load import World
+
+    w = World(tmp_path)
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.stop()
