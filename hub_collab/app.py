@@ -83,6 +83,8 @@ LOG_FORMATS = ("text", "json")
 TEXT_LOG_FORMAT = "[%(name)s]%(highlevel)s %(message)s"
 #: seconds start-up waits for the first answer of Redis before it goes on degraded
 BUS_START_TIMEOUT = 10.0
+#: the service's GIL switch interval (seconds; see start_service)
+GIL_SWITCH_SECONDS = 0.001
 
 
 def _env(*names: str, default: str = "") -> str:
@@ -973,6 +975,11 @@ class HubCollab(Application):
         (``api/health/live`` 200, ``api/health/startup`` and ``api/health`` 503); every
         other request is answered 503 until :attr:`started`.
         """
+        # The event loop shares the GIL with the threads that read large frames and commit
+        # updates. A thread that wants the GIL waits for the switch interval (5 ms by
+        # default) each time it asks; a commit asks several times. While one client keeps
+        # the loop or the reader busy, everyone's acknowledgement would wait tens of ms.
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         # tornado drops the connection past max_body_size; leave room for the handlers'
         # own check, which answers 413 JSON
         self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=2 * self.max_request_bytes)

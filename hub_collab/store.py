@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 from . import logs
 from .schema import (
     audit,
+    bulk_insert,
     doc_checkpoints,
     doc_updates,
     ensure_schema,
@@ -144,6 +145,9 @@ class Store:
         ``within(conn)``: more writes (its permissions, an audit entry) that must commit
         with it or not at all. Any failure leaves nothing behind."""
         now = time.time()
+        # made before the transaction: on SQLite its first write takes the database's
+        # write lock, and every other commit waits until it ends
+        rows = [(nb_id, doc, data) for doc, data in initial_updates]
         with self.engine.begin() as conn:
             conn.execute(
                 notebooks.insert().values(
@@ -156,9 +160,7 @@ class Store:
                     settings=json.dumps(settings or {}),
                 )
             )
-            rows = [{"notebook_id": nb_id, "doc": doc, "data": data} for doc, data in initial_updates]
-            if rows:
-                conn.execute(doc_updates.insert(), rows)
+            bulk_insert(conn, doc_updates, ("notebook_id", "doc", "data"), rows)
             if within is not None:
                 within(conn)
         return NotebookRecord(nb_id, name, created_by, now, now, epoch, settings or {})

@@ -53,7 +53,8 @@ logged in through the Hub per user, its page errors and dialogs recorded in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,3 +173,17 @@ def as_user(browser: Browser, collab: Any) -> Iterator[Any]:
     yield make
     for ctx in contexts:
         ctx.close()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[Any]:
+    """The service's RoomManager, PermissionStore and UpdateLog in process, on a real
+    SQLite store (:class:`test_room_load.World`)."""
+    from test_room_load import World
+
+    w = World(tmp_path)
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.stop()

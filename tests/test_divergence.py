@@ -131,6 +131,17 @@ def test_content_the_service_never_writes_is_malformed() -> None:
             read_update(update)
 
 
+def test_json_content_is_malformed() -> None:
+    """Content kind 2 (JSON, which Yjs no longer writes): yrs does not read it as Yjs wrote
+    it, so a doc refused such an update that this reader had passed (and yrs panicked on
+    one in the fuzz run against the service)."""
+    update = _raw_update(5, 0, b"\x02\x01" + p.encode_var_string("source") + b"\x01" + p.encode_var_string('"x"'))
+    with pytest.raises(ValueError):
+        Doc().apply_update(update)
+    with pytest.raises(MalformedUpdate, match="not accepted"):
+        read_update(update)
+
+
 def _raw_update(client: int, clock: int, *structs: bytes) -> bytes:
     return bytes([1]) + p.write_var_uint(len(structs)) + p.write_var_uint(client) + p.write_var_uint(clock) + b"".join(structs) + b"\x00"
 

@@ -410,7 +410,7 @@ def test_a_notebook_created_with_its_cells_equals_one_made_cell_by_cell(db_url: 
     new = new_notebook_perms("two", "alice", cells, group="students", mode=0o1750, default_cell_mode=0o640)
     assert store.engine is not None
     with store.engine.begin() as conn:
-        new.insert(conn, store.table)
+        new.insert(conn, new.rows(), store.table)
     heard: list[str] = []
     store.add_listener(heard.append)
     store.add_new_notebook(new)

@@ -7,11 +7,9 @@ In process, on a real SQLite store, with the service's own RoomManager and Permi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pycrdt import Doc, Text
 
 from hub_collab.documents import protocol as p
@@ -76,16 +74,6 @@ class World:
         await self.log.stop()
         self.permissions.stop()
         self.engine.dispose()
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    w = World(tmp_path)
-    await w.start()
-    try:
-        yield w
-    finally:
-        await w.stop()
 
 
 async def fresh_room(world: World) -> Any:

@@ -333,8 +333,10 @@ def store(job: ImportJob, prepared: PreparedNotebook) -> StoredNotebook:
         default_cell_mode=prepared.default_cell_mode,
     )
 
+    rules = perms.rows()  # before the transaction (see Store.create_notebook)
+
     def within(conn: Connection) -> None:
-        perms.insert(conn, job.rules_table)
+        perms.insert(conn, rules, job.rules_table)
         Store.insert_audit(conn, job.nb_id, job.owner, "create", "notebook", {"name": prepared.name, "cells": len(prepared.cells)})
 
     record = Store(engine).create_notebook(job.nb_id, prepared.name, job.owner, job.epoch, prepared.updates, within=within)

@@ -123,17 +123,20 @@ class Reader:
             raise ProtocolError(f"invalid UTF-8 in string ending at byte {self.pos}") from exc
 
 
-def decode_frame(data: bytes) -> list[Entry]:
+def decode_frame(data: bytes, *, unique_step1: bool = False) -> list[Entry]:
     """Decode a whole binary frame; raise :class:`ProtocolError` if any part is bad.
 
     Nothing is applied by the caller unless the whole frame decodes, so a
-    truncated frame changes nothing.
+    truncated frame changes nothing. ``unique_step1``: leave out every sync step 1 for
+    a doc after the first in the frame (the server answers one per doc and frame; a
+    frame of 150,000 repeats would otherwise become as many entries in memory).
     """
     if not data:
         raise ProtocolError("empty frame")
     reader = Reader(data)
     entries: list[Entry] = []
     append = entries.append
+    asked: set[str] | None = set() if unique_step1 else None
     size = len(data)
     pos = 0
     while pos < size:
@@ -155,12 +158,22 @@ def decode_frame(data: bytes) -> list[Entry]:
                 except UnicodeDecodeError:
                     doc = None  # the general decoder below reports it
                 if doc is not None:
-                    append(Entry(doc, MSG_SYNC, data[name_end + 1], data[body:end]))
                     pos = end
+                    sub = data[name_end + 1]
+                    if sub == SYNC_STEP1 and asked is not None:
+                        if doc in asked:
+                            continue
+                        asked.add(doc)
+                    append(Entry(doc, MSG_SYNC, sub, data[body:end]))
                     continue
         reader.pos = pos
-        append(_decode_entry(reader))
+        entry = _decode_entry(reader)
         pos = reader.pos
+        if entry.sub == SYNC_STEP1 and entry.kind == MSG_SYNC and asked is not None:
+            if entry.doc in asked:
+                continue
+            asked.add(entry.doc)
+        append(entry)
     return entries
 
 

@@ -21,10 +21,15 @@ them directly.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc, Map, TransactionEvent
@@ -38,7 +43,7 @@ from .docs import EMPTY_STATE, EMPTY_UPDATE, RoomDocs, merged
 from .notebook import cell_doc, init_index, out_doc, split_doc_name
 from .observers import RoomObserver
 from .session import Session
-from .updates import MalformedUpdate, read_state_vector, read_update
+from .updates import DeleteSet, MalformedUpdate, read_state_vector, read_update
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
@@ -49,6 +54,110 @@ log = logging.getLogger("hub_collab.room")
 
 #: answers to one frame are sent in frames of about this size (the last may be smaller)
 REPLY_FRAME_BYTES = 64 * 1024
+#: a binary frame of at least this many bytes is decoded, and its large updates read, on
+#: a worker thread (:meth:`NotebookRoom.handle_frame`): about 8 ms of reading at most
+#: happens on the event loop
+OFFLOAD_FRAME_BYTES = 16 * 1024
+#: in such a frame, an update of at least this many bytes is read on the worker thread
+OFFLOAD_UPDATE_BYTES = 4 * 1024
+#: in such a frame, after this long (seconds) of entries the others run before the next
+FRAME_SLICE_SECONDS = 0.002
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    """The thread that reads large frames (one for the process: reading is pure Python,
+    so more threads would only share the GIL)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(1, thread_name_prefix="collab-read")
+        return _pool
+
+
+@dataclass(frozen=True)
+class _Write:
+    """A write entry (sync step 2 or update) checked as far as it can be without reading
+    the update: what reading it needs, taken from the doc on the event loop."""
+
+    name: str
+    #: the doc held under that name for the session (a per-user view of outputs)
+    target: str
+    writable: bool
+    payload: bytes
+    #: the doc's clocks and (for a reader) deletions when the entry arrived; these are
+    #: never modified, a change of the doc makes new ones
+    state: dict[int, int]
+    deleted: DeleteSet | None
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What reading a :class:`_Write`'s update found."""
+
+    malformed: MalformedUpdate | None = None
+    #: why the doc could not integrate it whole (None: it could)
+    missing: str | None = None
+    #: it repeats what the doc holds
+    nothing: bool = False
+
+
+def _read_write(write: _Write) -> _Read:
+    """Read ``write``'s update against the doc's state it carries; touches nothing shared,
+    so it may run on the reader thread."""
+    try:
+        update = read_update(write.payload)
+    except MalformedUpdate as exc:
+        return _Read(malformed=exc)
+    if not write.writable:
+        return _Read(nothing=update.changes_nothing(write.state, write.deleted))
+    missing = update.missing(write.state)
+    return _Read(missing=missing, nothing=missing is None and update.changes_nothing(write.state))
+
+
+class _Answers:
+    """The replies to one frame, sent in parts of :data:`REPLY_FRAME_BYTES`, and the
+    errors for its refused entries."""
+
+    def __init__(self, room: NotebookRoom, session: Session) -> None:
+        self.room = room
+        self.session = session
+        self.replies: list[bytes] = []
+        self.sent = 0
+        self.size = 0
+        self.answered: set[str] = set()
+
+    def note(self, entry: p.Entry) -> None:
+        """Remember a sync step 1 (the frame was decoded with one per doc at most)."""
+        if entry.kind == p.MSG_SYNC and entry.sub == p.SYNC_STEP1:
+            self.answered.add(entry.doc)
+
+    def refused(self, entry: p.Entry, exc: CollabError) -> None:
+        self.session.send_error(exc.code, exc.message, doc=entry.doc)
+        if exc.code in ("forbidden", "invalid_update", "too_large") and entry.kind == p.MSG_SYNC and entry.sub != p.SYNC_STEP1:
+            self.session.send_json({"type": "resync", "doc": entry.doc})
+
+    def flush_long(self) -> None:
+        """Send what is answered so far if it is long (a join): the client applies the
+        first part (index comes first) while the rest is being answered."""
+        for reply in self.replies[self.sent :]:
+            self.size += len(reply)
+        self.sent = len(self.replies)
+        if self.size >= REPLY_FRAME_BYTES:
+            self.session.send_bytes(b"".join(self.replies))
+            self.replies.clear()
+            self.sent = self.size = 0
+
+    def done(self) -> None:
+        if self.replies:
+            self.session.send_bytes(b"".join(self.replies))
+        metrics = self.room.metrics
+        if self.answered and self.session.opened_at and metrics is not None:
+            # the first sync answered: the session has joined
+            metrics.join_seconds.observe(time.perf_counter() - self.session.opened_at)
+            self.session.opened_at = 0.0
 
 
 class NotebookRoom:
@@ -413,42 +522,67 @@ class NotebookRoom:
 
     # -- binary frames ------------------------------------------------------------------
 
-    def handle_frame(self, session: Session, data: bytes) -> None:
-        """Handle one binary frame; errors are reported to the session, never raised."""
+    def handle_frame(self, session: Session, data: bytes) -> Coroutine[Any, Any, None] | None:
+        """Handle one binary frame; errors are reported to the session, never raised.
+
+        A frame of less than :data:`OFFLOAD_FRAME_BYTES` is handled here and now (the
+        common case: a keystroke, a join). A larger one is handled by the coroutine
+        returned, which the caller awaits before it hands this session's next frame over:
+        the frame is decoded and its large updates read (:func:`read_update`, pure Python,
+        about half a microsecond a byte) on a worker thread, and the event loop serves
+        everyone else in between; what is held is only changed here, on the loop."""
+        if len(data) >= OFFLOAD_FRAME_BYTES:
+            return self._handle_large_frame(session, data)
         try:
-            entries = p.decode_frame(data)
+            entries = p.decode_frame(data, unique_step1=True)
+        except p.ProtocolError as exc:
+            session.send_error("malformed_frame", f"malformed binary frame: {exc}")
+            return None
+        answers = _Answers(self, session)
+        for entry in entries:
+            answers.note(entry)
+            try:
+                write = self._handle_entry(session, entry, answers.replies)
+                if write is not None:
+                    self._finish_write(session, write, _read_write(write), offloaded=False)
+            except CollabError as exc:
+                answers.refused(entry, exc)
+            answers.flush_long()
+        answers.done()
+        return None
+
+    async def _handle_large_frame(self, session: Session, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            entries = await loop.run_in_executor(_reader_pool(), functools.partial(p.decode_frame, data, unique_step1=True))
         except p.ProtocolError as exc:
             session.send_error("malformed_frame", f"malformed binary frame: {exc}")
             return
-        replies: list[bytes] = []
-        size = 0
-        answered: set[str] = set()
+        answers = _Answers(self, session)
+        slice_began = time.perf_counter()
         for entry in entries:
-            if entry.kind == p.MSG_SYNC and entry.sub == p.SYNC_STEP1:
-                if entry.doc in answered:
-                    continue  # one answer per doc and frame: a repeat asks nothing new
-                answered.add(entry.doc)
-            count = len(replies)
+            if self.closed or session not in self.sessions:
+                return  # the notebook was reset, or the client left meanwhile
+            answers.note(entry)
             try:
-                self._handle_entry(session, entry, replies)
+                write = self._handle_entry(session, entry, answers.replies)
+                if write is not None:
+                    if len(write.payload) >= OFFLOAD_UPDATE_BYTES:
+                        read = await loop.run_in_executor(_reader_pool(), _read_write, write)
+                        if self.closed or session not in self.sessions:
+                            return
+                        self._finish_write(session, write, read, offloaded=True)
+                        slice_began = time.perf_counter()
+                    else:
+                        self._finish_write(session, write, _read_write(write), offloaded=False)
             except CollabError as exc:
-                session.send_error(exc.code, exc.message, doc=entry.doc)
-                if exc.code in ("forbidden", "invalid_update", "too_large") and entry.kind == p.MSG_SYNC and entry.sub != p.SYNC_STEP1:
-                    session.send_json({"type": "resync", "doc": entry.doc})
-            for reply in replies[count:]:
-                size += len(reply)
-            if size >= REPLY_FRAME_BYTES:
-                # a long answer (a join) goes out in parts: the client applies the first
-                # (index comes first) while the rest is being answered
-                session.send_bytes(b"".join(replies))
-                replies.clear()
-                size = 0
-        if replies:
-            session.send_bytes(b"".join(replies))
-        if answered and session.opened_at and self.metrics is not None:
-            # the first sync answered: the session has joined
-            self.metrics.join_seconds.observe(time.perf_counter() - session.opened_at)
-            session.opened_at = 0.0
+                answers.refused(entry, exc)
+            answers.flush_long()
+            if time.perf_counter() - slice_began >= FRAME_SLICE_SECONDS:
+                await asyncio.sleep(0)  # many small entries: let the others run
+                slice_began = time.perf_counter()
+        if not self.closed and session in self.sessions:
+            answers.done()
 
     def _check_readable(self, session: Session, name: str) -> tuple[str, bool]:
         """``name``'s kind, and whether ``session`` may write it, if it may read it;
@@ -475,13 +609,16 @@ class NotebookRoom:
             raise Forbidden(f"you may not read {name!r}")
         return kind, writable
 
-    def _handle_entry(self, session: Session, entry: p.Entry, replies: list[bytes]) -> None:
+    def _handle_entry(self, session: Session, entry: p.Entry, replies: list[bytes]) -> _Write | None:
+        """Handle an awareness or sync step 1 entry; for a write (sync step 2 or update),
+        check what can be checked without reading the update and return what
+        :meth:`_finish_write` needs once it is read."""
         name = entry.doc
         if entry.kind == p.MSG_AWARENESS:
             if name != INDEX_DOC:
                 raise BadRequest("awareness is carried on the 'index' doc only", code="bad_awareness")
             self.awareness.handle(session, entry.payload)
-            return
+            return None
         kind, writable = self._check_readable(session, name)
         internal = self._view(session, name) if kind == "out" and self.observers else None
         target = internal or name
@@ -503,48 +640,62 @@ class NotebookRoom:
                     self._views.setdefault(session, {})[name] = internal
                 if name == INDEX_DOC and self.awareness:
                     replies.append(self.awareness.frame_for(session))
-            return
+            return None
         # step 2 or update: a write
         if name not in session.subscribed:
             raise BadRequest(f"send sync step 1 for {name!r} before updates", code="not_subscribed")
         if len(entry.payload) > self.max_doc_bytes:
             raise TooLarge(f"update of {len(entry.payload)} bytes exceeds the limit")
         if entry.payload == EMPTY_UPDATE:
-            return  # a peer's answer to our sync step 1 when it has nothing we lack
-        # Read before anything is applied, in time bounded by the update's size: an
-        # update the doc could not integrate whole is refused, never kept aside.
-        try:
-            update = read_update(entry.payload)
-        except MalformedUpdate as exc:
-            self._unsubscribe(session, name)
-            if not writable:
-                raise Forbidden(f"you may not write {name!r}") from exc
-            raise BadRequest(f"invalid update for {name!r}: {exc}", code="invalid_update") from exc
+            return None  # a peer's answer to our sync step 1 when it has nothing we lack
         # read once per change of the doc, not per update (see RoomDocs.clocks)
         state = self.docs.clocks(target)
-        if not writable:
-            deleted = self.docs.deletions(target) if update.deletes else None
-            if update.changes_nothing(state, deleted):
-                return  # a read-only client repeating what it was sent (y-protocols' step 2)
+        deleted = None if writable else self.docs.deletions(target)
+        return _Write(name, target, writable, entry.payload, state, deleted)
+
+    def _finish_write(self, session: Session, write: _Write, read: _Read, *, offloaded: bool) -> None:
+        """Apply ``write`` as ``read`` found it, or refuse it (raises CollabError)."""
+        name, target = write.name, write.target
+        if offloaded:
+            # the update was read off the loop, against the doc as it was then: what it
+            # found still holds (a doc's clocks and deletions only grow), unless the doc
+            # went away or the session's rights or subscription changed meanwhile
+            _kind, writable = self._check_readable(session, name)
+            if name not in session.subscribed:
+                raise BadRequest(f"send sync step 1 for {name!r} before updates", code="not_subscribed")
+            if writable != write.writable:
+                self._unsubscribe(session, name)
+                raise BadRequest(f"your rights on {name!r} changed while your update was read: sync again", code="invalid_update")
+        if read.malformed is not None:
+            self._unsubscribe(session, name)
+            if not write.writable:
+                raise Forbidden(f"you may not write {name!r}") from read.malformed
+            raise BadRequest(f"invalid update for {name!r}: {read.malformed}", code="invalid_update") from read.malformed
+        if read.nothing:
+            return  # a repeat of what the doc holds (a read-only client's y-protocols step 2)
+        if not write.writable:
             self._unsubscribe(session, name)
             raise Forbidden(f"you may not write {name!r}")
-        missing = update.missing(state)
-        if missing is not None:
+        if read.missing is not None:
             self._unsubscribe(session, name)
             raise BadRequest(
-                f"update for {name!r} depends on what the server does not hold ({missing}): sync again",
+                f"update for {name!r} depends on what the server does not hold ({read.missing}): sync again",
                 code="invalid_update",
             )
-        if update.changes_nothing(state):
-            return
-        if self.doc_bytes.get(name, 0) + len(entry.payload) > self.max_doc_bytes:
+        if self.doc_bytes.get(name, 0) + len(write.payload) > self.max_doc_bytes:
             self._unsubscribe(session, name)
             raise TooLarge(f"{name!r} would exceed {self.max_doc_bytes} bytes")
         doc = self.docs[target]
         self._origin = session
         try:
-            doc.apply_update(entry.payload)
-        except Exception as exc:
+            doc.apply_update(write.payload)
+        except BaseException as exc:
+            # pyo3 raises a Rust panic as PanicException, a BaseException: the update is
+            # refused like any other the doc would not take, the connection is kept
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise
+            if not isinstance(exc, Exception):
+                log.error("yrs panicked applying an update of %d bytes to %s: %s", len(write.payload), name, write.payload[:256].hex())
             self._unsubscribe(session, name)
             raise BadRequest(f"invalid update for {name!r}", code="invalid_update") from exc
         finally:

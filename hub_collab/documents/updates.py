@@ -19,7 +19,9 @@ number of structs, the client id, the first clock, then each struct: an info byt
 whose low five bits say the content kind and whose high bits say which of origin,
 right origin and parent follow) and a delete set (per client: ranges of clocks).
 Content that a notebook cannot hold is refused as malformed: kinds we never write
-(``Move``, subdocuments, binary content, XML types) and values JSON has no form for
+(``Move``, subdocuments, binary content, XML types, and ``JSON``, which Yjs no longer
+writes and which yrs does not read as Yjs wrote it: a doc refused such an update after
+this reader had passed it, and yrs panicked on one) and values JSON has no form for
 (``Uint8Array``, NaN and the infinities), which made the export fail; and so are ids
 that yrs cannot hold: a client id of 2**53 or more, a clock past 2**32 - 1 (yrs
 keeps client ids in 53 bits and clocks in 32: a larger one would stand for another id in
@@ -294,11 +296,6 @@ def _struct(r: _Reader, info: UpdateInfo) -> tuple[int, bool]:
 def _content(r: _Reader, kind: int) -> int:
     if kind == DELETED:
         return r.uint()
-    if kind == JSON:
-        n = r.count()
-        for _ in range(n):
-            r.string()
-        return n
     if kind == STRING:
         return len(r.string().encode("utf-16-le")) // 2
     if kind == EMBED:

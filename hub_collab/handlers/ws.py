@@ -236,8 +236,10 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
         return len(stream._write_buffer) if stream is not None else 0  # noqa: SLF001 (tornado keeps no public count)
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
-        """Binary frames are handled inline (the hot path); JSON commands as a coroutine,
-        which tornado awaits before it delivers the connection's next message.
+        """Binary frames are handled inline (the hot path), except large ones, which are
+        read off the event loop (:meth:`NotebookRoom.handle_frame`); those and JSON
+        commands are handled by a coroutine, which tornado awaits before it delivers the
+        connection's next message.
 
         Backpressure: while more than ``HubCollab.max_unread_bytes`` sent to this client
         are unread, its next frame waits (tornado reads nothing more from it meanwhile);
@@ -248,7 +250,9 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
             return None
         if isinstance(message, bytes):
             started = time.perf_counter()
-            self.room.handle_frame(session, message)
+            pending = self.room.handle_frame(session, message)
+            if pending is not None:
+                return self._large_frame(pending)
             if self.queued() > self.collab.max_unread_bytes:
                 return self._drained()
             self._busy += time.perf_counter() - started
@@ -260,6 +264,14 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
                 return asyncio.sleep(0)
             return None
         return self.collab.commands.handle(self.room, session, message)
+
+    async def _large_frame(self, handled: Awaitable[None]) -> None:
+        """Wait for a large frame to be handled (off the event loop, in parts: see
+        :meth:`NotebookRoom.handle_frame`), then for the client to read its answers."""
+        await handled
+        self._busy = 0.0
+        if self.queued() > self.collab.max_unread_bytes:
+            await self._drained()
 
     async def _drained(self) -> None:
         conn = self.ws_connection

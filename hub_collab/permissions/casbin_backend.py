@@ -37,7 +37,7 @@ from casbin_sqlalchemy_adapter import Adapter
 from casbin_sqlalchemy_adapter.adapter import CasbinRule
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from ..schema import ensure_schema, permission_rules, permission_rules_table
+from ..schema import bulk_insert, ensure_schema, permission_rules, permission_rules_table
 from .posix import STICKY, AclEntry, Perms, W, X, format_bits, parse_bits
 
 log = logging.getLogger("hub_collab.permissions")
@@ -402,14 +402,19 @@ def rule_class(table: str) -> type[Any]:
     return cls
 
 
-def insert_lines(conn: sa.Connection, table: str, lines: Iterable[tuple[str, Sequence[str]]]) -> None:
-    """Insert policy lines (``(ptype, rule)``) into the rule table ``table`` through
-    ``conn``, in one statement of the caller's transaction: the lines of a new notebook,
-    whose id nobody else holds yet (no lock, no check). Works in any process."""
-    columns = [f"v{i}" for i in range(6)]
-    rows = [{"ptype": ptype, **dict(zip(columns, [*rule, *[None] * (6 - len(rule))], strict=True))} for ptype, rule in lines]
-    if rows:
-        conn.execute(rule_class(table).__table__.insert(), rows)
+RULE_COLUMNS = ("ptype", "v0", "v1", "v2", "v3", "v4", "v5")
+
+
+def rule_rows(lines: Iterable[tuple[str, Sequence[str]]]) -> list[tuple[str | None, ...]]:
+    """Policy lines (``(ptype, rule)``) as rows of a rule table (:data:`RULE_COLUMNS`)."""
+    return [(ptype, *rule, *[None] * (6 - len(rule))) for ptype, rule in lines]
+
+
+def insert_rows(conn: sa.Connection, table: str, rows: Sequence[Sequence[str | None]]) -> None:
+    """Insert :func:`rule_rows` into the rule table ``table`` through ``conn``, in one
+    statement of the caller's transaction: the lines of a new notebook, whose id nobody
+    else holds yet (no lock, no check). Works in any process."""
+    bulk_insert(conn, rule_class(table).__table__, RULE_COLUMNS, rows)
 
 
 def _lock_key(table: str, nb: str) -> int:

@@ -45,12 +45,13 @@ from .casbin_backend import (
     RuleAdapter,
     _policy_lines,
     compile_lines,
-    insert_lines,
+    insert_rows,
     load_model,
     load_policies,
     notebook_decisions,
     object_lines,
     policy_lines,
+    rule_rows,
 )
 from .decide import CasbinDecider
 from .posix import AclEntry, PermissionSyntaxError, Perms, format_mode, parse_acl
@@ -154,10 +155,16 @@ class NewNotebookPerms:
     nb: str
     state: NotebookPerms
 
-    def insert(self, conn: sa.Connection, table: str = permission_rules.name) -> None:
-        """Write every policy line through ``conn`` into the rule table ``table``."""
+    def rows(self) -> list[tuple[str | None, ...]]:
+        """Every policy line, as rows of the rule table (made before the transaction that
+        :meth:`insert` s them: they are tens of thousands for a large import)."""
         p, p2 = policy_lines(self.nb, self.state)
-        insert_lines(conn, table, [*(("p", r) for r in p), *(("p2", r) for r in p2)])
+        return rule_rows([*(("p", r) for r in p), *(("p2", r) for r in p2)])
+
+    @staticmethod
+    def insert(conn: sa.Connection, rows: list[tuple[str | None, ...]], table: str = permission_rules.name) -> None:
+        """Write :meth:`rows` through ``conn`` into the rule table ``table``."""
+        insert_rows(conn, table, rows)
 
 
 def new_notebook_perms(
