@@ -136,7 +136,7 @@ class NodeClient:
         """Ask it to close and exit; return its exit status."""
         if self.proc.returncode is None:
             try:
-                await self.call("close", timeout=10)
+                await self.call("close", timeout=60)
             except (RuntimeError, TimeoutError, ConnectionError):
                 pass
             try:
