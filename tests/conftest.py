@@ -39,11 +39,18 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
     (a ``requests.Session`` with ``.xsrf`` for the ``X-XSRFToken`` header).
 
 ``free_port`` -> ``free_port() -> int``.
+
+``node_modules`` (module) -> ``tests/js/node_modules`` (a ``Path``), for the tests that run
+    real yjs in Node (``tests/js``: the interop client, the yjs mirror); installed with
+    ``npm ci`` when missing (a fresh clone). Fails if node or npm is missing.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from hubfixtures import BrowserSession, CollabService, Hub, SpawningHub
@@ -116,3 +123,15 @@ def browser_login() -> Callable[..., BrowserSession]:
 @pytest.fixture
 def free_port() -> Callable[[], int]:
     return _free_port
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    js_dir = Path(__file__).resolve().parent / "js"
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        pytest.fail("node and npm are needed for the tests that run yjs (see the README's set-up command)")
+    modules = js_dir / "node_modules"
+    if not (modules / "yjs").is_dir() or not (modules / "y-protocols").is_dir():
+        subprocess.run([npm, "ci", "--prefix", str(js_dir), "--no-audit", "--no-fund"], check=True, timeout=300)
+    return modules
