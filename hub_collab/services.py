@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .chat import ChatService
     from .commands import Dispatcher
     from .documents.rooms import RoomManager
+    from .history.service import HistoryService
     from .kernels.manager import KernelService
     from .lifecycle import NotebookLifecycle
     from .metrics import Metrics
@@ -56,6 +57,7 @@ class Services(Protocol):
     rooms: RoomManager
     kernels: KernelService
     chat: ChatService
+    history: HistoryService
     commands: Dispatcher
     lifecycle: NotebookLifecycle
     replicator: Replicator
