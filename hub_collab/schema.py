@@ -215,6 +215,8 @@ doc_history = sa.Table(
     # a day's updates compacted into one row: the JSON list of its authors (else NULL)
     sa.Column("authors", sa.Text, nullable=True),
     sa.Index("ix_collab_doc_history_doc_key_id", "doc_key", "id"),
+    # the activity feed reads a notebook's rows newest first
+    sa.Index("ix_collab_doc_history_at", "at"),
     sqlite_autoincrement=True,
 )
 

@@ -152,7 +152,6 @@ class Store:
         with it or not at all. Any failure leaves nothing behind."""
         now = time.time()
         initial = list(initial_updates)
-        history = self.history.prepare([(nb_id, doc, data, now, created_by, "") for doc, data in initial])
         with self.engine.begin() as conn:
             conn.execute(
                 notebooks.insert().values(
@@ -168,6 +167,8 @@ class Store:
             rows = [{"notebook_id": nb_id, "doc": doc, "data": data} for doc, data in initial]
             if rows:
                 conn.execute(doc_updates.insert(), rows)
+            # its history's keys in this transaction too: a failed import leaves nothing
+            history = self.history.prepare([(nb_id, doc, data, now, created_by, "") for doc, data in initial], conn)
             self.history.insert(conn, history)
             if within is not None:
                 within(conn)

@@ -290,7 +290,7 @@ async def test_restore_is_an_edit_of_whoever_restores_and_everyone_gets_it(world
     assert alice.source("c0") == "x = 0" and bob.source("c0") == "x = 0", "every subscriber got the restore"
     await world.log.flush()
     newest = world.store.history.rows(room.id, "cell:c0", limit=1)[0]
-    assert (newest.author, newest.session) == ("bob", "s-bob")
+    assert (newest.author, newest.session) == ("bob", "s-bob:restore")
     # the restore is a version too, and can itself be undone by restoring the one before
     versions = (await world.history.timeline(room, "c0"))["versions"]
     assert versions[0]["author"] == "bob"

@@ -45,6 +45,7 @@ from ..documents.notebook import (
     split_doc_name,
 )
 from ..documents.outputs import outputs_to_nbformat
+from ..documents.session import Session, acting
 from ..errors import BadRequest, Forbidden, NotFound, TooLarge
 from ..permissions.access import Access
 from ..permissions.posix import R
@@ -55,7 +56,6 @@ from .versions import baseline_version, boundary, diff, group
 if TYPE_CHECKING:
     from ..chat import ChatService
     from ..documents.room import NotebookRoom
-    from ..documents.session import Session
     from ..store import Store
 
 T = TypeVar("T")
@@ -167,6 +167,25 @@ def replace_map(target: Map[Any], new: dict[str, Any]) -> bool:
     return changed
 
 
+class RestoreSession(Session):
+    """Who a restore is recorded as: the restoring session's user, and its session id
+    with ``:restore`` (so that a restore is a version of its own). Receives nothing."""
+
+    def __init__(self, of: Session) -> None:
+        super().__init__(of.identity)
+        self.access = of.access
+        self.session_id = f"{of.session_id}:restore"[:64]
+
+    def send_bytes(self, data: bytes) -> None:
+        return None
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        return None
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        return None
+
+
 class HistoryService:
     """Timelines, versions, restores, past runs, the activity feed and the notebook at a
     time, for one application (its store, its chat)."""
@@ -268,9 +287,13 @@ class HistoryService:
         grow = len(text.encode()) - len(current.encode())
         if grow > 0 and room.doc_bytes.get(name, 0) + grow > room.max_doc_bytes:
             raise TooLarge(f"restoring this version would grow the cell past {room.max_doc_bytes} bytes")
-        with doc.transaction():
-            changed = replace_text(live_source, current, text)
-            changed = replace_map(live_meta, meta) or changed
+        token = acting.set(RestoreSession(session))
+        try:
+            with doc.transaction():
+                changed = replace_text(live_source, current, text)
+                changed = replace_map(live_meta, meta) or changed
+        finally:
+            acting.reset(token)
         return {"cell_id": cell_id, "version": number, "changed": changed}
 
     # -- past runs ------------------------------------------------------------------------
@@ -307,8 +330,8 @@ class HistoryService:
                 run["outputs_private"] = True  # another user's own kernel: theirs only
             elif budget > 0:
                 name = overlay_name(entry["actor"], cell_id) if per_user else out_doc(cell_id)
-                state = self.history.states_at_time(nb_id, [name], float(entry["at"])).get(name)
-                outputs = outputs_to_nbformat(rebuild([state])) if state is not None else []
+                odoc = self.history.docs_at_time(nb_id, [name], float(entry["at"])).get(name)
+                outputs = outputs_to_nbformat(odoc) if odoc is not None else []
                 size = len(json.dumps(outputs))
                 if size <= budget:
                     run["outputs"] = outputs
@@ -338,12 +361,10 @@ class HistoryService:
             name for name in self.history.doc_keys(nb_id)
             if name.startswith("cell:") and readable_past(access, split_doc_name(name)[1] or "")
         ]  # fmt: skip
-        # A burst that goes on at `before` or later was on the page before: rows up to one
-        # gap past it are read, so that its older rows are known as part of it and left out.
-        scanned = self.history.rows_of_docs(nb_id, docs, before=before + self.burst_seconds, limit=SCAN_ROWS) if docs else []
-        if len(scanned) >= SCAN_ROWS:
-            horizons.append(scanned[-1][1].at)
-        items.extend(edit for edit in self._edits(scanned) if edit["at"] < before)
+        edits, horizon = self._scan_edits(nb_id, docs, before, limit)
+        if horizon is not None:
+            horizons.append(horizon)
+        items.extend(edits)
         audit = self.store.list_audit(nb_id, before_at=before, limit=4 * limit)
         if len(audit) >= 4 * limit:
             horizons.append(float(audit[-1]["at"]))
@@ -359,12 +380,44 @@ class HistoryService:
         horizon = max(horizons, default=None)
         items = [i for i in items if horizon is None or i["at"] >= horizon]
         items.sort(key=lambda i: i["at"], reverse=True)
-        page = items[:limit]
-        if len(items) > limit:
+        # the next page goes on below the last time of this one: items at that same time
+        # (an import writes all its docs at once) all come on this page
+        cut = limit
+        while cut < len(items) and items[cut]["at"] == items[cut - 1]["at"]:
+            cut += 1
+        page = items[:cut]
+        if len(items) > cut:
             next_before: float | None = page[-1]["at"]
         else:
             next_before = horizon
         return {"items": page, "next_before": next_before}
+
+    def _scan_edits(self, nb_id: str, docs: list[str], before: float, limit: int) -> tuple[list[JSONDict], float | None]:
+        """Bursts of edits that end before ``before``, newest first, read in chunks until
+        ``limit`` of them are whole (or :data:`SCAN_ROWS` rows were read); and the time
+        down to which the list is complete (None: all of it)."""
+        if not docs:
+            return [], None
+        gap = self.burst_seconds
+        # A burst that goes on at `before` or later was on the page before: rows up to one
+        # gap past it are read, so that its older rows are known as part of it and left out.
+        cursor, cursor_id = before + gap, None
+        scanned: list[tuple[str, RowInfo]] = []
+        while len(scanned) < SCAN_ROWS:
+            want = min(2000, SCAN_ROWS - len(scanned))
+            chunk = self.history.rows_of_docs(nb_id, docs, before=cursor, before_id=cursor_id, limit=want)
+            scanned.extend(chunk)
+            edits = [e for e in self._edits(scanned) if e["at"] < before]
+            if len(chunk) < want:
+                return edits, None
+            cursor, cursor_id = chunk[-1][1].at, chunk[-1][1].id
+            # whole: a burst that starts more than a gap after the oldest row read
+            if sum(1 for e in edits if e["start"] - gap > cursor) >= limit:
+                break
+        # every row from `cursor` on was read: the list is whole down to the end of its
+        # last burst that may go on below it
+        horizon = max([cursor + gap] + [e["at"] + 1e-6 for e in edits if e["start"] - gap <= cursor])
+        return edits, horizon
 
     def _edits(self, scanned: list[tuple[str, RowInfo]]) -> list[JSONDict]:
         """Bursts of edits per cell and author (the rows newest first)."""
@@ -424,19 +477,18 @@ class HistoryService:
         return await self._thread(self._notebook_at, room.id, access, when)
 
     def _notebook_at(self, nb_id: str, access: Access, at: float) -> JSONDict:
-        index_state = self.history.states_at_time(nb_id, [INDEX_DOC], at).get(INDEX_DOC)
-        if index_state is None:
+        index = self.history.docs_at_time(nb_id, [INDEX_DOC], at).get(INDEX_DOC)
+        if index is None:
             raise NotFound("the notebook has no history at that time", code="no_history")
-        index: Doc[Any] = rebuild([index_state])
         _, meta = init_index(index)
+        # only the cells the asker may read now are read at all
         entries = [e for e in index_cells(index) if isinstance(e.get("id"), str) and readable_past(access, e["id"])]
         names = [name for e in entries for name in (cell_doc(e["id"]), out_doc(e["id"]))]
-        states = self.history.states_at_time(nb_id, names, at)
+        docs = self.history.docs_at_time(nb_id, names, at)
         cells = []
         for entry in entries:
-            cdoc = rebuild([states[cell_doc(entry["id"])]]) if cell_doc(entry["id"]) in states else Doc()
-            ostate = states.get(out_doc(entry["id"]))
-            cells.append(export_cell(entry, cdoc, rebuild([ostate]) if ostate is not None else None, outputs_to_nbformat))
+            cdoc = docs.get(cell_doc(entry["id"])) or Doc()
+            cells.append(export_cell(entry, cdoc, docs.get(out_doc(entry["id"])), outputs_to_nbformat))
         return {
             "nbformat": 4,
             "nbformat_minor": int(meta.get("nbformat_minor", 5) or 5),

@@ -133,31 +133,49 @@ class HistoryStore:
         cache: dict[tuple[str, str], int],
         *,
         create: bool,
+        conn: sa.Connection | None = None,
     ) -> dict[tuple[str, str], int]:
+        """Keys of ``wanted`` pairs (made if ``create``). Without ``conn`` in a transaction
+        of their own, so a key cached here exists whatever happens to the caller's; with
+        ``conn`` in the caller's, and nothing is cached (it may roll back)."""
         with self._lock:
             found = {k: cache[k] for k in wanted if k in cache}
         missing = sorted(wanted - found.keys())
         if not missing:
             return found
-        a, b = table.c[cols[0]], table.c[cols[1]]
-        # in a transaction of its own: a key cached here exists whatever happens to the caller's
-        with self.engine.begin() as conn:
-            if create:
-                _insert_ignoring_conflicts(conn, table, [{cols[0]: x, cols[1]: y} for x, y in missing])
-            for chunk in _chunks(missing):
-                firsts = sorted({x for x, _ in chunk})
-                rows = conn.execute(sa.select(table.c.id, a, b).where(a.in_(firsts))).all()
-                want = set(chunk)
-                for key, x, y in rows:
-                    if (x, y) in want:
-                        found[(x, y)] = int(key)
-        with self._lock:
-            for k in missing:
-                if k in found:
-                    cache[k] = found[k]
+        if conn is None:
+            with self.engine.begin() as own:
+                self._lookup(own, table, cols, missing, found, create)
+            with self._lock:
+                for k in missing:
+                    if k in found:
+                        cache[k] = found[k]
+        else:
+            self._lookup(conn, table, cols, missing, found, create)
         return found
 
-    def doc_keys(self, nb_id: str, docs: Iterable[str] | None = None, *, create: bool = False) -> dict[str, int]:
+    @staticmethod
+    def _lookup(
+        conn: sa.Connection,
+        table: sa.Table,
+        cols: tuple[str, str],
+        missing: list[tuple[str, str]],
+        found: dict[tuple[str, str], int],
+        create: bool,
+    ) -> None:
+        a, b = table.c[cols[0]], table.c[cols[1]]
+        if create:
+            _insert_ignoring_conflicts(conn, table, [{cols[0]: x, cols[1]: y} for x, y in missing])
+        for chunk in _chunks(missing):
+            firsts = sorted({x for x, _ in chunk})
+            want = set(chunk)
+            for key, x, y in conn.execute(sa.select(table.c.id, a, b).where(a.in_(firsts))).all():
+                if (x, y) in want:
+                    found[(x, y)] = int(key)
+
+    def doc_keys(
+        self, nb_id: str, docs: Iterable[str] | None = None, *, create: bool = False, conn: sa.Connection | None = None
+    ) -> dict[str, int]:
         """doc name -> key of ``nb_id``'s docs (``docs``: only these; unknown ones left out)."""
         if docs is None:
             with self.engine.connect() as conn:
@@ -166,11 +184,11 @@ class HistoryStore:
                 ).all()
             return {str(doc): int(key) for doc, key in rows}
         wanted = {(nb_id, d) for d in docs}
-        found = self._resolve(history_docs, ("notebook_id", "doc"), wanted, self._doc_keys, create=create)
+        found = self._resolve(history_docs, ("notebook_id", "doc"), wanted, self._doc_keys, create=create, conn=conn)
         return {d: k for (_, d), k in found.items()}
 
-    def _author_key(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        return self._resolve(history_authors, ("author", "session"), pairs, self._author_keys, create=True)
+    def _author_key(self, pairs: set[tuple[str, str]], conn: sa.Connection | None = None) -> dict[tuple[str, str], int]:
+        return self._resolve(history_authors, ("author", "session"), pairs, self._author_keys, create=True, conn=conn)
 
     def authors_of(self, keys: Iterable[int]) -> dict[int, tuple[str, str]]:
         """author key -> (author, session)."""
@@ -193,16 +211,16 @@ class HistoryStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def prepare(self, rows: Sequence[HistoryRow]) -> list[dict[str, Any]]:
-        """The ``collab_doc_history`` rows of ``rows``, their keys resolved (created in a
-        transaction of their own); insert them with :meth:`insert` in the caller's."""
+    def prepare(self, rows: Sequence[HistoryRow], conn: sa.Connection | None = None) -> list[dict[str, Any]]:
+        """The ``collab_doc_history`` rows of ``rows``, their keys resolved (made in a
+        transaction of their own, or in ``conn``'s); insert them with :meth:`insert`."""
         doc_keys: dict[str, dict[str, int]] = {}
         by_nb: dict[str, set[str]] = {}
         for nb, doc, *_ in rows:
             by_nb.setdefault(nb, set()).add(doc)
         for nb, docs in by_nb.items():
-            doc_keys[nb] = self.doc_keys(nb, docs, create=True)
-        authors = self._author_key({(author, session) for *_, author, session in rows})
+            doc_keys[nb] = self.doc_keys(nb, docs, create=True, conn=conn)
+        authors = self._author_key({(author, session) for *_, author, session in rows}, conn)
         return [
             {"doc_key": doc_keys[nb][doc], "at": at, "author_key": authors[(author, session)], "data": data}
             for nb, doc, data, at, author, session in rows
@@ -251,9 +269,10 @@ class HistoryStore:
         return self._infos(rows)
 
     def rows_of_docs(
-        self, nb_id: str, docs: Iterable[str], *, before: float, limit: int
+        self, nb_id: str, docs: Iterable[str], *, before: float, limit: int, before_id: int | None = None
     ) -> list[tuple[str, RowInfo]]:
-        """Up to ``limit`` rows of any of ``docs`` accepted before ``before``, newest first."""
+        """Up to ``limit`` rows of any of ``docs`` accepted before ``before`` (or at
+        ``before`` with an id below ``before_id``), newest first."""
         keys = self.doc_keys(nb_id, docs)
         if not keys:
             return []
@@ -263,7 +282,12 @@ class HistoryStore:
                 doc_history.c.id, doc_history.c.doc_key, doc_history.c.at, doc_history.c.author_key,
                 doc_history.c.authors, sa.func.length(doc_history.c.data).label("size"),
             )
-            .where(doc_history.c.doc_key.in_(sorted(names)), doc_history.c.at < before)
+            .where(
+                doc_history.c.doc_key.in_(sorted(names)),
+                doc_history.c.at < before
+                if before_id is None
+                else sa.or_(doc_history.c.at < before, sa.and_(doc_history.c.at == before, doc_history.c.id < before_id)),
+            )
             .order_by(doc_history.c.at.desc(), doc_history.c.id.desc())
             .limit(limit)
         )  # fmt: skip
@@ -312,15 +336,15 @@ class HistoryStore:
         parts = ([bytes(snap.data)] if snap is not None else []) + [bytes(r) for r in rows]
         return rebuild(parts).get_update()
 
-    def states_at_time(self, nb_id: str, docs: Iterable[str], at: float) -> dict[str, bytes]:
+    def docs_at_time(self, nb_id: str, docs: Iterable[str], at: float) -> dict[str, Doc[Any]]:
         """Each of ``docs`` as it was at time ``at`` (its newest snapshot from then and the
-        rows accepted up to then), as one update; docs without history then are left out."""
+        rows accepted up to then); docs without history then are left out."""
         keys = self.doc_keys(nb_id, docs)
         if not keys:
             return {}
         names = {k: d for d, k in keys.items()}
         parts: dict[int, list[bytes]] = {}
-        snaps: dict[int, int] = {}
+        since: dict[int, int] = dict.fromkeys(names, 0)
         with self.engine.connect() as conn:
             for chunk in _chunks(sorted(names)):
                 newest = (
@@ -336,23 +360,26 @@ class HistoryStore:
                     )
                 ):
                     parts[int(key)] = [bytes(data)]
-                    snaps[int(key)] = int(upto)
-                since = sa.func.coalesce(
-                    sa.select(sa.func.max(doc_snapshots.c.upto))
-                    .where(doc_snapshots.c.doc_key == doc_history.c.doc_key, doc_snapshots.c.at <= at)
-                    .scalar_subquery(),
-                    0,
-                )
+                    since[int(key)] = int(upto)
+            # the rows after each doc's snapshot: one index range per doc (docs without a
+            # snapshot have few rows: the keyframes keep it so)
+            plain = sorted(k for k, u in since.items() if u == 0)
+            ranged = sorted((k, u) for k, u in since.items() if u)
+            wheres = [doc_history.c.doc_key.in_(c) for c in _chunks(plain)] + [
+                sa.or_(*(sa.and_(doc_history.c.doc_key == k, doc_history.c.id > u) for k, u in c)) for c in _chunks(ranged, 50)
+            ]
+            for where in wheres:
                 for key, data in conn.execute(
                     sa.select(doc_history.c.doc_key, doc_history.c.data)
-                    .where(doc_history.c.doc_key.in_(chunk), doc_history.c.at <= at, doc_history.c.id > since)
+                    .where(where, doc_history.c.at <= at)
                     .order_by(doc_history.c.id)
                 ):
                     parts.setdefault(int(key), []).append(bytes(data))
-        out: dict[str, bytes] = {}
-        for key, blobs in parts.items():
-            out[names[key]] = blobs[0] if len(blobs) == 1 else rebuild(blobs).get_update()
-        return out
+        return {names[key]: rebuild(blobs) for key, blobs in parts.items()}
+
+    def states_at_time(self, nb_id: str, docs: Iterable[str], at: float) -> dict[str, bytes]:
+        """:meth:`docs_at_time`, each doc as one update."""
+        return {name: doc.get_update() for name, doc in self.docs_at_time(nb_id, docs, at).items()}
 
     # -- keyframes --------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ A *version* is a run of consecutive rows of one doc (in the order the service ac
 them) that one author made without pausing: two neighbouring rows belong to one version
 unless
 
-* their authors differ (the server's own writes, author "", count as an author),
+* their authors differ (the server's own writes, author "", count as an author), or
+  their sessions (a user's two tabs, an import and the typing after it; a restore is
+  recorded as a session of its own: it is always a version),
 * more than ``gap`` seconds (``HubCollab.history_burst_seconds``) pass between them,
 * they fall in different ten-minute periods of the clock (:data:`PERIOD`: an hour of
   steady typing is six versions, not one), or
@@ -38,6 +40,7 @@ def boundary(older: RowInfo, newer: RowInfo, gap: float) -> bool:
     """Whether a version ends between two neighbouring rows."""
     return (
         older.author != newer.author
+        or older.session != newer.session
         or older.authors is not None
         or newer.authors is not None
         or newer.at - older.at > gap

@@ -58,6 +58,7 @@ def _create_tables() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_collab_doc_history_doc_key_id", "collab_doc_history", ["doc_key", "id"])
+    op.create_index("ix_collab_doc_history_at", "collab_doc_history", ["at"])
     op.create_table(
         "collab_doc_snapshots",
         sa.Column("doc_key", sa.BigInteger(), nullable=False),
@@ -106,6 +107,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("collab_doc_snapshots")
+    op.drop_index("ix_collab_doc_history_at", table_name="collab_doc_history")
     op.drop_index("ix_collab_doc_history_doc_key_id", table_name="collab_doc_history")
     op.drop_table("collab_doc_history")
     op.drop_table("collab_history_authors")
