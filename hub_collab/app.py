@@ -43,6 +43,7 @@ from .apihandlers import base as api_base
 from .apihandlers import chat as api_chat
 from .apihandlers import comments as api_comments
 from .apihandlers import health as api_health
+from .apihandlers import history as api_history
 from .apihandlers import kernels as api_kernels
 from .apihandlers import metrics as api_metrics
 from .apihandlers import notebooks as api_notebooks
@@ -57,6 +58,8 @@ from .documents import structure
 from .documents.rooms import RoomManager
 from .handlers import pages, ws
 from .handlers.base import log_request
+from .history.service import HistoryService
+from .history.service import register_commands as register_history_commands
 from .hubapi import GroupDirectory
 from .hubservers import HubServers
 from .kernels.commands import register_commands as register_kernel_commands
@@ -105,6 +108,7 @@ class HubCollab(Application):
     subcommands = {
         "demo": ("hub_collab.demo.DemoApp", "Start a JupyterHub with hub-collab, demo users and groups."),
         "upgrade-db": ("hub_collab.upgradedb.UpgradeDB", "Upgrade the database's schema to this version's (back it up first)."),
+        "prune-history": ("hub_collab.history.prune.PruneHistory", "Compact the history older than history_keep_days to daily versions."),
     }
 
     aliases = {
@@ -448,6 +452,39 @@ class HubCollab(Application):
             raise ValueError(f"comment_page_size must be from 1 to {MAX_COMMENT_PAGE}, got {value}")
         return value
 
+    history_burst_seconds = Float(
+        30.0,
+        help="""Edits of one cell by one author with less than this many seconds between
+        them are one version in the cell's history (its timeline, what a restore goes back
+        to). Versions also end where the author changes, and at every ten minutes of the
+        clock (docs/history.md).""",
+    ).tag(config=True)
+
+    @validate("history_burst_seconds")
+    def _history_burst_seconds(self, proposal: Any) -> float:
+        value = float(proposal.value)
+        if not 0 < value <= 3600:
+            raise ValueError(f"history_burst_seconds must be more than 0 and at most 3600, got {value}")
+        return value
+
+    history_keep_days = Integer(
+        0,
+        help="""How long every single update stays in the history. 0 (the default): keep
+        everything, every keystroke with its author and time, forever. N: `hub-collab
+        prune-history` (run it daily, from cron or a Kubernetes CronJob) merges, for
+        every cell, output and index document, the updates of each day that ended more
+        than N days ago into one version per day, which keeps the day's authors; a
+        notebook can then be seen as it was at the end of each of those days, no finer.
+        The history of deleted notebooks is removed with them (docs/history.md).""",
+    ).tag(config=True)
+
+    @validate("history_keep_days")
+    def _history_keep_days(self, proposal: Any) -> int:
+        value = int(proposal.value)
+        if value < 0:
+            raise ValueError(f"history_keep_days must be 0 (keep everything) or a number of days, got {value}")
+        return value
+
     kernel_cull_idle_seconds = Float(
         3600.0,
         help="""Seconds a kernel may sit idle (nothing running or queued) before it is
@@ -656,6 +693,7 @@ class HubCollab(Application):
         self.init_kernels()
         self.init_chat()
         self.init_comments()
+        self.init_history()
         self.init_commands()
         self.init_lifecycle()
         self.init_wiring()
@@ -819,6 +857,8 @@ class HubCollab(Application):
             relay=self.replicator,
         )
         self.comments.start()
+    def init_history(self) -> None:
+        self.history = HistoryService(self.store, self.chat, burst_seconds=self.history_burst_seconds)
 
     def init_kernels(self) -> None:
         self.kernels = KernelService(
@@ -885,10 +925,11 @@ class HubCollab(Application):
     def init_commands(self) -> None:
         """One registry, filled by the services that own the commands; one dispatcher."""
         self.command_registry = CommandRegistry()
-        structure.register_commands(self.command_registry)
+        structure.register_commands(self.command_registry, audit=self.store.add_audit)
         register_kernel_commands(self.command_registry, self.kernels)
         register_chat_commands(self.command_registry, self.chat)
         register_comment_commands(self.command_registry, self.comments)
+        register_history_commands(self.command_registry, self.history)
         self.commands = Dispatcher(self.command_registry, router=self.replicator)
 
     def init_lifecycle(self) -> None:
@@ -934,7 +975,7 @@ class HubCollab(Application):
     def init_tornado(self) -> None:
         prefix = self.base_url
         handlers: list[Any] = []
-        for module in (pages, ws, api_notebooks, api_chat, api_comments, api_kernels, api_health, api_metrics):
+        for module in (pages, ws, api_notebooks, api_chat, api_comments, api_kernels, api_history, api_health, api_metrics):
             for route in module.default_handlers:
                 handlers.append((url_path_join(prefix, route[0]) if route[0] else prefix, *route[1:]))
         handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}))

@@ -215,6 +215,36 @@ class CollabClient:
         result: dict[str, Any] = await self.request("POST", f"api/notebooks/{nb_id}/comments/read", {"cell_id": cell_id})
         return result
 
+    # -- history (docs/history.md) ---------------------------------------------------------
+
+    async def _get(self, path: str, **query: Any) -> dict[str, Any]:
+        args = urlencode({k: v for k, v in query.items() if v is not None})
+        result: dict[str, Any] = await self.request("GET", path + (f"?{args}" if args else ""))
+        return result
+
+    async def cell_history(self, nb_id: str, cell_id: str, before: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        """A page of a cell's versions, newest first: ``{cell_id, versions, next_before}``."""
+        return await self._get(f"api/notebooks/{nb_id}/cells/{cell_id}/history", before=before, limit=limit)
+
+    async def cell_version(self, nb_id: str, cell_id: str, version: int) -> dict[str, Any]:
+        """A version's ``source``, ``metadata``, the ``current`` source and the ``diff``."""
+        return await self._get(f"api/notebooks/{nb_id}/cells/{cell_id}/history/{version}")
+
+    async def restore_version(self, nb_id: str, cell_id: str, version: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", f"api/notebooks/{nb_id}/cells/{cell_id}/history/{version}/restore")
+        return result
+
+    async def cell_runs(self, nb_id: str, cell_id: str, before: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        return await self._get(f"api/notebooks/{nb_id}/cells/{cell_id}/runs", before=before, limit=limit)
+
+    async def activity(self, nb_id: str, before: float | None = None, limit: int | None = None) -> dict[str, Any]:
+        """A page of the notebook's activity, newest first: ``{items, next_before}``."""
+        return await self._get(f"api/notebooks/{nb_id}/activity", before=before, limit=limit)
+
+    async def notebook_at(self, nb_id: str, at: float) -> dict[str, Any]:
+        """The notebook as it was at ``at`` (nbformat v4, the cells you may read now)."""
+        return await self._get(f"api/notebooks/{nb_id}/history", at=repr(at))
+
     def ws_url(self, nb_id: str, epoch: str | None = None) -> str:
         parts = urlparse(self.base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"

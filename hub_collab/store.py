@@ -11,6 +11,10 @@ doc up to an id, after which older updates of that doc are deleted. Loading a
 doc applies its checkpoint and then every later update. Applying an update
 twice is a no-op for a CRDT, so a checkpoint that already contains an update
 still in the log duplicates nothing.
+
+History: every update appended is also written, in the same transaction, to the
+history tables with its author, session and time (:mod:`hub_collab.history.store`,
+``Store.history``); checkpoints do not touch it, only retention does.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import logs
+from .history.store import HistoryRow, HistoryStore
 from .schema import (
     audit,
     bulk_insert,
@@ -120,6 +125,8 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: every accepted update with its author and time
+        self.history = HistoryStore(engine)
 
     def start(self) -> None:
         """Check the schema (created on an empty database; see :func:`~hub_collab.schema.ensure_schema`)."""
@@ -147,7 +154,8 @@ class Store:
         now = time.time()
         # made before the transaction: on SQLite its first write takes the database's
         # write lock, and every other commit waits until it ends
-        rows = [(nb_id, doc, data) for doc, data in initial_updates]
+        initial = list(initial_updates)
+        rows = [(nb_id, doc, data) for doc, data in initial]
         with self.engine.begin() as conn:
             conn.execute(
                 notebooks.insert().values(
@@ -161,6 +169,9 @@ class Store:
                 )
             )
             bulk_insert(conn, doc_updates, ("notebook_id", "doc", "data"), rows)
+            # its history's keys in this transaction too: a failed import leaves nothing
+            history = self.history.prepare([(nb_id, doc, data, now, created_by, "") for doc, data in initial], conn)
+            self.history.insert(conn, history)
             if within is not None:
                 within(conn)
         return NotebookRecord(nb_id, name, created_by, now, now, epoch, settings or {})
@@ -188,6 +199,7 @@ class Store:
             conn.execute(doc_checkpoints.delete().where(doc_checkpoints.c.notebook_id == nb_id))
             conn.execute(kernels.delete().where(kernels.c.notebook_id == nb_id))
             conn.execute(kernel_choices.delete().where(kernel_choices.c.notebook_id == nb_id))
+            self.history.forget_notebook(conn, nb_id)
             conn.execute(notebooks.delete().where(notebooks.c.id == nb_id))
 
     # -- running kernels (see hub_collab.kernels.manager) ----------------------------
@@ -320,13 +332,18 @@ class Store:
                 ids.append(update.id)
         return out, ids
 
-    def append_updates(self, rows: list[tuple[str, str, bytes]]) -> None:
-        """Append (notebook, doc, update) rows in one transaction."""
+    def append_updates(self, rows: Sequence[HistoryRow | tuple[str, str, bytes]]) -> None:
+        """Append (notebook, doc, update, at, author, session) rows to the log and the
+        history in one transaction (a row of three: the server's, accepted now)."""
+        now = time.time()
+        full: list[HistoryRow] = [row if len(row) == 6 else (row[0], row[1], row[2], now, "", "") for row in rows]
+        history = self.history.prepare(full)
         with self.engine.begin() as conn:
             conn.execute(
                 _INSERT_UPDATE,
-                [{"notebook_id": nb, "doc": doc, "data": data} for nb, doc, data in rows],
+                [{"notebook_id": row[0], "doc": row[1], "data": row[2]} for row in full],
             )
+            self.history.insert(conn, history)
 
     def updates_since(self, nb_id: str, after_id: int) -> list[tuple[int, str, bytes]]:
         with self.engine.connect() as conn:
@@ -403,11 +420,29 @@ class Store:
             )
         )
 
-    def list_audit(self, nb_id: str, *, before: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_audit(
+        self,
+        nb_id: str,
+        *,
+        before: int | None = None,
+        limit: int = 100,
+        before_at: float | None = None,
+        target: str | None = None,
+        action: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Entries newest first: with ids below ``before``, times below ``before_at``, of
+        one ``target`` and ``action`` when given."""
         query = sa.select(audit).where(audit.c.notebook_id == nb_id)
         if before is not None:
             query = query.where(audit.c.id < before)
-        query = query.order_by(audit.c.id.desc()).limit(limit)
+        if before_at is not None:
+            query = query.where(audit.c.at < before_at)
+        if target is not None:
+            query = query.where(audit.c.target == target)
+        if action is not None:
+            query = query.where(audit.c.action == action)
+        order = (audit.c.at.desc(), audit.c.id.desc()) if before_at is not None else (audit.c.id.desc(),)
+        query = query.order_by(*order).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
@@ -436,7 +471,7 @@ class UpdateLog:
         self.max_delay = max_delay
         #: commit times and failures (None: metrics are off)
         self.metrics = metrics
-        self._pending: list[tuple[str, str, bytes]] = []
+        self._pending: list[HistoryRow] = []
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -470,11 +505,24 @@ class UpdateLog:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    def append(self, nb_id: str, doc: str, data: bytes, *, then: Callable[[], None] | None = None) -> None:
-        """Queue an update for the next commit; ``then`` runs once it is committed."""
+    def append(
+        self,
+        nb_id: str,
+        doc: str,
+        data: bytes,
+        *,
+        then: Callable[[], None] | None = None,
+        author: str = "",
+        session: str = "",
+    ) -> None:
+        """Queue an update for the next commit; ``then`` runs once it is committed.
+
+        ``author`` and ``session`` are the authenticated user and connection it came
+        through ("" for the server's own writes), recorded in the history with the time.
+        """
         if self._wake is None:
             raise RuntimeError("UpdateLog.append() before start(): call start() in the event loop first")
-        self._pending.append((nb_id, doc, data))
+        self._pending.append((nb_id, doc, data, time.time(), author, session))
         self._appended += 1
         if then is not None:
             self._after.append((self._appended, then))
@@ -547,6 +595,6 @@ class UpdateLog:
         self._waiters = keep
 
     def pending_for(self, nb_id: str) -> Iterator[tuple[str, bytes]]:
-        for nb, doc, data in self._pending:
+        for nb, doc, data, *_ in self._pending:
             if nb == nb_id:
                 yield doc, data

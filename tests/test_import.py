@@ -53,6 +53,10 @@ TABLES = (
     "collab_chat",
     "collab_kernels",
     "collab_kernel_choices",
+    "collab_history_docs",
+    "collab_history_authors",
+    "collab_doc_history",
+    "collab_doc_snapshots",
 )
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 

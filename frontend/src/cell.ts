@@ -148,6 +148,9 @@ export class CellView {
     const b = capsBadge(this.rwx);
     if (b) this.badges.appendChild(h("span", { class: `badge badge-${b.label}`, title: b.title }, b.label === "locked" ? "🔒 locked" : "hidden"));
     if (canRead(this.rwx) && !canExec(this.rwx) && this.entry.cell_type === "code") this.badges.appendChild(h("span", { class: "badge badge-noexec", title: `you ${rightsInWords(this.rwx, "cell")}` }, "no run"));
+    if (canRead(this.rwx)) {
+      this.badges.appendChild(h("button", { type: "button", class: "link cell-history", title: "Versions of this cell: who changed it and when; restore one", "aria-label": "history of this cell", onclick: (e: Event) => { e.stopPropagation(); this.nb.openCellHistory(this); } }, "history"));
+    }
     if (this.nb.canChmodCell(this)) {
       this.badges.appendChild(h("button", { class: "link cell-share", title: `Permissions of this cell: ${this.entry.mode}`, onclick: (e: Event) => { e.stopPropagation(); this.nb.openCellShare(this); } }, `share · ${this.entry.mode}`));
     }

@@ -10,6 +10,7 @@ import { Api } from "./api";
 import { CellView, type IndexEntry } from "./cell";
 import { ChatPanel } from "./chat";
 import { Comments } from "./comments";
+import { CellHistoryDialog, NotebookHistoryDialog } from "./history";
 import type { PageConfig } from "./config";
 import { CommandError, Connection, type Json } from "./connection";
 import { h, clear, toast, userColor, initials } from "./dom";
@@ -98,6 +99,7 @@ export class NotebookView {
       h("span", { class: "sep" }),
       btn("⤓ .ipynb", "Export as .ipynb", () => this.exportIpynb()),
       btn("Share", "Who may open, edit and run this notebook", () => void this.openShare(), "share-btn"),
+      btn("History", "What changed, who changed it; the notebook at a chosen time", () => void new NotebookHistoryDialog(this).open(), "history-btn"),
       btn("Chat", "Show or hide the chat", () => this.chat.toggle(), "chat-btn"),
       this.comments.bell,
     );
@@ -593,5 +595,9 @@ export class NotebookView {
 
   openCellShare(cell: CellView): void {
     void new ShareDialog(this, cell).open();
+  }
+
+  openCellHistory(cell: CellView): void {
+    void new CellHistoryDialog(this, cell).open();
   }
 }

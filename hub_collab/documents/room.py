@@ -43,7 +43,7 @@ from .clientids import CLIENTS_DOC, ClientIds
 from .docs import EMPTY_STATE, EMPTY_UPDATE, RoomDocs, merged
 from .notebook import cell_doc, init_index, out_doc, split_doc_name
 from .observers import RoomObserver
-from .session import Session
+from .session import Session, acting
 from .updates import DeleteSet, MalformedUpdate, UpdateInfo, read_state_vector, read_update
 
 if TYPE_CHECKING:
@@ -355,15 +355,23 @@ class NotebookRoom:
                 metrics.updates_in_client.inc()
             else:
                 metrics.updates_in_server.inc()
-        if not self.applying_remote and not name.startswith(CELL_PREFIX) and name != INDEX_DOC:
+        if self.applying_remote:  # persisted by the replica that accepted it
+            self._fan_out(name, update, self._origin, applied)
+            return
+        # the history's author: the client that sent it, else the command that made it
+        by = self._origin or acting.get()
+        author, session_id = (by.identity.name, by.session_id) if by is not None else ("", "")
+        if not name.startswith(CELL_PREFIX) and name != INDEX_DOC:
             # Outputs are durable before anyone sees them: a crash right after a client
             # saw an output must not lose it. (Cell edits fan out at once; a client learns
             # they are durable from `sync`. Index changes are acknowledged commands.)
             origin = self._origin
-            self.update_log.append(self.id, name, update, then=lambda: self._fan_out(name, update, origin, applied))
+            self.update_log.append(
+                self.id, name, update, then=lambda: self._fan_out(name, update, origin, applied),
+                author=author, session=session_id,
+            )  # fmt: skip
             return
-        if not self.applying_remote:
-            self.update_log.append(self.id, name, update)
+        self.update_log.append(self.id, name, update, author=author, session=session_id)
         self._fan_out(name, update, self._origin, applied)
 
     def _fan_out(self, name: str, update: bytes, origin: Session | None, applied: float = 0.0) -> None:
