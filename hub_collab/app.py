@@ -73,6 +73,7 @@ from .lifecycle import NotebookLifecycle
 from .metrics import Metrics
 from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
+from .permissions.casbin_backend import rule_class
 from .permissions.store import PermissionStore
 from .replication import Replicator
 from .schema import SchemaError, ensure_schema, head_revision
@@ -797,6 +798,12 @@ class HubCollab(Application):
         self.permissions = PermissionStore(
             self.db_url, engine=self.engine, policies_dir=self.policies_dir or None
         )
+        if self.engine.dialect.name == "sqlite":
+            # parts of a large import that a crash cut short (Store.create_notebook),
+            # before the permission store loads their rules
+            left = self.store.remove_unfinished_notebooks(rule_class(self.permissions.table).__table__)
+            if left:
+                self.log.warning("removed what unfinished imports left of %d notebooks: %s", len(left), ", ".join(left))
         self.permissions.start()
         self.update_log = UpdateLog(self.store, metrics=self.metrics)
         self.rooms = RoomManager(

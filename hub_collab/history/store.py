@@ -244,6 +244,13 @@ class HistoryStore:
         executemany (an import's are thousands: see :func:`~hub_collab.schema.bulk_insert`)."""
         bulk_insert(conn, doc_history, _INSERTED, [tuple(row[c] for c in _INSERTED) for row in prepared])
 
+    @staticmethod
+    def notebooks_without_record(conn: sa.Connection) -> list[str]:
+        """Ids of the notebooks that have history but no record (see
+        :meth:`hub_collab.store.Store.remove_unfinished_notebooks`)."""
+        query = sa.select(history_docs.c.notebook_id).where(history_docs.c.notebook_id.not_in(sa.select(notebooks.c.id))).distinct()
+        return [str(nb) for nb in conn.execute(query).scalars()]
+
     def forget_notebook(self, conn: sa.Connection, nb_id: str) -> None:
         """Delete a notebook's history in the caller's transaction (it is being deleted)."""
         keys = [int(k) for k in conn.execute(sa.select(history_docs.c.id).where(history_docs.c.notebook_id == nb_id)).scalars()]
