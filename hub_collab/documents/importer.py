@@ -11,7 +11,8 @@ record, its cells and the fields it was created with.
 parsing the body, checking the limits, validating nbformat, building the pycrdt docs
 and encoding them (:func:`prepare`), then writing the notebook's record, its docs, its
 cells' permissions and the audit entry in **one transaction** (:func:`store`, on the
-service's database): a failure anywhere leaves nothing behind. A 5,000-cell import is
+service's database; on SQLite a large one in parts, its record last: see
+:meth:`~hub_collab.store.Store.create_notebook`): a failure anywhere leaves nothing behind. A 5,000-cell import is
 seconds of CPU, much of it in calls that hold the GIL for their whole length
 (``json.loads`` of the body, garbage collections of the parsed objects, the ORM's
 parameters for tens of thousands of policy lines): on a thread of the service every
