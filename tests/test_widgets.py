@@ -99,9 +99,9 @@ async def test_interact_shared_live_and_for_late_joiners(users: Users, nb: str) 
         # the view output names the interact box; its children are models of the same cell
         await bob.wait_for(lambda: bool(views_of(bob, "c0")), timeout=30)
         views = views_of(bob, "c0")
-        box = bob.widgets("c0")[views[0]["model_id"]]
-        assert box["model_name"] == "VBoxModel"
-        assert f"IPY_MODEL_{slider_id}" in box["state"]["children"]
+        box_id = views[0]["model_id"]
+        assert bob.widgets("c0")[box_id]["model_name"] == "VBoxModel"
+        await bob.wait_for(lambda: f"IPY_MODEL_{slider_id}" in bob.widgets("c0")[box_id]["state"]["children"], timeout=30)
         # the initial call's print went into the Output widget, not the cell
         await bob.wait_for(lambda: output_text(model(bob, "c0", "OutputModel")[1]) == "square 9\n", timeout=30)
         assert text_of(bob.outputs("c0")) == ""
@@ -232,6 +232,48 @@ async def test_rerun_and_restart_drop_the_old_models(users: Users, nb: str) -> N
         assert err.value.code == "unknown_widget"
     finally:
         await alice.close()
+
+
+async def test_an_output_widget_keeps_a_flood_whole(users: Users) -> None:
+    """20,000 prints into an Output widget arrive whole, as one stream output, batched."""
+    nb_id = await make_notebook(
+        users, "import ipywidgets as w\nout = w.Output()\ndisplay(out)\nwith out:\n    for i in range(20000):\n        print(i)", name="widgets-flood"
+    )
+    try:
+        async with opened(users, "alice", nb_id) as alice:
+            await run(alice, "c0")
+            expected = "".join(f"{i}\n" for i in range(20000))
+            await alice.wait_for(lambda: has_model(alice, "c0", "OutputModel") and output_text(model(alice, "c0", "OutputModel")[1]) == expected, timeout=60)
+            assert len(model(alice, "c0", "OutputModel")[1]["outputs"]) == 1
+            assert text_of(alice.outputs("c0")) == ""
+    finally:
+        await users("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")
+
+
+async def test_per_user_kernels_keep_widgets_per_user(users: Users) -> None:
+    nb_id = await make_notebook(users, INTERACT, name="widgets-per-user")
+    await users("instructor").request("PUT", f"api/notebooks/{nb_id}/settings", {"kernel_mode": "per-user"})
+    try:
+        async with opened(users, "alice", nb_id) as alice, opened(users, "bob", nb_id) as bob:
+            await run(alice, "c0")
+            await alice.wait_for(lambda: has_model(alice, "c0", "IntSliderModel"), timeout=30)
+            slider_id, _ = model(alice, "c0", "IntSliderModel")
+            assert bob.widgets("c0") == {}  # alice's kernel, alice's widgets
+            with pytest.raises(CommandError) as err:
+                await bob.widget_update("c0", slider_id, {"value": 50})
+            assert err.value.code == "unknown_widget"
+            await run(bob, "c0")
+            await bob.wait_for(lambda: has_model(bob, "c0", "IntSliderModel"), timeout=30)
+            bob_slider, _ = model(bob, "c0", "IntSliderModel")
+            await bob.widget_update("c0", bob_slider, {"value": 4})
+            await bob.wait_for(lambda: output_text(model(bob, "c0", "OutputModel")[1]) == "square 16\n", timeout=30)
+            await alice.widget_update("c0", slider_id, {"value": 5})
+            await alice.wait_for(lambda: output_text(model(alice, "c0", "OutputModel")[1]) == "square 25\n", timeout=30)
+            assert model(bob, "c0", "IntSliderModel")[1]["value"] == 4
+            assert output_text(model(bob, "c0", "OutputModel")[1]) == "square 16\n"
+    finally:
+        for user in ("alice", "bob"):
+            await users(user).request("DELETE", f"api/notebooks/{nb_id}/kernel")
 
 
 async def test_models_outlive_a_service_restart_while_the_kernel_lives(users: Users, collab: Any) -> None:

@@ -169,7 +169,7 @@ class Kernel:
         self.current: Execution | None = None
         self.registry = DisplayRegistry()
         #: the ipywidgets models its executions opened (kernels/widgets.py)
-        self.widgets = WidgetRegistry(config.widgets)
+        self.widgets = WidgetRegistry(config.widgets, on_dirty=self._widgets_dirty)
         self.last_activity = time.monotonic()
         self.pending_input: tuple[Execution, str, bool] | None = None
         self.conn: KernelConnection | None = None
@@ -179,6 +179,7 @@ class Kernel:
         self._starting: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty: set[OutputWriter] = set()
+        self._widgets_pending = False
         self._flush_handle: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         #: an execution sent by a previous service process, followed after an attach
@@ -496,13 +497,26 @@ class Kernel:
 
     def _mark_dirty(self, writer: OutputWriter) -> None:
         self._dirty.add(writer)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(
                 self.config.flush_interval, self._flush
             )
 
+    def _widgets_dirty(self) -> None:
+        self._widgets_pending = True
+        self._schedule_flush()
+
     def _flush(self) -> None:
         self._flush_handle = None
+        if self._widgets_pending:
+            self._widgets_pending = False
+            try:
+                self.widgets.flush()
+            except Exception:
+                log.exception("writing widget state into %s failed", self.nb_id)
         dirty, self._dirty = self._dirty, set()
         for writer in dirty:
             try:

@@ -36,7 +36,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,10 @@ class WidgetModel:
     size: int = 0
     #: an Output widget's ``clear_output(wait=True)`` waits for the next output
     clear_pending: bool = False
+    #: an Output widget's outputs while it captures, stream text as a list of chunks
+    captured: list[dict[str, Any]] | None = None
+    #: what the kernel changed since the last flush into the doc
+    pending: dict[str, Any] = field(default_factory=dict)
     #: per user: (tokens, when last refilled) of the rate limit
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -91,11 +95,40 @@ def _size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), default=str))
 
 
+def _working_copy(outputs: Any) -> list[dict[str, Any]]:
+    """An Output widget's outputs to append to: stream text as a list of chunks."""
+    copy: list[dict[str, Any]] = []
+    for out in outputs if isinstance(outputs, list) else []:
+        if not isinstance(out, dict):
+            continue
+        if out.get("output_type") == "stream":
+            copy.append({"output_type": "stream", "name": out.get("name"), "chunks": [str(out.get("text", ""))]})
+        else:
+            copy.append(dict(out))
+    return copy
+
+
+def _materialize(captured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The working copy as nbformat outputs (stream chunks joined into one text)."""
+    result: list[dict[str, Any]] = []
+    for out in captured:
+        if out.get("output_type") == "stream":
+            text = "".join(out["chunks"])
+            out["chunks"] = [text]  # joined once: the next flush starts from here
+            result.append({"output_type": "stream", "name": out["name"], "text": text})
+        else:
+            result.append(out)
+    return result
+
+
 class WidgetRegistry:
     """The widget models of one kernel (see the module's docs)."""
 
-    def __init__(self, limits: WidgetLimits) -> None:
+    def __init__(self, limits: WidgetLimits, on_dirty: Callable[[], None] = lambda: None) -> None:
         self.limits = limits
+        #: called when the kernel changed a model: the owner calls :meth:`flush` soon
+        self.on_dirty = on_dirty
+        self._dirty: dict[str, WidgetModel] = {}
         self.models: dict[str, WidgetModel] = {}
         #: the total size of every model's state
         self.total = 0
@@ -180,15 +213,38 @@ class WidgetRegistry:
             return
         state = data.get("state")
         if data.get("method") in UPDATE_METHODS and isinstance(state, dict):
-            self._apply(model, state, kernel=True)
+            if "outputs" in state:
+                model.captured = None  # set by the kernel itself
+            self._pending(model, state)
+            self._follow_capture(model, state)
 
-    def _apply(self, model: WidgetModel, state: dict[str, Any], *, kernel: bool) -> None:
+    def _pending(self, model: WidgetModel, state: dict[str, Any]) -> None:
+        """A change from the kernel: written into the doc at the next :meth:`flush`, so a
+        flood of updates (a loop moving a slider, prints into an Output) is batched."""
+        model.pending.update(state)
+        if not self._dirty:
+            self.on_dirty()
+        self._dirty[model.comm_id] = model
+
+    def flush(self) -> None:
+        """Write the kernel's changes since the last flush into the docs."""
+        dirty, self._dirty = self._dirty, {}
+        for model in dirty.values():
+            if self.models.get(model.comm_id) is not model:
+                continue
+            if model.captured is not None:
+                model.pending["outputs"] = _materialize(model.captured)
+            state, model.pending = model.pending, {}
+            merged = {**model.state, **state}
+            size = _size(merged)
+            if self.total - model.size + size > self.limits.max_state_bytes:
+                log.warning("widget update of %s dropped: the kernel's widgets exceed %d bytes", model.comm_id, self.limits.max_state_bytes)
+                model.captured = None
+                continue
+            self._write(model, state, merged, size)
+
+    def _write(self, model: WidgetModel, state: dict[str, Any], merged: dict[str, Any], size: int) -> None:
         """Merge ``state`` into the model and its doc (the caller checked the bounds)."""
-        merged = {**model.state, **state}
-        size = _size(merged)
-        if kernel and self.total - model.size + size > self.limits.max_state_bytes:
-            log.warning("widget update of %s dropped: the kernel's widgets exceed %d bytes", model.comm_id, self.limits.max_state_bytes)
-            return
         self.total += size - model.size
         model.state, model.size = merged, size
         entry = widgets_root(model.doc).get(model.comm_id)
@@ -198,8 +254,6 @@ class WidgetRegistry:
                 with model.doc.transaction():
                     for key, value in state.items():
                         target[str(key)] = value
-        if kernel:
-            self._follow_capture(model, state)
 
     def _follow_capture(self, model: WidgetModel, state: dict[str, Any]) -> None:
         """An Output widget's ``msg_id`` names the request whose output it captures."""
@@ -212,32 +266,36 @@ class WidgetRegistry:
             self._capturing[msg_id] = model
 
     def _capture(self, model: WidgetModel, msg_type: str, content: dict[str, Any]) -> None:
-        outputs = list(model.state.get("outputs") or [])
+        if model.captured is None:
+            model.captured = _working_copy(model.pending.get("outputs", model.state.get("outputs")))
+        outputs = model.captured
         if msg_type == "clear_output":
             if content.get("wait"):
                 model.clear_pending = True
                 return
-            outputs = []
+            outputs.clear()
         else:
             if model.clear_pending:
-                outputs, model.clear_pending = [], False
+                outputs.clear()
+                model.clear_pending = False
             if msg_type == "stream":
                 name, text = str(content.get("name", "stdout")), str(content.get("text", ""))
                 last = outputs[-1] if outputs else None
-                if isinstance(last, dict) and last.get("output_type") == "stream" and last.get("name") == name:
-                    outputs[-1] = {**last, "text": str(last.get("text", "")) + text}
+                if last is not None and last.get("output_type") == "stream" and last.get("name") == name:
+                    last["chunks"].append(text)
                 else:
-                    outputs.append({"output_type": "stream", "name": name, "text": text})
+                    outputs.append({"output_type": "stream", "name": name, "chunks": [text]})
             elif msg_type == "error":
                 outputs.append({"output_type": "error", **{k: content.get(k) for k in ("ename", "evalue", "traceback")}})
             else:
                 outputs.append({"output_type": msg_type, "data": content.get("data") or {}, "metadata": content.get("metadata") or {}})
-        self._apply(model, {"outputs": outputs}, kernel=True)
+        self._pending(model, {})
 
     def _remove(self, model: WidgetModel) -> None:
         if self.models.get(model.comm_id) is not model:
             return
         del self.models[model.comm_id]
+        self._dirty.pop(model.comm_id, None)
         self.total -= model.size
         for key in [k for k, m in self._capturing.items() if m is model]:
             del self._capturing[key]
@@ -322,7 +380,7 @@ class WidgetRegistry:
         size = _size({**model.state, **state})
         if self.total - model.size + size > self.limits.max_state_bytes:
             raise TooLarge(f"the notebook's widgets would exceed {self.limits.max_state_bytes} bytes")
-        self._apply(model, state, kernel=False)
+        self._write(model, state, {**model.state, **state}, size)
         return model.comm_id, {"method": "update", "state": state, "buffer_paths": []}
 
     def client_custom(self, user: str, cell_id: str, model_id: Any, content: Any) -> tuple[str, dict[str, Any]]:
