@@ -181,17 +181,15 @@ async def main() -> None:
     collab = CollabService(hub, root / "collab", extra_args=["--log-level=WARN"])
     print("setup: a real JupyterHub + configurable-http-proxy; hub-collab as a subprocess (SQLite),")
     print("       local ipykernel with ipywidgets; clients in this process, through the proxy")
-    try:
+    with contextlib.ExitStack() as started:  # stops what was started, in reverse
+        started.callback(shutil.rmtree, root, ignore_errors=True)
         hub.start()
+        started.callback(hub.stop)
         for user in EXTRA_USERS:
             hub.create_user(user)
         collab.start()
+        started.callback(collab.stop)
         await bench(hub, collab.public_url, args.clients, args.updates, args.rate)
-    finally:
-        collab.stop()
-        hub.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
 
 if __name__ == "__main__":
     asyncio.run(main())

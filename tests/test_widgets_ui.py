@@ -1,6 +1,6 @@
 """Shared widgets in a real browser (headless Chromium, Playwright) through the real Hub
-login: one user moves a slider bound to an ``interact`` function and both see the
-output change; a late joiner sees the current value; a user without ``x`` on the cell
+login: one user moves a slider bound to an ``interact`` function (keys, then a mouse
+drag) and everyone sees the output change; a late joiner sees the current value; a user without ``x`` on the cell
 sees the slider disabled, and an unknown widget shows a placeholder with its name.
 """
 
@@ -69,6 +69,18 @@ def test_a_slider_everyone_shares(as_user: Any, collab: Any, hub: Any) -> None:
         expect(slider(dave)).to_have_value("6", timeout=30_000)
         expect(slider(dave)).to_be_disabled()
         expect(output_widget(dave)).to_have_text("square 36")
+
+        # bob drags the thumb to the far right with the mouse: the last value wins everywhere
+        box = slider(bob).bounding_box()
+        assert box is not None
+        y = box["y"] + box["height"] / 2
+        bob.mouse.move(box["x"] + box["width"] * 0.06, y)
+        bob.mouse.down()
+        bob.mouse.move(box["x"] + box["width"] + 20, y, steps=25)
+        bob.mouse.up()
+        for page in (alice, bob, carol, dave):
+            expect(slider(page)).to_have_value("100", timeout=30_000)
+            expect(output_widget(page)).to_have_text("square 10000", timeout=30_000)
         for page in (alice, bob, carol, dave):
             assert page.errors == [], page.errors  # type: ignore[attr-defined]
     finally:

@@ -223,6 +223,14 @@ export class WidgetView {
         const desc = this.labelled(input);
         this.el.querySelector("label")?.appendChild(readout);
         this.el.classList.add("widget-slider");
+        // while the pointer holds the thumb, echoes of earlier values do not pull it back
+        let dragging = false;
+        input.addEventListener("pointerdown", () => (dragging = true));
+        input.addEventListener("pointerup", () => {
+          dragging = false;
+          this.update();
+        });
+        input.addEventListener("pointercancel", () => (dragging = false));
         input.addEventListener("input", () => {
           const cur = this.manager.model(this.id);
           if (!cur) return;
@@ -238,8 +246,9 @@ export class WidgetView {
           input.step = String(num(s.step, isInt ? 1 : 0.1));
           const value = num(s.value, 0);
           // the local drag wins until it is sent; then the shared value shows
-          if (this.pending === null && Number(input.value) !== value) input.value = String(value);
-          if (this.pending === null) readout.textContent = String(value);
+          const settled = this.pending === null && !dragging;
+          if (settled && Number(input.value) !== value) input.value = String(value);
+          if (settled) readout.textContent = String(value);
           readout.hidden = s.readout === false;
           input.disabled = !enabled;
           input.setAttribute("aria-label", String(s.description ?? "") || "slider");

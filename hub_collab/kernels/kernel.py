@@ -530,7 +530,7 @@ class Kernel:
         parent_id = (msg.get("parent_header") or {}).get("msg_id")
         ex = self._recent.get(parent_id) if parent_id else None
         msg_type = msg.get("msg_type") or msg["header"].get("msg_type")
-        if msg_type != "status":
+        if self.widgets.wants(msg_type):
             origin = (ex.cell_id, ex.doc) if ex is not None else self.widgets.origin(parent_id or "")
             if self.widgets.handle_iopub(msg, origin):
                 return

@@ -144,6 +144,11 @@ class WidgetRegistry:
         model = self._sent.get(parent_id)
         return (model.cell_id, model.doc) if model is not None else None
 
+    def wants(self, msg_type: str) -> bool:
+        """Whether :meth:`handle_iopub` may take a message of this type (cheap: an output
+        flood passes by with one look while no Output widget captures)."""
+        return msg_type.startswith("comm_") or (bool(self._capturing) and msg_type in CAPTURED)
+
     def handle_iopub(self, msg: dict[str, Any], origin: tuple[str, Doc[Any]] | None) -> bool:
         """Take a comm message or an output an Output widget captures; False for others.
 
