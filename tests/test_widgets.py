@@ -311,3 +311,15 @@ async def test_models_outlive_a_service_restart_while_the_kernel_lives(users: Us
     finally:
         collab.extra_args.remove(flag)
         collab.restart()
+
+
+async def test_models_of_a_lost_kernel_are_removed(users: Users, collab: Any) -> None:
+    """A restart that takes the kernel with it: the models it held leave the docs."""
+    nb_id = await make_notebook(users, INTERACT, name="widgets-lost")
+    async with opened(users, "alice", nb_id) as alice:
+        await run(alice, "c0")
+        await alice.wait_for(lambda: has_model(alice, "c0", "IntSliderModel"), timeout=30)
+    collab.restart()  # stops the service and its kernels
+    async with opened(users, "bob", nb_id) as bob:
+        await bob.wait_for(lambda: bob.widgets("c0") == {}, timeout=60)
+        assert views_of(bob, "c0")  # the output that showed the widget stays; the page says it is gone
