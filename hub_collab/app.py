@@ -69,6 +69,7 @@ from .kernels.manager import KernelService
 from .kernels.provider import KernelProvider, LocalProvider
 from .kernels.remote import RemoteProvider
 from .kernels.resources import KernelResources
+from .kernels.widgets import WidgetLimits
 from .lifecycle import NotebookLifecycle
 from .metrics import Metrics
 from .oauthstate import SharedHubOAuth
@@ -626,6 +627,27 @@ class HubCollab(Application):
         a flood of tiny messages does not swamp clients or the store.""",
     ).tag(config=True)
 
+    widget_max_message_bytes = Integer(
+        65_536,
+        help="""Largest change to a widget a client may send (`widget_update`'s `state` or
+        `widget_custom`'s `content`, as JSON), in bytes. Larger ones are refused with
+        `too_large` and reach no kernel (docs/widgets.md).""",
+    ).tag(config=True)
+
+    widget_max_state_bytes = Integer(
+        10_000_000,
+        help="""Most state, in bytes (as JSON), that the widget models of one kernel may
+        hold in the notebook's documents together. A kernel's new models or updates past
+        it are not kept (logged); a client's change past it is refused with `too_large`.""",
+    ).tag(config=True)
+
+    widget_rate_limit = Float(
+        30.0,
+        help="""Changes per second one user may send to one widget (and as many at once):
+        a slider dragged faster is refused with `rate_limited` beyond it; the page sends
+        at most 20 a second.""",
+    ).tag(config=True)
+
     kernel_start_timeout = Float(
         60.0,
         help="""Seconds a kernel may take to start and answer. Past it the start fails:
@@ -884,6 +906,11 @@ class HubCollab(Application):
             max_queued_per_user=self.max_queued_per_user,
             max_queued_per_notebook=self.max_queued_per_notebook,
             metrics=self.metrics,
+            widget_limits=WidgetLimits(
+                max_message_bytes=self.widget_max_message_bytes,
+                max_state_bytes=self.widget_max_state_bytes,
+                rate=self.widget_rate_limit,
+            ),
         )
 
     def make_kernel_resources(self) -> KernelResources:

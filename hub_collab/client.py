@@ -35,7 +35,7 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 from .documents import protocol as p
 from .documents.anchors import b64, position_at
 from .documents.notebook import cell_doc, init_cell, init_index, init_out, out_doc, split_doc_name
-from .documents.outputs import outputs_to_nbformat
+from .documents.outputs import outputs_to_nbformat, widgets_root
 from .types import INDEX_DOC
 
 
@@ -677,6 +677,18 @@ class NotebookConnection:
         if doc is None:
             raise KeyError(f"outputs of {cell_id} are not readable or not subscribed")
         return outputs_to_nbformat(doc)
+
+    def widgets(self, cell_id: str) -> dict[str, dict[str, Any]]:
+        """The widget models the cell's executions opened: comm id -> ``{model_name,
+        model_module, state}`` (docs/widgets.md)."""
+        doc = self.docs.get(out_doc(cell_id))
+        if doc is None:
+            raise KeyError(f"outputs of {cell_id} are not readable or not subscribed")
+        return {k: dict(v) for k, v in (widgets_root(doc).to_py() or {}).items()}
+
+    async def widget_update(self, cell_id: str, model_id: str, state: dict[str, Any]) -> dict[str, Any]:
+        """Change a widget's state as the user (needs ``x`` on the cell)."""
+        return await self.command("widget_update", cell_id=cell_id, model_id=model_id, state=state)
 
     def out_state(self, cell_id: str) -> dict[str, Any]:
         doc = self.docs.get(out_doc(cell_id))

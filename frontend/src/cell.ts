@@ -19,6 +19,7 @@ import { canRead, canWrite, canExec, cellDoc, outDoc } from "./protocol";
 import { cursorJson, remoteCursors } from "./cursors";
 import { h, clear, timeAgo, userColor, initials } from "./dom";
 import { renderMarkdown, renderOutput, type OutputModel } from "./render";
+import { WIDGET_VIEW_MIME, type WidgetView } from "./widgets";
 import type { NotebookView } from "./notebook";
 
 export interface IndexEntry {
@@ -60,6 +61,8 @@ export class CellView {
   private srcScheduled = false;
   private unbind: (() => void)[] = [];
   private outUnbind: (() => void) | null = null;
+  /** the views of widgets this cell's outputs show, by model id (kept across re-renders) */
+  private widgetViews = new Map<string, WidgetView>();
   private typingTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
@@ -185,6 +188,7 @@ export class CellView {
       this.outUnbind?.();
       this.outUnbind = null;
       this.outDoc = odoc;
+      this.nb.widgets.attach(this.id, odoc);
       if (odoc) {
         const obs = (): void => this.scheduleOutputs();
         const outs = odoc.getArray("outputs");
@@ -207,6 +211,9 @@ export class CellView {
     this.outUnbind = null;
     this.ytext = null;
     this.outDoc = null;
+    this.nb.widgets.attach(this.id, null);
+    for (const v of this.widgetViews.values()) v.dispose();
+    this.widgetViews.clear();
   }
 
   source(): string {
@@ -394,10 +401,20 @@ export class CellView {
     clear(this.outputs);
     if (!this.outDoc) return;
     const arr = this.outDoc.getArray<Y.Map<unknown>>("outputs");
+    const shown = new Map<string, WidgetView>();
     for (const m of arr) {
       const model = (m instanceof Y.Map ? m.toJSON() : m) as OutputModel;
-      this.outputs.appendChild(renderOutput(window, model));
+      const ref = model.data?.[WIDGET_VIEW_MIME] as { model_id?: unknown } | undefined;
+      const id = ref && typeof ref.model_id === "string" ? ref.model_id : null;
+      if (id !== null && !shown.has(id)) {
+        // the same live view as before: a widget in use is not rebuilt under the pointer
+        const view = this.widgetViews.get(id) ?? this.nb.widgets.view(id);
+        shown.set(id, view);
+        this.outputs.appendChild(view.el);
+      } else this.outputs.appendChild(renderOutput(window, model));
     }
+    for (const [id, view] of this.widgetViews) if (!shown.has(id)) view.dispose();
+    this.widgetViews = shown;
     if (st.truncated) this.outputs.appendChild(h("div", { class: "output-notice" }, "Output truncated."));
   }
 

@@ -19,6 +19,7 @@ import { type KernelStatus, kernelStatusFrom, modeWords, statusText } from "./ke
 import { rightsInWords } from "./permissions";
 import { INDEX_DOC, canExec, canWrite, splitDocName } from "./protocol";
 import { ShareDialog } from "./share";
+import { WidgetManager } from "./widgets";
 
 interface PresenceState {
   user?: { name?: string };
@@ -53,6 +54,8 @@ export class NotebookView {
   private io: IntersectionObserver;
   private chat: ChatPanel;
   readonly comments: Comments;
+  /** the shared ipywidgets models of every out doc held, and their views (widgets.ts) */
+  readonly widgets: WidgetManager;
   private lastD = 0;
   private indexObserved: Y.Array<Y.Map<unknown>> | null = null;
   private reconcileScheduled = false;
@@ -73,6 +76,10 @@ export class NotebookView {
     this.avatarsEl = h("div", { class: "avatars", "aria-label": "who is here" });
     this.titleEl = h("h1", { class: "nb-title" }, "…");
     this.rightsEl = h("span", { class: "nb-rights" });
+    this.widgets = new WidgetManager(window, {
+      canChange: (cellId) => canExec(this.conn.caps.notebook) && canExec(this.conn.caps.cells[cellId] ?? "---"),
+      send: (type, fields) => void this.cmd(type, fields as Json),
+    });
     this.chat = new ChatPanel(this);
     this.comments = new Comments(this);
     const btn = (label: string, title: string, fn: () => void, cls = ""): HTMLButtonElement => h("button", { class: `tb ${cls}`, title, "aria-label": title, onclick: () => fn() }, label);
@@ -275,6 +282,7 @@ export class NotebookView {
     this.rightsEl.title = `On this notebook you ${rightsInWords(caps.notebook, "notebook")}${caps.owner ? " (you own it)" : ""}`;
     document.body.dataset.nbRights = caps.notebook;
     for (const cell of this.cells.values()) cell.update(cell.entry, caps.cells[cell.id] ?? "---");
+    this.widgets.refresh();
     this.chat.onCaps();
     this.comments.onCaps();
   }
