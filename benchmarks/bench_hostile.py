@@ -315,17 +315,22 @@ def attacker_main() -> None:
     frame: bytes | str | None = first
     blocked = 0.0
     while frame is not None and time.monotonic() < deadline:
-        t0 = time.monotonic()
+        # sent in pieces: a send that times out has sent part of the frame, which must
+        # not be sent again (sendall cannot say how much it sent)
+        wire = memoryview(conn.frame(0x1 if isinstance(frame, str) else 0x2, frame.encode() if isinstance(frame, str) else frame))
+        sent = 0
         try:
-            if isinstance(frame, str):
-                conn.send_text(frame)
-            else:
-                conn.send_binary(frame)
-        except TimeoutError:
-            blocked += time.monotonic() - t0  # the service stopped reading us: backpressure
-            continue
+            while sent < len(wire) and time.monotonic() < deadline:
+                t0 = time.monotonic()
+                try:
+                    sent += conn.sock.send(wire[sent:])
+                except TimeoutError:
+                    blocked += time.monotonic() - t0  # the service stopped reading us: backpressure
         except OSError:
             break
+        if sent < len(wire):
+            break
+        conn.bytes_sent += sent
         stats["frames"] += 1
         stats["bytes"] += len(frame)
         frame = next(frames, None)

@@ -108,6 +108,13 @@ class LeanConnection:
 
     def _send_frame(self, opcode: int, payload: bytes) -> None:
         assert self.sock is not None
+        data = self.frame(opcode, payload)
+        self.sock.sendall(data)
+        self.bytes_sent += len(data)
+
+    @staticmethod
+    def frame(opcode: int, payload: bytes) -> bytes:
+        """``payload`` as one masked WebSocket frame."""
         n = len(payload)
         if n < 126:
             header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
@@ -117,9 +124,7 @@ class LeanConnection:
             header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
         # A client must mask; an all-zero masking key is a valid key (XOR is the identity),
         # which spares masking the payload in Python. Fine on loopback, for a benchmark.
-        data = header + b"\0\0\0\0" + payload
-        self.sock.sendall(data)
-        self.bytes_sent += len(data)
+        return header + b"\0\0\0\0" + payload
 
     def send_binary(self, payload: bytes) -> None:
         self._send_frame(_OP_BINARY, payload)
