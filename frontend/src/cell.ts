@@ -18,6 +18,7 @@ import { capsBadge, rightsInWords } from "./permissions";
 import { canRead, canWrite, canExec, cellDoc, outDoc } from "./protocol";
 import { cursorJson, remoteCursors } from "./cursors";
 import { h, clear, timeAgo, userColor, initials } from "./dom";
+import { icon } from "./icons";
 import { renderMarkdown, renderOutput, type OutputModel } from "./render";
 import type { NotebookView } from "./notebook";
 
@@ -146,7 +147,7 @@ export class CellView {
   private renderBadges(): void {
     clear(this.badges);
     const b = capsBadge(this.rwx);
-    if (b) this.badges.appendChild(h("span", { class: `badge badge-${b.label}`, title: b.title }, b.label === "locked" ? "🔒 locked" : "hidden"));
+    if (b) this.badges.appendChild(h("span", { class: `badge badge-${b.label}`, title: b.title }, b.label === "locked" ? icon("lock") : null, b.label));
     if (canRead(this.rwx) && !canExec(this.rwx) && this.entry.cell_type === "code") this.badges.appendChild(h("span", { class: "badge badge-noexec", title: `you ${rightsInWords(this.rwx, "cell")}` }, "no run"));
     if (this.nb.canChmodCell(this)) {
       this.badges.appendChild(h("button", { class: "link cell-share", title: `Permissions of this cell: ${this.entry.mode}`, onclick: (e: Event) => { e.stopPropagation(); this.nb.openCellShare(this); } }, `share · ${this.entry.mode}`));
@@ -273,6 +274,7 @@ export class CellView {
         placeholder(this.entry.cell_type === "markdown" ? "Markdown" : this.entry.cell_type === "raw" ? "Raw text" : "Code"),
         sharedTheme,
         EditorView.lineWrapping,
+        EditorView.contentAttributes.of({ "aria-label": `${this.entry.cell_type} cell source` }),
         this.readOnly.of(this.readOnlyExt()),
         yCollab(ytext, null, { undoManager }),
         remoteCursors(conn.awareness, this.id, ytext),
