@@ -225,6 +225,11 @@ export class CellView {
       if (!this.isMarkdown || this.editing) this.mount();
       this.scheduleSource();
       this.scheduleOutputs();
+    } else if (this.view && !this.view.hasFocus && this.nb.active !== this && !this.editing) {
+      // Every editor listens to the page's scroll and selection events: keeping the
+      // editors of cells far off screen made scrolling a long notebook slower and
+      // slower. The preview shows the same text until the cell comes back.
+      this.unmount();
     }
   }
 
