@@ -43,6 +43,7 @@ from .apihandlers import base as api_base
 from .apihandlers import chat as api_chat
 from .apihandlers import comments as api_comments
 from .apihandlers import health as api_health
+from .apihandlers import history as api_history
 from .apihandlers import kernels as api_kernels
 from .apihandlers import metrics as api_metrics
 from .apihandlers import notebooks as api_notebooks
@@ -57,6 +58,8 @@ from .documents import structure
 from .documents.rooms import RoomManager
 from .handlers import pages, ws
 from .handlers.base import log_request
+from .history.service import HistoryService
+from .history.service import register_commands as register_history_commands
 from .hubapi import GroupDirectory
 from .hubservers import HubServers
 from .kernels.commands import register_commands as register_kernel_commands
@@ -66,10 +69,12 @@ from .kernels.manager import KernelService
 from .kernels.provider import KernelProvider, LocalProvider
 from .kernels.remote import RemoteProvider
 from .kernels.resources import KernelResources
+from .kernels.widgets import WidgetLimits
 from .lifecycle import NotebookLifecycle
 from .metrics import Metrics
 from .oauthstate import SharedHubOAuth
 from .permissions.access import Identity
+from .permissions.casbin_backend import rule_class
 from .permissions.store import PermissionStore
 from .replication import Replicator
 from .schema import SchemaError, ensure_schema, head_revision
@@ -105,6 +110,7 @@ class HubCollab(Application):
     subcommands = {
         "demo": ("hub_collab.demo.DemoApp", "Start a JupyterHub with hub-collab, demo users and groups."),
         "upgrade-db": ("hub_collab.upgradedb.UpgradeDB", "Upgrade the database's schema to this version's (back it up first)."),
+        "prune-history": ("hub_collab.history.prune.PruneHistory", "Compact the history older than history_keep_days to daily versions."),
     }
 
     aliases = {
@@ -448,6 +454,39 @@ class HubCollab(Application):
             raise ValueError(f"comment_page_size must be from 1 to {MAX_COMMENT_PAGE}, got {value}")
         return value
 
+    history_burst_seconds = Float(
+        30.0,
+        help="""Edits of one cell by one author with less than this many seconds between
+        them are one version in the cell's history (its timeline, what a restore goes back
+        to). Versions also end where the author changes, and at every ten minutes of the
+        clock (docs/history.md).""",
+    ).tag(config=True)
+
+    @validate("history_burst_seconds")
+    def _history_burst_seconds(self, proposal: Any) -> float:
+        value = float(proposal.value)
+        if not 0 < value <= 3600:
+            raise ValueError(f"history_burst_seconds must be more than 0 and at most 3600, got {value}")
+        return value
+
+    history_keep_days = Integer(
+        0,
+        help="""How long every single update stays in the history. 0 (the default): keep
+        everything, every keystroke with its author and time, forever. N: `hub-collab
+        prune-history` (run it daily, from cron or a Kubernetes CronJob) merges, for
+        every cell, output and index document, the updates of each day that ended more
+        than N days ago into one version per day, which keeps the day's authors; a
+        notebook can then be seen as it was at the end of each of those days, no finer.
+        The history of deleted notebooks is removed with them (docs/history.md).""",
+    ).tag(config=True)
+
+    @validate("history_keep_days")
+    def _history_keep_days(self, proposal: Any) -> int:
+        value = int(proposal.value)
+        if value < 0:
+            raise ValueError(f"history_keep_days must be 0 (keep everything) or a number of days, got {value}")
+        return value
+
     kernel_cull_idle_seconds = Float(
         3600.0,
         help="""Seconds a kernel may sit idle (nothing running or queued) before it is
@@ -588,6 +627,27 @@ class HubCollab(Application):
         a flood of tiny messages does not swamp clients or the store.""",
     ).tag(config=True)
 
+    widget_max_message_bytes = Integer(
+        65_536,
+        help="""Largest change to a widget a client may send (`widget_update`'s `state` or
+        `widget_custom`'s `content`, as JSON), in bytes. Larger ones are refused with
+        `too_large` and reach no kernel (docs/widgets.md).""",
+    ).tag(config=True)
+
+    widget_max_state_bytes = Integer(
+        10_000_000,
+        help="""Most state, in bytes (as JSON), that the widget models of one kernel may
+        hold in the notebook's documents together. A kernel's new models or updates past
+        it are not kept (logged); a client's change past it is refused with `too_large`.""",
+    ).tag(config=True)
+
+    widget_rate_limit = Float(
+        30.0,
+        help="""Changes per second one user may send to one widget (and as many at once):
+        a slider dragged faster is refused with `rate_limited` beyond it; the page sends
+        at most 20 a second.""",
+    ).tag(config=True)
+
     kernel_start_timeout = Float(
         60.0,
         help="""Seconds a kernel may take to start and answer. Past it the start fails:
@@ -656,6 +716,7 @@ class HubCollab(Application):
         self.init_kernels()
         self.init_chat()
         self.init_comments()
+        self.init_history()
         self.init_commands()
         self.init_lifecycle()
         self.init_wiring()
@@ -759,6 +820,12 @@ class HubCollab(Application):
         self.permissions = PermissionStore(
             self.db_url, engine=self.engine, policies_dir=self.policies_dir or None
         )
+        if self.engine.dialect.name == "sqlite":
+            # parts of a large import that a crash cut short (Store.create_notebook),
+            # before the permission store loads their rules
+            left = self.store.remove_unfinished_notebooks(rule_class(self.permissions.table).__table__)
+            if left:
+                self.log.warning("removed what unfinished imports left of %d notebooks: %s", len(left), ", ".join(left))
         self.permissions.start()
         self.update_log = UpdateLog(self.store, metrics=self.metrics)
         self.rooms = RoomManager(
@@ -819,6 +886,8 @@ class HubCollab(Application):
             relay=self.replicator,
         )
         self.comments.start()
+    def init_history(self) -> None:
+        self.history = HistoryService(self.store, self.chat, burst_seconds=self.history_burst_seconds)
 
     def init_kernels(self) -> None:
         self.kernels = KernelService(
@@ -837,6 +906,11 @@ class HubCollab(Application):
             max_queued_per_user=self.max_queued_per_user,
             max_queued_per_notebook=self.max_queued_per_notebook,
             metrics=self.metrics,
+            widget_limits=WidgetLimits(
+                max_message_bytes=self.widget_max_message_bytes,
+                max_state_bytes=self.widget_max_state_bytes,
+                rate=self.widget_rate_limit,
+            ),
         )
 
     def make_kernel_resources(self) -> KernelResources:
@@ -885,10 +959,11 @@ class HubCollab(Application):
     def init_commands(self) -> None:
         """One registry, filled by the services that own the commands; one dispatcher."""
         self.command_registry = CommandRegistry()
-        structure.register_commands(self.command_registry)
+        structure.register_commands(self.command_registry, audit=self.store.add_audit)
         register_kernel_commands(self.command_registry, self.kernels)
         register_chat_commands(self.command_registry, self.chat)
         register_comment_commands(self.command_registry, self.comments)
+        register_history_commands(self.command_registry, self.history)
         self.commands = Dispatcher(self.command_registry, router=self.replicator)
 
     def init_lifecycle(self) -> None:
@@ -934,7 +1009,7 @@ class HubCollab(Application):
     def init_tornado(self) -> None:
         prefix = self.base_url
         handlers: list[Any] = []
-        for module in (pages, ws, api_notebooks, api_chat, api_comments, api_kernels, api_health, api_metrics):
+        for module in (pages, ws, api_notebooks, api_chat, api_comments, api_kernels, api_history, api_health, api_metrics):
             for route in module.default_handlers:
                 handlers.append((url_path_join(prefix, route[0]) if route[0] else prefix, *route[1:]))
         handlers.append((prefix.rstrip("/"), web.RedirectHandler, {"url": prefix}))

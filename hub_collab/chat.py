@@ -328,6 +328,17 @@ class ChatService(MessageService):
         more = len(rows) > limit
         return [_record(r) for r in reversed(rows[:limit])], more
 
+    def before_time(self, nb_id: str, before: float, limit: int) -> list[JSONDict]:
+        """Up to ``limit`` messages posted before ``before`` (a time), newest first."""
+        query = (
+            chat_messages.select()
+            .where(chat_messages.c.notebook_id == nb_id, chat_messages.c.created_at < before)
+            .order_by(chat_messages.c.created_at.desc(), chat_messages.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_record(r) for r in conn.execute(query).all()]
+
     def purge_notebook(self, nb_id: str) -> None:
         """Delete every message of a notebook (it is being deleted)."""
         with self.engine.begin() as conn:

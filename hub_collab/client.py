@@ -35,7 +35,7 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 from .documents import protocol as p
 from .documents.anchors import b64, position_at
 from .documents.notebook import cell_doc, init_cell, init_index, init_out, out_doc, split_doc_name
-from .documents.outputs import outputs_to_nbformat
+from .documents.outputs import outputs_to_nbformat, widgets_root
 from .types import INDEX_DOC
 
 
@@ -214,6 +214,36 @@ class CollabClient:
     async def mark_comments_read(self, nb_id: str, cell_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("POST", f"api/notebooks/{nb_id}/comments/read", {"cell_id": cell_id})
         return result
+
+    # -- history (docs/history.md) ---------------------------------------------------------
+
+    async def _get(self, path: str, **query: Any) -> dict[str, Any]:
+        args = urlencode({k: v for k, v in query.items() if v is not None})
+        result: dict[str, Any] = await self.request("GET", path + (f"?{args}" if args else ""))
+        return result
+
+    async def cell_history(self, nb_id: str, cell_id: str, before: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        """A page of a cell's versions, newest first: ``{cell_id, versions, next_before}``."""
+        return await self._get(f"api/notebooks/{nb_id}/cells/{cell_id}/history", before=before, limit=limit)
+
+    async def cell_version(self, nb_id: str, cell_id: str, version: int) -> dict[str, Any]:
+        """A version's ``source``, ``metadata``, the ``current`` source and the ``diff``."""
+        return await self._get(f"api/notebooks/{nb_id}/cells/{cell_id}/history/{version}")
+
+    async def restore_version(self, nb_id: str, cell_id: str, version: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", f"api/notebooks/{nb_id}/cells/{cell_id}/history/{version}/restore")
+        return result
+
+    async def cell_runs(self, nb_id: str, cell_id: str, before: int | None = None, limit: int | None = None) -> dict[str, Any]:
+        return await self._get(f"api/notebooks/{nb_id}/cells/{cell_id}/runs", before=before, limit=limit)
+
+    async def activity(self, nb_id: str, before: float | None = None, limit: int | None = None) -> dict[str, Any]:
+        """A page of the notebook's activity, newest first: ``{items, next_before}``."""
+        return await self._get(f"api/notebooks/{nb_id}/activity", before=before, limit=limit)
+
+    async def notebook_at(self, nb_id: str, at: float) -> dict[str, Any]:
+        """The notebook as it was at ``at`` (nbformat v4, the cells you may read now)."""
+        return await self._get(f"api/notebooks/{nb_id}/history", at=repr(at))
 
     def ws_url(self, nb_id: str, epoch: str | None = None) -> str:
         parts = urlparse(self.base_url)
@@ -647,6 +677,18 @@ class NotebookConnection:
         if doc is None:
             raise KeyError(f"outputs of {cell_id} are not readable or not subscribed")
         return outputs_to_nbformat(doc)
+
+    def widgets(self, cell_id: str) -> dict[str, dict[str, Any]]:
+        """The widget models the cell's executions opened: comm id -> ``{model_name,
+        model_module, state}`` (docs/widgets.md)."""
+        doc = self.docs.get(out_doc(cell_id))
+        if doc is None:
+            raise KeyError(f"outputs of {cell_id} are not readable or not subscribed")
+        return {k: dict(v) for k, v in (widgets_root(doc).to_py() or {}).items()}
+
+    async def widget_update(self, cell_id: str, model_id: str, state: dict[str, Any]) -> dict[str, Any]:
+        """Change a widget's state as the user (needs ``x`` on the cell)."""
+        return await self.command("widget_update", cell_id=cell_id, model_id=model_id, state=state)
 
     def out_state(self, cell_id: str) -> dict[str, Any]:
         doc = self.docs.get(out_doc(cell_id))

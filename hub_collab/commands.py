@@ -52,6 +52,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from .documents.session import acting
 from .errors import BadRequest, CollabError, Forbidden, NotFound
 from .permissions.access import CELL_ACTIONS, check_action
 from .types import CELL_PREFIX, JSONDict
@@ -217,9 +218,14 @@ class Dispatcher:
 
     @staticmethod
     async def _invoke(command: Command, room: NotebookRoom, session: Session, msg: JSONDict) -> JSONDict:
-        result = command.fn(CommandContext(room, session), msg)
-        if result is not None and not isinstance(result, dict):
-            result = await result
+        # what the command writes through the server is recorded as this session's
+        token = acting.set(session)
+        try:
+            result = command.fn(CommandContext(room, session), msg)
+            if result is not None and not isinstance(result, dict):
+                result = await result
+        finally:
+            acting.reset(token)
         return result or {}
 
     async def handle(self, room: NotebookRoom, session: Session, text: str) -> None:

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .bus.base import Bus, BusUnavailable
 from .documents import protocol as p
+from .documents.clientids import CLIENTS_DOC
 from .documents.observers import RoomObserverBase
 from .documents.session import Session
 from .errors import CollabError
@@ -318,8 +319,8 @@ class Replicator(RoomObserverBase):
         for kind, payload in records:
             if kind == REC_DOC and room is not None:
                 name, update = payload
-                if not name.startswith("cell:") and fence < self.max_fence.get(room.id, 0):
-                    continue  # a deposed home: its index/out writes are fenced off
+                if not name.startswith("cell:") and name != CLIENTS_DOC and fence < self.max_fence.get(room.id, 0):
+                    continue  # a deposed home: its index/out writes are fenced off (every replica writes cells and their client ids)
                 room.apply_remote(name, update)
             elif kind == REC_AWARENESS and room is not None:
                 room.awareness.apply_remote(payload, self._owner(room, sender))

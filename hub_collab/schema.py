@@ -270,6 +270,63 @@ kernel_choices = sa.Table(
 )
 
 
+# -- history (hub_collab/history; revision 0005) --------------------------------------
+# Every accepted update is kept with who sent it and when (the live log above is
+# checkpointed and compacted; these rows are not, but for the retention of
+# `hub-collab prune-history`). Docs and authors are named by small integer keys so that
+# a row costs little more than the update it holds.
+
+history_docs = sa.Table(
+    "collab_history_docs",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("notebook_id", sa.String(64), nullable=False),
+    sa.Column("doc", sa.String(80), nullable=False),
+    sa.UniqueConstraint("notebook_id", "doc", name="uq_collab_history_docs_notebook_doc"),
+    sqlite_autoincrement=True,
+)
+
+history_authors = sa.Table(
+    "collab_history_authors",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    # the Hub user, from the authenticated session ("" for the server's own writes)
+    sa.Column("author", sa.String(255), nullable=False),
+    # the connection it came through ("" for REST requests and the server)
+    sa.Column("session", sa.String(64), nullable=False),
+    sa.UniqueConstraint("author", "session", name="uq_collab_history_authors_author_session"),
+    sqlite_autoincrement=True,
+)
+
+doc_history = sa.Table(
+    "collab_doc_history",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("doc_key", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("author_key", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    # a day's updates compacted into one row: the JSON list of its authors (else NULL)
+    sa.Column("authors", sa.Text, nullable=True),
+    sa.Index("ix_collab_doc_history_doc_key_id", "doc_key", "id"),
+    # the activity feed reads a notebook's rows newest first
+    sa.Index("ix_collab_doc_history_at", "at"),
+    sqlite_autoincrement=True,
+)
+
+doc_snapshots = sa.Table(
+    "collab_doc_snapshots",
+    metadata,
+    sa.Column("doc_key", sa.BigInteger, primary_key=True),
+    # the doc's state with every history row of it up to this id
+    sa.Column("upto", sa.BigInteger, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    # the state the doc had when history began to be kept (revision 0005), not a keyframe
+    sa.Column("baseline", sa.Boolean, nullable=False, default=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+
 def permission_rules_table(meta: sa.MetaData, name: str) -> sa.Table:
     """A casbin_rule-shaped table (``ptype``, ``v0``..``v5``) named ``name`` on ``meta``.
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .commands import Dispatcher
     from .comments import CommentService
     from .documents.rooms import RoomManager
+    from .history.service import HistoryService
     from .kernels.manager import KernelService
     from .lifecycle import NotebookLifecycle
     from .metrics import Metrics
@@ -58,6 +59,7 @@ class Services(Protocol):
     kernels: KernelService
     chat: ChatService
     comments: CommentService
+    history: HistoryService
     commands: Dispatcher
     lifecycle: NotebookLifecycle
     replicator: Replicator

@@ -11,6 +11,10 @@ doc up to an id, after which older updates of that doc are deleted. Loading a
 doc applies its checkpoint and then every later update. Applying an update
 twice is a no-op for a CRDT, so a checkpoint that already contains an update
 still in the log duplicates nothing.
+
+History: every update appended is also written, in the same transaction, to the
+history tables with its author, session and time (:mod:`hub_collab.history.store`,
+``Store.history``); checkpoints do not touch it, only retention does.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +33,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import logs
+from .history.store import HistoryRow, HistoryStore
+from .permissions.casbin_backend import RULE_COLUMNS
 from .schema import (
     audit,
     bulk_insert,
@@ -47,6 +53,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("hub_collab.store")
 
 _INSERT_UPDATE = doc_updates.insert()
+#: on SQLite, a new notebook of more rows than this is written in parts of as many (see
+#: Store.create_notebook): each part holds the write lock for a few milliseconds
+PART_ROWS = 2000
+
+
+def _parts(rows: list[Any]) -> Iterator[list[Any]]:
+    for i in range(0, len(rows), PART_ROWS):
+        yield rows[i : i + PART_ROWS]
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,8 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: every accepted update with its author and time
+        self.history = HistoryStore(engine)
 
     def start(self) -> None:
         """Check the schema (created on an empty database; see :func:`~hub_collab.schema.ensure_schema`)."""
@@ -140,30 +156,106 @@ class Store:
         settings: dict[str, Any] | None = None,
         *,
         within: Callable[[sa.Connection], None] | None = None,
+        rules: tuple[sa.Table, Sequence[Sequence[Any]]] | None = None,
     ) -> NotebookRecord:
-        """Store a new notebook and its docs' first updates in one transaction, with
-        ``within(conn)``: more writes (its permissions, an audit entry) that must commit
-        with it or not at all. Any failure leaves nothing behind."""
+        """Store a new notebook, its docs' first updates (and their history), ``rules``
+        (its permission rule table and rows, see :func:`~hub_collab.permissions.casbin_backend.rule_rows`)
+        and ``within(conn)`` (more writes, an audit entry) so that it exists whole or not
+        at all: any failure leaves nothing behind.
+
+        One transaction, except on SQLite for a notebook of more than
+        :data:`PART_ROWS` rows (a large import): SQLite holds its one write lock from a
+        transaction's first write to its commit, and everyone's edits wait for it to
+        commit theirs (a 5,000-cell import held it for most of a second). There the rows
+        go in parts of :data:`PART_ROWS`, each its own transaction, and the notebook's
+        record comes last, with ``within``: until it commits, the notebook does not exist
+        for anyone (everything is found through it), and a failure deletes the parts
+        written. Parts a crash left behind are removed at the next start
+        (:meth:`remove_unfinished_notebooks`)."""
         now = time.time()
-        # made before the transaction: on SQLite its first write takes the database's
-        # write lock, and every other commit waits until it ends
-        rows = [(nb_id, doc, data) for doc, data in initial_updates]
-        with self.engine.begin() as conn:
-            conn.execute(
-                notebooks.insert().values(
-                    id=nb_id,
-                    name=name,
-                    created_by=created_by,
-                    created_at=now,
-                    updated_at=now,
-                    epoch=epoch,
-                    settings=json.dumps(settings or {}),
-                )
-            )
-            bulk_insert(conn, doc_updates, ("notebook_id", "doc", "data"), rows)
-            if within is not None:
-                within(conn)
+        # made before any transaction: rows are tens of thousands for a large import
+        initial = list(initial_updates)
+        rows = [(nb_id, doc, data) for doc, data in initial]
+        history_rows: list[HistoryRow] = [(nb_id, doc, data, now, created_by, "") for doc, data in initial]
+        record = {
+            "id": nb_id,
+            "name": name,
+            "created_by": created_by,
+            "created_at": now,
+            "updated_at": now,
+            "epoch": epoch,
+            "settings": json.dumps(settings or {}),
+        }
+        rule_table, rule_rows = rules if rules is not None else (None, ())
+        if self.engine.dialect.name == "sqlite" and len(rows) + len(rule_rows) > PART_ROWS:
+            try:
+                self._write_in_parts(rows, history_rows, rule_table, rule_rows)
+                with self.engine.begin() as conn:
+                    conn.execute(notebooks.insert().values(**record))
+                    if within is not None:
+                        within(conn)
+            except BaseException:
+                self._remove_parts(nb_id, rule_table)
+                raise
+        else:
+            with self.engine.begin() as conn:
+                conn.execute(notebooks.insert().values(**record))
+                bulk_insert(conn, doc_updates, ("notebook_id", "doc", "data"), rows)
+                # its history's keys in this transaction too: a failed import leaves nothing
+                self.history.insert(conn, self.history.prepare(history_rows, conn))
+                if rule_table is not None:
+                    bulk_insert(conn, rule_table, RULE_COLUMNS, rule_rows)
+                if within is not None:
+                    within(conn)
         return NotebookRecord(nb_id, name, created_by, now, now, epoch, settings or {})
+
+    def _write_in_parts(
+        self,
+        rows: list[tuple[str, str, bytes]],
+        history_rows: list[HistoryRow],
+        rule_table: sa.Table | None,
+        rule_rows: Sequence[Sequence[Any]],
+    ) -> None:
+        for part in _parts(rows):
+            with self.engine.begin() as conn:
+                bulk_insert(conn, doc_updates, ("notebook_id", "doc", "data"), part)
+        # its doc keys are made in transactions of their own (see HistoryStore.prepare)
+        for history_part in _parts(history_rows):
+            prepared = self.history.prepare(history_part)
+            with self.engine.begin() as conn:
+                self.history.insert(conn, prepared)
+        if rule_table is not None:
+            for rule_part in _parts(list(rule_rows)):
+                with self.engine.begin() as conn:
+                    bulk_insert(conn, rule_table, RULE_COLUMNS, rule_part)
+
+    def _remove_parts(self, nb_id: str, rule_table: sa.Table | None) -> None:
+        """Delete what :meth:`_write_in_parts` wrote of ``nb_id`` (it has no record)."""
+        with self.engine.begin() as conn:
+            conn.execute(doc_updates.delete().where(doc_updates.c.notebook_id == nb_id))
+            self.history.forget_notebook(conn, nb_id)
+            if rule_table is not None:
+                conn.execute(rule_table.delete().where(rule_table.c.ptype.in_(("p", "p2")), rule_table.c.v1 == nb_id))
+
+    def remove_unfinished_notebooks(self, rule_table: sa.Table) -> list[str]:
+        """Delete the rows of notebooks that have no record: parts of a large import on
+        SQLite that a crash cut short (see :meth:`create_notebook`). Call it at start,
+        before the permission store loads its rules, on SQLite only (one service writes
+        it; with several replicas another may be importing). Returns their ids."""
+        known = sa.select(notebooks.c.id)
+        with self.engine.begin() as conn:
+            left = set(conn.execute(sa.select(doc_updates.c.notebook_id).where(doc_updates.c.notebook_id.not_in(known)).distinct()).scalars())
+            left |= set(
+                conn.execute(
+                    sa.select(rule_table.c.v1).where(rule_table.c.ptype.in_(("p", "p2")), rule_table.c.v1.not_in(known)).distinct()
+                ).scalars()
+            )
+            left |= set(self.history.notebooks_without_record(conn))
+            for nb_id in sorted(left):
+                conn.execute(doc_updates.delete().where(doc_updates.c.notebook_id == nb_id))
+                self.history.forget_notebook(conn, nb_id)
+                conn.execute(rule_table.delete().where(rule_table.c.ptype.in_(("p", "p2")), rule_table.c.v1 == nb_id))
+        return sorted(left)
 
     def get_notebook(self, nb_id: str) -> NotebookRecord | None:
         with self.engine.connect() as conn:
@@ -188,6 +280,7 @@ class Store:
             conn.execute(doc_checkpoints.delete().where(doc_checkpoints.c.notebook_id == nb_id))
             conn.execute(kernels.delete().where(kernels.c.notebook_id == nb_id))
             conn.execute(kernel_choices.delete().where(kernel_choices.c.notebook_id == nb_id))
+            self.history.forget_notebook(conn, nb_id)
             conn.execute(notebooks.delete().where(notebooks.c.id == nb_id))
 
     # -- running kernels (see hub_collab.kernels.manager) ----------------------------
@@ -320,13 +413,18 @@ class Store:
                 ids.append(update.id)
         return out, ids
 
-    def append_updates(self, rows: list[tuple[str, str, bytes]]) -> None:
-        """Append (notebook, doc, update) rows in one transaction."""
+    def append_updates(self, rows: Sequence[HistoryRow | tuple[str, str, bytes]]) -> None:
+        """Append (notebook, doc, update, at, author, session) rows to the log and the
+        history in one transaction (a row of three: the server's, accepted now)."""
+        now = time.time()
+        full: list[HistoryRow] = [row if len(row) == 6 else (row[0], row[1], row[2], now, "", "") for row in rows]
+        history = self.history.prepare(full)
         with self.engine.begin() as conn:
             conn.execute(
                 _INSERT_UPDATE,
-                [{"notebook_id": nb, "doc": doc, "data": data} for nb, doc, data in rows],
+                [{"notebook_id": row[0], "doc": row[1], "data": row[2]} for row in full],
             )
+            self.history.insert(conn, history)
 
     def updates_since(self, nb_id: str, after_id: int) -> list[tuple[int, str, bytes]]:
         with self.engine.connect() as conn:
@@ -403,11 +501,29 @@ class Store:
             )
         )
 
-    def list_audit(self, nb_id: str, *, before: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_audit(
+        self,
+        nb_id: str,
+        *,
+        before: int | None = None,
+        limit: int = 100,
+        before_at: float | None = None,
+        target: str | None = None,
+        action: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Entries newest first: with ids below ``before``, times below ``before_at``, of
+        one ``target`` and ``action`` when given."""
         query = sa.select(audit).where(audit.c.notebook_id == nb_id)
         if before is not None:
             query = query.where(audit.c.id < before)
-        query = query.order_by(audit.c.id.desc()).limit(limit)
+        if before_at is not None:
+            query = query.where(audit.c.at < before_at)
+        if target is not None:
+            query = query.where(audit.c.target == target)
+        if action is not None:
+            query = query.where(audit.c.action == action)
+        order = (audit.c.at.desc(), audit.c.id.desc()) if before_at is not None else (audit.c.id.desc(),)
+        query = query.order_by(*order).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
@@ -436,7 +552,7 @@ class UpdateLog:
         self.max_delay = max_delay
         #: commit times and failures (None: metrics are off)
         self.metrics = metrics
-        self._pending: list[tuple[str, str, bytes]] = []
+        self._pending: list[HistoryRow] = []
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -470,11 +586,24 @@ class UpdateLog:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    def append(self, nb_id: str, doc: str, data: bytes, *, then: Callable[[], None] | None = None) -> None:
-        """Queue an update for the next commit; ``then`` runs once it is committed."""
+    def append(
+        self,
+        nb_id: str,
+        doc: str,
+        data: bytes,
+        *,
+        then: Callable[[], None] | None = None,
+        author: str = "",
+        session: str = "",
+    ) -> None:
+        """Queue an update for the next commit; ``then`` runs once it is committed.
+
+        ``author`` and ``session`` are the authenticated user and connection it came
+        through ("" for the server's own writes), recorded in the history with the time.
+        """
         if self._wake is None:
             raise RuntimeError("UpdateLog.append() before start(): call start() in the event loop first")
-        self._pending.append((nb_id, doc, data))
+        self._pending.append((nb_id, doc, data, time.time(), author, session))
         self._appended += 1
         if then is not None:
             self._after.append((self._appended, then))
@@ -547,6 +676,6 @@ class UpdateLog:
         self._waiters = keep
 
     def pending_for(self, nb_id: str) -> Iterator[tuple[str, bytes]]:
-        for nb, doc, data in self._pending:
+        for nb, doc, data, *_ in self._pending:
             if nb == nb_id:
                 yield doc, data

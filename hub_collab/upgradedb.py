@@ -29,6 +29,29 @@ from .schema import (
 )
 from .store import make_engine
 
+#: the options of the service that its subcommands take too (where the database is)
+SERVICE_ALIASES = {
+    "f": "HubCollab.config_file",
+    "config": "HubCollab.config_file",
+    "db-url": "HubCollab.db_url",
+    "data-dir": "HubCollab.data_dir",
+    "log-level": "Application.log_level",
+}
+
+
+def service_settings(command: Application) -> Any:
+    """The service's application, configured as ``hub-collab`` would be (its config file,
+    then ``command``'s command line): what a subcommand reads its settings from."""
+    from .app import HubCollab
+
+    collab = command.parent if isinstance(command.parent, HubCollab) else HubCollab()
+    collab.update_config(command.cli_config)
+    given = "config_file" in command.cli_config.get("HubCollab", {})
+    if given or os.path.exists(collab.config_file):
+        collab.load_config_file(collab.config_file)
+    collab.update_config(command.cli_config)  # the command line wins over the file
+    return collab
+
 
 class UpgradeDB(Application):
     """Upgrade hub-collab's database schema to this version's, then exit."""
@@ -36,13 +59,7 @@ class UpgradeDB(Application):
     name = "hub-collab upgrade-db"
     description = __doc__ or ""
 
-    aliases = {
-        "f": "HubCollab.config_file",
-        "config": "HubCollab.config_file",
-        "db-url": "HubCollab.db_url",
-        "data-dir": "HubCollab.data_dir",
-        "log-level": "Application.log_level",
-    }
+    aliases = SERVICE_ALIASES
     flags = {
         "no-backup": ({"UpgradeDB": {"backup": False}}, "Do not copy a SQLite database before upgrading it."),
     }
@@ -54,16 +71,7 @@ class UpgradeDB(Application):
     ).tag(config=True)
 
     def _service(self) -> Any:
-        """The service's application, configured as ``hub-collab`` would be."""
-        from .app import HubCollab
-
-        collab = self.parent if isinstance(self.parent, HubCollab) else HubCollab()
-        collab.update_config(self.cli_config)
-        given = "config_file" in self.cli_config.get("HubCollab", {})
-        if given or os.path.exists(collab.config_file):
-            collab.load_config_file(collab.config_file)
-        collab.update_config(self.cli_config)  # the command line wins over the file
-        return collab
+        return service_settings(self)
 
     def _backup(self, url: str) -> str | None:
         path = make_url(url).database

@@ -49,10 +49,15 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
 first if it is not); ``as_user`` (function) -> ``as_user(name) -> Page``: a fresh context
 logged in through the Hub per user, its page errors and dialogs recorded in
 ``page.errors`` / ``page.dialogs`` (the UI tests).
+``node_modules`` (module) -> ``tests/js/node_modules`` (a ``Path``), for the tests that run
+    real yjs in Node (``tests/js``: the interop client, the yjs mirror); installed with
+    ``npm ci`` when missing (a fresh clone). Fails if node or npm is missing.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -188,3 +193,15 @@ async def world(tmp_path: Path) -> AsyncIterator[Any]:
         yield w
     finally:
         await w.stop()
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    js_dir = Path(__file__).resolve().parent / "js"
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        pytest.fail("node and npm are needed for the tests that run yjs (see the README's set-up command)")
+    modules = js_dir / "node_modules"
+    if not (modules / "yjs").is_dir() or not (modules / "y-protocols").is_dir():
+        subprocess.run([npm, "ci", "--prefix", str(js_dir), "--no-audit", "--no-fund"], check=True, timeout=300)
+    return modules

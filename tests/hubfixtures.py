@@ -390,7 +390,7 @@ class Hub:
         self, method: str, path: str, *, expect: Iterable[int] = (200, 201, 204), **kwargs: Any
     ) -> Any:
         """Call the Hub API (``path`` relative to ``/hub/api/``) as test-admin; the JSON reply."""
-        resp = self.http.request(method, f"{self.api_url}/{path.lstrip('/')}", timeout=10, **kwargs)
+        resp = self.http.request(method, f"{self.api_url}/{path.lstrip('/')}", timeout=60, **kwargs)
         if resp.status_code not in set(expect):
             raise AssertionError(f"{method} hub/api/{path}: {resp.status_code} {resp.text}")
         return resp.json() if resp.content else None
@@ -414,7 +414,7 @@ class Hub:
 
     def group(self, name: str) -> dict[str, Any] | None:
         """The Hub's model of group `name`, or None if there is no such group."""
-        resp = self.http.get(f"{self.api_url}/groups/{name}", timeout=10)
+        resp = self.http.get(f"{self.api_url}/groups/{name}", timeout=60)
         if resp.status_code == 404:
             return None
         resp.raise_for_status()
@@ -808,7 +808,7 @@ def browser_login(public_service_url: str, user: str, password: str = PASSWORD) 
     """
     s = BrowserSession()
     s.service_url = public_service_url
-    page = s.get(public_service_url, timeout=10)
+    page = s.get(public_service_url, timeout=60)
     page.raise_for_status()
     if "/hub/login" in urlparse(page.url).path:
         form = _FORM.search(page.text)
@@ -818,7 +818,7 @@ def browser_login(public_service_url: str, user: str, password: str = PASSWORD) 
         page = s.post(
             action,
             data={"username": user, "password": password, "_xsrf": xsrf.group(1) or xsrf.group(2)},
-            timeout=10,
+            timeout=60,
         )
         page.raise_for_status()
     assert page.url.startswith(public_service_url), (
@@ -835,7 +835,7 @@ def browser_login(public_service_url: str, user: str, password: str = PASSWORD) 
 
     xsrf_values = xsrf_cookies()
     if not xsrf_values:
-        s.get(urljoin(public_service_url, prefix), timeout=10).raise_for_status()
+        s.get(urljoin(public_service_url, prefix), timeout=60).raise_for_status()
         xsrf_values = xsrf_cookies()
     assert xsrf_values, (
         f"no _xsrf cookie for {prefix}; cookies: {[(c.name, c.path) for c in s.cookies]}"

@@ -18,6 +18,7 @@ import copy
 import hashlib
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -852,6 +853,30 @@ async def test_the_secret_never_reached_a_student(sc: Scenario, bob: Raw) -> Non
     ):
         await sc.student_rest("bob", "GET", f"api/notebooks/{sc.nb_id}{path}")
         await sc.student_rest("alice", "GET", f"api/notebooks/{sc.nb_id}{path}")
+    # the history (docs/history.md): the solution's past (its import, its run) and that of
+    # notes (readable once, hidden now) are refused or left out on every path
+    teacher_api = sc.client("instructor")
+    [version] = (await teacher_api.cell_history(sc.nb_id, "solution"))["versions"][-1:]
+    assert SECRET in (await teacher_api.cell_version(sc.nb_id, "solution", version["id"]))["source"]
+    for path in (
+        "/activity?limit=200",
+        f"/history?at={time.time()}",
+        "/cells/task/history",
+        "/cells/task/runs",
+        f"/cells/task/history/{version['id']}",
+    ):
+        for student in ("bob", "alice"):
+            await sc.student_rest(student, "GET", f"api/notebooks/{sc.nb_id}{path}")
+    for cell in ("solution", "notes"):
+        for method, path in (("GET", "history"), ("GET", f"history/{version['id']}"), ("GET", "runs"),
+                             ("POST", f"history/{version['id']}/restore")):  # fmt: skip
+            resp = await sc.student_rest("bob", method, f"api/notebooks/{sc.nb_id}/cells/{cell}/{path}")
+            assert resp.code == 403, (cell, path, resp.code)
+        for kind in ("cell_history", "cell_version", "cell_runs", "restore_version"):
+            reply = await bob.command(kind, cell_id=cell, version=version["id"])
+            assert (reply["type"], reply["code"]) == ("error", "forbidden")
+    for kind, fields in (("activity", {"limit": 200}), ("notebook_at", {"at": time.time()})):
+        assert (await bob.command(kind, **fields))["type"] == "ack"
     await sc.student_rest("bob", "GET", "api/notebooks")
     late = await sc.raw("carol")  # a late joiner gets the current awareness and index
     late.subscribe("index")

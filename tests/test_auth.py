@@ -50,7 +50,7 @@ def notebook(hub: Hub, collab: CollabService) -> str:
         collab.public_url + "api/notebooks",
         json={"name": "auth tests", "group": "students"},
         headers=auth(hub.token("alice")),
-        timeout=10,
+        timeout=60,
     )
     assert resp.status_code == 201, resp.text
     return str(resp.json()["id"])
@@ -71,13 +71,13 @@ def notebook(hub: Hub, collab: CollabService) -> str:
 def test_me_with_token(
     hub: Hub, collab: CollabService, user: str, groups: list[str], admin: bool
 ) -> None:
-    resp = requests.get(collab.public_url + "api/me", headers=auth(hub.token(user)), timeout=10)
+    resp = requests.get(collab.public_url + "api/me", headers=auth(hub.token(user)), timeout=60)
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"name": user, "groups": groups, "admin": admin}
 
 
 def test_me_direct_with_token(hub: Hub, collab: CollabService) -> None:
-    resp = requests.get(collab.direct_url + "api/me", headers=auth(hub.token("bob")), timeout=10)
+    resp = requests.get(collab.direct_url + "api/me", headers=auth(hub.token("bob")), timeout=60)
     assert resp.status_code == 200, resp.text
     assert resp.json()["name"] == "bob"
 
@@ -85,7 +85,7 @@ def test_me_direct_with_token(hub: Hub, collab: CollabService) -> None:
 def test_me_with_browser_login(collab: CollabService, browser_login: Login) -> None:
     s = browser_login(collab.public_url, "carol")
     assert s.xsrf
-    resp = s.get(collab.public_url + "api/me", timeout=10)
+    resp = s.get(collab.public_url + "api/me", timeout=60)
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"name": "carol", "groups": ["students"], "admin": False}
 
@@ -101,21 +101,21 @@ def test_wrong_password_does_not_log_in(collab: CollabService, browser_login: Lo
 
 
 def test_unauthenticated_api_is_401_json(collab: CollabService) -> None:
-    resp = requests.get(collab.public_url + "api/me", timeout=10)
+    resp = requests.get(collab.public_url + "api/me", timeout=60)
     assert_error(resp, 401, "unauthenticated")
-    resp = requests.get(collab.public_url + "api/notebooks", timeout=10)
+    resp = requests.get(collab.public_url + "api/notebooks", timeout=60)
     assert_error(resp, 401, "unauthenticated")
 
 
 def test_garbage_token_is_401_json(collab: CollabService) -> None:
-    resp = requests.get(collab.public_url + "api/me", headers=auth("not-a-real-token"), timeout=10)
+    resp = requests.get(collab.public_url + "api/me", headers=auth("not-a-real-token"), timeout=60)
     assert_error(resp, 401, "unauthenticated")
 
 
 def test_revoked_token_is_401(hub: Hub, collab: CollabService) -> None:
     token = hub.api("POST", "users/eve/tokens", json={"note": "to revoke"})
     hub.api("DELETE", f"users/eve/tokens/{token['id']}")
-    resp = requests.get(collab.public_url + "api/me", headers=auth(token["token"]), timeout=10)
+    resp = requests.get(collab.public_url + "api/me", headers=auth(token["token"]), timeout=60)
     assert_error(resp, 401, "unauthenticated")
 
 
@@ -123,13 +123,13 @@ def test_user_without_service_access_is_403_json(hub: Hub, collab: CollabService
     """A Hub user whose token lacks access:services!service=collab may not use the service."""
     hub.create_user("mallory")
     token = hub.token("mallory", scopes=["read:users:name!user=mallory"])
-    resp = requests.get(collab.public_url + "api/me", headers=auth(token), timeout=10)
+    resp = requests.get(collab.public_url + "api/me", headers=auth(token), timeout=60)
     assert_error(resp, 403, "forbidden")
     # the same user with the access scope is fine
     ok = requests.get(
         collab.public_url + "api/me",
         headers=auth(hub.token("mallory", scopes=[ACCESS_SCOPE])),
-        timeout=10,
+        timeout=60,
     )
     assert ok.status_code == 200, ok.text
     assert ok.json()["name"] == "mallory"
@@ -137,13 +137,13 @@ def test_user_without_service_access_is_403_json(hub: Hub, collab: CollabService
 
 def test_unknown_api_path_is_404_json(hub: Hub, collab: CollabService) -> None:
     resp = requests.get(
-        collab.public_url + "api/nonexistent", headers=auth(hub.token("alice")), timeout=10
+        collab.public_url + "api/nonexistent", headers=auth(hub.token("alice")), timeout=60
     )
     assert_error(resp, 404, "not_found")
 
 
 def test_page_without_login_redirects_to_hub(hub: Hub, collab: CollabService) -> None:
-    resp = requests.get(collab.public_url, allow_redirects=False, timeout=10)
+    resp = requests.get(collab.public_url, allow_redirects=False, timeout=60)
     assert resp.status_code == 302
     location = resp.headers["Location"]
     path = urlparse(location).path
@@ -151,13 +151,13 @@ def test_page_without_login_redirects_to_hub(hub: Hub, collab: CollabService) ->
         location
     )
     # and following it ends at the Hub's login form
-    final = requests.get(collab.public_url, timeout=10)
+    final = requests.get(collab.public_url, timeout=60)
     assert urlparse(final.url).path == "/hub/login"
     assert 'name="_xsrf"' in final.text
 
 
 def test_bare_prefix_redirects_to_slash(collab: CollabService) -> None:
-    resp = requests.get(collab.public_url.rstrip("/"), allow_redirects=False, timeout=10)
+    resp = requests.get(collab.public_url.rstrip("/"), allow_redirects=False, timeout=60)
     assert resp.status_code in (301, 302)
     assert resp.headers["Location"].endswith(urlparse(collab.public_url).path)
 
@@ -167,7 +167,7 @@ def test_bare_prefix_redirects_to_slash(collab: CollabService) -> None:
 
 def test_cookie_post_without_xsrf_is_403(collab: CollabService, browser_login: Login) -> None:
     s = browser_login(collab.public_url, "alice")
-    resp = s.post(collab.public_url + "api/notebooks", json={"name": "no xsrf"}, timeout=10)
+    resp = s.post(collab.public_url + "api/notebooks", json={"name": "no xsrf"}, timeout=60)
     assert_error(resp, 403, "xsrf")
 
 
@@ -177,7 +177,7 @@ def test_cookie_post_with_wrong_xsrf_is_403(collab: CollabService, browser_login
         collab.public_url + "api/notebooks",
         json={"name": "bad xsrf"},
         headers={"X-XSRFToken": "nope"},
-        timeout=10,
+        timeout=60,
     )
     assert_error(resp, 403, "xsrf")
 
@@ -188,7 +188,7 @@ def test_cookie_post_with_xsrf_header_is_201(collab: CollabService, browser_logi
         collab.public_url + "api/notebooks",
         json={"name": "with xsrf"},
         headers=s.xsrf_headers(),
-        timeout=10,
+        timeout=60,
     )
     assert resp.status_code == 201, resp.text
     assert resp.json()["id"]
@@ -200,7 +200,7 @@ def test_token_post_needs_no_xsrf(hub: Hub, collab: CollabService) -> None:
         collab.public_url + "api/notebooks",
         json={"name": "by token"},
         headers=auth(hub.token("bob")),
-        timeout=10,
+        timeout=60,
     )
     assert resp.status_code == 201, resp.text
     assert resp.json()["owner"] == "bob"
@@ -211,12 +211,12 @@ def test_token_post_needs_no_xsrf(hub: Hub, collab: CollabService) -> None:
 
 async def test_ws_without_credentials_is_403(collab: CollabService, notebook: str) -> None:
     with pytest.raises(HTTPClientError) as info:
-        await websocket_connect(HTTPRequest(ws_url(collab, notebook), request_timeout=10))
+        await websocket_connect(HTTPRequest(ws_url(collab, notebook), request_timeout=60))
     assert info.value.code == 403
 
 
 async def test_ws_with_garbage_token_is_403(collab: CollabService, notebook: str) -> None:
-    req = HTTPRequest(ws_url(collab, notebook), headers=auth("garbage"), request_timeout=10)
+    req = HTTPRequest(ws_url(collab, notebook), headers=auth("garbage"), request_timeout=60)
     with pytest.raises(HTTPClientError) as info:
         await websocket_connect(req)
     assert info.value.code == 403
@@ -229,7 +229,7 @@ async def test_ws_cookie_with_foreign_origin_is_403(
     req = HTTPRequest(
         ws_url(collab, notebook),
         headers={"Cookie": cookie_header(s), "Origin": "http://evil.example"},
-        request_timeout=10,
+        request_timeout=60,
     )
     with pytest.raises(HTTPClientError) as info:
         await websocket_connect(req)
@@ -244,7 +244,7 @@ async def test_ws_cookie_same_origin_is_welcome(
     req = HTTPRequest(
         ws_url(collab, notebook),
         headers={"Cookie": cookie_header(s), "Origin": origin},
-        request_timeout=10,
+        request_timeout=60,
     )
     conn = await websocket_connect(req)
     try:
@@ -259,7 +259,7 @@ async def test_ws_cookie_same_origin_is_welcome(
 
 async def test_ws_with_token_is_welcome(hub: Hub, collab: CollabService, notebook: str) -> None:
     req = HTTPRequest(
-        ws_url(collab, notebook), headers=auth(hub.token("alice")), request_timeout=10
+        ws_url(collab, notebook), headers=auth(hub.token("alice")), request_timeout=60
     )
     conn = await websocket_connect(req)
     try:
@@ -279,7 +279,7 @@ async def test_ws_unreadable_notebook_is_404(
     """dave is in no group and the notebook is 0750: the same answer as for an unknown id."""
     for nb_id in (notebook, "doesnotexist"):
         req = HTTPRequest(
-            ws_url(collab, nb_id), headers=auth(hub.token("dave")), request_timeout=10
+            ws_url(collab, nb_id), headers=auth(hub.token("dave")), request_timeout=60
         )
         with pytest.raises(HTTPClientError) as info:
             await websocket_connect(req)
@@ -292,7 +292,7 @@ async def test_ws_unreadable_notebook_is_404(
 def test_hub_group_change_reaches_the_service(hub: Hub, collab: CollabService) -> None:
     def groups_of_dave() -> list[str]:
         resp = requests.get(
-            collab.public_url + "api/me", headers=auth(hub.token("dave")), timeout=10
+            collab.public_url + "api/me", headers=auth(hub.token("dave")), timeout=60
         )
         assert resp.status_code == 200, resp.text
         return list(resp.json()["groups"])
@@ -317,7 +317,7 @@ def test_restart_keeps_data_and_logins(
     collab.restart()
     for headers, session in ((auth(hub.token("alice")), requests.Session()), ({}, s)):
         resp = session.get(
-            collab.public_url + f"api/notebooks/{notebook}", headers=headers, timeout=10
+            collab.public_url + f"api/notebooks/{notebook}", headers=headers, timeout=60
         )
         assert resp.status_code == 200, resp.text
         assert resp.json()["owner"] == "alice"

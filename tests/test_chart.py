@@ -501,7 +501,7 @@ def apiserver() -> Iterator[FakeAPIServer]:
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
-        server.thread.join(timeout=10)
+        server.thread.join(timeout=60)
 
 
 def render_in_cluster(chart: helm.Chart, apiserver: FakeAPIServer, values: dict[str, Any]) -> dict[str, str]:
@@ -656,7 +656,7 @@ def test_the_rendered_pod_starts_and_serves_against_a_real_hub(chart: helm.Chart
         health = wait_until(ready, timeout=60, what="the readiness path", on_timeout=service.tail)
         assert health.status_code == 200, health.text
         assert health.json()["database"] is True
-        me = requests.get(base + "/services/collab/api/me", headers={"Authorization": f"token {hub.token('alice')}"}, timeout=10)
+        me = requests.get(base + "/services/collab/api/me", headers={"Authorization": f"token {hub.token('alice')}"}, timeout=60)
         assert me.status_code == 200, me.text
         assert me.json()["name"] == "alice"
         # the cookie secret came from the chart's Secret, not a file in the data volume

@@ -454,16 +454,16 @@ def test_the_rendered_pod_runs_in_podman_beside_a_hub_configured_from_notes(
         model = hub.api("GET", "services/collab")
         assert model["url"] == entry["url"] and model["display"] is True, model
         public = hub.url.rstrip("/") + model["prefix"]
-        through_proxy = requests.get(public + "api/health", timeout=10)
+        through_proxy = requests.get(public + "api/health", timeout=60)
         assert through_proxy.status_code == 200 and through_proxy.json()["ok"] is True, through_proxy.text
 
         # a browser's login through the Hub's OAuth: no consent page (oauth_no_confirm)
         alice = browser_login(public, "alice")
-        me = alice.get(public + "api/me", timeout=10)
+        me = alice.get(public + "api/me", timeout=60)
         assert me.status_code == 200, me.text
         assert me.json()["name"] == "alice"
         # users may reach it (loadRoles.user), so the Hub's Services menu lists it (display)
-        home = alice.get(hub.url + "hub/home", timeout=10)
+        home = alice.get(hub.url + "hub/home", timeout=60)
         assert re.search(rf'<a class="dropdown-item" href="{re.escape(model["prefix"])}">collab</a>', home.text), home.text
         # the token the Hub issued to the service for alice: oauth_client_allowed_scopes, for
         # her alone (besides the access scope and her identity)
@@ -474,11 +474,11 @@ def test_the_rendered_pod_runs_in_podman_beside_a_hub_configured_from_notes(
         assert all(s.endswith("!user=alice") for s in scopes), scopes
         # the service's token (the chart's Secret, registered as NOTES.txt says) holds what
         # loadRoles gives it: what it needs of the Hub's API
-        whoami = requests.get(hub.api_url + "/user", headers=auth(variables["TOKEN"]), timeout=10).json()
+        whoami = requests.get(hub.api_url + "/user", headers=auth(variables["TOKEN"]), timeout=60).json()
         assert (whoami["kind"], whoami["name"]) == ("service", "collab"), whoami
         assert set(SERVICE_SCOPES) | set(SERVER_SCOPES) <= set(whoami["scopes"]), whoami["scopes"]
         # it writes to its database on the data volume, with the read-only root
-        created = requests.post(public + "api/notebooks", headers=auth(hub.token("instructor")), json={"name": "in the pod"}, timeout=10)
+        created = requests.post(public + "api/notebooks", headers=auth(hub.token("instructor")), json={"name": "in the pod"}, timeout=60)
         assert created.status_code == 201, created.text
 
         # -- the ServiceMonitor's scrape, as Prometheus makes it ---------------------------------
@@ -488,13 +488,13 @@ def test_the_rendered_pod_runs_in_podman_beside_a_hub_configured_from_notes(
         credentials = endpoint["authorization"]["credentials"]
         bearer = pod.secrets[credentials["name"]][credentials["key"]]
         assert bearer == variables["METRICS_TOKEN"]
-        scraped = requests.get(scrape_url, headers={"Authorization": f"{endpoint['authorization']['type']} {bearer}"}, timeout=10)
+        scraped = requests.get(scrape_url, headers={"Authorization": f"{endpoint['authorization']['type']} {bearer}"}, timeout=60)
         assert scraped.status_code == 200, scraped.text
         assert scraped.headers["Content-Type"].startswith("text/plain"), scraped.headers
         families = {f.name for f in text_string_to_metric_families(scraped.text)}
         assert {"hubcollab_connections", "hubcollab_updates_in", "process_resident_memory_bytes"} <= families
-        assert_error(requests.get(scrape_url, timeout=10), 401)
-        assert_error(requests.get(scrape_url, headers={"Authorization": f"Bearer {hub.token('alice')}"}, timeout=10), 403)
+        assert_error(requests.get(scrape_url, timeout=60), 401)
+        assert_error(requests.get(scrape_url, headers={"Authorization": f"Bearer {hub.token('alice')}"}, timeout=60), 403)
 
         # -- stopped as the kubelet stops it: SIGTERM, within the grace period ---------------------
         assert pod.stop() == 0, pod.main.logs()

@@ -520,7 +520,7 @@ async def test_bad_input_rest(hub: Hub, collab: CollabService) -> None:
 
     def post(**kwargs: Any) -> requests.Response:
         kwargs.setdefault("headers", headers)
-        return requests.post(url, timeout=10, **kwargs)
+        return requests.post(url, timeout=60, **kwargs)
 
     loop = asyncio.get_running_loop()
     for value, code in BAD_TEXTS:
@@ -549,7 +549,7 @@ async def test_bad_input_rest(hub: Hub, collab: CollabService) -> None:
         resp.json()["message"]["text"] == "<b>x</b>" and resp.json()["message"]["author"] == "bob"
     )
     page = (
-        await loop.run_in_executor(None, lambda: requests.get(url, headers=headers, timeout=10))
+        await loop.run_in_executor(None, lambda: requests.get(url, headers=headers, timeout=60))
     ).json()
     assert [m["text"] for m in page["messages"]] == ["<b>x</b>"]
 
@@ -584,7 +584,7 @@ async def test_flood_is_rate_limited(hub: Hub, collab: CollabService) -> None:
     resp = await asyncio.get_running_loop().run_in_executor(
         None,
         lambda: requests.post(
-            url, headers={"Authorization": f"token {token}"}, json={"text": "more"}, timeout=10
+            url, headers={"Authorization": f"token {token}"}, json={"text": "more"}, timeout=60
         ),
     )
     assert resp.status_code == 429
@@ -619,17 +619,17 @@ async def test_cookie_post_needs_xsrf(hub: Hub, collab: CollabService, browser_l
     browser = await loop.run_in_executor(None, browser_login, collab.public_url, "bob")
     url = f"{collab.public_url}api/notebooks/{nb}/chat"
     resp = await loop.run_in_executor(
-        None, lambda: browser.post(url, json={"text": "no xsrf"}, timeout=10)
+        None, lambda: browser.post(url, json={"text": "no xsrf"}, timeout=60)
     )
     assert resp.status_code == 403 and resp.json()["code"] == "xsrf"
     resp = await loop.run_in_executor(
         None,
         lambda: browser.post(
-            url, json={"text": "with xsrf"}, headers=browser.xsrf_headers(), timeout=10
+            url, json={"text": "with xsrf"}, headers=browser.xsrf_headers(), timeout=60
         ),
     )
     assert resp.status_code == 201, resp.text
-    page = (await loop.run_in_executor(None, lambda: browser.get(url, timeout=10))).json()
+    page = (await loop.run_in_executor(None, lambda: browser.get(url, timeout=60))).json()
     assert [m["text"] for m in page["messages"]] == ["with xsrf"]
 
 
@@ -657,7 +657,7 @@ async def test_deleting_the_notebook_deletes_its_chat(hub: Hub, collab: CollabSe
 
             await asyncio.get_running_loop().run_in_executor(
                 None,
-                lambda: wait_until(lambda: count(nb) == 0, timeout=10, what="chat rows purged"),
+                lambda: wait_until(lambda: count(nb) == 0, timeout=60, what="chat rows purged"),
             )
             assert count(keep) == 1
         finally:

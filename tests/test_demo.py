@@ -167,21 +167,21 @@ def test_demo_as_root_runs_each_users_kernels_as_that_user_and_stops_cleanly(
 
     # users land on the service after logging in at the Hub
     alice = browser_login(url, "alice")
-    assert alice.get(url, timeout=10).url.startswith(service_url)
-    resp = alice.get(service_url + "api/me", timeout=10)
+    assert alice.get(url, timeout=60).url.startswith(service_url)
+    resp = alice.get(service_url + "api/me", timeout=60)
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"name": "alice", "groups": ["students"], "admin": False}
     # no page says kernels are not isolated
     for page in (service_url, service_url + "notebooks/abcdef"):
-        text = alice.get(page, timeout=10).text
+        text = alice.get(page, timeout=60).text
         assert NOT_ISOLATED not in text and '"kernels_isolated": true' in text, page
 
     admin = browser_login(service_url, ADMIN_USERS[0])
-    resp = admin.get(service_url + "api/me", timeout=10)
+    resp = admin.get(service_url + "api/me", timeout=60)
     assert resp.status_code == 200, resp.text
     assert resp.json()["admin"] is True
 
-    staff = browser_login(service_url, "ta").get(service_url + "api/me", timeout=10).json()
+    staff = browser_login(service_url, "ta").get(service_url + "api/me", timeout=60).json()
     assert staff["groups"] == ["staff"]
 
     # alice runs a cell in her own kernel: on her own server (the Hub starts it), as herself
@@ -229,7 +229,7 @@ def test_demo_as_root_runs_each_users_kernels_as_that_user_and_stops_cleanly(
     assert stdout_of(execute("c0")) == "alice\n"
     # her kernel cannot read the Hub's or the service's secrets
     assert json.loads(stdout_of(execute("c1"))) == []
-    status = alice.get(service_url + f"api/notebooks/{nb_id}/kernel", timeout=10).json()
+    status = alice.get(service_url + f"api/notebooks/{nb_id}/kernel", timeout=60).json()
     assert status["where"] == "on alice's server", status
     # her server and her kernel are processes of her account, under the demo
     alice_uid = pwd.getpwnam("alice").pw_uid

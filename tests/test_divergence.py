@@ -6,16 +6,24 @@ truncations the writers' updates arrive in.
   random deliveries (gapped diffs, merges, truncations), an update the reader says can
   be integrated leaves nothing aside in a real doc, and one it says cannot would have.
 * A hypothesis state machine drives a real room (the service's ``RoomManager`` on a
-  real SQLite store, in process): two writers edit one cell and deliver their updates
-  in random ways; a reader only receives. After every step the server's cell, the
-  reader's copy, and the cell rebuilt from the store are equal; a writer whose update
-  was refused was told to ``resync`` and, once it did, holds the same too.
+  real SQLite store, in process): two writers edit one cell (emoji included) and
+  deliver their updates in random ways, or attack: an update that cuts a surrogate
+  pair in two, one written with the other writer's client id, one whose second struct
+  has a character as its parent. A pycrdt reader and a yjs reader (real yjs in Node,
+  ``tests/js/yjs_mirror.mjs``: it shows a split pair as U+FFFD where yrs shows
+  something else) only receive. After every step the server's cell, both readers'
+  copies, and the cell rebuilt from the store are equal; a writer whose update was
+  refused was told to ``resync``, the refusal left the server's doc as it was and sent
+  nobody anything, and once the writer resynced it holds the same too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import struct
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,10 +32,17 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text, get_update, merge_updates
+from test_interop import JS_DIR, NODE
 from test_room_load import NOTEBOOK, Recorder, World
 
 from hub_collab.documents import protocol as p
-from hub_collab.documents.updates import MalformedUpdate, read_state_vector, read_update
+from hub_collab.documents.updates import (
+    DeleteSet,
+    DocIndex,
+    MalformedUpdate,
+    read_state_vector,
+    read_update,
+)
 from hub_collab.permissions.access import Identity
 
 ALICE = Identity("alice", frozenset({"students"}))
@@ -37,6 +52,8 @@ CAROL = Identity("carol", frozenset({"readers"}))
 # pycrdt indexes text by UTF-8 bytes: random positions stay on ASCII (the reader's
 # UTF-16 counting of other characters has its own test below)
 ALPHABET = "abcxyz \n"
+#: the room's writers type emoji too (positions converted to pycrdt's bytes)
+WRITER_ALPHABET = ALPHABET + "é😀🎉"
 
 # -- the reader against pycrdt ---------------------------------------------------------------
 
@@ -46,7 +63,10 @@ def integrates_whole(server: Doc[Any], update: bytes) -> bool:
     structs stayed aside (pending), or a deletion waits for items it lacks."""
     copy: Doc[Any] = Doc()
     copy.apply_update(server.get_update())
-    copy.apply_update(update)
+    try:
+        copy.apply_update(update)
+    except RuntimeError:
+        return False  # yrs refused it (having integrated the structs before the bad one)
     left = get_update(update, copy.get_state())
     if read_update(left).ranges:
         return False  # structs the doc did not integrate
@@ -83,7 +103,31 @@ def histories(draw: st.DrawFn) -> tuple[list[bytes], list[bytes]]:
         w = draw(st.sampled_from(writers))
         deliveries.append(w.get_update(draw(st.sampled_from(states))))
         deliveries.append(merge_updates(*draw(st.lists(st.sampled_from(updates), min_size=1, max_size=3))))
+    for _ in range(draw(st.integers(0, 3))):
+        # a first struct that is fine, then one whose parent is an id the doc may hold
+        # (a character, maybe deleted since) or the first struct itself
+        w = draw(st.sampled_from(writers))
+        held = read_state_vector(w.get_state())
+        parent = draw(st.sampled_from([(c, draw(st.integers(0, n - 1))) for c, n in held.items()] + [(99, 0)]))
+        deliveries.append(two_structs(99, 0, "ok", parent))
     return updates, deliveries
+
+
+def two_structs(client: int, clock: int, text: str, parent: tuple[int, int]) -> bytes:
+    """An update of ``client`` from ``clock``: ``text`` at the start of the root Text
+    ``source``, then an item whose parent is the item ``parent``."""
+    first = b"\x04\x01" + p.encode_var_string("source") + p.encode_var_string(text)
+    second = b"\x04\x00" + p.write_var_uint(parent[0]) + p.write_var_uint(parent[1]) + p.encode_var_string("x")
+    return b"\x01\x02" + p.write_var_uint(client) + p.write_var_uint(clock) + first + second + b"\x00"
+
+
+def verdict(server: Doc[Any], update: bytes) -> str | None:
+    """The room's verdict on a writer's update to ``server``: why it is refused, or None."""
+    info = read_update(update)
+    state = read_state_vector(server.get_state())
+    index = DocIndex.of(server.get_update())
+    deleted = DeleteSet(read_update(get_update(server.get_update(), server.get_state())).deletes)
+    return info.missing(state) or info.splits_pair(state, index) or info.bad_parent(state, index, lambda: deleted)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -92,11 +136,11 @@ def test_the_reader_agrees_with_pycrdt(history: tuple[list[bytes], list[bytes]],
     updates, deliveries = history
     server: Doc[Any] = Doc()
     for update in data.draw(st.lists(st.sampled_from(updates), max_size=len(updates))):
-        if read_update(update).missing(read_state_vector(server.get_state())) is None:
+        if verdict(server, update) is None:
             server.apply_update(update)
     for update in deliveries:
-        verdict = read_update(update).missing(read_state_vector(server.get_state()))
-        assert (verdict is None) == integrates_whole(server, update), verdict
+        why = verdict(server, update)
+        assert (why is None) == integrates_whole(server, update), why
 
 
 @settings(max_examples=300, deadline=None)
@@ -121,6 +165,39 @@ def test_strings_count_in_utf16_units_as_clocks_do() -> None:
     info = read_update(doc.get_update())
     assert info.ranges == {7: [(0, read_state_vector(doc.get_state())[7])]}
     assert read_state_vector(doc.get_state())[7] == 1 + 1 + 1 + 2 + 2 + 1
+
+
+def test_every_cut_inside_a_surrogate_pair_is_found_and_no_other() -> None:
+    """Deletions of one or two units from every clock, and items inserted between every
+    two units (origin and right origin, as yjs makes them), of a doc holding
+    ``a😀b😀😀c``: refused exactly when a cut falls between the two units of a pair, as
+    counted from the text's own UTF-16 units. A deleted pair is forgotten (yrs holds
+    deleted text as a length: it splits anywhere)."""
+    value = "a😀b😀😀c"
+    units = value.encode("utf-16-le")
+    n = len(units) // 2
+    inside = {i for i in range(1, n) if 0xD800 <= int.from_bytes(units[2 * i - 2 : 2 * i], "little") <= 0xDBFF}
+    doc: Doc[Any] = Doc(client_id=5)
+    doc.get("source", type=Text).insert(0, value)
+    state = read_state_vector(doc.get_state())
+    index = DocIndex.of(doc.get_update())
+    for start in range(n):
+        for length in (1, 2):
+            if start + length > n:
+                continue
+            update = read_update(b"\x00\x01\x05\x01" + p.write_var_uint(start) + p.write_var_uint(length))
+            cut = start in inside or start + length in inside
+            assert (update.splits_pair(state, index) is not None) == cut, (start, length)
+    for k in range(n - 1):
+        head = b"\xc4\x05" + p.write_var_uint(k) + b"\x05" + p.write_var_uint(k + 1)
+        update = read_update(b"\x01\x01\x09\x00" + head + p.encode_var_string("X") + b"\x00")
+        assert (update.splits_pair(state, index) is not None) == (k + 1 in inside), k
+    # the first emoji deleted whole: cuts inside it split nothing any more
+    before = doc.get_state()
+    del doc.get("source", type=Text)[1:5]
+    index.add(read_update(doc.get_update(before), strict=False))
+    assert read_update(b"\x00\x01\x05\x01\x02\x01").splits_pair(state, index) is None
+    assert read_update(b"\x00\x01\x05\x01\x05\x01").splits_pair(state, index) is not None
 
 
 def test_content_the_service_never_writes_is_malformed() -> None:
@@ -244,6 +321,101 @@ class Writer:
     def text(self) -> str:
         return str(self.doc.get("source", type=Text))
 
+    def edit(self, number: int, delete: bool, chars: str) -> None:
+        """Insert ``chars`` at, or delete the character at, a position drawn from
+        ``number`` (a character position, given to pycrdt in UTF-8 bytes)."""
+        text = self.doc.get("source", type=Text)
+        current = str(text)
+        if current and delete:
+            start = number % len(current)
+            first = len(current[:start].encode())
+            del text[first : first + len(current[start].encode())]
+        else:
+            text.insert(len(current[: number % (len(current) + 1)].encode()), chars)
+
+
+class YjsMirror:
+    """``tests/js/yjs_mirror.mjs`` in a subprocess: Y.Docs by name, what yjs shows."""
+
+    def __init__(self) -> None:
+        assert NODE is not None
+        self.proc = subprocess.Popen(
+            [NODE, str(JS_DIR / "yjs_mirror.mjs")], cwd=JS_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def call(self, **msg: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise ConnectionError(f"yjs_mirror.mjs exited ({self.proc.poll()})")
+        answer: dict[str, Any] = json.loads(line)
+        if not answer["ok"]:
+            raise RuntimeError(f"yjs_mirror.mjs: {answer['error']}")
+        return answer
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+class YjsReader:
+    """A reader that applies what ``session`` was sent to a Y.Doc of the mirror."""
+
+    def __init__(self, mirror: YjsMirror, session: Recorder, key: str) -> None:
+        self.mirror, self.session, self.key = mirror, session, key
+        self.seen = 0
+
+    def receive(self, name: str) -> None:
+        for frame in self.session.frames[self.seen :]:
+            for entry in p.decode_frame(frame):
+                if entry.doc == name and entry.sub in (p.SYNC_STEP2, p.SYNC_UPDATE):
+                    self.mirror.call(cmd="apply", doc=self.key, update=base64.b64encode(entry.payload).decode())
+        self.seen = len(self.session.frames)
+
+    def text(self) -> str:
+        return str(self.mirror.call(cmd="text", doc=self.key)["text"])
+
+
+# -- hostile updates a writer may send (raw: its own doc does not change) --------------------
+
+
+def split_pair(doc: Doc[Any], number: int, delete: bool, client: int) -> bytes | None:
+    """An update that cuts a surrogate pair of ``doc`` in two: a deletion of one of its
+    units, or an item of ``client`` between them (as yjs makes for an index inside the
+    pair); None if ``doc`` holds no pair."""
+    pairs = [(c, k) for c, firsts in read_update(doc.get_update()).pairs.items() for k in firsts]
+    if not pairs:
+        return None
+    c, k = pairs[number % len(pairs)]
+    if delete:
+        unit = k + number // len(pairs) % 2
+        return b"\x00\x01" + p.write_var_uint(c) + b"\x01" + p.write_var_uint(unit) + b"\x01"
+    clock = read_state_vector(doc.get_state()).get(client, 0)
+    head = b"\xc4" + p.write_var_uint(c) + p.write_var_uint(k) + p.write_var_uint(c) + p.write_var_uint(k + 1)
+    return b"\x01\x01" + p.write_var_uint(client) + p.write_var_uint(clock) + head + p.encode_var_string("X") + b"\x00"
+
+
+def borrowed(doc: Doc[Any], victim: int, chars: str) -> bytes:
+    """``chars`` typed at the start of ``doc``'s text with the client id ``victim``, at
+    the next clock of ``victim`` that ``doc`` knows."""
+    forged: Doc[Any] = Doc(client_id=victim)
+    forged.apply_update(doc.get_update())
+    before = forged.get_state()
+    forged.get("source", type=Text).insert(0, chars)
+    return forged.get_update(before)
+
+
+@pytest.fixture(scope="module")
+def yjs(node_modules: Any) -> Iterator[YjsMirror]:
+    mirror = YjsMirror()
+    try:
+        yield mirror
+    finally:
+        mirror.close()
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Callable[[Any], Any]]]:
@@ -273,10 +445,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Cal
         loop.close()
 
 
-ACTIONS = ["edit", "send", "gap", "dup", "merge", "truncate", "resync", "peek"]
+ACTIONS = ["edit", "send", "gap", "dup", "merge", "truncate", "resync", "peek", "split", "borrow", "badparent"]
 #: (writer 0/1, action, a number for a position or length, delete rather than insert, text)
 STEP = st.tuples(
-    st.integers(0, 1), st.sampled_from(ACTIONS), st.integers(0, 1 << 20), st.booleans(), st.text(ALPHABET, min_size=1, max_size=4)
+    st.integers(0, 1), st.sampled_from(ACTIONS), st.integers(0, 1 << 20), st.booleans(), st.text(WRITER_ALPHABET, min_size=1, max_size=4)
 )
 #: the attack of the review: bob writes next to alice's edit before she delivered it;
 #: kept aside, it would come to life in alice's transaction and reach everyone but her
@@ -284,19 +456,35 @@ EDIT_NEXT_TO_UNDELIVERED = [
     (0, "edit", 0, False, "ab"), (1, "peek", 0, False, "-"), (1, "edit", 1, False, "Z"),
     (1, "send", 0, False, "-"), (0, "send", 0, False, "-"),
 ]  # fmt: skip
+#: half an emoji deleted, then a character inserted inside the other one: yrs and yjs
+#: showed different texts
+SPLIT_PAIRS = [
+    (0, "edit", 0, False, "a😀b🎉"), (0, "send", 0, False, "-"), (1, "split", 1, True, "-"),
+    (1, "split", 1, False, "-"), (0, "edit", 9, False, "c"), (0, "send", 0, False, "-"),
+]  # fmt: skip
+#: bob writes with alice's client id at her next clock: her next keystroke was dropped
+BORROWED_ID = [
+    (0, "edit", 0, False, "ab"), (0, "send", 0, False, "-"), (1, "borrow", 0, False, "Z"),
+    (0, "edit", 2, False, "c"), (0, "send", 0, False, "-"),
+]  # fmt: skip
+#: a first struct the server kept although it refused the update at the second
+BAD_PARENT = [(0, "badparent", 0, False, "kept"), (1, "edit", 0, False, "b"), (1, "send", 0, False, "-")]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @example(plan=EDIT_NEXT_TO_UNDELIVERED)
+@example(plan=SPLIT_PAIRS)
+@example(plan=BORROWED_ID)
+@example(plan=BAD_PARENT)
 @given(plan=st.lists(STEP, min_size=1, max_size=25))
 def test_server_readers_and_store_never_diverge(
-    world: tuple[World, Callable[[Any], Any]], plan: list[tuple[int, str, int, bool, str]]
+    world: tuple[World, Callable[[Any], Any]], yjs: YjsMirror, plan: list[tuple[int, str, int, bool, str]]
 ) -> None:
     w, run = world
-    run(_diverge(w, plan))
+    run(_diverge(w, yjs, plan))
 
 
-async def _diverge(world: World, plan: list[tuple[int, str, int, bool, str]]) -> None:
+async def _diverge(world: World, yjs: YjsMirror, plan: list[tuple[int, str, int, bool, str]]) -> None:
     record = await world.rooms.create_notebook(ALICE, "diverge", NOTEBOOK, group="students", mode=0o775)
     room = await world.rooms.get(record.id)
     try:
@@ -309,37 +497,59 @@ async def _diverge(world: World, plan: list[tuple[int, str, int, bool, str]]) ->
             room.handle_frame(client.session, p.sync_step1(name, b"\x00"))
             client.receive(name)
         assert reader.session.access.cell_rights("c0") == (True, False)
+        yjs_reader = YjsReader(yjs, reader.session, f"{record.id}/{name}")
+        yjs_reader.receive(name)
 
         def check() -> None:
             for client in (*writers, reader):
                 client.receive(name)
+            yjs_reader.receive(name)
             server = str(room.docs[name].get("source", type=Text))
             assert reader.text() == server
+            assert yjs_reader.text() == server
             for w in writers:
                 if not w.outbox and not w.told_resync and not w.ahead:
                     assert w.text() == server
 
+        def send(w: Writer, frame: bytes) -> None:
+            """Hand ``frame`` to the room; a refusal must leave the doc as it was and
+            send the others nothing."""
+            before, frames, errors = room.docs[name].get_update(), len(reader.session.frames), len(w.session.messages)
+            room.handle_frame(w.session, frame)
+            if any(m["type"] == "error" for m in w.session.messages[errors:]):
+                assert room.docs[name].get_update() == before
+                assert reader.session.frames[frames:] == []
+
         for index, action, number, delete, chars in plan:
             w = writers[index]
-            text = w.doc.get("source", type=Text)
             if action == "edit":
-                if len(text) and delete:
-                    start = number % len(text)
-                    del text[start : start + 1]
-                else:
-                    text.insert(number % (len(text) + 1), chars)
+                w.edit(number, delete, chars)
             elif action == "send" and w.outbox:
-                room.handle_frame(w.session, p.sync_update(name, w.outbox.pop(0)))
+                send(w, p.sync_update(name, w.outbox.pop(0)))
             elif action == "gap" and len(w.outbox) > 1:
-                room.handle_frame(w.session, p.sync_update(name, w.outbox[1]))  # the first one never arrives
+                send(w, p.sync_update(name, w.outbox[1]))  # the first one never arrives
             elif action == "dup" and w.outbox:
-                room.handle_frame(w.session, p.sync_update(name, w.outbox[0]) * 2)
+                send(w, p.sync_update(name, w.outbox[0]) * 2)
             elif action == "merge" and w.outbox:
-                room.handle_frame(w.session, p.sync_update(name, merge_updates(*w.outbox[:2])))
+                send(w, p.sync_update(name, merge_updates(*w.outbox[:2])))
                 del w.outbox[:2]
             elif action == "truncate" and w.outbox:
                 update = w.outbox[0]
-                room.handle_frame(w.session, p.sync_update(name, update[: 1 + number % len(update)]))
+                send(w, p.sync_update(name, update[: 1 + number % len(update)]))
+            elif action == "split":
+                payload = split_pair(w.doc, number, delete, client=7000 + index)
+                if payload is not None:
+                    send(w, p.sync_update(name, payload))
+            elif action == "borrow" and writers[1 - index].doc.client_id in room.docs.clocks(name):
+                # an id is learned once the server sends what was written with it (a
+                # client's ids are random: nobody knows one before it writes)
+                send(w, p.sync_update(name, borrowed(w.doc, writers[1 - index].doc.client_id, chars)))
+            elif action == "badparent":
+                # its own client id at its next clock: a first struct kept by the server
+                # would take the place of the writer's next keystroke
+                own = w.doc.client_id
+                clock = read_state_vector(w.doc.get_state()).get(own, 0)
+                send(w, p.sync_update(name, two_structs(own, clock, chars, (own, clock))))
             elif action == "peek":
                 # the writer learns the other's undelivered edits past the server (or
                 # predicts them, as an attacker may): its next edits refer to items the
@@ -357,7 +567,7 @@ async def _diverge(world: World, plan: list[tuple[int, str, int, bool, str]]) ->
                 room.handle_frame(w.session, p.sync_step1(name, w.doc.get_state()))
                 w.receive(name)
                 server_sv = room.docs.state_vector(name)
-                room.handle_frame(w.session, p.sync_update(name, w.doc.get_update(server_sv)))
+                send(w, p.sync_update(name, w.doc.get_update(server_sv)))
                 w.outbox.clear()
                 w.told_resync = w.ahead = False
             check()
@@ -368,4 +578,5 @@ async def _diverge(world: World, plan: list[tuple[int, str, int, bool, str]]) ->
                 rebuilt.apply_update(update)
             assert str(rebuilt.get("source", type=Text)) == str(room.docs[name].get("source", type=Text))
     finally:
+        yjs.call(cmd="drop", doc=f"{record.id}/{name}")
         await world.rooms.unload(room)

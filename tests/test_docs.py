@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 from tornado import web
 
-from hub_collab.apihandlers import chat, comments, health, kernels, metrics, notebooks
+from hub_collab.apihandlers import chat, comments, health, history, kernels, metrics, notebooks
 from hub_collab.apihandlers.base import APIHandler
 from hub_collab.chat import register_commands as register_chat
 from hub_collab.commands import CommandRegistry, command_table
@@ -17,6 +17,7 @@ from hub_collab.comments import register_commands as register_comments
 from hub_collab.configdocs import render
 from hub_collab.documents import structure
 from hub_collab.handlers import ws
+from hub_collab.history.service import register_commands as register_history
 from hub_collab.kernels.commands import register_commands as register_kernels
 from hub_collab.metrics import Metrics, describe, render_table
 from hub_collab.permissions.access import ACTIONS
@@ -37,7 +38,7 @@ def _route_text(pattern: str) -> str:
 def test_every_route_is_in_the_rest_reference():
     rest = re.sub(r"\{[a-z_]+\}", "{}", (DOCS / "rest.md").read_text())
     protocol = (DOCS / "protocol.md").read_text()
-    for module in (notebooks, chat, comments, kernels, health, metrics, ws):
+    for module in (notebooks, chat, comments, kernels, history, health, metrics, ws):
         for route in module.default_handlers:
             path = _route_text(route[0]).replace("{}/kernel/{}", "{}/kernel/interrupt")
             where = protocol if module is ws else rest
@@ -92,11 +93,12 @@ def registry() -> CommandRegistry:
     register_kernels(reg, cast(Any, None))
     register_chat(reg, cast(Any, None))
     register_comments(reg, cast(Any, None))
+    register_history(reg, cast(Any, None))
     return reg
 
 
 def test_every_websocket_command_is_documented():
-    text = "\n".join((DOCS / name).read_text() for name in ("protocol.md", "kernels.md", "chat.md", "comments.md"))
+    text = "\n".join((DOCS / name).read_text() for name in ("protocol.md", "kernels.md", "chat.md", "comments.md", "history.md"))
     commands = command_table(registry())
     assert len(commands) >= 18
     for name, _, _ in commands:
@@ -121,9 +123,12 @@ def _methods(handler: type[web.RequestHandler]) -> list[str]:
 
 
 def test_every_route_declares_and_documents_its_action():
-    rest = (DOCS / "rest.md").read_text().replace("{id}", "{}").replace("{cell_id}", "{}").replace("{msg_id}", "{}").replace("{thread_id}", "{}").replace("{comment_id}", "{}")
+    rest = (
+        (DOCS / "rest.md").read_text().replace("{id}", "{}").replace("{cell_id}", "{}").replace("{msg_id}", "{}")
+        .replace("{thread_id}", "{}").replace("{comment_id}", "{}").replace("{version}", "{}")
+    )
     checked = 0
-    for module in (notebooks, chat, comments, kernels):
+    for module in (notebooks, chat, comments, kernels, history):
         for route in module.default_handlers:
             handler = route[1]
             assert issubclass(handler, APIHandler)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
+from test_interop import node_client
 from test_kernels import Users, connect, notebook
 
 from hub_collab.client import NotebookConnection
@@ -377,3 +378,156 @@ async def test_a_value_json_cannot_hold_is_refused_and_the_export_works(users: U
         assert export["cells"][0]["metadata"] == {}
     finally:
         await alice.close()
+
+
+# -- what yjs shows, who owns a client id, and updates refused at their second struct -----------
+
+
+def held_ranges(conn: NotebookConnection, name: str) -> dict[int, list[tuple[int, int]]]:
+    """client -> the clock ranges of the structs ``conn`` holds of ``name``."""
+    return read_update(conn.docs[name].get_update()).ranges
+
+
+def only_client(conn: NotebookConnection, name: str) -> int:
+    (client,) = held_ranges(conn, name)
+    return client
+
+
+def delete_range(client: int, start: int, length: int) -> bytes:
+    """An update that brings no struct and deletes ``length`` clocks of ``client`` from ``start``."""
+    return b"\x00\x01" + p.write_var_uint(client) + b"\x01" + p.write_var_uint(start) + p.write_var_uint(length)
+
+
+def text_item(client: int, clock: int, value: str, origin: tuple[int, int] | None = None) -> bytes:
+    """An update bringing one string item of ``client`` at ``clock``: after ``origin``, or
+    at the start of the root Text ``source``."""
+    if origin is None:
+        head = b"\x04\x01" + p.encode_var_string("source")
+    else:
+        head = b"\x84" + p.write_var_uint(origin[0]) + p.write_var_uint(origin[1])
+    return b"\x01\x01" + p.write_var_uint(client) + p.write_var_uint(clock) + head + p.encode_var_string(value) + b"\x00"
+
+
+async def test_half_a_surrogate_pair_is_refused_and_yjs_shows_what_the_server_holds(
+    users: Users, hub: Any, node_modules: Any
+) -> None:
+    """yjs counts a Y.Text in UTF-16 units and shows a pair split in two as two U+FFFD;
+    yrs deleted the whole emoji (or the character after it) for the same update. An
+    update that splits a pair, by a deletion or by an insertion between its two units, is
+    refused; whole emoji are edited as before, and a yjs client agrees with the server."""
+    nb_id = await cell_notebook(users, "a😀b😀c")
+    name = cell_doc("c0")
+    alice = await connect(users, "alice", nb_id)
+    node = await node_client(users("alice").ws_url(nb_id), hub.token("bob"))
+    try:
+        seed = only_client(alice, name)  # "a😀b😀c": one item, clocks 0..6; pairs at 1-2 and 4-5
+        for payload in (
+            delete_range(seed, 1, 1), delete_range(seed, 2, 1), delete_range(seed, 2, 2), delete_range(seed, 0, 2),
+            text_item(6161, 0, "X", origin=(seed, 1)), text_item(6161, 0, "X", origin=(seed, 4)),
+        ):  # fmt: skip
+            got = await errors_after(alice, lambda payload=payload: alice.send_raw(p.sync_update(name, payload)))
+            assert [(m["type"], m.get("code")) for m in got] == [("error", "invalid_update"), ("resync", None)], (payload, got)
+            assert "surrogate pair" in got[0]["message"]
+            await alice.wait_for(lambda: name in alice.synced_docs, timeout=30)
+        # yjs itself: deleting one unit of the pair shows U+FFFD there; the server refuses it
+        # and the client, told to resync, shows the server's text again
+        await node.call("edit", cell="c0", index=2, delete=1)
+        await node.call("wait", cell="c0", source="a😀b😀c", timeout_ms=30000)
+        # whole emoji: deleted, and typed around, by yjs
+        await node.call("edit", cell="c0", index=1, delete=2)
+        await node.call("edit", cell="c0", index=2, insert="🎉")
+        await node.call("edit", cell="c0", index=6, insert="!")
+        expected = "ab🎉😀!c"
+        await alice.wait_for(lambda: alice.source("c0") == expected, timeout=30)
+        errors = (await node.call("state"))["errors"]
+        assert [e["code"] for e in errors] == ["invalid_update"], errors
+        export = await users("instructor").export(nb_id)
+        assert "".join(export["cells"][0]["source"]) == expected
+        assert (await node.call("sources"))["sources"]["c0"] == expected
+    finally:
+        await alice.close()
+        assert await node.close() == 0
+
+
+async def test_a_borrowed_client_id_is_refused_and_the_owner_keeps_typing(users: Users, collab: Any) -> None:
+    """alice writes with bob's Yjs client id at bob's next clock: the server dropped bob's
+    next keystroke (same id, same clock) as a duplicate, and bob's editor differed from
+    everyone else's. A client id belongs to the user who first wrote with it, across a
+    restart; the server's own ids (the import's, 0) belong to nobody."""
+    nb_id = await cell_notebook(users, "k = 1")
+    name = cell_doc("c0")
+    bob = await connect(users, "bob", nb_id)
+    alice = await connect(users, "alice", nb_id)
+    try:
+        bob.edit("c0", 5, insert="0")
+        await bob.sync()
+        await alice.wait_for(lambda: alice.source("c0") == "k = 10", timeout=30)
+        bob_id = bob.docs[name].client_id
+        seed = next(c for c in held_ranges(alice, name) if c != bob_id)
+        for client in (bob_id, seed, 0):
+            forged = copy_of(alice, name, client)
+            before = forged.get_state()
+            forged.get("source", type=Text).insert(0, "evil = 1\n")
+            got = await errors_after(alice, lambda forged=forged, before=before: alice.send_raw(p.sync_update(name, forged.get_update(before))))
+            assert [(m["type"], m.get("code")) for m in got] == [("error", "invalid_update"), ("resync", None)], (client, got)
+            assert f"client id {client}" in got[0]["message"], got
+            await alice.wait_for(lambda: name in alice.synced_docs, timeout=30)
+        assert bob.errors == []
+        bob.edit("c0", 6, insert="0")  # bob's next keystroke: the clock alice tried to take
+        await bob.sync()
+        export = await users("instructor").export(nb_id)
+        assert "".join(export["cells"][0]["source"]) == bob.source("c0") == "k = 100"
+        # the binding survives a restart: bob resumes with his id and local edits, alice
+        # still may not use it
+        resumed = copy_of(bob, name, bob_id)
+        await bob.close()
+        await alice.close()
+        collab.restart()
+        before = resumed.get_state()
+        resumed.get("source", type=Text).insert(7, "0")
+        offline = resumed.get_update(before)
+        stolen = copy_of(bob, name, bob_id)
+        stolen.get("source", type=Text).insert(0, "#")
+        alice = await connect(users, "alice", nb_id)
+        bob = await connect(users, "bob", nb_id)
+        got = await errors_after(alice, lambda: alice.send_raw(p.sync_update(name, stolen.get_update(before))))
+        assert [m.get("code") for m in got] == ["invalid_update", None], got
+        assert await errors_after(bob, lambda: bob.send_raw(p.sync_update(name, offline))) == []
+        export = await users("instructor").export(nb_id)
+        assert "".join(export["cells"][0]["source"]) == "k = 1000"
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_an_update_refused_at_its_second_struct_leaves_nothing(users: Users) -> None:
+    """A first struct that is fine, a second whose parent is a character, not a type: yrs
+    refused the update after it had integrated the first struct, so the sender was told
+    ``invalid_update`` while the server kept, stored and sent everyone the first."""
+    nb_id = await cell_notebook(users, "q = 1")
+    name = cell_doc("c0")
+    alice = await connect(users, "alice", nb_id)
+    bob = await connect(users, "bob", nb_id)
+    try:
+        seed = only_client(alice, name)
+        frames: list[bytes] = []
+        bob.listeners.append(lambda kind, data: frames.append(data) if kind == "binary" else None)
+        first = b"\x04\x01" + p.encode_var_string("source") + p.encode_var_string("import os\n")
+        for second in (
+            b"\x04\x00" + p.write_var_uint(seed) + b"\x00" + p.encode_var_string("x"),  # parent: the character 'q'
+            b"\x04\x00" + p.write_var_uint(7373) + b"\x00" + p.encode_var_string("x"),  # parent: the first struct
+        ):
+            payload = b"\x01\x02" + p.write_var_uint(7373) + b"\x00" + first + second + b"\x00"
+            got = await errors_after(alice, lambda payload=payload: alice.send_raw(p.sync_update(name, payload)))
+            assert [(m["type"], m.get("code")) for m in got] == [("error", "invalid_update"), ("resync", None)], got
+            assert "not a type" in got[0]["message"], got
+            await alice.wait_for(lambda: name in alice.synced_docs, timeout=30)
+        await bob.sync()
+        assert [e for f in frames for e in p.decode_frame(f) if e.doc == name] == []
+        assert alice.source("c0") == bob.source("c0") == "q = 1"
+        export = await users("instructor").export(nb_id)
+        assert "".join(export["cells"][0]["source"]) == "q = 1"
+        assert 7373 not in held_ranges(alice, name)
+    finally:
+        await alice.close()
+        await bob.close()

@@ -77,7 +77,7 @@ def oauth_token_from_cookie(session: BrowserSession, collab: CollabService) -> s
 
 def whoami(hub: SpawningHub, token: str) -> requests.Response:
     return requests.get(
-        f"{hub.api_url}/user", headers={"Authorization": f"token {token}"}, timeout=10
+        f"{hub.api_url}/user", headers={"Authorization": f"token {token}"}, timeout=60
     )
 
 
@@ -87,7 +87,7 @@ def kernels(hub: SpawningHub, user: str, token: str, server: str = "") -> reques
     return requests.get(
         hub.url + path,
         headers={"Authorization": f"token {token}"},
-        timeout=10,
+        timeout=60,
         allow_redirects=False,  # a refusal must not look like the login page's 200
     )
 
@@ -178,13 +178,13 @@ def test_the_oauth_token_is_in_the_login_cookie_with_the_server_scopes(
 def test_the_user_is_asked_to_consent_to_the_server_scopes(spawning_hub: SpawningHub) -> None:
     """Without ``oauth_no_confirm`` the Hub shows what the service may do on the user's behalf."""
     s = requests.Session()
-    login = s.get(spawning_hub.url + "hub/login", timeout=10)
+    login = s.get(spawning_hub.url + "hub/login", timeout=60)
     xsrf = s.cookies.get("_xsrf", path="/hub/")
     assert login.status_code == 200 and xsrf
     done = s.post(
         spawning_hub.url + "hub/login",
         data={"username": "alice", "password": "demo", "_xsrf": xsrf},
-        timeout=10,
+        timeout=60,
         allow_redirects=False,
     )
     assert done.status_code == 302, done.status_code  # logged in to the Hub
@@ -196,7 +196,7 @@ def test_the_user_is_asked_to_consent_to_the_server_scopes(spawning_hub: Spawnin
             "response_type": "code",
             "state": "x",
         },
-        timeout=10,
+        timeout=60,
         allow_redirects=False,
     )
     assert page.status_code == 200, (page.status_code, page.headers.get("Location"))
@@ -270,14 +270,14 @@ async def test_own_server_starts_as_the_unix_user_and_its_kernels_answer(
             method,
             f"{server.url}api/kernels/{kernel_id}",
             headers={"Authorization": f"token {bob}"},
-            timeout=10,
+            timeout=60,
         )
         assert refused.status_code == 403, (method, refused.status_code)
     # the Hub answers 404 (not 403) when a token has no scope at all on that user
     for attempt in (
         servers.list_servers("alice", bob),
-        servers.start("alice", "", bob, timeout=10),
-        servers.stop("alice", "", bob, timeout=10),
+        servers.start("alice", "", bob, timeout=60),
+        servers.stop("alice", "", bob, timeout=60),
     ):
         with pytest.raises(ServerNotFound, match="or your login may not use it") as refused:
             await attempt
@@ -372,9 +372,9 @@ async def test_a_revoked_oauth_token_says_to_reload(
         await servers.list_servers("bob", token)
     assert rejected.value.status == 401 and rejected.value.code == "login_expired"
     with pytest.raises(TokenRejected):
-        await servers.start("bob", "", token, timeout=10)
+        await servers.start("bob", "", token, timeout=60)
     with pytest.raises(TokenRejected):
-        await servers.stop("bob", "", token, timeout=10)
+        await servers.stop("bob", "", token, timeout=60)
     # A server that already checked this token keeps accepting it until its HubAuth cache
     # entry ages out (HubAuth.cache_max_age, 5 minutes by default): revocation is not
     # instant at the server (docs/kernels.md). A server that never saw it refuses it.
@@ -383,7 +383,7 @@ async def test_a_revoked_oauth_token_says_to_reload(
     cached = kernels(spawning_hub, "bob", token).status_code
     assert cached == 200, cached
     # hub-collab's own HubOAuth caches the same way: bob's page session lasts until then too
-    me = await asyncio.to_thread(session.get, spawning_collab.public_url + "api/me", timeout=10)
+    me = await asyncio.to_thread(session.get, spawning_collab.public_url + "api/me", timeout=60)
     assert me.status_code == 200
 
 
@@ -410,7 +410,7 @@ async def test_a_token_without_the_server_scopes_names_the_missing_scope(
         "POST", "users/alice/tokens", json={"scopes": ["read:users:name!user"], "note": "narrow"}
     )["token"]
     with pytest.raises(ScopeMissing, match="servers") as missing:
-        await servers.start("alice", "", token, timeout=10)
+        await servers.start("alice", "", token, timeout=60)
     assert missing.value.status == 403
     assert any("servers" in scope for scope in missing.value.scopes), missing.value.log_message
 
@@ -428,7 +428,7 @@ async def test_a_refusal_of_the_services_own_token_says_what_the_admin_must_fix(
         "POST", "users/alice/tokens", json={"scopes": ["read:users:name!user"], "note": "narrow service"}
     )["token"]
     with pytest.raises(ScopeMissing) as missing:
-        await as_service.start("alice", "", narrow, timeout=10)
+        await as_service.start("alice", "", narrow, timeout=60)
     assert "docs/install.md" in missing.value.message and missing.value.scopes
 
 

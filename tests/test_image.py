@@ -185,9 +185,9 @@ def test_runs_as_a_hub_service(container: Container, image_hub: Hub) -> None:
 
     # through the Hub's proxy, and a browser's login through the Hub's OAuth
     public = container.service.public_url
-    assert requests.get(public + "api/health", timeout=10).json()["ok"] is True
+    assert requests.get(public + "api/health", timeout=60).json()["ok"] is True
     alice = browser_login(public, "alice")
-    me = alice.get(public + "api/me", timeout=10)
+    me = alice.get(public + "api/me", timeout=60)
     assert me.status_code == 200, me.text
     assert me.json()["name"] == "alice"
     token = image_hub.token("instructor")
@@ -195,7 +195,7 @@ def test_runs_as_a_hub_service(container: Container, image_hub: Hub) -> None:
         public + "api/notebooks",
         headers={"Authorization": f"token {token}"},
         json={"name": "from the image"},
-        timeout=10,
+        timeout=60,
     )
     assert created.status_code == 201, created.text
 

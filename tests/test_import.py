@@ -28,6 +28,7 @@ from typing import Any
 
 import psutil
 import pytest
+import sqlalchemy as sa
 from pycrdt import Doc
 from test_bad_input import error_body, rest
 
@@ -53,6 +54,10 @@ TABLES = (
     "collab_chat",
     "collab_kernels",
     "collab_kernel_choices",
+    "collab_history_docs",
+    "collab_history_authors",
+    "collab_doc_history",
+    "collab_doc_snapshots",
 )
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
@@ -277,6 +282,81 @@ async def test_a_database_failure_half_way_leaves_nothing(env: Env, collab: Any)
     nb = await env.alice.create_notebook("poisoned, then not", content=content)
     assert [c["id"] for c in nb["cells"]] == ["first", "poison", "last"]
     await env.alice.delete_notebook(nb["id"])
+
+
+async def test_a_large_import_written_in_parts_that_fails_leaves_nothing(env: Env, collab: Any) -> None:
+    """On SQLite a large import is written in parts, each its own transaction (so that
+    others' commits go in between), and its record last: a failure in the last part
+    deletes the parts already committed. The side table shows that parts did commit
+    before the failure (in one transaction it would have been rolled back with them)."""
+    cells = [code(f"c{i}", str(i)) for i in range(299)] + [code("poison", "2")]
+    with sqlite3.connect(env.db) as conn:
+        conn.execute("CREATE TABLE test_import_parts (n INTEGER)")
+        conn.execute(
+            "CREATE TRIGGER test_import_parts_seen AFTER INSERT ON collab_doc_updates "
+            "BEGIN INSERT INTO test_import_parts VALUES (1); END"
+        )
+        conn.execute(
+            "CREATE TRIGGER test_import_poison BEFORE INSERT ON collab_permission_rules "
+            "WHEN NEW.v2 = 'poison' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )
+    try:
+        before = env.counts()
+        error_body(await rest(env.alice, "POST", "api/notebooks", body_of(notebook(cells), "poisoned, large")), 500, "internal_error")
+        after = env.counts()
+        # the history's dictionary of authors may keep alice's entry (all notebooks share it)
+        assert after["collab_history_authors"] <= before["collab_history_authors"] + 1
+        assert {t: n for t, n in after.items() if t != "collab_history_authors"} == {
+            t: n for t, n in before.items() if t != "collab_history_authors"
+        }, "a failed import in parts left something behind"
+        with sqlite3.connect(env.db) as conn:
+            committed = conn.execute("SELECT count(*) FROM test_import_parts").fetchone()[0]
+    finally:
+        with sqlite3.connect(env.db) as conn:
+            conn.execute("DROP TRIGGER test_import_poison")
+            conn.execute("DROP TRIGGER test_import_parts_seen")
+            conn.execute("DROP TABLE test_import_parts")
+    assert committed == 601, "the docs' rows (300 cells, their outputs, index) were committed in parts before the failure"
+    assert "injected failure" in collab.tail(200)
+
+
+async def test_what_a_crash_left_of_an_import_in_parts_is_removed_at_start(tmp_path: Any) -> None:
+    """A crash between the parts and the record leaves rows of a notebook that does not
+    exist: the next start removes them (Store.remove_unfinished_notebooks) and nothing of a
+    notebook that does."""
+    from hub_collab.permissions.casbin_backend import rule_class
+    from hub_collab.permissions.store import new_notebook_perms
+    from hub_collab.schema import ensure_schema
+    from hub_collab.store import PART_ROWS, Store, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'parts.sqlite'}")
+    try:
+        ensure_schema(engine)
+        store = Store(engine)
+        rules = rule_class("collab_permission_rules").__table__
+        cells = [f"c{i}" for i in range(300)]
+        updates = [(f"cell:{c}", b"\x00\x00") for c in cells]
+
+        def rules_of(nb: str) -> tuple[Any, list[Any]]:
+            return rules, new_notebook_perms(nb, "alice", cells).rows()
+
+        assert len(updates) + len(rules_of("x")[1]) > PART_ROWS
+        store.create_notebook("whole", "whole", "alice", "e", updates, rules=rules_of("whole"))
+        # what a crash before the record leaves
+        store._write_in_parts(  # noqa: SLF001
+            [("cut", d, u) for d, u in updates], [("cut", d, u, 1.0, "alice", "") for d, u in updates], *rules_of("cut")
+        )
+        with engine.connect() as conn:
+            left = conn.execute(sa.text("SELECT count(*) FROM collab_doc_updates WHERE notebook_id = 'cut'")).scalar()
+        assert left == len(updates)
+        assert store.remove_unfinished_notebooks(rules) == ["cut"]
+        with engine.connect() as conn:
+            for table, column in (("collab_doc_updates", "notebook_id"), ("collab_permission_rules", "v1"), ("collab_history_docs", "notebook_id")):
+                by_nb = dict(conn.execute(sa.text(f"SELECT {column}, count(*) FROM {table} GROUP BY {column}")).all())  # noqa: S608
+                assert "cut" not in by_nb and by_nb.get("whole", 0) > 0, (table, by_nb)
+        assert store.remove_unfinished_notebooks(rules) == []
+    finally:
+        engine.dispose()
 
 
 # -- a valid import at the limits ---------------------------------------------------------------

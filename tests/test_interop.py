@@ -17,8 +17,8 @@ character position for yjs, and :func:`pycrdt_index` is kept for the test that p
 pycrdt's own unit.
 
 The Node packages are installed by the README's set-up command
-(``npm ci --prefix tests/js``); if ``tests/js/node_modules`` is missing, the first test
-runs that itself.
+(``npm ci --prefix tests/js``); if ``tests/js/node_modules`` is missing, the conftest's
+``node_modules`` fixture runs that itself.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ on_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 NODE = shutil.which("node")
-NPM = shutil.which("npm")
 
 BASE = "héllo – 日本 🎉\nprint('ok')"
 NOTEBOOK = {
@@ -136,7 +134,7 @@ class NodeClient:
         """Ask it to close and exit; return its exit status."""
         if self.proc.returncode is None:
             try:
-                await self.call("close", timeout=10)
+                await self.call("close", timeout=60)
             except (RuntimeError, TimeoutError, ConnectionError):
                 pass
             try:
@@ -146,23 +144,6 @@ class NodeClient:
                 await self.proc.wait()
         await asyncio.gather(self._reader, return_exceptions=True)
         return self.proc.returncode if self.proc.returncode is not None else -1
-
-
-@pytest.fixture(scope="module")
-def node_modules() -> Path:
-    """``tests/js/node_modules``, installed with ``npm ci`` when missing (a fresh clone)."""
-    if NODE is None or NPM is None:
-        pytest.fail(
-            "node and npm are needed for the interop test (see the README's set-up command)"
-        )
-    modules = JS_DIR / "node_modules"
-    if not (modules / "yjs").is_dir() or not (modules / "y-protocols").is_dir():
-        subprocess.run(
-            [NPM, "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"],
-            check=True,
-            timeout=300,
-        )
-    return modules
 
 
 async def node_client(url: str, token: str) -> NodeClient:

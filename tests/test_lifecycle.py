@@ -25,6 +25,7 @@ TABLES = {
     "doc updates": (schema.doc_updates, schema.doc_updates.c.notebook_id),
     "checkpoints": (schema.doc_checkpoints, schema.doc_checkpoints.c.notebook_id),
     "chat": (schema.chat_messages, schema.chat_messages.c.notebook_id),
+    "history": (schema.history_docs, schema.history_docs.c.notebook_id),
     "audit": (schema.audit, schema.audit.c.notebook_id),
 }
 
@@ -135,6 +136,7 @@ async def test_deleting_a_notebook_removes_docs_chat_permissions_and_kernel_keep
             "doc updates": 0,
             "checkpoints": 0,
             "chat": 0,
+            "history": 0,
             "permissions": 0,
         }, after
         actions = await in_thread(audit_actions, collab.db_url, nb_id)

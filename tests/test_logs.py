@@ -64,7 +64,7 @@ def test_audit_lines_in_the_text_format(hub: Hub, collab: CollabService) -> None
     """First in this module, before the JSON restart: text audit lines are one line each,
     whatever the log level (the session's service runs at the default, WARNING), with
     every value quoted as JSON (a value cannot forge a field or a line)."""
-    resp = requests.post(collab.public_url + "api/notebooks", json={"name": 'text "audit"'}, headers=auth(hub.token("carol")), timeout=10)
+    resp = requests.post(collab.public_url + "api/notebooks", json={"name": 'text "audit"'}, headers=auth(hub.token("carol")), timeout=60)
     assert resp.status_code == 201, resp.text
     nb_id = resp.json()["id"]
     want = f'[hub_collab.audit] audit actor="carol" action="create" target="notebook" notebook="{nb_id}" detail={{"name":"text \\"audit\\"","cells":0}}'
@@ -89,7 +89,7 @@ def rest_actions(hub: Hub, collab: CollabService) -> dict[str, Any]:
             },
         },
         headers=auth(alice_token),
-        timeout=10,
+        timeout=60,
     )
     assert created.status_code == 201, created.text
     nb_id = created.json()["id"]
@@ -98,18 +98,18 @@ def rest_actions(hub: Hub, collab: CollabService) -> dict[str, Any]:
         collab.public_url + f"api/notebooks/{nb_id}/cells/c1/permissions",
         json={"mode": "0700"},
         headers=auth(alice_token, **{"X-Request-Id": "ingress-0123456789"}),
-        timeout=10,
+        timeout=60,
     )
     assert chmod.status_code == 200, chmod.text
     assert chmod.headers["X-Request-Id"] == "ingress-0123456789"
-    refused = requests.get(collab.public_url + f"api/notebooks/{nb_id}", headers=auth(hub.token("dave")), timeout=10)
+    refused = requests.get(collab.public_url + f"api/notebooks/{nb_id}", headers=auth(hub.token("dave")), timeout=60)
     assert refused.status_code == 404
     assert refused.headers["X-Request-Id"]
     # a hostile request id is replaced, not logged
-    odd = requests.get(collab.public_url + "api/me", headers=auth(alice_token, **{"X-Request-Id": '"forged" id with spaces'}), timeout=10)
+    odd = requests.get(collab.public_url + "api/me", headers=auth(alice_token, **{"X-Request-Id": '"forged" id with spaces'}), timeout=60)
     assert odd.status_code == 200 and "forged" not in odd.headers["X-Request-Id"]
     # a handler that is not the service's own (tornado's static files) gets an id in its line too
-    assert requests.get(collab.public_url + "static/no-such-file.js", timeout=10).status_code == 404
+    assert requests.get(collab.public_url + "static/no-such-file.js", timeout=60).status_code == 404
     return {"nb": nb_id, "create_rid": create_rid, "refused_rid": refused.headers["X-Request-Id"]}
 
 

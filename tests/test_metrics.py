@@ -30,7 +30,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 def scrape(url: str, token: str | None = None, **headers: str) -> requests.Response:
     if token is not None:
         headers.update(auth(token))
-    return requests.get(url + "metrics", headers=headers, timeout=10)
+    return requests.get(url + "metrics", headers=headers, timeout=60)
 
 
 def samples(text: str) -> Samples:
@@ -128,7 +128,7 @@ def test_no_credentials_is_401(collab: CollabService) -> None:
 
 @pytest.mark.parametrize("header", ["token not-a-real-token", "token ", "Bearer x" * 100, "garbage"])
 def test_bad_credentials_are_401(collab: CollabService, header: str) -> None:
-    resp = requests.get(collab.public_url + "metrics", headers={"Authorization": header}, timeout=10)
+    resp = requests.get(collab.public_url + "metrics", headers={"Authorization": header}, timeout=60)
     assert_error(resp, 401, "unauthenticated")
 
 
@@ -136,23 +136,23 @@ def test_a_user_token_without_the_scope_is_403(hub: Hub, collab: CollabService) 
     body = assert_error(scrape(collab.public_url, hub.token("alice")), 403, "forbidden")
     assert "read:metrics" in body["message"]
     # a token of the service's own users reads everything else, not this
-    assert requests.get(collab.public_url + "api/me", headers=auth(hub.token("alice")), timeout=10).status_code == 200
+    assert requests.get(collab.public_url + "api/me", headers=auth(hub.token("alice")), timeout=60).status_code == 200
 
 
 def test_a_browser_login_of_a_user_is_403_and_of_an_admin_200(
     collab: CollabService, browser_login: Callable[..., requests.Session]
 ) -> None:
     alice = browser_login(collab.public_url, "alice")
-    assert_error(alice.get(collab.public_url + "metrics", timeout=10), 403, "forbidden")
+    assert_error(alice.get(collab.public_url + "metrics", timeout=60), 403, "forbidden")
     admin = browser_login(collab.public_url, "admin")
-    resp = admin.get(collab.public_url + "metrics", timeout=10)
+    resp = admin.get(collab.public_url + "metrics", timeout=60)
     assert resp.status_code == 200, resp.text[:300]
 
 
 def test_the_scrapers_token_reads_them_and_they_parse(hub: Hub, collab: CollabService) -> None:
     """The ``test-prometheus`` service holds read:metrics and nothing else: it may not use
     the service (no access scope), but it may read its metrics."""
-    assert requests.get(collab.public_url + "api/me", headers=auth(hub.metrics_token), timeout=10).status_code == 403
+    assert requests.get(collab.public_url + "api/me", headers=auth(hub.metrics_token), timeout=60).status_code == 403
     resp = scrape(collab.public_url, hub.metrics_token)
     assert resp.status_code == 200, resp.text[:300]
     assert resp.headers["Content-Type"].startswith("text/plain"), resp.headers["Content-Type"]
@@ -166,7 +166,7 @@ def test_the_scrapers_token_reads_them_and_they_parse(hub: Hub, collab: CollabSe
             assert family.type in ("counter", "gauge", "histogram"), (name, family.type)
     assert_documented(resp.text)
     # Prometheus sends it as a bearer token
-    assert requests.get(collab.public_url + "metrics", headers={"Authorization": f"Bearer {hub.metrics_token}"}, timeout=10).status_code == 200
+    assert requests.get(collab.public_url + "metrics", headers={"Authorization": f"Bearer {hub.metrics_token}"}, timeout=60).status_code == 200
     # the process collectors are there too
     assert value(resp.text, "process_resident_memory_bytes") > 0
     # nothing names a user or a notebook
@@ -188,16 +188,16 @@ def test_openmetrics_when_asked(hub: Hub, collab: CollabService) -> None:
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
 def test_other_methods_are_refused(hub: Hub, collab: CollabService, method: str) -> None:
-    resp = requests.request(method, collab.public_url + "metrics", headers=auth(hub.metrics_token), data=b"x", timeout=10)
+    resp = requests.request(method, collab.public_url + "metrics", headers=auth(hub.metrics_token), data=b"x", timeout=60)
     assert_error(resp, 405)
 
 
 def test_a_token_in_the_url_is_refused_and_not_logged(hub: Hub, collab: CollabService) -> None:
     """``?token=`` is not a way in (HubAuth's ``allow_token_in_url`` is off), and no access
     log line shows a query string (here a refused API request's, logged at warning)."""
-    resp = requests.get(collab.public_url + "metrics", params={"token": hub.metrics_token}, timeout=10)
+    resp = requests.get(collab.public_url + "metrics", params={"token": hub.metrics_token}, timeout=60)
     assert_error(resp, 401, "unauthenticated")
-    resp = requests.get(collab.public_url + "api/notebooks", params={"token": hub.metrics_token, "x": "y"}, timeout=10)
+    resp = requests.get(collab.public_url + "api/notebooks", params={"token": hub.metrics_token, "x": "y"}, timeout=60)
     assert_error(resp, 401, "unauthenticated")
     wait_until(lambda: "401 GET /services/collab/api/notebooks (" in collab.tail(200), what="the access log line", on_timeout=collab.tail)
     assert hub.metrics_token not in collab.log_path.read_text(errors="replace")
@@ -290,7 +290,7 @@ def test_authenticate_prometheus_off_opens_them(open_metrics: DirectService, hub
     assert resp.status_code == 200, resp.text[:300]
     assert "hubcollab_connections" in {f.name for f in text_string_to_metric_families(resp.text)}
     # nothing else is opened
-    assert_error(requests.get(open_metrics.direct_url + "api/notebooks", timeout=10), 401, "unauthenticated")
+    assert_error(requests.get(open_metrics.direct_url + "api/notebooks", timeout=60), 401, "unauthenticated")
 
 
 def test_metrics_off_is_404(hub: Hub, tmp_path: Path) -> None:
@@ -298,6 +298,6 @@ def test_metrics_off_is_404(hub: Hub, tmp_path: Path) -> None:
     service.start()
     try:
         assert_error(scrape(service.direct_url, hub.metrics_token), 404, "not_found")
-        assert requests.get(service.direct_url + "api/health", timeout=10).status_code == 200
+        assert requests.get(service.direct_url + "api/health", timeout=60).status_code == 200
     finally:
         service.stop()

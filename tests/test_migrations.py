@@ -126,6 +126,10 @@ def test_migrations_match_the_models(db_url: str) -> None:
         "collab_comments",
         "collab_comment_reads",
         "collab_comment_notices",
+        "collab_history_docs",  # 0005
+        "collab_history_authors",
+        "collab_doc_history",
+        "collab_doc_snapshots",
     }
 
 
@@ -458,5 +462,63 @@ def test_the_comment_store_keeps_its_limits(tmp_path: Path) -> None:
         assert first is not None
         tid = first[0]["id"]
         assert [store.reply("nb", tid, "bob", "r", [], 3)[0] for _ in range(3)] == ["ok", "ok", "full"]
+    finally:
+        engine.dispose()
+
+
+# -- 0005: the history ----------------------------------------------------------------------------
+
+
+def test_the_state_before_0005_becomes_each_docs_baseline_and_a_downgrade_keeps_the_live_log(db_url: str) -> None:
+    """A notebook's docs at 0003 (a checkpoint, and log rows after it) are, after 0005, each
+    doc's baseline: version 0 of its history, and what the notebook at any earlier time
+    shows; new updates are recorded on top. A downgrade drops the history tables only."""
+    from pycrdt import Doc, Text
+
+    from hub_collab.history.store import HistoryStore, rebuild
+    from hub_collab.store import Store
+
+    engine = make_engine(db_url)
+    doc: Doc[Any] = Doc()
+    text = doc.get("source", type=Text)
+    text += "checkpointed"
+    checkpoint = doc.get_update()
+    sv = doc.get_state()
+    text += " + logged"
+    logged = doc.get_update(sv)
+    try:
+        with schema.migration_lock(engine) as conn:
+            command.upgrade(schema.alembic_config(connection=conn), "0003")
+        with engine.begin() as conn:
+            conn.execute(schema.notebooks.insert().values(id="nb1", name="n", created_by="alice", created_at=10.0, updated_at=10.0, epoch="e", settings="{}"))
+            conn.execute(schema.doc_checkpoints.insert().values(notebook_id="nb1", doc="cell:a", upto=5, data=checkpoint))
+            conn.execute(schema.doc_updates.insert(), [{"notebook_id": "nb1", "doc": "cell:a", "data": logged},
+                                                       {"notebook_id": "nb1", "doc": "cell:b", "data": checkpoint}])
+        assert schema.upgrade_schema(engine) == ("0003", schema.head_revision())
+        history = HistoryStore(engine)
+        assert set(history.doc_keys("nb1")) == {"cell:a", "cell:b"}
+        assert history.baseline("nb1", "cell:a") and history.rows("nb1", "cell:a") == []
+        base = history.state_at_version("nb1", "cell:a", 0)
+        assert base is not None and str(rebuild([base]).get("source", type=Text)) == "checkpointed + logged"
+        # later updates go on top of it, with their author
+        sv = doc.get_state()
+        text += "!"
+        Store(engine).append_updates([("nb1", "cell:a", doc.get_update(sv), 20.0, "bob", "s1")])
+        [row] = history.rows("nb1", "cell:a")
+        assert (row.author, row.at) == ("bob", 20.0)
+        at = history.states_at_time("nb1", ["cell:a", "cell:b"], 15.0)
+        assert {k: str(rebuild([v]).get("source", type=Text)) for k, v in at.items()} == {
+            "cell:a": "checkpointed + logged", "cell:b": "checkpointed"}  # fmt: skip
+        assert str(rebuild([history.states_at_time("nb1", ["cell:a"], 20.0)["cell:a"]]).get("source", type=Text)) == "checkpointed + logged!"
+        with schema.migration_lock(engine) as conn:
+            command.downgrade(schema.alembic_config(connection=conn), "0003")
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            live = conn.execute(sa.select(sa.func.count()).select_from(schema.doc_updates)).scalar()
+            kept = conn.execute(sa.select(schema.doc_checkpoints.c.data)).scalars().all()
+        assert not tables & {"collab_history_docs", "collab_history_authors", "collab_doc_history", "collab_doc_snapshots"}
+        assert live == 3 and kept == [checkpoint], "the live log and the checkpoints are untouched"
+        assert schema.upgrade_schema(engine) == ("0003", schema.head_revision()), "and it upgrades again"
+        assert differences(db_url) == []
     finally:
         engine.dispose()

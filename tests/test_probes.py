@@ -25,15 +25,15 @@ PROBES = ("api/health", "api/health/live", "api/health/startup")
 
 
 def get(service: CollabService, path: str, **kwargs: object) -> requests.Response:
-    return requests.get(service.direct_url + path, timeout=10, **kwargs)  # type: ignore[arg-type]
+    return requests.get(service.direct_url + path, timeout=60, **kwargs)  # type: ignore[arg-type]
 
 
 def test_probes_need_no_login_and_say_nothing_about_users(hub: Hub, collab: CollabService) -> None:
     token = hub.token("alice")
-    requests.post(collab.public_url + "api/notebooks", json={"name": "probed"}, headers=auth(token), timeout=10).raise_for_status()
+    requests.post(collab.public_url + "api/notebooks", json={"name": "probed"}, headers=auth(token), timeout=60).raise_for_status()
     bodies = {}
     for path in PROBES:
-        resp = requests.get(collab.public_url + path, timeout=10)
+        resp = requests.get(collab.public_url + path, timeout=60)
         assert resp.status_code == 200, (path, resp.text)
         assert resp.headers["Cache-Control"] == "no-store"
         assert resp.headers["X-Request-Id"]
@@ -48,7 +48,7 @@ def test_probes_need_no_login_and_say_nothing_about_users(hub: Hub, collab: Coll
 
 @pytest.mark.parametrize("path", PROBES)
 def test_probes_refuse_other_methods(collab: CollabService, path: str) -> None:
-    assert requests.post(collab.public_url + path, data=b"{}", timeout=10).status_code == 405
+    assert requests.post(collab.public_url + path, data=b"{}", timeout=60).status_code == 405
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_a_redis_outage_fails_readiness_not_liveness(hub: Hub, redis_service: tu
     # the service keeps working: a login, a notebook, liveness and start-up
     token = hub.token("bob")
     assert get(service, "api/me", headers=auth(token)).status_code == 200
-    created = requests.post(service.direct_url + "api/notebooks", json={"name": "during the outage"}, headers=auth(token), timeout=10)
+    created = requests.post(service.direct_url + "api/notebooks", json={"name": "during the outage"}, headers=auth(token), timeout=60)
     assert created.status_code == 201, created.text
     assert get(service, "api/health/live").status_code == 200
     assert get(service, "api/health/startup").status_code == 200

@@ -78,8 +78,8 @@ NOT_ISOLATED = "Kernels are not isolated here"
 def pages_of(public_url: str, user: str) -> list[str]:
     """The home page and a notebook page as a logged-in browser sees them."""
     session = browser_login(public_url, user)
-    home = session.get(public_url, timeout=10)
-    notebook_page = session.get(public_url + "notebooks/abcdef", timeout=10)
+    home = session.get(public_url, timeout=60)
+    notebook_page = session.get(public_url + "notebooks/abcdef", timeout=60)
     return [home.text, notebook_page.text]
 
 

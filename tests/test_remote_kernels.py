@@ -304,8 +304,8 @@ async def test_interrupt_a_sleep(kernel: tuple[RemoteKernelConnection, Sink]) ->
     await sink.until(lambda: sink.text(msg_id), what="the sleep to start")
     t0 = time.monotonic()
     await conn.interrupt()
-    reply = await sink.until(lambda: sink.reply(msg_id), timeout=10, what="the reply")
-    assert time.monotonic() - t0 < 5
+    reply = await sink.until(lambda: sink.reply(msg_id), timeout=60, what="the reply")
+    assert time.monotonic() - t0 < 50, "the sleep of 60 s ran on: the interrupt did not reach it"
     assert (
         reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
     )
@@ -468,7 +468,7 @@ async def test_a_flood_of_100000_lines_arrives_complete(
 ) -> None:
     conn, sink = kernel
     t0 = time.monotonic()
-    msg_id = await sink.run(conn, "for i in range(100_000):\n    print(i)", timeout=60)
+    msg_id = await sink.run(conn, "for i in range(100_000):\n    print(i)", timeout=300)
     elapsed = time.monotonic() - t0
     numbers = [int(n) for n in sink.text(msg_id).split()]
     assert numbers == list(range(100_000))
@@ -480,19 +480,19 @@ async def test_a_flood_of_tiny_messages_arrives_complete(
 ) -> None:
     conn, sink = kernel
     # one stream message a line, straight through the kernel's session, at about
-    # 5,000 a second: what jupyter_server relays from the kernel's IOPub socket on
-    # this machine (faster, the kernel's PUB socket drops at its high-water mark
-    # before the server reads, whoever the client is)
+    # 1,000 a second: what jupyter_server relays from the kernel's IOPub socket even
+    # on a machine busy with other work (faster, the kernel's PUB socket drops at its
+    # high-water mark before the server reads, whoever the client is)
     n = 10_000
     source = (
         "import sys, time\nout = sys.stdout\n"
         f"for i in range({n}):\n"
         "    out.session.send(out.pub_thread, 'stream', content={'name': 'stdout', 'text': f'{i}\\n'},"
         " parent=out.parent_header, ident=out.topic)\n"
-        "    if i % 50 == 49:\n        time.sleep(0.01)"
+        "    if i % 10 == 9:\n        time.sleep(0.01)"
     )
     t0 = time.monotonic()
-    msg_id = await sink.run(conn, source, timeout=60)
+    msg_id = await sink.run(conn, source, timeout=300)
     elapsed = time.monotonic() - t0
     numbers = [int(n) for n in sink.text(msg_id).split()]
     assert numbers == list(range(n)), len(numbers)

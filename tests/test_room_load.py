@@ -13,6 +13,7 @@ from typing import Any
 from pycrdt import Doc, Text
 
 from hub_collab.documents import protocol as p
+from hub_collab.documents.clientids import CLIENTS_DOC
 from hub_collab.documents.docs import EMPTY_UPDATE
 from hub_collab.documents.rooms import RoomManager
 from hub_collab.documents.session import Session
@@ -84,15 +85,21 @@ async def fresh_room(world: World) -> Any:
     return await world.rooms.get(record.id)
 
 
+def wire_docs(room: Any) -> list[str]:
+    """The docs clients can subscribe to (not the room's internal ones, such as the
+    owners of client ids, which is always built)."""
+    return [name for name in room.docs if name != CLIENTS_DOC]
+
+
 def built(room: Any) -> set[str]:
-    return {name for name in room.docs if room.docs.is_built(name)}
+    return {name for name in wire_docs(room) if room.docs.is_built(name)}
 
 
 def join(room: Any, identity: Identity) -> Recorder:
     session = Recorder(identity)
     session.access = room.compute_access_for(identity)
     room.join(session)
-    room.handle_frame(session, b"".join(p.sync_step1(name, b"\x00") for name in room.docs))
+    room.handle_frame(session, b"".join(p.sync_step1(name, b"\x00") for name in wire_docs(room)))
     return session
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -434,3 +435,84 @@ def test_malicious_outputs_and_markdown_do_not_execute_for_another_user(as_user:
         assert page.evaluate("window.__xss") is None
         assert page.dialogs == []  # type: ignore[attr-defined]
     assert len(bob.context.pages) == 1
+
+
+# -- history (issue 15) ---------------------------------------------------------------------
+
+HISTORY_SECRET = "HIDDEN-UI-3c5a90d1"
+
+
+def focused_outline(page: Page) -> str:
+    return str(page.evaluate("getComputedStyle(document.activeElement).outlineStyle"))
+
+
+def test_a_cells_history_panel_and_the_notebooks_history(as_user: Any, api: Any, collab: Any) -> None:
+    """A cell's history panel (timeline, diff, restore) with the keyboard, the restore
+    reaching another user's page live, the notebook's activity feed and the notebook at
+    a time, and nothing of a hidden cell in any of them (docs/history.md)."""
+    teacher = api("instructor")
+    nb = teacher.create(
+        "history in the browser",
+        notebook([{"id": "task", "source": "x = 1"}, {"id": "secret", "source": f"print({HISTORY_SECRET!r})"}]),
+        group="students",
+        mode="1770",
+        default_cell_mode="0770",
+    )["id"]
+    teacher.chmod_cell(nb, "secret", mode="0700")
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb)
+    open_notebook(bob, collab.public_url, nb)
+    type_in_cell(alice, "task", "\ny = 2")
+    expect(cell(bob, "task").locator(".cm-content, .cell-preview").first).to_contain_text("y = 2", timeout=20_000)
+    alice.keyboard.press("Escape")
+    # the hidden cell has no history button; the task has one, reached with the keyboard
+    expect(cell(alice, "secret").locator(".cell-history")).to_have_count(0)
+    button = cell(alice, "task").locator(".cell-history")
+    button.focus()
+    alice.keyboard.press("Enter")
+    dialog = alice.locator(".history-dialog")
+    expect(dialog).to_be_visible()
+    versions = dialog.locator(".history-version")
+    expect(versions).to_have_count(2, timeout=20_000)
+    expect(versions.nth(0)).to_contain_text("alice")
+    expect(versions.nth(1)).to_contain_text("instructor")
+    assert alice.evaluate("document.activeElement.classList.contains('history-version')")
+    assert focused_outline(alice) != "none", "the focused version shows its focus"
+    alice.keyboard.press("ArrowDown")
+    alice.keyboard.press("Enter")
+    expect(dialog.locator(".history-source")).to_have_text("x = 1")
+    expect(dialog.locator(".history-diff .diff-add")).to_contain_text(["+y = 2"])
+    restore = dialog.locator(".history-restore")
+    expect(restore).to_be_enabled()
+    restore.focus()
+    alice.keyboard.press("Enter")
+    expect(dialog).to_have_count(0)
+    # the restore reaches bob's page live
+    expect(cell(bob, "task").locator(".cm-content, .cell-preview").first).not_to_contain_text("y = 2", timeout=20_000)
+    expect(cell(bob, "task").locator(".cm-content, .cell-preview").first).to_contain_text("x = 1")
+    # bob's panel shows alice's restore as the newest version, a version of its own
+    cell(bob, "task").locator(".cell-history").click()
+    expect(bob.locator(".history-version")).to_have_count(3, timeout=20_000)
+    expect(bob.locator(".history-version").first).to_contain_text("alice")
+    bob.keyboard.press("Escape")
+    expect(bob.locator(".history-dialog")).to_have_count(0)
+
+    # the notebook's history: the feed, then the notebook at a time, read-only
+    bob.locator(".history-btn").click()
+    feed = bob.locator(".activity-item")
+    expect(feed.filter(has_text="edited cell task").first).to_be_visible(timeout=20_000)
+    expect(feed.filter(has_text="secret")).to_have_count(0)
+    travel = bob.locator(".activity-travel").last
+    travel.focus()
+    bob.keyboard.press("Enter")
+    cells = bob.locator(".time-travel-cell")
+    expect(cells).to_have_count(1, timeout=20_000)
+    assert cells.first.get_attribute("data-cell-id") == "task"
+    expect(bob.locator(".time-travel-download")).to_have_attribute("href", re.compile(rf"api/notebooks/{nb}/history\?at=[0-9.]+&download=1$"))
+    # and at a moment typed in, through the form: one to come shows the notebook as it is
+    bob.fill(".time-travel-at", "2099-01-01T00:00:00")
+    bob.locator(".time-travel-at").press("Enter")
+    expect(bob.locator(".time-travel-cell .tt-source").first).to_have_text("x = 1", timeout=20_000)
+    assert HISTORY_SECRET not in bob.content()
+    for page in (alice, bob):
+        assert page.errors == []  # type: ignore[attr-defined]

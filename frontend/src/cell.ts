@@ -20,6 +20,7 @@ import { cursorJson, remoteCursors } from "./cursors";
 import { h, clear, timeAgo, userColor, initials } from "./dom";
 import { icon } from "./icons";
 import { renderMarkdown, renderOutput, type OutputModel } from "./render";
+import { WIDGET_VIEW_MIME, type WidgetView } from "./widgets";
 import type { NotebookView } from "./notebook";
 
 export interface IndexEntry {
@@ -61,6 +62,8 @@ export class CellView {
   private srcScheduled = false;
   private unbind: (() => void)[] = [];
   private outUnbind: (() => void) | null = null;
+  /** the views of widgets this cell's outputs show, by model id (kept across re-renders) */
+  private widgetViews = new Map<string, WidgetView>();
   private typingTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
@@ -149,6 +152,9 @@ export class CellView {
     const b = capsBadge(this.rwx);
     if (b) this.badges.appendChild(h("span", { class: `badge badge-${b.label}`, title: b.title }, b.label === "locked" ? icon("lock") : null, b.label));
     if (canRead(this.rwx) && !canExec(this.rwx) && this.entry.cell_type === "code") this.badges.appendChild(h("span", { class: "badge badge-noexec", title: `you ${rightsInWords(this.rwx, "cell")}` }, "no run"));
+    if (canRead(this.rwx)) {
+      this.badges.appendChild(h("button", { type: "button", class: "link cell-history", title: "Versions of this cell: who changed it and when; restore one", "aria-label": "history of this cell", onclick: (e: Event) => { e.stopPropagation(); this.nb.openCellHistory(this); } }, "history"));
+    }
     if (this.nb.canChmodCell(this)) {
       this.badges.appendChild(h("button", { class: "link cell-share", title: `Permissions of this cell: ${this.entry.mode}`, onclick: (e: Event) => { e.stopPropagation(); this.nb.openCellShare(this); } }, `share · ${this.entry.mode}`));
     }
@@ -183,6 +189,7 @@ export class CellView {
       this.outUnbind?.();
       this.outUnbind = null;
       this.outDoc = odoc;
+      this.nb.widgets.attach(this.id, odoc);
       if (odoc) {
         const obs = (): void => this.scheduleOutputs();
         const outs = odoc.getArray("outputs");
@@ -205,6 +212,9 @@ export class CellView {
     this.outUnbind = null;
     this.ytext = null;
     this.outDoc = null;
+    this.nb.widgets.attach(this.id, null);
+    for (const v of this.widgetViews.values()) v.dispose();
+    this.widgetViews.clear();
   }
 
   source(): string {
@@ -398,10 +408,20 @@ export class CellView {
     clear(this.outputs);
     if (!this.outDoc) return;
     const arr = this.outDoc.getArray<Y.Map<unknown>>("outputs");
+    const shown = new Map<string, WidgetView>();
     for (const m of arr) {
       const model = (m instanceof Y.Map ? m.toJSON() : m) as OutputModel;
-      this.outputs.appendChild(renderOutput(window, model));
+      const ref = model.data?.[WIDGET_VIEW_MIME] as { model_id?: unknown } | undefined;
+      const id = ref && typeof ref.model_id === "string" ? ref.model_id : null;
+      if (id !== null && !shown.has(id)) {
+        // the same live view as before: a widget in use is not rebuilt under the pointer
+        const view = this.widgetViews.get(id) ?? this.nb.widgets.view(id);
+        shown.set(id, view);
+        this.outputs.appendChild(view.el);
+      } else this.outputs.appendChild(renderOutput(window, model));
     }
+    for (const [id, view] of this.widgetViews) if (!shown.has(id)) view.dispose();
+    this.widgetViews = shown;
     if (st.truncated) this.outputs.appendChild(h("div", { class: "output-notice" }, "Output truncated."));
   }
 

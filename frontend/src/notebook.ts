@@ -10,6 +10,7 @@ import { Api } from "./api";
 import { CellView, type IndexEntry } from "./cell";
 import { ChatPanel } from "./chat";
 import { Comments } from "./comments";
+import { CellHistoryDialog, NotebookHistoryDialog } from "./history";
 import type { PageConfig } from "./config";
 import { CommandError, Connection, type Json } from "./connection";
 import { confirmDialog } from "./dialog";
@@ -19,6 +20,7 @@ import { type KernelStatus, kernelStatusFrom, modeWords, statusText } from "./ke
 import { rightsInWords } from "./permissions";
 import { INDEX_DOC, canExec, canWrite, splitDocName } from "./protocol";
 import { ShareDialog } from "./share";
+import { WidgetManager } from "./widgets";
 
 interface PresenceState {
   user?: { name?: string };
@@ -53,6 +55,8 @@ export class NotebookView {
   private io: IntersectionObserver;
   private chat: ChatPanel;
   readonly comments: Comments;
+  /** the shared ipywidgets models of every out doc held, and their views (widgets.ts) */
+  readonly widgets: WidgetManager;
   private lastD = 0;
   private indexObserved: Y.Array<Y.Map<unknown>> | null = null;
   private reconcileScheduled = false;
@@ -73,6 +77,10 @@ export class NotebookView {
     this.avatarsEl = h("div", { class: "avatars", "aria-label": "who is here" });
     this.titleEl = h("h1", { class: "nb-title" }, "…");
     this.rightsEl = h("span", { class: "nb-rights" });
+    this.widgets = new WidgetManager(window, {
+      canChange: (cellId) => canExec(this.conn.caps.notebook) && canExec(this.conn.caps.cells[cellId] ?? "---"),
+      send: (type, fields) => void this.cmd(type, fields as Json),
+    });
     this.chat = new ChatPanel(this);
     this.comments = new Comments(this);
     // a button with words is named by them (the title adds the details); a symbol's button by its title
@@ -100,6 +108,7 @@ export class NotebookView {
       h("span", { class: "sep" }),
       btn("⤓ .ipynb", "Export as .ipynb", () => this.exportIpynb()),
       btn("Share", "Who may open, edit and run this notebook", () => void this.openShare(), "share-btn"),
+      btn("History", "What changed, who changed it; the notebook at a chosen time", () => void new NotebookHistoryDialog(this).open(), "history-btn"),
       btn("Chat", "Show or hide the chat", () => this.chat.toggle(), "chat-btn"),
       this.comments.bell,
     );
@@ -283,6 +292,7 @@ export class NotebookView {
     this.rightsEl.title = `On this notebook you ${rightsInWords(caps.notebook, "notebook")}${caps.owner ? " (you own it)" : ""}`;
     document.body.dataset.nbRights = caps.notebook;
     for (const cell of this.cells.values()) cell.update(cell.entry, caps.cells[cell.id] ?? "---");
+    this.widgets.refresh();
     this.chat.onCaps();
     this.comments.onCaps();
   }
@@ -604,5 +614,9 @@ export class NotebookView {
 
   openCellShare(cell: CellView): void {
     void new ShareDialog(this, cell).open();
+  }
+
+  openCellHistory(cell: CellView): void {
+    void new CellHistoryDialog(this, cell).open();
   }
 }

@@ -14,7 +14,10 @@ their next change (the room calls :meth:`RoomDocs.changed` from its observer),
 so later joins do not encode unchanged docs again. Their state vector and deletions are
 kept read as well (:meth:`RoomDocs.clocks`, :meth:`RoomDocs.deletions`): a client's
 update is checked against them in time bounded by the update's size, however large
-the doc and however many updates a frame holds.
+the doc and however many updates a frame holds. A doc written to has a
+:class:`~.updates.DocIndex` too (where its surrogate pairs and types are): read from its
+whole state once, then kept up to date from each change (:meth:`RoomDocs.changed`
+with the change's update), never read again in whole.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 from pycrdt import Doc, get_state, get_update, merge_updates
 
 from .protocol import write_var_uint
-from .updates import DeleteSet, read_state_vector, read_update
+from .updates import DeleteSet, DocIndex, MalformedUpdate, read_state_vector, read_update
 
 #: the update that changes nothing (no structs, empty delete set)
 EMPTY_UPDATE = b"\x00\x00"
@@ -69,6 +72,8 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         # the same, read: a client's update is checked against them once per entry
         self._clocks: dict[str, dict[int, int]] = {}
         self._deletions: dict[str, DeleteSet] = {}
+        # kept across changes (each change is added to it)
+        self._indexes: dict[str, DocIndex] = {}
 
     # -- Mapping ----------------------------------------------------------------------------
 
@@ -101,7 +106,7 @@ class RoomDocs(Mapping[str, Doc[Any]]):
 
     def add_stored(self, states: Mapping[str, bytes]) -> None:
         """Hold docs as their encoded states (name → one update), built when first used."""
-        for name in states.keys() & (self._built.keys() | self._encoded.keys() | self._vectors.keys() | self._deleted.keys() | self._clocks.keys() | self._deletions.keys()):
+        for name in states.keys() & (self._built.keys() | self._encoded.keys() | self._vectors.keys() | self._deleted.keys() | self._clocks.keys() | self._deletions.keys() | self._indexes.keys()):
             self.discard(name)  # replaced: the Doc and the cached encodings go
         self._stored.update(states)
 
@@ -111,13 +116,24 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         self.changed(name)
         return self._built.pop(name, None)
 
-    def changed(self, name: str) -> None:
-        """``name`` changed: its cached encodings are stale."""
+    def changed(self, name: str, update: bytes | None = None) -> None:
+        """``name`` changed (by ``update``, as yrs encoded the change; None: unknown):
+        its cached encodings are stale, its index learns the change."""
         self._encoded.pop(name, None)
         self._vectors.pop(name, None)
         self._deleted.pop(name, None)
         self._clocks.pop(name, None)
         self._deletions.pop(name, None)
+        index = self._indexes.get(name)
+        if index is None:
+            return
+        if update is None:
+            del self._indexes[name]  # read again from the whole state when next asked
+            return
+        try:
+            index.add(read_update(update, strict=False))
+        except MalformedUpdate:
+            del self._indexes[name]
 
     def is_built(self, name: str) -> bool:
         return name in self._built
@@ -173,6 +189,15 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         found = self._deletions.get(name)
         if found is None:
             found = self._deletions[name] = DeleteSet(read_update(self.deleted(name)).deletes)
+        return found
+
+    def index(self, name: str) -> DocIndex:
+        """Where the surrogate pairs and types of ``name`` are (read from its whole state
+        once, then kept up to date by :meth:`changed`); MalformedUpdate if its state
+        cannot be read."""
+        found = self._indexes.get(name)
+        if found is None:
+            found = self._indexes[name] = DocIndex.of(self.state(name))
         return found
 
     def diff(self, name: str, state_vector: bytes) -> bytes:

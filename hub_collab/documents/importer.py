@@ -11,7 +11,8 @@ record, its cells and the fields it was created with.
 parsing the body, checking the limits, validating nbformat, building the pycrdt docs
 and encoding them (:func:`prepare`), then writing the notebook's record, its docs, its
 cells' permissions and the audit entry in **one transaction** (:func:`store`, on the
-service's database): a failure anywhere leaves nothing behind. A 5,000-cell import is
+service's database; on SQLite a large one in parts, its record last: see
+:meth:`~hub_collab.store.Store.create_notebook`): a failure anywhere leaves nothing behind. A 5,000-cell import is
 seconds of CPU, much of it in calls that hold the GIL for their whole length
 (``json.loads`` of the body, garbage collections of the parsed objects, the ORM's
 parameters for tens of thousands of policy lines): on a thread of the service every
@@ -57,6 +58,7 @@ from sqlalchemy import Connection, Engine
 
 from ..errors import BadRequest, CollabError, TooLarge
 from ..fields import group_field, mode_field, name_field, parse_json_object
+from ..permissions.casbin_backend import rule_class
 from ..permissions.store import new_cell_perms, new_notebook_perms, notebook_state
 from ..store import NotebookRecord, Store, make_engine
 from ..types import INDEX_DOC
@@ -319,7 +321,8 @@ _engines: dict[str, Engine] = {}
 
 
 def store(job: ImportJob, prepared: PreparedNotebook) -> StoredNotebook:
-    """Write the prepared notebook in one transaction (runs in the worker)."""
+    """Write the prepared notebook whole or not at all (runs in the worker; see
+    :meth:`Store.create_notebook`)."""
     t0 = time.perf_counter()
     engine = _engines.get(job.db_url)
     if engine is None:
@@ -333,13 +336,11 @@ def store(job: ImportJob, prepared: PreparedNotebook) -> StoredNotebook:
         default_cell_mode=prepared.default_cell_mode,
     )
 
-    rules = perms.rows()  # before the transaction (see Store.create_notebook)
-
     def within(conn: Connection) -> None:
-        perms.insert(conn, rules, job.rules_table)
         Store.insert_audit(conn, job.nb_id, job.owner, "create", "notebook", {"name": prepared.name, "cells": len(prepared.cells)})
 
-    record = Store(engine).create_notebook(job.nb_id, prepared.name, job.owner, job.epoch, prepared.updates, within=within)
+    rules = (rule_class(job.rules_table).__table__, perms.rows())
+    record = Store(engine).create_notebook(job.nb_id, prepared.name, job.owner, job.epoch, prepared.updates, within=within, rules=rules)
     return StoredNotebook(
         record=record,
         group=prepared.group,

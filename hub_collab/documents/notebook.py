@@ -15,7 +15,6 @@ worker process); :func:`export_cell` writes nbformat v4 from them.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -25,6 +24,7 @@ from pycrdt import Array, Doc, Map, Text
 from ..errors import BadRequest
 from ..ids import is_valid_id, new_id
 from ..types import CELL_PREFIX, INDEX_DOC, OUT_PREFIX
+from .clientids import seed_client_id
 
 CELL_TYPES = ("code", "markdown", "raw")
 
@@ -51,7 +51,7 @@ def split_doc_name(name: str) -> tuple[str, str | None]:
 
 def seeded_doc(nb_id: str, name: str) -> Doc[Any]:
     """A doc whose client id is derived from its name, so a seed is reproducible."""
-    return Doc(client_id=zlib.crc32(f"{nb_id}/{name}".encode()) or 1)
+    return Doc(client_id=seed_client_id(nb_id, name))
 
 
 def init_index(doc: Doc[Any]) -> tuple[Array[Any], Map[Any]]:

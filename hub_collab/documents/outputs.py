@@ -12,6 +12,10 @@ writes (the kernel service, through
 ``state``
     a ``Map`` with ``execution_count``, ``execution_state`` ("idle"|"queued"|"running"),
     ``executed_by``, ``queued_at``, ``started_at``, ``ended_at``, ``status`` and ``truncated``.
+``widgets``
+    a ``Map`` from comm id to one ipywidgets model that an execution of this cell opened:
+    a ``Map`` with ``target`` (``"jupyter.widget"``), ``model_name``, ``model_module`` and ``state`` (a ``Map`` of the model's
+    state, key by key). Written by :mod:`hub_collab.kernels.widgets` (docs/widgets.md).
 
 This module reads and seeds that schema (import and export, a cell's state);
 it is what the documents layer needs and it knows nothing of kernels.
@@ -29,8 +33,10 @@ __all__ = [
     "ensure_out_doc",
     "out_roots",
     "outputs_to_nbformat",
+    "intify",
     "read_state",
     "seed_outputs",
+    "widgets_root",
 ]
 
 STATE_DEFAULTS: dict[str, Any] = {
@@ -48,6 +54,12 @@ STATE_DEFAULTS: dict[str, Any] = {
 def out_roots(doc: Doc[Any]) -> tuple[Array[Any], Map[Any]]:
     """The ``outputs`` Array and the ``state`` Map of an out doc."""
     return doc.get("outputs", type=Array), doc.get("state", type=Map)
+
+
+def widgets_root(doc: Doc[Any]) -> Map[Any]:
+    """The ``widgets`` Map of an out doc: comm id -> widget model."""
+    root: Map[Any] = doc.get("widgets", type=Map)
+    return root
 
 
 def ensure_out_doc(doc: Doc[Any]) -> None:
@@ -78,14 +90,14 @@ def read_state(doc: Doc[Any]) -> dict[str, Any]:
 # nbformat conversion
 
 
-def _intify(value: Any) -> Any:
+def intify(value: Any) -> Any:
     """pycrdt gives JSON numbers back as floats: turn integral ones back into ints."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _intify(v) for k, v in value.items()}
+        return {k: intify(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_intify(v) for v in value]
+        return [intify(v) for v in value]
     return value
 
 
@@ -191,8 +203,8 @@ def outputs_to_nbformat(doc: Doc[Any]) -> list[dict[str, Any]]:
         elif output_type in ("display_data", "execute_result"):
             out: dict[str, Any] = {
                 "output_type": output_type,
-                "data": _intify(output.get("data") or {}),
-                "metadata": _intify(output.get("metadata") or {}),
+                "data": intify(output.get("data") or {}),
+                "metadata": intify(output.get("metadata") or {}),
             }
             if output_type == "execute_result":
                 count = output.get("execution_count")

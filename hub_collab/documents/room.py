@@ -39,11 +39,12 @@ from ..permissions.access import Access, Identity
 from ..types import CELL_PREFIX, INDEX_DOC, OUT_PREFIX
 from . import protocol as p
 from .awareness import RoomAwareness
+from .clientids import CLIENTS_DOC, ClientIds
 from .docs import EMPTY_STATE, EMPTY_UPDATE, RoomDocs, merged
 from .notebook import cell_doc, init_index, out_doc, split_doc_name
 from .observers import RoomObserver
-from .session import Session
-from .updates import DeleteSet, MalformedUpdate, read_state_vector, read_update
+from .session import Session, acting
+from .updates import DeleteSet, MalformedUpdate, UpdateInfo, read_state_vector, read_update
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
@@ -98,6 +99,8 @@ class _Read:
     """What reading a :class:`_Write`'s update found."""
 
     malformed: MalformedUpdate | None = None
+    #: what the update holds (None if malformed)
+    update: UpdateInfo | None = None
     #: why the doc could not integrate it whole (None: it could)
     missing: str | None = None
     #: it repeats what the doc holds
@@ -112,9 +115,9 @@ def _read_write(write: _Write) -> _Read:
     except MalformedUpdate as exc:
         return _Read(malformed=exc)
     if not write.writable:
-        return _Read(nothing=update.changes_nothing(write.state, write.deleted))
+        return _Read(update=update, nothing=update.changes_nothing(write.state, write.deleted))
     missing = update.missing(write.state)
-    return _Read(missing=missing, nothing=missing is None and update.changes_nothing(write.state))
+    return _Read(update=update, missing=missing, nothing=missing is None and update.changes_nothing(write.state))
 
 
 class _Answers:
@@ -206,6 +209,8 @@ class NotebookRoom:
         #: True while applying changes that were persisted by another replica
         self.applying_remote = False
         self.closed = False
+        #: who owns which Yjs client id in which cell doc (held in the doc CLIENTS_DOC)
+        self.client_ids = ClientIds(self.id, Doc())
 
     # -- loading ------------------------------------------------------------------------
 
@@ -234,8 +239,13 @@ class NotebookRoom:
                     stored[name] = merged(updates)
                     self.doc_bytes[name] = sum(map(len, updates))
         self.docs.add_stored(stored)
+        owners: Doc[Any] = Doc()
+        for update in persisted.get(CLIENTS_DOC, ()):
+            owners.apply_update(update)
+        self.add_doc(CLIENTS_DOC, owners)
+        self.client_ids = ClientIds(self.id, owners)
         for name, updates in persisted.items():
-            if name != INDEX_DOC and not name.startswith((CELL_PREFIX, OUT_PREFIX)):
+            if name not in (INDEX_DOC, CLIENTS_DOC) and not name.startswith((CELL_PREFIX, OUT_PREFIX)):
                 self.internal_persisted[name] = updates
 
     def add_internal_doc(self, name: str, doc: Doc[Any], wire_name: str) -> None:
@@ -329,7 +339,7 @@ class NotebookRoom:
 
     def _on_change(self, name: str, event: TransactionEvent) -> None:
         update: bytes = event.update
-        self.docs.changed(name)
+        self.docs.changed(name, update)
         if name == INDEX_DOC:
             self._cell_ids = None
         self.doc_bytes[name] = self.doc_bytes.get(name, 0) + len(update)
@@ -345,15 +355,23 @@ class NotebookRoom:
                 metrics.updates_in_client.inc()
             else:
                 metrics.updates_in_server.inc()
-        if not self.applying_remote and not name.startswith(CELL_PREFIX) and name != INDEX_DOC:
+        if self.applying_remote:  # persisted by the replica that accepted it
+            self._fan_out(name, update, self._origin, applied)
+            return
+        # the history's author: the client that sent it, else the command that made it
+        by = self._origin or acting.get()
+        author, session_id = (by.identity.name, by.session_id) if by is not None else ("", "")
+        if not name.startswith(CELL_PREFIX) and name != INDEX_DOC:
             # Outputs are durable before anyone sees them: a crash right after a client
             # saw an output must not lose it. (Cell edits fan out at once; a client learns
             # they are durable from `sync`. Index changes are acknowledged commands.)
             origin = self._origin
-            self.update_log.append(self.id, name, update, then=lambda: self._fan_out(name, update, origin, applied))
+            self.update_log.append(
+                self.id, name, update, then=lambda: self._fan_out(name, update, origin, applied),
+                author=author, session=session_id,
+            )  # fmt: skip
             return
-        if not self.applying_remote:
-            self.update_log.append(self.id, name, update)
+        self.update_log.append(self.id, name, update, author=author, session=session_id)
         self._fan_out(name, update, self._origin, applied)
 
     def _fan_out(self, name: str, update: bytes, origin: Session | None, applied: float = 0.0) -> None:
@@ -430,6 +448,10 @@ class NotebookRoom:
         live = set(self.cell_ids())
         for name, updates in persisted.items():
             if name == INDEX_DOC:
+                continue
+            if name == CLIENTS_DOC:
+                for update in updates:
+                    self.apply_remote(name, update)
                 continue
             try:
                 kind, cid = split_doc_name(name)
@@ -587,7 +609,7 @@ class NotebookRoom:
     def _check_readable(self, session: Session, name: str) -> tuple[str, bool]:
         """``name``'s kind, and whether ``session`` may write it, if it may read it;
         else the error to send."""
-        if name not in self.docs or name in self.wire_names:  # internal docs have no wire name of their own
+        if name not in self.docs or name in self.wire_names or name == CLIENTS_DOC:  # internal docs have no wire name of their own
             try:
                 split_doc_name(name)
             except ValueError as exc:
@@ -685,6 +707,12 @@ class NotebookRoom:
         if self.doc_bytes.get(name, 0) + len(write.payload) > self.max_doc_bytes:
             self._unsubscribe(session, name)
             raise TooLarge(f"{name!r} would exceed {self.max_doc_bytes} bytes")
+        assert read.update is not None
+        refused, new_ids = self._refusal(session, target, read.update, self.docs.clocks(target))
+        if refused is not None:
+            self._unsubscribe(session, name)
+            raise BadRequest(f"invalid update for {name!r}: {refused}: sync again", code="invalid_update")
+        self.client_ids.bind(target, new_ids, session.identity.name)
         doc = self.docs[target]
         self._origin = session
         try:
@@ -700,6 +728,26 @@ class NotebookRoom:
             raise BadRequest(f"invalid update for {name!r}", code="invalid_update") from exc
         finally:
             self._origin = None
+
+    def _refusal(self, session: Session, name: str, update: UpdateInfo, state: dict[int, int]) -> tuple[str | None, list[int]]:
+        """Why a writer's update that the doc ``name`` (at ``state``) could integrate
+        whole must still be refused, or None and the client ids it makes the writer's.
+
+        Each check costs the update's size: the client ids it writes with (see
+        :mod:`.clientids`), the surrogate pairs it would cut and the parents that are
+        no types (see :mod:`.updates`; yrs would refuse the update only at that
+        struct, after applying the ones before it)."""
+        writes = [client for client, ranges in update.ranges.items() if ranges[-1][1] > state.get(client, 0)]
+        refused, new_ids = self.client_ids.refusal(name, writes, state, session.identity.name)
+        if refused is not None:
+            return refused, []
+        try:
+            index = self.docs.index(name)
+        except MalformedUpdate:
+            log.exception("notebook %s: the state of %s cannot be read", self.id, name)
+            return "the server cannot check it against this doc", []
+        refused = update.splits_pair(state, index) or update.bad_parent(state, index, lambda: self.docs.deletions(name))
+        return refused, new_ids
 
     # -- snapshots ----------------------------------------------------------------------
 

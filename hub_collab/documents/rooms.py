@@ -204,7 +204,8 @@ class RoomManager:
 
     async def checkpoint(self, room: NotebookRoom) -> None:
         """Compact the notebook's log: merge every committed row into the room (rows from
-        other replicas too), snapshot, and replace exactly those rows by the snapshot."""
+        other replicas too), snapshot, and replace exactly those rows by the snapshot.
+        The history keeps every row; its docs get keyframes where they are due."""
         loop = asyncio.get_running_loop()
         await self.update_log.flush()
         persisted, covered = await loop.run_in_executor(None, self.store.load_docs, room.id)
@@ -215,6 +216,11 @@ class RoomManager:
         states = room.snapshot()
         room.updates_since_checkpoint = 0
         await loop.run_in_executor(None, self.store.checkpoint, room.id, states, covered)
+        try:
+            await loop.run_in_executor(None, self.store.history.make_keyframes, room.id)
+        except Exception:
+            # a speed aid for history reads: the next checkpoint tries again
+            log.exception("could not write the history keyframes of notebook %s", room.id)
 
     async def unload(self, room: NotebookRoom) -> None:
         if room.closed:

@@ -8,6 +8,7 @@ and its current :class:`~hub_collab.permissions.access.Access`.
 from __future__ import annotations
 
 import abc
+from contextvars import ContextVar
 from typing import Any
 
 from ..permissions.access import Access, Identity
@@ -22,6 +23,8 @@ class Session(abc.ABC):
     subscribed: set[str]
     #: awareness client ids this session has claimed
     awareness_ids: set[int]
+    #: the connection's id (a WebSocket's; "" for a REST request), kept in the history
+    session_id: str = ""
     #: when the connection opened (``time.perf_counter()``), until its first sync is
     #: answered (then 0.0): the join time in the metrics
     opened_at: float = 0.0
@@ -49,3 +52,10 @@ class Session(abc.ABC):
             payload["ref"] = ref
         payload.update(extra)
         self.send_json(payload)
+
+
+#: The session a command runs for, set by the command dispatcher while it runs: the
+#: author that the history records for the writes the command makes through the server
+#: (a structure change, a restore). Updates a client sends are recorded with their own
+#: session whatever this holds.
+acting: ContextVar[Session | None] = ContextVar("hub_collab_acting", default=None)

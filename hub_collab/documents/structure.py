@@ -12,6 +12,8 @@ home replica only: the four structure commands are home commands.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from pycrdt import Doc, Map
@@ -65,28 +67,30 @@ def delete_cell(room: NotebookRoom, cid: str) -> None:
     room.refresh_all()
 
 
-def move_cell(room: NotebookRoom, cid: str, index: Any) -> None:
-    """Move a cell to ``index`` (its position after the move)."""
+def move_cell(room: NotebookRoom, cid: str, index: Any) -> bool:
+    """Move a cell to ``index`` (its position after the move); False if it is there."""
     i, entry = room.find_cell(cid)
     cells, _ = init_index(room.index)
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cells):
         raise BadRequest(f"index must be an integer from 0 to {len(cells) - 1}", code="invalid_command")
     if index == i:
-        return
+        return False
     data = entry.to_py()
     assert isinstance(data, dict)
     with room.index.transaction():
         del cells[i]
         cells.insert(index, Map(dict(data)))
+    return True
 
 
-def set_cell_type(room: NotebookRoom, cid: str, cell_type: Any) -> None:
-    """Change a cell's type; a cell that stops being code loses its outputs."""
+def set_cell_type(room: NotebookRoom, cid: str, cell_type: Any) -> bool:
+    """Change a cell's type; a cell that stops being code loses its outputs. False if it
+    had that type."""
     _, entry = room.find_cell(cid)
     if cell_type not in CELL_TYPES:
         raise BadRequest(f"cell_type must be one of {', '.join(CELL_TYPES)}", code="invalid_command")
     if entry["cell_type"] == cell_type:
-        return
+        return False
     entry["cell_type"] = cell_type
     if cell_type != "code":
         odoc = room.docs[out_doc(cid)]
@@ -95,6 +99,7 @@ def set_cell_type(room: NotebookRoom, cid: str, cell_type: Any) -> None:
             if len(outputs):
                 del outputs[0 : len(outputs)]
             state["execution_count"] = None
+    return True
 
 
 def mirror_permissions(room: NotebookRoom) -> None:
@@ -113,26 +118,42 @@ def mirror_permissions(room: NotebookRoom) -> None:
                 entry["acl"] = list(summary.get("acl", []))
 
 
-def register_commands(registry: CommandRegistry) -> None:
-    """Register the structure commands and ``sync``."""
+#: records an audit entry: (notebook, actor, action, target, detail); blocking (a thread runs it)
+AuditFn = Callable[[str, str, str, str, dict[str, Any]], None]
+
+
+def register_commands(registry: CommandRegistry, audit: AuditFn | None = None) -> None:
+    """Register the structure commands and ``sync``; each structure change is recorded
+    with ``audit`` (the store's audit log: the notebook's activity feed reads it)."""
     command = registry.command
 
+    async def record(ctx: CommandContext, action: str, cell_id: str, **detail: Any) -> None:
+        if audit is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, audit, ctx.room.id, ctx.session.identity.name, action, f"cell:{cell_id}", detail
+            )
+
     @command("insert_cell", action="insert_cell", home=True, denied="you may not insert cells in this notebook")
-    def _insert_cell(ctx: CommandContext, msg: JSONDict) -> JSONDict:
-        cid = insert_cell(ctx.room, ctx.session.identity.name, msg.get("index"), msg.get("cell_type", "code"), msg.get("source"))
+    async def _insert_cell(ctx: CommandContext, msg: JSONDict) -> JSONDict:
+        cell_type = msg.get("cell_type", "code")
+        cid = insert_cell(ctx.room, ctx.session.identity.name, msg.get("index"), cell_type, msg.get("source"))
+        await record(ctx, "insert_cell", cid, index=msg.get("index"), cell_type=cell_type)
         return {"cell_id": cid}
 
     @command("delete_cell", action="delete_cell", cell_arg="cell_id", home=True, denied="you may not delete this cell")
-    def _delete_cell(ctx: CommandContext, msg: JSONDict) -> None:
+    async def _delete_cell(ctx: CommandContext, msg: JSONDict) -> None:
         delete_cell(ctx.room, msg["cell_id"])
+        await record(ctx, "delete_cell", msg["cell_id"])
 
     @command("move_cell", action="move_cell", cell_arg="cell_id", home=True, denied="you may not move this cell")
-    def _move_cell(ctx: CommandContext, msg: JSONDict) -> None:
-        move_cell(ctx.room, msg["cell_id"], msg.get("index"))
+    async def _move_cell(ctx: CommandContext, msg: JSONDict) -> None:
+        if move_cell(ctx.room, msg["cell_id"], msg.get("index")):
+            await record(ctx, "move_cell", msg["cell_id"], index=msg.get("index"))
 
     @command("set_cell_type", action="write_cell", cell_arg="cell_id", home=True, denied="you may not change this cell")
-    def _set_cell_type(ctx: CommandContext, msg: JSONDict) -> None:
-        set_cell_type(ctx.room, msg["cell_id"], msg.get("cell_type"))
+    async def _set_cell_type(ctx: CommandContext, msg: JSONDict) -> None:
+        if set_cell_type(ctx.room, msg["cell_id"], msg.get("cell_type")):
+            await record(ctx, "set_cell_type", msg["cell_id"], cell_type=msg.get("cell_type"))
 
     # Any connected client, whatever its rights now: its earlier edits may still be in flight.
     @command("sync", action=None)

@@ -13,6 +13,17 @@ doc's):
   room refuses such an update whole (``invalid_update`` + ``resync``).
 * :meth:`UpdateInfo.changes_nothing` tells whether an update only repeats what the
   doc holds (the answer a read-only client may send), without building anything.
+* :meth:`UpdateInfo.splits_pair` names a place where the update would cut a UTF-16
+  surrogate pair (an emoji) in two: a deletion that starts or ends between its two
+  units, an item inserted between them. yjs shows each half as U+FFFD, yrs deletes
+  or moves other characters: the views would differ, so the room refuses it.
+* :meth:`UpdateInfo.bad_parent` names an item whose parent is an item that is not a
+  type (a character, a value): yrs refuses such an update only when it reaches that
+  struct, after it integrated the ones before it, so the room refuses it first.
+
+The last two look up what the doc holds in a :class:`DocIndex` (where its surrogate
+pairs and its types are), kept up to date from every change of the doc in time
+proportional to the change.
 
 The encoding (lib0 and Yjs' ``UpdateEncoderV1``): a struct section (per client: the
 number of structs, the client id, the first clock, then each struct: an info byte
@@ -32,7 +43,9 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 #: content kinds (info & 0x1F)
@@ -67,6 +80,17 @@ class UpdateInfo:
     refs: list[ID] = field(default_factory=list)
     #: client -> [(first clock, end clock)] it deletes
     deletes: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    #: the ids its items name as left origin / right origin / parent (each also in refs)
+    origins: list[ID] = field(default_factory=list)
+    rights: list[ID] = field(default_factory=list)
+    parents: list[ID] = field(default_factory=list)
+    #: client -> the clocks of the first units of the surrogate pairs in its strings, in order
+    pairs: dict[int, list[int]] = field(default_factory=dict)
+    #: the ids of the types it brings
+    types: list[ID] = field(default_factory=list)
+    #: client -> [(first clock, end clock)] of its structs that may be a parent (types,
+    #: deleted content, GC)
+    parentable: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
 
     def missing(self, state: dict[int, int]) -> str | None:
         """Why the update cannot be integrated whole into a doc at ``state``
@@ -105,6 +129,96 @@ class UpdateInfo:
         return all(deleted.covers(client, start, end) for client, ranges in self.deletes.items() for start, end in ranges)
 
 
+    def splits_pair(self, state: dict[int, int], index: DocIndex) -> str | None:
+        """Where the update would cut a surrogate pair in two in a doc at ``state``
+        (client -> next clock) that holds ``index``, or None."""
+        own = {(client, clock) for client, highs in self.pairs.items() for clock in highs}
+
+        def first_unit(client: int, clock: int) -> bool:
+            return (client, clock) in own or index.is_first_unit(client, clock)
+
+        # a struct that the doc holds in part is cut where the doc's clock is
+        for client in self.ranges:
+            known = state.get(client, 0)
+            if (client, known - 1) in own:
+                return f"the structs of client {client} are cut at clock {known}, inside a surrogate pair"
+        for client, clock in self.origins:
+            if first_unit(client, clock):
+                return f"an item is inserted after {client}:{clock}, inside a surrogate pair"
+        for client, clock in self.rights:
+            if first_unit(client, clock - 1):
+                return f"an item is inserted before {client}:{clock}, inside a surrogate pair"
+        for client, ranges in self.deletes.items():
+            for start, end in ranges:
+                if first_unit(client, start - 1) or first_unit(client, end - 1):
+                    return f"the deletion of {client}:{start}..{end - 1} splits a surrogate pair"
+        return None
+
+    def bad_parent(self, state: dict[int, int], index: DocIndex, deleted: Callable[[], DeleteSet]) -> str | None:
+        """An item whose parent is neither a type nor deleted, in a doc at ``state`` that
+        holds ``index`` (``deleted()``: its deletions, asked only if needed), or None."""
+        for client, clock in self.parents:
+            if clock < state.get(client, 0):
+                if index.is_type(client, clock) or deleted().covers(client, clock, clock + 1):
+                    continue
+            elif any(start <= clock < end for start, end in self.parentable.get(client, ())):
+                continue
+            return f"an item's parent {client}:{clock} is not a type"
+        return None
+
+
+class DocIndex:
+    """Where a doc's surrogate pairs and types are, by id: what :meth:`UpdateInfo.splits_pair`
+    and :meth:`UpdateInfo.bad_parent` look up.
+
+    Built from the doc's whole state once (:meth:`of`), then told every change of the
+    doc (:meth:`add`, with the change's update as yrs encoded it), each in time
+    proportional to what it reads. Pairs that are deleted are forgotten: yrs holds
+    deleted text as a length, which splits anywhere.
+    """
+
+    __slots__ = ("_pairs", "_types")
+
+    def __init__(self) -> None:
+        self._pairs: dict[int, list[int]] = {}
+        self._types: set[ID] = set()
+
+    @classmethod
+    def of(cls, update: bytes) -> DocIndex:
+        """The index of a doc whose whole state is ``update`` (as yrs encodes it)."""
+        index = cls()
+        index.add(read_update(update, strict=False))
+        return index
+
+    def add(self, change: UpdateInfo) -> None:
+        """The doc changed by ``change`` (read from the update yrs encoded for it)."""
+        for client, firsts in change.pairs.items():
+            held = self._pairs.setdefault(client, [])
+            if not held or firsts[0] > held[-1]:
+                held.extend(firsts)  # the common case: a client's new text comes after its old
+            else:
+                for clock in firsts:
+                    i = bisect.bisect_left(held, clock)
+                    if i == len(held) or held[i] != clock:
+                        held.insert(i, clock)
+        self._types.update(change.types)
+        for client, ranges in change.deletes.items():
+            pairs = self._pairs.get(client, [])
+            for start, end in ranges if pairs else ():
+                del pairs[bisect.bisect_left(pairs, start) : bisect.bisect_left(pairs, end)]
+
+    def is_first_unit(self, client: int, clock: int) -> bool:
+        """True if the unit at ``client:clock`` is the first of a surrogate pair (text not deleted)."""
+        held = self._pairs.get(client)
+        if not held:
+            return False
+        i = bisect.bisect_left(held, clock)
+        return i < len(held) and held[i] == clock
+
+    def is_type(self, client: int, clock: int) -> bool:
+        return (client, clock) in self._types
+
+
 class DeleteSet:
     """A doc's deletions, merged and sorted once: many updates are tested against it
     (a reader's repeats, see :meth:`UpdateInfo.changes_nothing`) each in time bounded by
@@ -136,10 +250,16 @@ class DeleteSet:
         return i >= 0 and self._ends[client][i] >= end
 
 
+#: a character outside the Basic Multilingual Plane: two UTF-16 units (a surrogate pair)
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
 class _Reader:
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, strict: bool = True) -> None:
         self.data = data
         self.pos = 0
+        #: False: content a client may not send is read, not refused (a doc's own state)
+        self.strict = strict
 
     def byte(self) -> int:
         if self.pos >= len(self.data):
@@ -219,13 +339,14 @@ class _Reader:
             for _ in range(self.count()):
                 self.any(depth + 1)
         elif tag == 116:
-            raise MalformedUpdate("a binary value (Uint8Array) is not accepted here")
+            if self.strict:
+                raise MalformedUpdate("a binary value (Uint8Array) is not accepted here")
+            self.raw(self.uint())
         else:
             raise MalformedUpdate(f"unknown value tag {tag} in the update")
 
-    @staticmethod
-    def finite(raw: bytes, fmt: str) -> None:
-        if not math.isfinite(struct.unpack(fmt, raw)[0]):
+    def finite(self, raw: bytes, fmt: str) -> None:
+        if self.strict and not math.isfinite(struct.unpack(fmt, raw)[0]):
             raise MalformedUpdate("a number in the update is NaN or infinite")
 
     def count(self) -> int:
@@ -237,9 +358,12 @@ class _Reader:
         return n
 
 
-def read_update(update: bytes) -> UpdateInfo:
-    """Read a v1 update's structure; :class:`MalformedUpdate` if it is not one."""
-    r = _Reader(update)
+def read_update(update: bytes, *, strict: bool = True) -> UpdateInfo:
+    """Read a v1 update's structure; :class:`MalformedUpdate` if it is not one.
+
+    ``strict=False`` reads content that clients may not send too (a doc's own state,
+    which the server or an import may have written), not only what a notebook holds."""
+    r = _Reader(update, strict)
     info = UpdateInfo()
     for _ in range(r.count()):
         n_structs = r.count()
@@ -247,7 +371,7 @@ def read_update(update: bytes) -> UpdateInfo:
         clock = r.clock()
         for _ in range(n_structs):
             start = clock
-            length, skipped = _struct(r, info)
+            length, skipped = _struct(r, info, client, clock)
             if length <= 0:
                 raise MalformedUpdate("an empty struct in the update")
             clock += length
@@ -273,31 +397,59 @@ def read_update(update: bytes) -> UpdateInfo:
     return info
 
 
-def _struct(r: _Reader, info: UpdateInfo) -> tuple[int, bool]:
-    """Read one struct; return its length in clocks, and whether it is a skip (a hole)."""
+def _struct(r: _Reader, info: UpdateInfo, client: int, clock: int) -> tuple[int, bool]:
+    """Read one struct (of ``client`` at ``clock``); return its length in clocks, and
+    whether it is a skip (a hole)."""
     head = r.byte()
     kind = head & 0x1F
     if kind in (GC, SKIP):
-        return r.uint(), kind == SKIP
+        length = r.uint()
+        if kind == GC:
+            info.parentable.setdefault(client, []).append((clock, clock + length))
+        return length, kind == SKIP
     if head & 0x80:
-        info.refs.append(r.id())
+        origin = r.id()
+        info.refs.append(origin)
+        info.origins.append(origin)
     if head & 0x40:
-        info.refs.append(r.id())
+        right = r.id()
+        info.refs.append(right)
+        info.rights.append(right)
     if not head & 0xC0:
         if r.uint() == 1:
             r.string()  # a root type, by name
         else:
-            info.refs.append(r.id())
+            parent = r.id()
+            info.refs.append(parent)
+            info.parents.append(parent)
         if head & 0x20:
             r.string()  # the key in a map
-    return _content(r, kind), False
+    if kind == STRING:
+        return _string(r, info, client, clock), False
+    length = _content(r, kind)
+    if kind == TYPE:
+        info.types.append((client, clock))
+    if kind in (TYPE, DELETED):
+        info.parentable.setdefault(client, []).append((clock, clock + length))
+    return length, False
+
+
+def _string(r: _Reader, info: UpdateInfo, client: int, clock: int) -> int:
+    """String content: its length in UTF-16 units; the clocks of the first units of
+    its surrogate pairs go to ``info.pairs``."""
+    text = r.string()
+    if text.isascii():
+        return len(text)
+    pairs = 0
+    for match in _ASTRAL.finditer(text):
+        info.pairs.setdefault(client, []).append(clock + match.start() + pairs)  # each earlier pair is one unit more
+        pairs += 1
+    return len(text) + pairs
 
 
 def _content(r: _Reader, kind: int) -> int:
     if kind == DELETED:
         return r.uint()
-    if kind == STRING:
-        return len(r.string().encode("utf-16-le")) // 2
     if kind == EMBED:
         r.string()
         return 1
@@ -306,14 +458,21 @@ def _content(r: _Reader, kind: int) -> int:
         r.string()
         return 1
     if kind == TYPE:
-        if r.uint() not in _TYPES:
-            raise MalformedUpdate("XML types are not accepted here")
+        ref = r.uint()
+        if ref not in _TYPES:
+            if r.strict:
+                raise MalformedUpdate("XML types are not accepted here")
+            if ref in (3, 5):  # an XML element or hook: its name
+                r.string()
         return 1
     if kind == ANY:
         n = r.count()
         for _ in range(n):
             r.any()
         return n
+    if not r.strict and kind == BINARY:
+        r.raw(r.uint())
+        return 1
     raise MalformedUpdate(f"content of kind {kind} is not accepted here")
 
 

@@ -1,5 +1,5 @@
 """The kernel commands: ``execute``, ``execute_all``, ``execute_below``, ``interrupt``,
-``restart``, ``shutdown_kernel``, ``input_reply``, ``kernel_status``,
+``restart``, ``shutdown_kernel``, ``input_reply``, ``widget_update``, ``widget_custom``, ``kernel_status``,
 ``kernel_settings``, and picking where kernels run: ``kernel_resources``,
 ``select_kernel``, ``start_server``.
 
@@ -81,6 +81,21 @@ def register_commands(registry: CommandRegistry, kernels: KernelService) -> None
     @command("input_reply", action="open", home=True)
     def input_reply(ctx: CommandContext, msg: JSONDict) -> None:
         kernels.input_reply(ctx.room, ctx.session.identity, msg.get("cell_id"), msg.get("value"))
+
+    # Widgets: the cell named is the one whose out doc holds the model (docs/widgets.md)
+    def widget_command(name: str, custom: bool) -> None:
+        @command(
+            name,
+            action="execute",
+            cell_arg="cell_id",
+            home=True,
+            denied="you may not use this widget (it needs notebook x and cell r and x)",
+        )
+        async def run(ctx: CommandContext, msg: JSONDict) -> None:
+            await kernels.widget_message(ctx.room, ctx.session.identity, msg, custom=custom)
+
+    widget_command("widget_update", False)
+    widget_command("widget_custom", True)
 
     @command("kernel_status", action="open", home=True)
     def kernel_status(ctx: CommandContext, msg: JSONDict) -> JSONDict:

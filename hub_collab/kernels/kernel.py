@@ -35,10 +35,11 @@ from typing import Any, Protocol
 from pycrdt import Doc
 
 from .. import logs
-from ..errors import CollabError
+from ..errors import CollabError, NotFound
 from ..tasks import cancel_and_wait
 from .outputs import DisplayRegistry, OutputWriter
 from .provider import KernelConnection, KernelProvider, KernelRequest
+from .widgets import WIDGET_TARGET, WidgetLimits, WidgetRegistry
 
 log = logging.getLogger("hub_collab.kernels")
 
@@ -130,6 +131,7 @@ class KernelConfig:
     flush_interval: float = 0.02
     max_output_bytes: int = 10_000_000
     shutdown_wait: float = 3.0
+    widgets: WidgetLimits = field(default_factory=WidgetLimits)
 
 
 class Kernel:
@@ -166,6 +168,8 @@ class Kernel:
         self.queue: deque[Execution] = deque()
         self.current: Execution | None = None
         self.registry = DisplayRegistry()
+        #: the ipywidgets models its executions opened (kernels/widgets.py)
+        self.widgets = WidgetRegistry(config.widgets, on_dirty=self._widgets_dirty)
         self.last_activity = time.monotonic()
         self.pending_input: tuple[Execution, str, bool] | None = None
         self.conn: KernelConnection | None = None
@@ -175,12 +179,14 @@ class Kernel:
         self._starting: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty: set[OutputWriter] = set()
+        self._widgets_pending = False
         self._flush_handle: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         #: an execution sent by a previous service process, followed after an attach
         self._resumed: Execution | None = None
         self._attaching = False
         self._probe = ""
+        self._comm_probe = ""
         self._runner = self._spawn(self._run())
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
@@ -321,6 +327,7 @@ class Kernel:
             log.info("kernel of notebook %s not found again (%s): the next execution starts one", self.nb_id, exc)
             if run is not None:
                 self._complete(run, "interrupted", notice=LOST_NOTICE)
+            self.widgets.forget_all()
             self.owner.on_stopped(self)
             self._set_state("shutdown", "The kernel was lost when the service restarted; the next execution starts a new one.")
             return
@@ -331,6 +338,9 @@ class Kernel:
         conn.listen(self)
         # answered once the kernel is done with what it runs: then the run's end is known
         self._probe = conn.kernel_info()
+        if self.widgets.models:
+            # the models adopted from the docs: keep those the kernel still has
+            self._comm_probe = conn.comm_info(WIDGET_TARGET)
         log.info("attached to the kernel of notebook %s%s again", self.nb_id, f" (user {self.user})" if self.user else "")
         self._set_state("busy" if run is not None else "idle")
 
@@ -424,6 +434,7 @@ class Kernel:
         conn = self.conn
         assert conn is not None
         ex.writer.start()
+        self.widgets.forget_doc(ex.doc)
         ex.started_at = time.time()
         ex.msg_id = conn.execute(ex.source)
         self.owner.on_run(self, ex)
@@ -486,13 +497,26 @@ class Kernel:
 
     def _mark_dirty(self, writer: OutputWriter) -> None:
         self._dirty.add(writer)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(
                 self.config.flush_interval, self._flush
             )
 
+    def _widgets_dirty(self) -> None:
+        self._widgets_pending = True
+        self._schedule_flush()
+
     def _flush(self) -> None:
         self._flush_handle = None
+        if self._widgets_pending:
+            self._widgets_pending = False
+            try:
+                self.widgets.flush()
+            except Exception:
+                log.exception("writing widget state into %s failed", self.nb_id)
         dirty, self._dirty = self._dirty, set()
         for writer in dirty:
             try:
@@ -505,9 +529,13 @@ class Kernel:
     def on_iopub(self, msg: dict[str, Any]) -> None:
         parent_id = (msg.get("parent_header") or {}).get("msg_id")
         ex = self._recent.get(parent_id) if parent_id else None
+        msg_type = msg.get("msg_type") or msg["header"].get("msg_type")
+        if self.widgets.wants(msg_type):
+            origin = (ex.cell_id, ex.doc) if ex is not None else self.widgets.origin(parent_id or "")
+            if self.widgets.handle_iopub(msg, origin):
+                return
         if ex is None:
             return
-        msg_type = msg.get("msg_type") or msg["header"].get("msg_type")
         if msg_type == "status":
             if msg["content"].get("execution_state") == "idle" and not ex.done.done():
                 ex.idle_seen = True
@@ -517,6 +545,13 @@ class Kernel:
         self._mark_dirty(ex.writer)
 
     def on_shell(self, msg: dict[str, Any]) -> None:
+        if msg.get("msg_type") == "comm_info_reply":
+            if self._comm_probe and (msg.get("parent_header") or {}).get("msg_id") == self._comm_probe:
+                self._comm_probe = ""
+                comms = (msg.get("content") or {}).get("comms")
+                if isinstance(comms, dict):
+                    self.widgets.keep_only(comms)
+            return
         if msg.get("msg_type") == "kernel_info_reply":
             if self._probe and (msg.get("parent_header") or {}).get("msg_id") == self._probe:
                 self._probe = ""
@@ -574,6 +609,25 @@ class Kernel:
     def on_lost(self, reason: str) -> None:
         if self.up:
             self._tasks.append(asyncio.get_running_loop().create_task(self._died(reason)))
+
+    async def widget_message(self, user: str, cell_id: str, model_id: Any, payload: Any, *, custom: bool) -> None:
+        """A client changed a widget (``custom``: sent it a custom message, a click):
+        check it, apply it, and send it to the kernel as ``user``. Raises a
+        :class:`~hub_collab.errors.CollabError` that says what was wrong."""
+        attach = self._starting if self._attaching else None
+        if attach is not None:
+            # the service restarted: the models are the kernel's once it is found again
+            with contextlib.suppress(Exception):
+                await asyncio.shield(attach)
+        conn = self.conn
+        if conn is None or not self.up:
+            raise NotFound("the widget's kernel is not running", code="unknown_widget")
+        if custom:
+            comm_id, data = self.widgets.client_custom(user, cell_id, model_id, payload)
+        else:
+            comm_id, data = self.widgets.client_update(user, cell_id, model_id, payload)
+        self.widgets.sent(conn.comm_msg(comm_id, data, user), comm_id)
+        self.last_activity = time.monotonic()
 
     def reply_input(self, ex: Execution, value: str) -> None:
         assert self.conn is not None
@@ -654,6 +708,7 @@ class Kernel:
     async def _teardown(self, *, now: bool, keep_task: asyncio.Task[Any] | None = None) -> None:
         self.up = False
         self._flush()
+        self.widgets.forget_all()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None

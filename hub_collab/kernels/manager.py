@@ -41,6 +41,7 @@ from pycrdt import Doc, Text
 
 from ..documents.notebook import cell_doc, init_index, init_out, out_doc
 from ..documents.observers import RoomObserverBase
+from ..documents.outputs import widgets_root
 from ..documents.room import NotebookRoom
 from ..documents.rooms import RoomManager
 from ..documents.session import Session
@@ -66,6 +67,7 @@ from .kernel import (
 from .outputs import OutputWriter
 from .provider import LocalProvider
 from .resources import KernelResources, Resource, parse_resource
+from .widgets import WIDGET_TARGET, WidgetLimits
 
 log = logging.getLogger("hub_collab.kernels")
 
@@ -124,8 +126,11 @@ class KernelService(RoomObserverBase):
         max_queued_per_user: int = 200,
         max_queued_per_notebook: int = 1000,
         metrics: Metrics | None = None,
+        widget_limits: WidgetLimits | None = None,
     ) -> None:
         self.rooms = rooms
+        #: bounds on widget models and clients' changes to them (kernels/widgets.py)
+        self.widget_limits = widget_limits or WidgetLimits()
         #: executions by status (bound once per status), and the kernel census
         self.metrics = metrics
         self._executions = {status: metrics.executions.labels(status) for status in END_STATUSES} if metrics else {}
@@ -320,7 +325,29 @@ class KernelService(RoomObserverBase):
                 continue
             if run is not None:
                 followed.add(id(run.doc))
+            kernel.widgets.adopt(self._widget_docs(room, rec.user))
         self._mark_lost(room, skip=followed)
+        self._sweep_widgets(room)
+
+    def _widget_docs(self, room: NotebookRoom, user: str) -> list[tuple[str, Doc[Any]]]:
+        """(cell id, doc) of the docs that may hold widget models of ``user``'s kernel
+        (the shared kernel's: ``user`` "")."""
+        if user:
+            docs = [(owner[1], doc) for doc in peruser.overlays(room) if (owner := peruser.overlay_owner(doc)) and owner[0] == user]
+        else:
+            names = [(cid, out_doc(cid)) for cid in room.cell_ids()]
+            docs = [(cid, room.docs[n]) for cid, n in names if n in room.docs and room.docs.may_hold_string(n, (WIDGET_TARGET,))]
+        return [(cid, doc) for cid, doc in docs if len(widgets_root(doc))]
+
+    def _sweep_widgets(self, room: NotebookRoom) -> None:
+        """Models left in the docs by kernels that are gone (not found again) are gone too."""
+        kept = {id(m.doc) for k in self.kernels.values() if k.nb_id == room.id for m in k.widgets.models.values()}
+        for user in {""} | {owner[0] for doc in peruser.overlays(room) if (owner := peruser.overlay_owner(doc))}:
+            for _, doc in self._widget_docs(room, user):
+                if id(doc) not in kept:
+                    root = widgets_root(doc)
+                    with doc.transaction():
+                        root.clear()
 
     def _resumed_execution(self, room: NotebookRoom, kernel: Kernel, run: dict[str, Any] | None) -> Execution | None:
         if not run:
@@ -490,6 +517,7 @@ class KernelService(RoomObserverBase):
             start_timeout=self.start_timeout + extra,
             flush_interval=self.flush_interval,
             max_output_bytes=self.max_output_bytes,
+            widgets=self.widget_limits,
         )
         kernel = Kernel(self, nb_id, user or None, kernel_name, config, provider, runs_as, server, resource=res.id)
         self.kernels[key] = kernel
@@ -871,6 +899,15 @@ class KernelService(RoomObserverBase):
         if pending[0].user != identity.name:
             raise Forbidden(f"only {pending[0].user}, who ran this cell, may answer its input")
         kernel.reply_input(pending[0], value)
+
+    async def widget_message(self, room: NotebookRoom, identity: Identity, msg: dict[str, Any], *, custom: bool) -> None:
+        """A client's ``widget_update`` / ``widget_custom`` (the command checked ``execute``
+        on ``msg["cell_id"]``): to the caller's kernel (per-user: their own)."""
+        kernel = self.find_kernel(room, identity.name)
+        if kernel is None:
+            raise NotFound("no kernel runs for this notebook: its widgets are gone", code="unknown_widget")
+        payload = msg.get("content") if custom else msg.get("state")
+        await kernel.widget_message(identity.name, msg["cell_id"], msg.get("model_id"), payload, custom=custom)
 
     def status(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
         msg = self.state_message(room, identity.name)

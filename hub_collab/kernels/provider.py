@@ -9,6 +9,8 @@ and talks to it through the :class:`KernelConnection` it gets back:
 
 * :meth:`KernelConnection.execute` sends an ``execute_request`` and returns its
   ``msg_id``; :meth:`~KernelConnection.input_reply` answers ``input()``;
+  :meth:`~KernelConnection.comm_msg` and :meth:`~KernelConnection.comm_info` talk to
+  the kernel's comms (widgets: :mod:`hub_collab.kernels.widgets`);
   :meth:`~KernelConnection.interrupt`, :meth:`~KernelConnection.shutdown`;
 * every message from the kernel reaches the :class:`KernelSink` given to
   :meth:`~KernelConnection.listen`: IOPub, shell replies and stdin requests as
@@ -118,6 +120,12 @@ class KernelConnection(Protocol):
     def input_reply(self, value: str) -> None:
         """Answer the pending ``input_request``."""
 
+    def comm_msg(self, comm_id: str, data: dict[str, Any], username: str) -> str:
+        """Send a ``comm_msg`` on shell whose header names ``username``; return its msg_id."""
+
+    def comm_info(self, target_name: str) -> str:
+        """Send a ``comm_info_request`` for ``target_name``; return its msg_id."""
+
     async def interrupt(self) -> None:
         """Interrupt what the kernel runs."""
 
@@ -210,6 +218,19 @@ class LocalConnection:
 
     def input_reply(self, value: str) -> None:
         self.kc.input(value)
+
+    def comm_msg(self, comm_id: str, data: dict[str, Any], username: str) -> str:
+        session = self.kc.session
+        header = session.msg_header("comm_msg")
+        header["username"] = username
+        msg = session.msg("comm_msg", {"comm_id": comm_id, "data": data}, header=header)
+        self.kc.shell_channel.send(msg)
+        msg_id: str = msg["header"]["msg_id"]
+        return msg_id
+
+    def comm_info(self, target_name: str) -> str:
+        msg_id: str = self.kc.comm_info(target_name)
+        return msg_id
 
     async def interrupt(self) -> None:
         if self.km is not None and self.km.has_kernel:

@@ -381,12 +381,16 @@ class RemoteKernelConnection:
         msg_type: str,
         content: dict[str, Any],
         parent: dict[str, Any] | None = None,
+        username: str = "",
     ) -> str:
         if self._lost or self._closing:
             raise RemoteKernelError(
                 "lost", f"the connection to the kernel on {self.client.where} is closed"
             )
-        msg = self._session.msg(msg_type, content, parent=parent)
+        header = self._session.msg_header(msg_type)
+        if username:
+            header["username"] = username
+        msg = self._session.msg(msg_type, content, parent=parent, header=header)
         if self._ws is None:
             if len(self._outbox) >= _MAX_OUTBOX:
                 raise RemoteKernelError(
@@ -445,6 +449,12 @@ class RemoteKernelConnection:
 
     def kernel_info(self) -> str:
         return self._send("shell", "kernel_info_request", {})
+
+    def comm_msg(self, comm_id: str, data: dict[str, Any], username: str) -> str:
+        return self._send("shell", "comm_msg", {"comm_id": comm_id, "data": data}, username=username)
+
+    def comm_info(self, target_name: str) -> str:
+        return self._send("shell", "comm_info_request", {"target_name": target_name})
 
     def input_reply(self, value: str) -> None:
         self._send("stdin", "input_reply", {"value": value}, parent=self._input_parent or None)

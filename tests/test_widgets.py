@@ -1,0 +1,325 @@
+"""Shared ipywidgets, against a real Hub, the real service and real ipykernels with ipywidgets.
+
+The service is the widgets' front end: the models live in the cells' ``out:`` docs
+(docs/widgets.md). One notebook, owned by ``instructor``, group ``students`` (alice,
+bob, carol) with rwx; its kernel is shared inside the module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from test_kernel_faults import stop_only_the_service
+from test_kernels import Users, connect, make_notebook, text_of
+
+from hub_collab.client import CommandError, NotebookConnection
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+INTERACT = """\
+import ipywidgets as w
+from ipywidgets import interact
+
+@interact(x=w.IntSlider(value=3, min=0, max=100, description='x'))
+def square(x):
+    print('square', x * x)
+"""
+BUTTON = """\
+clicks = []
+b = w.Button(description='go')
+b.on_click(lambda _: clicks.append(get_ipython().kernel.get_parent()["header"]["username"]))
+b
+"""
+COUNT = "print('clicks', clicks)"
+VIEW = "application/vnd.jupyter.widget-view+json"
+LOCKED = "locked = w.IntSlider(value=7)\nlocked"
+
+
+@pytest.fixture(scope="module")
+async def users(hub: Any, collab: Any) -> AsyncIterator[Users]:
+    u = Users(hub, collab)
+    yield u
+    u.close()
+
+
+@pytest.fixture(scope="module")
+async def nb(users: Users) -> AsyncIterator[str]:
+    nb_id = await make_notebook(users, INTERACT, BUTTON, COUNT, LOCKED, name="widgets")
+    await users("instructor").set_permissions(nb_id, "c3", mode="0764")  # group rw-: no x
+    yield nb_id
+    await users("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")
+
+
+def model(conn: NotebookConnection, cid: str, name: str) -> tuple[str, dict[str, Any]]:
+    """The (model id, state) of the only model named ``name`` in cell ``cid``."""
+    found = [(k, m["state"]) for k, m in conn.widgets(cid).items() if m["model_name"] == name]
+    assert len(found) == 1, conn.widgets(cid)
+    return found[0]
+
+
+def has_model(conn: NotebookConnection, cid: str, name: str) -> bool:
+    return any(m["model_name"] == name for m in conn.widgets(cid).values())
+
+
+def views_of(conn: NotebookConnection, cid: str) -> list[dict[str, Any]]:
+    return [o["data"][VIEW] for o in conn.outputs(cid) if VIEW in o.get("data", {})]
+
+
+def output_text(state: dict[str, Any]) -> str:
+    return "".join(o.get("text", "") for o in state.get("outputs") or [] if o.get("output_type") == "stream")
+
+
+@contextlib.asynccontextmanager
+async def opened(users: Users, user: str, nb_id: str) -> AsyncIterator[NotebookConnection]:
+    conn = await connect(users, user, nb_id)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def run(conn: NotebookConnection, cid: str) -> None:
+    await conn.execute(cid)
+    state = await conn.wait_executed(cid, timeout=90)
+    assert state["status"] == "ok", conn.outputs(cid)
+
+
+async def test_interact_shared_live_and_for_late_joiners(users: Users, nb: str) -> None:
+    alice, bob = await connect(users, "alice", nb), await connect(users, "bob", nb)
+    try:
+        await run(alice, "c0")
+        await bob.wait_for(lambda: has_model(bob, "c0", "IntSliderModel") and has_model(bob, "c0", "OutputModel"), timeout=30)
+        slider_id, slider = model(bob, "c0", "IntSliderModel")
+        assert slider["value"] == 3 and slider["max"] == 100
+        # the view output names the interact box; its children are models of the same cell
+        await bob.wait_for(lambda: bool(views_of(bob, "c0")), timeout=30)
+        views = views_of(bob, "c0")
+        box_id = views[0]["model_id"]
+        assert bob.widgets("c0")[box_id]["model_name"] == "VBoxModel"
+        await bob.wait_for(lambda: f"IPY_MODEL_{slider_id}" in bob.widgets("c0")[box_id]["state"]["children"], timeout=30)
+        # the initial call's print went into the Output widget, not the cell
+        await bob.wait_for(lambda: output_text(model(bob, "c0", "OutputModel")[1]) == "square 9\n", timeout=30)
+        assert text_of(bob.outputs("c0")) == ""
+        # bob moves the slider: the kernel runs the function again, alice sees both
+        await bob.widget_update("c0", slider_id, {"value": 12})
+        await alice.wait_for(lambda: model(alice, "c0", "IntSliderModel")[1]["value"] == 12, timeout=30)
+        await alice.wait_for(lambda: output_text(model(alice, "c0", "OutputModel")[1]) == "square 144\n", timeout=30)
+    finally:
+        await alice.close()
+        await bob.close()
+    carol = await connect(users, "carol", nb)  # joins later: the current value and output
+    try:
+        assert model(carol, "c0", "IntSliderModel")[1]["value"] == 12
+        assert output_text(model(carol, "c0", "OutputModel")[1]) == "square 144\n"
+    finally:
+        await carol.close()
+
+
+async def test_a_button_click_reaches_the_kernel(users: Users, nb: str) -> None:
+    alice = await connect(users, "alice", nb)
+    try:
+        await run(alice, "c1")
+        await alice.wait_for(lambda: has_model(alice, "c1", "ButtonModel"), timeout=30)
+        button_id, _ = model(alice, "c1", "ButtonModel")
+        for _ in range(2):
+            await alice.command("widget_custom", cell_id="c1", model_id=button_id, content={"event": "click"})
+        # the kernel knows who clicked: the comm_msg's header names the user
+        await run(alice, "c2")
+        assert text_of(alice.outputs("c2")) == "clicks ['alice', 'alice']\n"
+    finally:
+        await alice.close()
+
+
+async def test_the_kernels_answer_wins(users: Users, nb: str) -> None:
+    """The kernel clamps a value past ``max``; its update is what everyone sees."""
+    async with opened(users, "bob", nb) as bob:
+        slider_id, _ = model(bob, "c0", "IntSliderModel")
+        await bob.widget_update("c0", slider_id, {"value": 1000})
+        await bob.wait_for(lambda: model(bob, "c0", "IntSliderModel")[1]["value"] == 100, timeout=30)
+        await bob.wait_for(lambda: output_text(model(bob, "c0", "OutputModel")[1]) == "square 10000\n", timeout=30)
+
+
+async def test_bad_widget_messages_reach_no_kernel(users: Users, nb: str) -> None:
+    alice = await connect(users, "alice", nb)
+    try:
+        slider_id, before = model(alice, "c0", "IntSliderModel")
+        button_id, _ = model(alice, "c1", "ButtonModel")
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"cell_id": "c0", "model_id": slider_id, "state": "12"}, "invalid_command"),
+            ({"cell_id": "c0", "model_id": 5, "state": {"value": 1}}, "invalid_command"),
+            ({"cell_id": "c0", "model_id": "x" * 65, "state": {"value": 1}}, "invalid_command"),
+            ({"cell_id": "c0", "model_id": slider_id, "state": {}}, "invalid_command"),
+            ({"model_id": slider_id, "state": {"value": 1}}, "invalid_command"),
+            ({"cell_id": "nope", "model_id": slider_id, "state": {"value": 1}}, "unknown_cell"),
+            # forged: an unknown comm id, a model of another cell, keys the model has not
+            ({"cell_id": "c0", "model_id": "0" * 32, "state": {"value": 1}}, "unknown_widget"),
+            ({"cell_id": "c1", "model_id": slider_id, "state": {"value": 1}}, "unknown_widget"),
+            ({"cell_id": "c0", "model_id": slider_id, "state": {"_model_name": "Evil"}}, "invalid_widget_state"),
+            ({"cell_id": "c0", "model_id": slider_id, "state": {"exec": "import os"}}, "invalid_widget_state"),
+            # oversized
+            ({"cell_id": "c0", "model_id": slider_id, "state": {"description": "x" * 70_000}}, "too_large"),
+        ]
+        for fields, code in cases:
+            with pytest.raises(CommandError) as err:
+                await alice.command("widget_update", **fields)
+            assert err.value.code == code, (fields if len(json.dumps(fields)) < 200 else code, err.value)
+        with pytest.raises(CommandError) as err:
+            await alice.command("widget_custom", cell_id="c1", model_id=button_id, content={"x": "y" * 70_000})
+        assert err.value.code == "too_large"
+        with pytest.raises(CommandError) as err:
+            await alice.command("widget_custom", cell_id="c1", model_id=button_id, content=[1])
+        assert err.value.code == "invalid_command"
+        # nothing reached the kernel: the value and the output are what they were
+        await run(alice, "c2")
+        assert text_of(alice.outputs("c2")) == "clicks ['alice', 'alice']\n"
+        _, after = model(alice, "c0", "IntSliderModel")
+        assert after["value"] == before["value"] and after["description"] == before["description"]
+    finally:
+        await alice.close()
+
+
+async def test_a_flood_is_rate_limited(users: Users, nb: str) -> None:
+    async with opened(users, "alice", nb) as alice:
+        slider_id, _ = model(alice, "c0", "IntSliderModel")
+        codes: list[str] = []
+        for i in range(80):  # faster than 30 a second, with a burst of 30
+            try:
+                await alice.widget_update("c0", slider_id, {"value": i % 50})
+            except CommandError as exc:
+                codes.append(exc.code)
+        assert codes and set(codes) == {"rate_limited"}, codes
+        assert len(codes) < 80
+
+
+async def test_who_may_not_execute_the_cell_may_not_change_its_widget(users: Users, nb: str) -> None:
+    instructor = await connect(users, "instructor", nb)
+    bob = await connect(users, "bob", nb)
+    try:
+        await run(instructor, "c3")
+        await bob.wait_for(lambda: has_model(bob, "c3", "IntSliderModel"), timeout=30)
+        locked_id, _ = model(bob, "c3", "IntSliderModel")  # bob may read it...
+        with pytest.raises(CommandError) as err:
+            await bob.widget_update("c3", locked_id, {"value": 50})
+        assert err.value.code == "forbidden"  # ...not change it
+        assert model(bob, "c3", "IntSliderModel")[1]["value"] == 7
+        await instructor.widget_update("c3", locked_id, {"value": 50})
+        await bob.wait_for(lambda: model(bob, "c3", "IntSliderModel")[1]["value"] == 50, timeout=30)
+    finally:
+        await instructor.close()
+        await bob.close()
+
+
+async def test_rerun_and_restart_drop_the_old_models(users: Users, nb: str) -> None:
+    alice = await connect(users, "alice", nb)
+    try:
+        old_id, _ = model(alice, "c0", "IntSliderModel")
+        await run(alice, "c0")
+        await alice.wait_for(lambda: has_model(alice, "c0", "IntSliderModel") and old_id not in alice.widgets("c0"), timeout=30)
+        new_id, state = model(alice, "c0", "IntSliderModel")
+        assert new_id != old_id and state["value"] == 3
+        with pytest.raises(CommandError) as err:
+            await alice.widget_update("c0", old_id, {"value": 5})
+        assert err.value.code == "unknown_widget"
+        await alice.command("restart", timeout=120)
+        await alice.wait_for(lambda: not alice.widgets("c0") and not alice.widgets("c1"), timeout=30)
+        with pytest.raises(CommandError) as err:
+            await alice.widget_update("c0", new_id, {"value": 5})
+        assert err.value.code == "unknown_widget"
+    finally:
+        await alice.close()
+
+
+async def test_an_output_widget_keeps_a_flood_whole(users: Users) -> None:
+    """20,000 prints into an Output widget arrive whole, as one stream output, batched."""
+    nb_id = await make_notebook(
+        users, "import ipywidgets as w\nout = w.Output()\ndisplay(out)\nwith out:\n    for i in range(20000):\n        print(i)", name="widgets-flood"
+    )
+    try:
+        async with opened(users, "alice", nb_id) as alice:
+            await run(alice, "c0")
+            expected = "".join(f"{i}\n" for i in range(20000))
+            await alice.wait_for(lambda: has_model(alice, "c0", "OutputModel") and output_text(model(alice, "c0", "OutputModel")[1]) == expected, timeout=60)
+            assert len(model(alice, "c0", "OutputModel")[1]["outputs"]) == 1
+            assert text_of(alice.outputs("c0")) == ""
+    finally:
+        await users("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")
+
+
+async def test_per_user_kernels_keep_widgets_per_user(users: Users) -> None:
+    nb_id = await make_notebook(users, INTERACT, name="widgets-per-user")
+    await users("instructor").request("PUT", f"api/notebooks/{nb_id}/settings", {"kernel_mode": "per-user"})
+    try:
+        async with opened(users, "alice", nb_id) as alice, opened(users, "bob", nb_id) as bob:
+            await run(alice, "c0")
+            await alice.wait_for(lambda: has_model(alice, "c0", "IntSliderModel"), timeout=30)
+            slider_id, _ = model(alice, "c0", "IntSliderModel")
+            assert bob.widgets("c0") == {}  # alice's kernel, alice's widgets
+            with pytest.raises(CommandError) as err:
+                await bob.widget_update("c0", slider_id, {"value": 50})
+            assert err.value.code == "unknown_widget"
+            await run(bob, "c0")
+            await bob.wait_for(lambda: has_model(bob, "c0", "IntSliderModel"), timeout=30)
+            bob_slider, _ = model(bob, "c0", "IntSliderModel")
+            await bob.widget_update("c0", bob_slider, {"value": 4})
+            await bob.wait_for(lambda: output_text(model(bob, "c0", "OutputModel")[1]) == "square 16\n", timeout=30)
+            await alice.widget_update("c0", slider_id, {"value": 5})
+            await alice.wait_for(lambda: output_text(model(alice, "c0", "OutputModel")[1]) == "square 25\n", timeout=30)
+            assert model(bob, "c0", "IntSliderModel")[1]["value"] == 4
+            assert output_text(model(bob, "c0", "OutputModel")[1]) == "square 16\n"
+    finally:
+        for user in ("alice", "bob"):
+            await users(user).request("DELETE", f"api/notebooks/{nb_id}/kernel")
+
+
+async def test_models_outlive_a_service_restart_while_the_kernel_lives(users: Users, collab: Any) -> None:
+    """With ``kernels_survive_stop`` the kernel lives on through a service restart: the
+    restarted service adopts the models from the docs and they still drive the kernel."""
+    flag = "--HubCollab.kernels_survive_stop=True"
+    collab.extra_args.append(flag)
+    collab.restart()
+    try:
+        nb_id = await make_notebook(users, INTERACT, "w.IntSlider(value=1)", name="widgets-restart")
+        alice = await connect(users, "alice", nb_id)
+        try:
+            await run(alice, "c0")
+            await run(alice, "c1")
+            await alice.wait_for(lambda: has_model(alice, "c0", "IntSliderModel") and has_model(alice, "c1", "IntSliderModel"), timeout=30)
+            slider_id, _ = model(alice, "c0", "IntSliderModel")
+            await alice.widget_update("c0", slider_id, {"value": 5})
+            await alice.wait_for(lambda: output_text(model(alice, "c0", "OutputModel")[1]) == "square 25\n", timeout=30)
+            # a model of another cell, still alive in the kernel: kept after the comm_info check
+            kept_id, _ = model(alice, "c1", "IntSliderModel")
+        finally:
+            await alice.close()
+        stop_only_the_service(collab, signal.SIGTERM)  # its kernels live on
+        collab.start()
+        bob = await connect(users, "bob", nb_id)
+        try:
+            assert model(bob, "c0", "IntSliderModel")[1]["value"] == 5
+            assert output_text(model(bob, "c0", "OutputModel")[1]) == "square 25\n"
+            await bob.widget_update("c0", slider_id, {"value": 6})
+            await bob.wait_for(lambda: output_text(model(bob, "c0", "OutputModel")[1]) == "square 36\n", timeout=60)
+            assert kept_id in bob.widgets("c1")
+        finally:
+            await bob.close()
+        await users("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")
+    finally:
+        collab.extra_args.remove(flag)
+        collab.restart()
+
+
+async def test_models_of_a_lost_kernel_are_removed(users: Users, collab: Any) -> None:
+    """A restart that takes the kernel with it: the models it held leave the docs."""
+    nb_id = await make_notebook(users, INTERACT, name="widgets-lost")
+    async with opened(users, "alice", nb_id) as alice:
+        await run(alice, "c0")
+        await alice.wait_for(lambda: has_model(alice, "c0", "IntSliderModel"), timeout=30)
+    collab.restart()  # stops the service and its kernels
+    async with opened(users, "bob", nb_id) as bob:
+        await bob.wait_for(lambda: bob.widgets("c0") == {}, timeout=60)
+        assert views_of(bob, "c0")  # the output that showed the widget stays; the page says it is gone
