@@ -163,11 +163,12 @@ def browser(pw: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture
 def as_user(browser: Browser, collab: Any) -> Iterator[Any]:
-    """``as_user(name) -> Page``: a fresh logged-in browser context per user; errors are recorded."""
+    """``as_user(name, **context_args) -> Page``: a fresh logged-in browser context per user
+    (``context_args`` go to ``Browser.new_context``); errors are recorded."""
     contexts = []
 
-    def make(user: str) -> Page:
-        ctx, page = ui_helpers.login(browser, collab.public_url, user)
+    def make(user: str, **context_args: Any) -> Page:
+        ctx, page = ui_helpers.login(browser, collab.public_url, user, **context_args)
         page.errors = []  # type: ignore[attr-defined]
         page.dialogs = []  # type: ignore[attr-defined]
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))  # type: ignore[attr-defined]

@@ -8,7 +8,6 @@ come back when the cell's mode changes live.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from playwright.sync_api import Page, expect
@@ -134,4 +133,6 @@ def test_threads_in_the_margin_by_keyboard_live_for_both(as_user: Any, collab: A
     for page in (alice, bob):
         assert page.errors == [], page.errors  # type: ignore[attr-defined]
         assert page.dialogs == [], page.dialogs  # type: ignore[attr-defined]
-    assert re.match(r"^💬", cell(alice, "c2").locator(".comment-btn").inner_text())
+    # the button shows the speech-bubble icon (inline SVG) and is named by its title
+    expect(cell(alice, "c2").locator(".comment-btn svg.icon-comment")).to_have_count(1)
+    expect(cell(alice, "c2").locator(".comment-btn")).to_have_accessible_name("Comment on this cell")

@@ -135,3 +135,21 @@ def screenshot(page: Page, name: str, **kwargs: Any) -> None:
         out = Path(tempfile.gettempdir()) / "hub-collab-screenshots"
     out.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out / f"{name}.png"), **kwargs)
+
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"  # installed by scripts/setup (npm ci)
+
+
+def axe_violations(page: Page, context: str | None = None, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """Run axe-core (bundled, offline) on the page, or on the elements ``context`` selects;
+    one line per violation of the given impacts: rule, impact, help and the first targets.
+    The page's CSP forbids inline scripts: the context needs ``bypass_csp=True``."""
+    assert AXE.exists(), f"no axe-core at {AXE}: run scripts/setup (npm ci)"
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.add_script_tag(path=str(AXE))
+    results = page.evaluate(
+        "async (ctx) => (await window.axe.run(ctx ? { include: [ctx] } : document, { resultTypes: ['violations'] })).violations"
+        ".map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.slice(0, 6).map((n) => n.target.join(' ')) }))",
+        context,
+    )
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {v['targets']}" for v in results if v["impact"] in impacts]

@@ -18,6 +18,7 @@ import { capsBadge, rightsInWords } from "./permissions";
 import { canRead, canWrite, canExec, cellDoc, outDoc } from "./protocol";
 import { cursorJson, remoteCursors } from "./cursors";
 import { h, clear, timeAgo, userColor, initials } from "./dom";
+import { icon } from "./icons";
 import { renderMarkdown, renderOutput, type OutputModel } from "./render";
 import { WIDGET_VIEW_MIME, type WidgetView } from "./widgets";
 import type { NotebookView } from "./notebook";
@@ -149,7 +150,7 @@ export class CellView {
   private renderBadges(): void {
     clear(this.badges);
     const b = capsBadge(this.rwx);
-    if (b) this.badges.appendChild(h("span", { class: `badge badge-${b.label}`, title: b.title }, b.label === "locked" ? "🔒 locked" : "hidden"));
+    if (b) this.badges.appendChild(h("span", { class: `badge badge-${b.label}`, title: b.title }, b.label === "locked" ? icon("lock") : null, b.label));
     if (canRead(this.rwx) && !canExec(this.rwx) && this.entry.cell_type === "code") this.badges.appendChild(h("span", { class: "badge badge-noexec", title: `you ${rightsInWords(this.rwx, "cell")}` }, "no run"));
     if (canRead(this.rwx)) {
       this.badges.appendChild(h("button", { type: "button", class: "link cell-history", title: "Versions of this cell: who changed it and when; restore one", "aria-label": "history of this cell", onclick: (e: Event) => { e.stopPropagation(); this.nb.openCellHistory(this); } }, "history"));
@@ -234,6 +235,11 @@ export class CellView {
       if (!this.isMarkdown || this.editing) this.mount();
       this.scheduleSource();
       this.scheduleOutputs();
+    } else if (this.view && !this.view.hasFocus && this.nb.active !== this && !this.editing) {
+      // Every editor listens to the page's scroll and selection events: keeping the
+      // editors of cells far off screen made scrolling a long notebook slower and
+      // slower. The preview shows the same text until the cell comes back.
+      this.unmount();
     }
   }
 
@@ -283,6 +289,7 @@ export class CellView {
         placeholder(this.entry.cell_type === "markdown" ? "Markdown" : this.entry.cell_type === "raw" ? "Raw text" : "Code"),
         sharedTheme,
         EditorView.lineWrapping,
+        EditorView.contentAttributes.of({ "aria-label": `${this.entry.cell_type} cell source` }),
         this.readOnly.of(this.readOnlyExt()),
         yCollab(ytext, null, { undoManager }),
         remoteCursors(conn.awareness, this.id, ytext),

@@ -5,6 +5,7 @@
  */
 import { tokenize, type ChatRef } from "./chattext";
 import type { Json } from "./connection";
+import { textDialog } from "./dialog";
 import { h, clear, timeAgo, userColor, toast } from "./dom";
 import type { NotebookView } from "./notebook";
 import { canRead } from "./protocol";
@@ -182,7 +183,7 @@ export class ChatPanel {
   }
 
   private async edit(m: ChatMessage): Promise<void> {
-    const text = window.prompt("Edit your message", m.text);
+    const text = await textDialog({ title: "Edit your message", label: "Message (Enter saves, Shift-Enter starts a new line)", value: m.text, confirm: "Save" });
     if (text === null || text === m.text) return;
     await this.nb.cmd("chat_edit", { id: m.id, text });
   }

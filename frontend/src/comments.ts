@@ -13,6 +13,7 @@ import * as Y from "yjs";
 
 import type { Json } from "./connection";
 import { h, clear, timeAgo, userColor, toast } from "./dom";
+import { icon } from "./icons";
 import type { CellView } from "./cell";
 import type { NotebookView } from "./notebook";
 import { canRead, canWrite } from "./protocol";
@@ -102,7 +103,7 @@ export class Comments {
 
   constructor(private nb: NotebookView) {
     this.bellList = h("div", { class: "notice-list", role: "dialog", "aria-label": "comment notices", hidden: true });
-    this.bell = h("button", { type: "button", class: "tb notice-btn", title: "Mentions and replies to your comments", "aria-haspopup": "dialog", "aria-expanded": "false", onclick: () => this.toggleNotices() }, "🔔");
+    this.bell = h("button", { type: "button", class: "tb notice-btn", title: "Mentions and replies to your comments", "aria-haspopup": "dialog", "aria-expanded": "false", onclick: () => this.toggleNotices() }, icon("bell"));
     this.bellList.addEventListener("keydown", (e) => {
       e.stopPropagation();
       if (e.key === "Escape") {
@@ -143,7 +144,7 @@ export class Comments {
     const c = this.counts.get(cellId);
     btn.hidden = !this.readable(cellId);
     clear(btn);
-    btn.append(h("span", { "aria-hidden": "true" }, "💬"), c && c.open ? ` ${c.open}` : "");
+    btn.append(icon("comment"), c && c.open ? ` ${c.open}` : "");
     if (c && c.unread) btn.append(h("span", { class: "comment-unread", "data-unread": String(c.unread) }, String(c.unread)));
     btn.dataset.threads = String(c?.threads ?? 0);
     btn.dataset.unread = String(c?.unread ?? 0);
@@ -461,7 +462,8 @@ export class Comments {
 
   private renderBell(): void {
     const unread = [...this.notices.values()].filter((n) => n.unread && this.readable(n.cell_id)).length;
-    this.bell.textContent = unread ? `🔔 ${unread}` : "🔔";
+    clear(this.bell);
+    this.bell.append(icon("bell"), unread ? ` ${unread}` : "");
     this.bell.dataset.unread = String(unread);
     this.bell.setAttribute("aria-label", `${unread} unread mention(s) and replies`);
     if (!this.bellList.hidden) this.renderNotices();

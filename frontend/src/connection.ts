@@ -252,9 +252,8 @@ export class Connection {
       const name = msg.doc;
       if (name === "*") {
         this.dropAll();
-      } else if (typeof name === "string" && this.docs.has(name)) {
-        this.drop(name);
-        if (this.readable(name)) this.subscribe([name]);
+      } else if (typeof name === "string") {
+        this.resync(name);
       }
     } else if (type === "ack" || type === "error") {
       const ref = msg.ref;
@@ -317,6 +316,13 @@ export class Connection {
       if (canRead(rwx)) names.push(cellDoc(id), outDoc(id));
     }
     return names;
+  }
+
+  /** Drop a doc's local state and sync it again from the server (if we may read it). */
+  resync(name: string): void {
+    if (!this.docs.has(name)) return;
+    this.drop(name);
+    if (this.readable(name)) this.subscribe([name]);
   }
 
   /** After `welcome`: re-subscribe what we hold (keeping offline edits) and subscribe the rest. */

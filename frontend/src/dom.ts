@@ -32,7 +32,9 @@ export function userColor(name: string): string {
   let hash = 0;
   for (let i = 0; i < name.length; i++) hash = (hash * 31 + name.charCodeAt(i)) | 0;
   const hue = Math.abs(hash) % 360;
-  return `hsl(${hue}, 70%, 42%)`;
+  // dark enough for white initials and for text on white (4.5:1): yellow to cyan look lighter
+  const light = hue >= 40 && hue < 200 ? 26 : 34;
+  return `hsl(${hue}, 70%, ${light}%)`;
 }
 
 export function initials(name: string): string {

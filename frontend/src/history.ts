@@ -6,6 +6,7 @@
  */
 import type { CellView } from "./cell";
 import type { Json } from "./connection";
+import { showModal } from "./dialog";
 import { append, h, clear, toast, userColor } from "./dom";
 import type { NotebookView } from "./notebook";
 import { canWrite } from "./protocol";
@@ -48,12 +49,8 @@ export function diffLines(diff: string): { kind: "add" | "del" | "hunk" | "ctx" 
 function dialog(label: string, title: string, onClose: () => void): { dlg: HTMLDialogElement; body: HTMLElement } {
   const body = h("div", { class: "history-body" });
   const dlg = h("dialog", { class: "history-dialog", "aria-label": label }, h("div", { class: "history-head" }, h("h2", {}, title), h("button", { type: "button", class: "link history-close", "aria-label": "close", onclick: () => dlg.close() }, "×")), body);
-  dlg.addEventListener("close", () => {
-    dlg.remove();
-    onClose();
-  });
-  document.body.appendChild(dlg);
-  dlg.showModal();
+  dlg.addEventListener("close", () => onClose());
+  showModal(dlg);
   return { dlg, body };
 }
 

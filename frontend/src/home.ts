@@ -1,6 +1,7 @@
 /** The home page: notebooks you own and ones shared with you; create, import, delete. */
 import { Api } from "./api";
 import type { PageConfig } from "./config";
+import { confirmDialog } from "./dialog";
 import { h, clear, timeAgo, toast } from "./dom";
 import { modeToString, rightsInWords } from "./permissions";
 
@@ -90,7 +91,7 @@ export class HomeView {
       h("span", { class: "nb-perms", title: `mode ${nb.mode}${nb.group ? `, group ${nb.group}` : ""}` }, h("code", {}, rwx), nb.group ? ` ${nb.group}` : ""),
       h("span", { class: "nb-caps", title: `you ${rightsInWords(nb.caps, "notebook")}` }, `you: ${nb.caps}`),
       h("span", { class: "nb-updated" }, timeAgo(nb.updated_at)),
-      canDelete ? h("button", { class: "link danger nb-delete", onclick: () => void this.remove(nb) }, "delete") : null,
+      canDelete ? h("button", { type: "button", class: "link danger nb-delete", "aria-label": `delete ${nb.name}`, onclick: () => void this.remove(nb) }, "delete") : null,
     );
   }
 
@@ -120,7 +121,8 @@ export class HomeView {
   }
 
   private async remove(nb: NotebookSummary): Promise<void> {
-    if (!window.confirm(`Delete “${nb.name}” for everyone? Its cells, outputs and chat are deleted.`)) return;
+    const sure = await confirmDialog({ title: `Delete “${nb.name}”?`, message: "It is deleted for everyone: its cells, outputs, chat and comments.", confirm: "Delete", danger: true });
+    if (!sure) return;
     try {
       await this.api.request("DELETE", `api/notebooks/${encodeURIComponent(nb.id)}`);
       toast(`Deleted “${nb.name}”.`);

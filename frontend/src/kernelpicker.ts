@@ -8,6 +8,7 @@
  * while open. Every failure is shown in the dialog. Words: kernelwords.ts.
  */
 import type { Json } from "./connection";
+import { trapFocus } from "./dialog";
 import { append, clear, h } from "./dom";
 import {
   type KernelStatus,
@@ -73,6 +74,7 @@ export class KernelPicker {
     this.status = host.status();
     this.el = h("dialog", { class: "kernel-dialog", "aria-labelledby": "kernel-dialog-title", "aria-describedby": "kernel-dialog-now" });
     this.el.addEventListener("close", () => this.closed());
+    trapFocus(this.el);
   }
 
   /** Show the dialog (modal: focus moves into it, Esc closes it) and load the listing. */

@@ -13,6 +13,7 @@ import { Comments } from "./comments";
 import { CellHistoryDialog, NotebookHistoryDialog } from "./history";
 import type { PageConfig } from "./config";
 import { CommandError, Connection, type Json } from "./connection";
+import { confirmDialog } from "./dialog";
 import { h, clear, toast, userColor, initials } from "./dom";
 import { KernelPicker, type PickerHost } from "./kernelpicker";
 import { type KernelStatus, kernelStatusFrom, modeWords, statusText } from "./kernelwords";
@@ -82,7 +83,8 @@ export class NotebookView {
     });
     this.chat = new ChatPanel(this);
     this.comments = new Comments(this);
-    const btn = (label: string, title: string, fn: () => void, cls = ""): HTMLButtonElement => h("button", { class: `tb ${cls}`, title, "aria-label": title, onclick: () => fn() }, label);
+    // a button with words is named by them (the title adds the details); a symbol's button by its title
+    const btn = (label: string, title: string, fn: () => void, cls = ""): HTMLButtonElement => h("button", { class: `tb ${cls}`, title, "aria-label": /[a-z]/i.test(label) ? null : title, onclick: () => fn() }, label);
     const typeSelect = h("select", { class: "tb cell-type-select", title: "Cell type", "aria-label": "Cell type" }, h("option", { value: "code" }, "Code"), h("option", { value: "markdown" }, "Markdown"), h("option", { value: "raw" }, "Raw"));
     typeSelect.addEventListener("change", () => {
       if (this.active) void this.setType(this.active, typeSelect.value);
@@ -217,6 +219,14 @@ export class NotebookView {
     if (code === "forbidden" && doc) {
       const parts = splitDocName(doc);
       toast(parts && parts[0] === "cell" ? "Your edit was undone: you may not edit this cell." : "That change is not allowed; it was undone.", "error");
+    } else if (code === "not_subscribed" && doc) {
+      // Updates sent before the server's refusal reached us meet a doc the server
+      // already dropped: the refusal said so, and we are syncing that doc again.
+      // Otherwise the server lost our subscription: sync again and say so.
+      if (this.conn.synced.has(doc)) {
+        this.conn.resync(doc);
+        toast("An edit did not reach the server and was undone; the cell was loaded again.", "error");
+      }
     } else if (code === "epoch_mismatch") {
       // handled by the reset
     } else if (code === "notebook_deleted") {
@@ -575,7 +585,8 @@ export class NotebookView {
   }
 
   async restart(): Promise<void> {
-    if (!window.confirm("Restart the kernel? Every variable is lost, for everyone in this notebook.")) return;
+    const sure = await confirmDialog({ title: "Restart the kernel?", message: "Every variable is lost, for everyone in this notebook.", confirm: "Restart", danger: true });
+    if (!sure) return;
     await this.cmd("restart");
   }
 

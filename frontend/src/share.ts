@@ -5,6 +5,7 @@
  * (the server pushes `caps`).
  */
 import type { CellView } from "./cell";
+import { showModal } from "./dialog";
 import { append, h, clear, toast } from "./dom";
 import type { NotebookView } from "./notebook";
 import { describePerms, joinMode, modeToString, parseAclEntry, rightsInWords, splitMode, type AclEntry, type ObjectKind, type PermsModel } from "./permissions";
@@ -37,27 +38,34 @@ export class ShareDialog {
   ) {
     this.kind = cell ? "cell" : "notebook";
     this.path = `api/notebooks/${nb.cfg.notebook}` + (cell ? `/cells/${cell.id}` : "") + "/permissions";
-    this.dlg = h("dialog", { class: "share-dialog", "aria-label": cell ? "cell permissions" : "share notebook" });
+    this.dlg = h("dialog", { class: "share-dialog", "aria-labelledby": "share-dialog-title" });
   }
 
   async open(): Promise<void> {
-    document.body.appendChild(this.dlg);
-    this.dlg.addEventListener("close", () => this.dlg.remove());
-    this.dlg.showModal();
-    this.dlg.appendChild(h("p", {}, "Loading…"));
+    showModal(this.dlg);
+    this.dlg.appendChild(h("h2", { id: "share-dialog-title" }, "Loading the permissions…"));
     try {
       this.model = await this.nb.api.request<Model>("GET", this.path);
     } catch (err) {
       clear(this.dlg);
+      this.dlg.appendChild(h("h2", { id: "share-dialog-title" }, "Permissions"));
       this.dlg.appendChild(h("p", { class: "error" }, `Cannot read the permissions: ${(err as Error).message}`));
-      this.dlg.appendChild(h("button", { onclick: () => this.dlg.close() }, "Close"));
+      const close = h("button", { type: "button", onclick: () => this.dlg.close() }, "Close");
+      this.dlg.appendChild(close);
+      close.focus();
       return;
     }
     this.render();
   }
 
+  /** The dialog's controls, in order (to keep the focus on the same one across a redraw). */
+  private controls(): HTMLElement[] {
+    return [...this.dlg.querySelectorAll<HTMLElement>("input, select, button, textarea")];
+  }
+
   private render(): void {
     const m = this.model as Model;
+    const focused = this.controls().indexOf(document.activeElement as HTMLElement);
     clear(this.dlg);
     const kind = this.kind;
     const mode = splitMode(m.mode);
@@ -127,7 +135,7 @@ export class ShareDialog {
     save.addEventListener("click", () => void this.save(error));
     append(
       this.dlg,
-      h("h2", {}, title),
+      h("h2", { id: "share-dialog-title" }, title),
       summary,
       h("p", { class: "share-mode" }, "Mode ", h("code", { class: "mode-octal" }, m.mode), " ", h("code", { class: "mode-rwx" }, modeToString(m.mode))),
       h("div", { class: "share-fields" }, h("label", {}, "Owner ", ownerInput), h("label", {}, "Group ", groupInput)),
@@ -147,6 +155,8 @@ export class ShareDialog {
       error,
       h("div", { class: "dialog-buttons" }, h("button", { type: "button", onclick: () => this.dlg.close() }, "Cancel"), save),
     );
+    const controls = this.controls();
+    (controls[focused] ?? controls[0])?.focus();
   }
 
   private labelled(row: (who: string, label: string, value: string, onChange: (v: string) => void, extra?: HTMLElement) => HTMLElement, tagLabel: string, name: HTMLInputElement, e: AclEntry, i: number, acl: AclEntry[], setAcl: (a: AclEntry[]) => void): HTMLElement {
