@@ -12,6 +12,7 @@ full client; the benchmarks can use that too (``--client full``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -99,10 +100,8 @@ class LeanConnection:
 
     def close(self) -> None:
         if self.sock is not None and not self.closed:
-            try:
+            with contextlib.suppress(OSError):  # the peer is gone already: nothing to tell it
                 self._send_frame(_OP_CLOSE, struct.pack("!H", 1000))
-            except OSError:
-                pass
             self.sock.close()
         self.closed = True
 

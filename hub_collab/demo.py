@@ -29,6 +29,7 @@ localhost.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pprint
@@ -368,11 +369,9 @@ class DemoApp(Application):
             self._descendants()
             if self.hub.poll() is not None:
                 return False
-            try:
+            with contextlib.suppress(OSError):  # not up yet (URLError, HTTPError): ask again
                 if check():
                     return True
-            except OSError:  # includes URLError and HTTPError
-                pass
             time.sleep(interval)
         return False
 
@@ -465,11 +464,9 @@ class DemoApp(Application):
         kernels), to make sure none outlives it."""
         if psutil is None or self.hub is None:
             return
-        try:
+        with contextlib.suppress(psutil.Error):  # the Hub or a child just exited: nothing to learn
             for proc in psutil.Process(self.hub.pid).children(recursive=True):
                 self._known.setdefault(proc.pid, proc)
-        except psutil.Error:
-            pass
 
     def _reap_orphans(self) -> None:
         """After the Hub exits: stop any of its former children it left behind."""
@@ -494,10 +491,8 @@ class DemoApp(Application):
         stop_deadline: float | None = None
         while True:
             self._descendants()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # still running: look again below
                 return self.hub.wait(1)
-            except subprocess.TimeoutExpired:
-                pass
             if self._stopping:
                 if stop_deadline is None:
                     self.log.info("stopping the Hub")

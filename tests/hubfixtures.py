@@ -218,17 +218,13 @@ class Process:
         self.note_descendants()
         code = self.proc.poll()
         if code is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it is gone already
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 code = self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 code = self.proc.wait(timeout)
         leftovers = [p for p in self._seen.values() if _alive(p)]
         if leftovers:
@@ -251,10 +247,8 @@ def _alive(proc: psutil.Process) -> bool:
 
 
 def _kill(proc: psutil.Process, sig: int) -> None:
-    try:
+    with contextlib.suppress(psutil.Error):  # it ended meanwhile
         proc.send_signal(sig)
-    except psutil.Error:
-        pass
 
 
 class Hub:

@@ -24,6 +24,7 @@ The Node packages are installed by the README's set-up command
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -133,10 +134,8 @@ class NodeClient:
     async def close(self) -> int:
         """Ask it to close and exit; return its exit status."""
         if self.proc.returncode is None:
-            try:
+            with contextlib.suppress(RuntimeError, TimeoutError, ConnectionError):  # it is going away anyway
                 await self.call("close", timeout=60)
-            except (RuntimeError, TimeoutError, ConnectionError):
-                pass
             try:
                 await asyncio.wait_for(self.proc.wait(), 10)
             except TimeoutError:
