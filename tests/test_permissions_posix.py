@@ -336,6 +336,7 @@ def test_actions_are_exactly_the_table() -> None:
         "open", "chat_read", "chat_post", "read_cell", "write_cell", "insert_cell",
         "delete_cell", "move_cell", "execute", "interrupt", "choose_kernel", "restart", "chmod",
         "chown", "chgrp_any", "delete_notebook", "read_audit", "change_settings",
+        "comment_read", "comment_post", "comment_moderate",
     }  # fmt: skip
 
 
@@ -353,15 +354,15 @@ def test_unknown_action_raises() -> None:
     ("nb_mode", "cell_mode", "expected"),
     [
         # group class (bob is in "students") of the notebook, bob owns c1
-        (0o770, 0o600, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "insert_cell",
+        (0o770, 0o600, {"open", "chat_read", "chat_post", "read_cell", "comment_read", "comment_post", "write_cell", "insert_cell",
                         "delete_cell", "move_cell", "interrupt", "choose_kernel", "restart", "chmod"}),
-        (0o750, 0o600, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "interrupt",
+        (0o750, 0o600, {"open", "chat_read", "chat_post", "read_cell", "comment_read", "comment_post", "write_cell", "interrupt",
                         "choose_kernel", "chmod"}),
-        (0o740, 0o700, {"open", "chat_read", "chat_post", "read_cell", "write_cell", "chmod"}),
+        (0o740, 0o700, {"open", "chat_read", "chat_post", "read_cell", "comment_read", "comment_post", "write_cell", "chmod"}),
         (0o710, 0o700, {"interrupt", "choose_kernel", "execute", "chmod"}),
         (0o730, 0o700, {"interrupt", "choose_kernel", "restart", "execute", "delete_cell",
                         "move_cell", "chmod"}),
-        (0o760, 0o400, {"open", "chat_read", "chat_post", "read_cell", "insert_cell", "delete_cell",
+        (0o760, 0o400, {"open", "chat_read", "chat_post", "read_cell", "comment_read", "comment_post", "insert_cell", "delete_cell",
                         "move_cell", "chmod"}),
         (0o700, 0o777, {"chmod"}),
         (0o707, 0o777, {"chmod"}),  # matched group without rights: no fall-through to other
