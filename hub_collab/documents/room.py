@@ -209,6 +209,9 @@ class NotebookRoom:
         #: True while applying changes that were persisted by another replica
         self.applying_remote = False
         self.closed = False
+        #: held by a checkpoint and by a large frame while it is read and applied: a
+        #: checkpoint never runs between the two (see handle_frame)
+        self.compacting = asyncio.Lock()
         #: who owns which Yjs client id in which cell doc (held in the doc CLIENTS_DOC)
         self.client_ids = ClientIds(self.id, Doc())
 
@@ -574,6 +577,10 @@ class NotebookRoom:
         return None
 
     async def _handle_large_frame(self, session: Session, data: bytes) -> None:
+        async with self.compacting:
+            await self._handle_large_frame_now(session, data)
+
+    async def _handle_large_frame_now(self, session: Session, data: bytes) -> None:
         loop = asyncio.get_running_loop()
         try:
             entries = await loop.run_in_executor(_reader_pool(), functools.partial(p.decode_frame, data, unique_step1=True))

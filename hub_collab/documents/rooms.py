@@ -206,6 +206,10 @@ class RoomManager:
         """Compact the notebook's log: merge every committed row into the room (rows from
         other replicas too), snapshot, and replace exactly those rows by the snapshot.
         The history keeps every row; its docs get keyframes where they are due."""
+        async with room.compacting:  # not in the middle of a large frame (NotebookRoom.handle_frame)
+            await self._checkpoint(room)
+
+    async def _checkpoint(self, room: NotebookRoom) -> None:
         loop = asyncio.get_running_loop()
         await self.update_log.flush()
         persisted, covered = await loop.run_in_executor(None, self.store.load_docs, room.id)
