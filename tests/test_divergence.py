@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import struct
 import subprocess
@@ -31,11 +32,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Text, get_update, merge_updates
+from pycrdt import Assoc, Doc, Map, StickyIndex, Text, get_update, merge_updates
 from test_interop import JS_DIR, NODE
 from test_room_load import NOTEBOOK, Recorder, World
 
 from hub_collab.documents import protocol as p
+from hub_collab.documents.room import _offset
 from hub_collab.documents.updates import (
     DeleteSet,
     DocIndex,
@@ -127,7 +129,27 @@ def verdict(server: Doc[Any], update: bytes) -> str | None:
     state = read_state_vector(server.get_state())
     index = DocIndex.of(server.get_update())
     deleted = DeleteSet(read_update(get_update(server.get_update(), server.get_state())).deletes)
-    return info.missing(state) or info.splits_pair(state, index) or info.bad_parent(state, index, lambda: deleted)
+    return (
+        info.missing(state)
+        or info.splits_pair(state, index)
+        or info.bad_parent(state, index, lambda: deleted)
+        or info.crossing(
+            state,
+            index,
+            functools.partial(_offset, server),
+            lambda: integrated(server, info, update),
+        )
+    )
+
+
+def integrated(server: Doc[Any], info: Any, update: bytes) -> Callable[[Any, bool], int | None]:
+    """Positions in a copy of ``server`` holding ``update``'s structs (as the room's
+    ``_integrated`` for a small doc)."""
+    copy: Doc[Any] = Doc()
+    copy.apply_update(server.get_update())
+    copy.apply_update(update[: info.structs_end] + b"\x00")
+    return functools.partial(_offset, copy)
+
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -295,6 +317,8 @@ class Writer:
         self.told_resync = False
         #: holds what it learned past the server (another writer's undelivered edits)
         self.ahead = False
+        #: holds items under ids the server holds other items under (its id was borrowed)
+        self.broken = False
         self.doc.observe(self._local)
         self._remote = False
 
@@ -310,6 +334,11 @@ class Writer:
                     self._remote = True
                     try:
                         self.doc.apply_update(entry.payload)
+                    except BaseException as exc:  # noqa: BLE001 (a yrs panic is a BaseException)
+                        # a doc that holds other items under the same ids (its id was
+                        # borrowed) cannot take the server's: only then is it allowed
+                        if not self.broken:
+                            raise AssertionError(f"a writer could not apply {entry.payload.hex()}") from exc
                     finally:
                         self._remote = False
         self.seen = len(self.session.frames)
@@ -379,6 +408,84 @@ class YjsReader:
         return str(self.mirror.call(cmd="text", doc=self.key)["text"])
 
 
+#: found by a search like the frame fuzzer's (which found a larger one): client 9 typed
+#: "bbbbbaab" in three places; client 1's item goes between 9:5 and 9:3, but 9:3 is before
+#: 9:5. yrs puts it after 9:5 in the doc that takes it, and elsewhere in the doc rebuilt
+#: from that doc's own state (a checkpoint, a late joiner)
+TYPED_IN_PLACES = [
+    b"\x01\x02\t\x00\x04\x01\x06source\x01bD\t\x00\x05bbbaa\x00",
+    b"\x01\x04\t\x00\x04\x01\x06source\x01bD\t\x00\x01b\xc4\t\x01\t\x00\x04bbaa\xc4\t\x01\t\x02\x02bb\x00",
+]
+CROSSED_ITEM = b"\x01\x01\x01\x00\xc4\t\x05\t\x03\x01X\x00"
+
+
+def crossed_item(
+    client: int, clock: int, origin: tuple[int, int], right: tuple[int, int], text: str = "X"
+) -> bytes:
+    head = (
+        b"\xc4"
+        + p.write_var_uint(origin[0])
+        + p.write_var_uint(origin[1])
+        + p.write_var_uint(right[0])
+        + p.write_var_uint(right[1])
+    )
+    return (
+        b"\x01\x01"
+        + p.write_var_uint(client)
+        + p.write_var_uint(clock)
+        + head
+        + p.encode_var_string(text)
+        + b"\x00"
+    )
+
+
+def units(doc: Doc[Any]) -> list[tuple[int, int]]:
+    """The ids of the characters of ``doc``'s text, in order (one per UTF-8 byte index
+    that starts a character, as pycrdt counts)."""
+    text = doc.get("source", type=Text)
+    ids = []
+    for i in range(len(text)):
+        item = StickyIndex.new(text, i, Assoc.AFTER).to_json().get("item")
+        if item is not None:
+            ids.append((item["client"], item["clock"]))
+    return ids
+
+
+def test_an_item_whose_origins_are_out_of_order_is_refused() -> None:
+    server: Doc[Any] = Doc()
+    for update in TYPED_IN_PLACES:
+        server.apply_update(update)
+    assert crossed_item(1, 0, (9, 5), (9, 3)) == CROSSED_ITEM
+    # what the check prevents: the doc that takes the item, and that doc rebuilt
+    took: Doc[Any] = Doc()
+    took.apply_update(server.get_update())
+    took.apply_update(CROSSED_ITEM)
+    rebuilt: Doc[Any] = Doc()
+    rebuilt.apply_update(took.get_update())
+    assert str(took.get("source", type=Text)) != str(rebuilt.get("source", type=Text))
+    assert "not in this order" in (verdict(server, CROSSED_ITEM) or "")
+    # the same origins the right way round are an ordinary insertion
+    assert verdict(server, crossed_item(1, 0, (9, 3), (9, 4))) is None
+    # every crossed pair of this text is refused, every adjacent pair taken
+    ids = units(server)
+    for i in range(len(ids) - 1):
+        assert verdict(server, crossed_item(1, 0, ids[i], ids[i + 1])) is None
+        for j in range(i + 1, len(ids)):
+            assert verdict(server, crossed_item(1, 0, ids[j], ids[i])) is not None, (ids[j], ids[i])
+
+
+def test_origins_in_two_places_or_a_map_entry_with_a_right_origin_are_refused() -> None:
+    server: Doc[Any] = Doc(client_id=9)
+    server.get("source", type=Text).insert(0, "ab")
+    server.get("metadata", type=Map)["k"] = "v"
+    key_item = (9, 2)
+    assert "not in one sequence" in (verdict(server, crossed_item(1, 0, (9, 0), key_item)) or "")
+    assert "not in one sequence" in (verdict(server, crossed_item(1, 0, key_item, (9, 1))) or "")
+    assert "in a map names a right origin" in (
+        verdict(server, crossed_item(1, 0, key_item, key_item)) or ""
+    )
+
+
 # -- hostile updates a writer may send (raw: its own doc does not change) --------------------
 
 
@@ -445,7 +552,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Cal
         loop.close()
 
 
-ACTIONS = ["edit", "send", "gap", "dup", "merge", "truncate", "resync", "peek", "split", "borrow", "badparent"]
+ACTIONS = ["edit", "send", "gap", "dup", "merge", "truncate", "resync", "peek", "split", "borrow", "badparent", "cross"]
 #: (writer 0/1, action, a number for a position or length, delete rather than insert, text)
 STEP = st.tuples(
     st.integers(0, 1), st.sampled_from(ACTIONS), st.integers(0, 1 << 20), st.booleans(), st.text(WRITER_ALPHABET, min_size=1, max_size=4)
@@ -469,6 +576,12 @@ BORROWED_ID = [
 ]  # fmt: skip
 #: a first struct the server kept although it refused the update at the second
 BAD_PARENT = [(0, "badparent", 0, False, "kept"), (1, "edit", 0, False, "b"), (1, "send", 0, False, "-")]
+#: alice types in three places, bob sends items between her characters in both orders
+CROSSED = [
+    (0, "edit", 0, False, "bbb"), (0, "edit", 1, False, "aa"), (0, "edit", 4, False, "bb"), (0, "send", 0, False, "-"),
+    (0, "send", 0, False, "-"), (0, "send", 0, False, "-"), (1, "cross", 5, False, "X"), (1, "cross", 12, False, "Y"),
+    (1, "cross", 40, False, "Z"), (0, "edit", 3, False, "c"), (0, "send", 0, False, "-"),
+]  # fmt: skip
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -476,6 +589,7 @@ BAD_PARENT = [(0, "badparent", 0, False, "kept"), (1, "edit", 0, False, "b"), (1
 @example(plan=SPLIT_PAIRS)
 @example(plan=BORROWED_ID)
 @example(plan=BAD_PARENT)
+@example(plan=CROSSED)
 @given(plan=st.lists(STEP, min_size=1, max_size=25))
 def test_server_readers_and_store_never_diverge(
     world: tuple[World, Callable[[Any], Any]], yjs: YjsMirror, plan: list[tuple[int, str, int, bool, str]]
@@ -505,10 +619,13 @@ async def _diverge(world: World, yjs: YjsMirror, plan: list[tuple[int, str, int,
                 client.receive(name)
             yjs_reader.receive(name)
             server = str(room.docs[name].get("source", type=Text))
+            rebuilt: Doc[Any] = Doc()  # as a checkpoint or a late joiner holds it
+            rebuilt.apply_update(room.docs[name].get_update())
+            assert str(rebuilt.get("source", type=Text)) == server
             assert reader.text() == server
             assert yjs_reader.text() == server
             for w in writers:
-                if not w.outbox and not w.told_resync and not w.ahead:
+                if not w.outbox and not w.told_resync and not w.ahead and not w.broken:
                     assert w.text() == server
 
         def send(w: Writer, frame: bytes) -> None:
@@ -519,6 +636,18 @@ async def _diverge(world: World, yjs: YjsMirror, plan: list[tuple[int, str, int,
             if any(m["type"] == "error" for m in w.session.messages[errors:]):
                 assert room.docs[name].get_update() == before
                 assert reader.session.frames[frames:] == []
+
+        def send_raw(w: Writer, payload: bytes) -> None:
+            """Send an update the writer's doc does not hold; if it is taken, the writer
+            holds it too (as the server sends nobody their own update back)."""
+            errors = len(w.session.messages)
+            send(w, p.sync_update(name, payload))
+            if not any(m["type"] == "error" for m in w.session.messages[errors:]):
+                w._remote = True  # not an edit of its own to send
+                try:
+                    w.doc.apply_update(payload)
+                finally:
+                    w._remote = False
 
         for index, action, number, delete, chars in plan:
             w = writers[index]
@@ -543,13 +672,29 @@ async def _diverge(world: World, yjs: YjsMirror, plan: list[tuple[int, str, int,
             elif action == "borrow" and writers[1 - index].doc.client_id in room.docs.clocks(name):
                 # an id is learned once the server sends what was written with it (a
                 # client's ids are random: nobody knows one before it writes)
+                errors = len(w.session.messages)
                 send(w, p.sync_update(name, borrowed(w.doc, writers[1 - index].doc.client_id, chars)))
+                if not any(m["type"] == "error" for m in w.session.messages[errors:]):
+                    # taken: the id was the borrower's (it relayed the other's edits first,
+                    # see "peek"); the borrower's doc lacks it, the other's holds other
+                    # items under the same ids for good
+                    w.ahead = True
+                    writers[1 - index].broken = True
             elif action == "badparent":
                 # its own client id at its next clock: a first struct kept by the server
                 # would take the place of the writer's next keystroke
                 own = w.doc.client_id
                 clock = read_state_vector(w.doc.get_state()).get(own, 0)
                 send(w, p.sync_update(name, two_structs(own, clock, chars, (own, clock))))
+            elif action == "cross":
+                # an item between two characters it names the wrong way round (or, for a
+                # pair in order, an ordinary insertion), with an id of its own
+                ids = units(w.doc)
+                if len(ids) >= 2:
+                    first = number % len(ids)
+                    second = (first + 1 + number // len(ids) % (len(ids) - 1)) % len(ids)
+                    own = 7100 + index
+                    send_raw(w, crossed_item(own, room.docs.clocks(name).get(own, 0), ids[first], ids[second], chars))
             elif action == "peek":
                 # the writer learns the other's undelivered edits past the server (or
                 # predicts them, as an attacker may): its next edits refer to items the

@@ -27,12 +27,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pycrdt import Doc, Map, TransactionEvent
+from pycrdt import Doc, Map, StickyIndex, TransactionEvent
 
 from ..errors import BadRequest, CollabError, Forbidden, NotFound, TooLarge
 from ..permissions.access import Access, Identity
@@ -44,7 +44,7 @@ from .docs import EMPTY_STATE, EMPTY_UPDATE, RoomDocs, merged
 from .notebook import cell_doc, init_index, out_doc, split_doc_name
 from .observers import RoomObserver
 from .session import Session, acting
-from .updates import DeleteSet, MalformedUpdate, UpdateInfo, read_state_vector, read_update
+from .updates import ID, DeleteSet, MalformedUpdate, UpdateInfo, read_state_vector, read_update
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
@@ -63,6 +63,10 @@ OFFLOAD_FRAME_BYTES = 16 * 1024
 OFFLOAD_UPDATE_BYTES = 4 * 1024
 #: in such a frame, after this long (seconds) of entries the others run before the next
 FRAME_SLICE_SECONDS = 0.002
+#: a writer's update whose new items' order only yrs' conflict resolution decides is
+#: checked in a copy of the doc (see :meth:`UpdateInfo.crossing`) if the doc's state is
+#: at most this large (a copy costs about 10 ms per MB)
+SCRATCH_DOC_BYTES = 256 * 1024
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -105,6 +109,19 @@ class _Read:
     missing: str | None = None
     #: it repeats what the doc holds
     nothing: bool = False
+
+
+def _offset(doc: Doc[Any], unit: ID, after: bool) -> int | None:
+    """The position of ``unit`` (``after``: just after it) in its sequence of ``doc``, by
+    what is not deleted (see :meth:`UpdateInfo.crossing`); None if yrs cannot tell."""
+    sticky = StickyIndex.from_json({"item": {"client": unit[0], "clock": unit[1]}, "assoc": -1 if after else 0})
+    try:
+        with doc.transaction() as txn:
+            return sticky.get_index(txn)
+    except BaseException as exc:  # noqa: BLE001 (yrs panics on a unit it does not hold as an item)
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
+        return None
 
 
 def _read_write(write: _Write) -> _Read:
@@ -715,7 +732,7 @@ class NotebookRoom:
             self._unsubscribe(session, name)
             raise TooLarge(f"{name!r} would exceed {self.max_doc_bytes} bytes")
         assert read.update is not None
-        refused, new_ids = self._refusal(session, target, read.update, self.docs.clocks(target))
+        refused, new_ids = self._refusal(session, target, read.update, self.docs.clocks(target), write.payload)
         if refused is not None:
             self._unsubscribe(session, name)
             raise BadRequest(f"invalid update for {name!r}: {refused}: sync again", code="invalid_update")
@@ -736,7 +753,25 @@ class NotebookRoom:
         finally:
             self._origin = None
 
-    def _refusal(self, session: Session, name: str, update: UpdateInfo, state: dict[int, int]) -> tuple[str | None, list[int]]:
+    def _integrated(self, name: str, update: UpdateInfo, payload: bytes) -> Callable[[ID, bool], int | None] | None:
+        """Positions in a copy of the doc ``name`` that holds the update ``payload``'s
+        structs (not its deletions: its own items stay countable), for the order of
+        its items that conflict resolution decides; None if the doc is larger than
+        :data:`SCRATCH_DOC_BYTES` (the copy costs the doc's size)."""
+        held = self.docs.state(name)
+        if len(held) > SCRATCH_DOC_BYTES:
+            return None
+        scratch: Doc[Any] = Doc()
+        try:
+            scratch.apply_update(held)
+            scratch.apply_update(payload[: update.structs_end] + b"\x00")
+        except BaseException as exc:  # noqa: BLE001 (a pyo3 panic is a BaseException)
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise
+            return None
+        return functools.partial(_offset, scratch)
+
+    def _refusal(self, session: Session, name: str, update: UpdateInfo, state: dict[int, int], payload: bytes) -> tuple[str | None, list[int]]:
         """Why a writer's update that the doc ``name`` (at ``state``) could integrate
         whole must still be refused, or None and the client ids it makes the writer's.
 
@@ -753,7 +788,11 @@ class NotebookRoom:
         except MalformedUpdate:
             log.exception("notebook %s: the state of %s cannot be read", self.id, name)
             return "the server cannot check it against this doc", []
-        refused = update.splits_pair(state, index) or update.bad_parent(state, index, lambda: self.docs.deletions(name))
+        refused = (
+            update.splits_pair(state, index)
+            or update.bad_parent(state, index, lambda: self.docs.deletions(name))
+            or update.crossing(state, index, functools.partial(_offset, self.docs[name]), lambda: self._integrated(name, update, payload))
+        )
         return refused, new_ids
 
     # -- snapshots ----------------------------------------------------------------------

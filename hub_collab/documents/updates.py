@@ -21,9 +21,19 @@ doc's):
   type (a character, a value): yrs refuses such an update only when it reaches that
   struct, after it integrated the ones before it, so the room refuses it first.
 
-The last two look up what the doc holds in a :class:`DocIndex` (where its surrogate
-pairs and its types are), kept up to date from every change of the doc in time
-proportional to the change.
+* :meth:`UpdateInfo.crossing` names an item whose left origin is not before its right
+  origin in their sequence (or whose two origins are in different sequences). An
+  honest client inserts between two neighbours; such an item has no place, and
+  where Yjs and yrs put it depends on what the doc held when it arrived: the doc
+  rebuilt from its own encoding (a checkpoint, a late joiner) held the text in
+  another order than the doc that took it (found by the frame fuzzer). It looks up
+  the two origins' positions in the doc (``offset``: yrs' sticky index, in time
+  proportional to the doc's items, in Rust) only for items that name both.
+
+The last three look up what the doc holds in a :class:`DocIndex` (where its surrogate
+pairs and its types are, and which sequence or map each item is in), kept up to
+date from every change of the doc in time proportional to the change.
+
 
 The encoding (lib0 and Yjs' ``UpdateEncoderV1``): a struct section (per client: the
 number of structs, the client id, the first clock, then each struct: an info byte
@@ -57,6 +67,28 @@ MAX_ANY_DEPTH = 64
 
 #: (client, clock)
 ID = tuple[int, int]
+#: where an item is: its parent (a root type by name, or the id of a type item) and its
+#: key if the parent is a map (None: the parent is a sequence)
+Key = tuple[str | tuple[int, int], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """An item struct of an update: its clocks, its two origins, and its parent and map
+    key if it names them (an item with an origin is where that origin is)."""
+
+    client: int
+    clock: int
+    end: int
+    origin: ID | None
+    right: ID | None
+    key: Key | None
+
+
+#: client ids are below this (yrs keeps 53 bits of them, as JavaScript numbers do)
+CLIENT_LIMIT = 1 << 53
+#: clocks, and the ends of ranges, are at most this (yrs keeps clocks in 32 bits)
+MAX_CLOCK = (1 << 32) - 1
 
 #: client ids are below this (yrs keeps 53 bits of them, as JavaScript numbers do)
 CLIENT_LIMIT = 1 << 53
@@ -91,6 +123,10 @@ class UpdateInfo:
     #: client -> [(first clock, end clock)] of its structs that may be a parent (types,
     #: deleted content, GC)
     parentable: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    #: its items (not GC, not skips), in order
+    placements: list[Placement] = field(default_factory=list)
+    #: where its delete set starts (the update's structs are the bytes before)
+    structs_end: int = 0
 
     def missing(self, state: dict[int, int]) -> str | None:
         """Why the update cannot be integrated whole into a doc at ``state``
@@ -166,6 +202,201 @@ class UpdateInfo:
             return f"an item's parent {client}:{clock} is not a type"
         return None
 
+    def crossing(
+        self,
+        state: dict[int, int],
+        index: DocIndex,
+        offset: Callable[[ID, bool], int | None],
+        integrated: Callable[[], Callable[[ID, bool], int | None] | None] = lambda: None,
+    ) -> str | None:
+        """An item the doc at ``state`` (holding ``index``) lacks whose left origin is not
+        before its right origin in one sequence, or None.
+
+        ``offset(id, after)`` is the position in its sequence of the unit ``id`` (before it;
+        ``after``: after it), counting only what is not deleted, or None if it cannot be
+        found. Two positions order two units unless both are deleted and equal (yrs
+        names two deleted neighbours when one types where text was deleted). The order
+        of the update's own items follows from their origins, except where yrs'
+        conflict resolution decides it (an offline client's item next to one typed
+        meanwhile): for those, ``integrated()`` gives ``offset`` in a copy of the doc
+        that holds the update (None: too costly, the doc is large), and an order that is
+        still not known is taken as right (docs/protocol.md says what is not seen).
+        """
+        new: list[Placement] = []
+        for p in self.placements:
+            known = state.get(p.client, 0)
+            if p.end <= known:
+                continue  # the doc holds it: yrs skips it
+            if p.clock < known:  # yrs integrates the rest, after the last unit it holds
+                p = Placement(p.client, known, p.end, (p.client, known - 1), p.right, p.key)
+            new.append(p)
+        if not any(p.origin is not None and p.right is not None for p in new):
+            return None  # the common case: typing at the end, or an item with one neighbour
+        keys = placement_keys(new, index.key_at)
+        lookup = _PlacementLookup(new)
+
+        def key_of(unit: ID) -> Key | None:
+            i = lookup.find(unit)
+            return index.key_at(*unit) if i is None else keys[i]
+
+        order = _Order(new, lookup, offset)
+        unknown: list[Placement] = []
+        for p in new:
+            if p.origin is None or p.right is None:
+                continue
+            where = key_of(p.origin)
+            if where is None or where != key_of(p.right):
+                return f"the origins of item {p.client}:{p.clock} are not in one sequence"
+            if where[1] is not None:
+                return f"item {p.client}:{p.clock} in a map names a right origin"
+            found = order.before(p.origin, p.right)
+            if found is False:
+                return _crossed(p)
+            if found is None and (
+                lookup.find(p.origin) is not None or lookup.find(p.right) is not None
+            ):
+                unknown.append(p)
+        if unknown:
+            after = integrated()
+            if after is not None:
+                order = _Order([], _PlacementLookup([]), after)
+                for p in unknown:
+                    assert p.origin is not None and p.right is not None
+                    if order.before(p.origin, p.right) is False:
+                        return _crossed(p)
+        return None
+
+
+def _crossed(p: Placement) -> str:
+    return f"item {p.client}:{p.clock} goes between {p.origin} and {p.right}, which are not in this order"
+
+
+class _PlacementLookup:
+    """Which of an update's placements holds a unit."""
+
+    __slots__ = ("_at", "_starts", "placements")
+
+    def __init__(self, placements: list[Placement]) -> None:
+        self.placements = placements
+        self._starts: dict[int, list[int]] = {}
+        self._at: dict[int, list[int]] = {}
+        # an update's structs of one client are in clock order
+        for i, p in enumerate(placements):
+            self._starts.setdefault(p.client, []).append(p.clock)
+            self._at.setdefault(p.client, []).append(i)
+
+    def find(self, unit: ID) -> int | None:
+        starts = self._starts.get(unit[0])
+        if not starts:
+            return None
+        j = bisect.bisect_right(starts, unit[1]) - 1
+        if j < 0:
+            return None
+        i = self._at[unit[0]][j]
+        return i if unit[1] < self.placements[i].end else None
+
+
+_UNSET: Key = ("", "")
+
+
+def placement_keys(
+    placements: list[Placement], outside: Callable[[int, int], Key | None]
+) -> list[Key | None]:
+    """The parent and map key of each placement (None: unknown), as Yjs sets them: its
+    own, else its left origin's, else its right origin's. ``outside(client, clock)``
+    answers for units that are not in ``placements``."""
+    lookup = _PlacementLookup(placements)
+    keys: list[Key | None] = [_UNSET] * len(placements)
+    for first in range(len(placements)):
+        if keys[first] is not _UNSET:
+            continue
+        stack, on_stack = [first], {first}
+        while stack:
+            i = stack[-1]
+            p = placements[i]
+            ref = p.origin if p.origin is not None else p.right
+            if p.key is not None or ref is None:
+                keys[i] = p.key
+            else:
+                j = lookup.find(ref)
+                if j is None:
+                    keys[i] = outside(*ref)
+                elif keys[j] is _UNSET:
+                    if j not in on_stack:  # (an item cannot be its own origin: a cycle is unknown)
+                        stack.append(j)
+                        on_stack.add(j)
+                        continue
+                    keys[i] = None
+                else:
+                    keys[i] = keys[j]
+            stack.pop()
+            on_stack.discard(i)
+    return keys
+
+
+class _Order:
+    """Whether one unit is before another in their sequence, for units the doc holds
+    (by position) and units of an update's placements (each is after its left origin
+    and before its right origin, its own units in clock order): True, False (they are
+    the other way round), or None (not known before the doc integrates the update)."""
+
+    def __init__(
+        self,
+        new: list[Placement],
+        lookup: _PlacementLookup,
+        offset: Callable[[ID, bool], int | None],
+    ) -> None:
+        self.new = new
+        self.lookup = lookup
+        self.offset = offset
+        self._known: dict[tuple[ID, ID], bool | None] = {}
+        self._asking: set[tuple[ID, ID]] = set()
+
+    def before(self, a: ID, b: ID) -> bool | None:
+        pair = (a, b)
+        if pair in self._known:
+            return self._known[pair]
+        if pair in self._asking:
+            return None
+        self._asking.add(pair)
+        try:
+            found = self._before(a, b)
+        finally:
+            self._asking.discard(pair)
+        self._known[pair] = found
+        return found
+
+    def _before(self, a: ID, b: ID) -> bool | None:
+        if a == b:
+            return False
+        ia, ib = self.lookup.find(a), self.lookup.find(b)
+        if ia is not None and ia == ib:
+            return a[1] < b[1]
+        if ia is not None:  # a < its placement's right origin <= b
+            right = self.new[ia].right
+            if right is not None and (right == b or self.before(right, b)):
+                return True
+        if ib is not None:  # a <= b's placement's left origin < b
+            left = self.new[ib].origin
+            if left is not None and (left == a or self.before(a, left)):
+                return True
+        if ia is not None or ib is not None:
+            return None
+        return self._held_before(a, b)
+
+    def _held_before(self, a: ID, b: ID) -> bool | None:
+        a_at, a_after = self.offset(a, False), self.offset(a, True)
+        b_at, b_after = self.offset(b, False), self.offset(b, True)
+        if a_at is None or a_after is None or b_at is None or b_after is None:
+            return None
+        if a_after > a_at:  # a is not deleted: b is after it if it is at or past its end
+            return b_at >= a_after
+        if b_after > b_at:  # b is not deleted
+            return a_at <= b_at
+        # Both deleted: equal positions say nothing (yrs names deleted neighbours when
+        # text is typed where text was deleted).
+        return None if a_at == b_at else a_at < b_at
+
 
 class DocIndex:
     """Where a doc's surrogate pairs and types are, by id: what :meth:`UpdateInfo.splits_pair`
@@ -177,11 +408,16 @@ class DocIndex:
     deleted text as a length, which splits anywhere.
     """
 
-    __slots__ = ("_pairs", "_types")
+    __slots__ = ("_keys", "_pairs", "_types")
 
     def __init__(self) -> None:
         self._pairs: dict[int, list[int]] = {}
         self._types: set[ID] = set()
+        #: client -> ([first clock], [end clock], [key]) of its items, in clock order
+        #: (one range per client and parent in the common case: one client types into
+        #: one text)
+        self._keys: dict[int, tuple[list[int], list[int], list[Key]]] = {}
+
 
     @classmethod
     def of(cls, update: bytes) -> DocIndex:
@@ -202,6 +438,10 @@ class DocIndex:
                     if i == len(held) or held[i] != clock:
                         held.insert(i, clock)
         self._types.update(change.types)
+        placements = change.placements
+        for p, key in zip(placements, placement_keys(placements, self.key_at), strict=True):
+            if key is not None:
+                self._add_key(p.client, p.clock, p.end, key)
         for client, ranges in change.deletes.items():
             pairs = self._pairs.get(client, [])
             for start, end in ranges if pairs else ():
@@ -217,6 +457,37 @@ class DocIndex:
 
     def is_type(self, client: int, clock: int) -> bool:
         return (client, clock) in self._types
+
+    def key_at(self, client: int, clock: int) -> Key | None:
+        """The parent and map key of the item holding ``client:clock`` (None: not known,
+        such as a unit garbage-collected with its parent)."""
+        held = self._keys.get(client)
+        if held is None:
+            return None
+        starts, ends, keys = held
+        i = bisect.bisect_right(starts, clock) - 1
+        return keys[i] if i >= 0 and clock < ends[i] else None
+
+    def _add_key(self, client: int, start: int, end: int, key: Key) -> None:
+        held = self._keys.get(client)
+        if held is None:
+            self._keys[client] = ([start], [end], [key])
+            return
+        starts, ends, keys = held
+        if start >= ends[-1]:  # the common case: a client's new items come after its old
+            if start == ends[-1] and keys[-1] == key:
+                ends[-1] = end
+            else:
+                starts.append(start)
+                ends.append(end)
+                keys.append(key)
+            return
+        i = bisect.bisect_left(starts, start)
+        if i < len(starts) and starts[i] == start:
+            return  # known
+        starts.insert(i, start)
+        ends.insert(i, end)
+        keys.insert(i, key)
 
 
 class DeleteSet:
@@ -383,6 +654,7 @@ def read_update(update: bytes, *, strict: bool = True) -> UpdateInfo:
                 spans[-1] = (spans[-1][0], clock)
             else:
                 spans.append((start, clock))
+    info.structs_end = r.pos
     for _ in range(r.count()):
         client = r.client()
         for _ in range(r.count()):
@@ -407,6 +679,8 @@ def _struct(r: _Reader, info: UpdateInfo, client: int, clock: int) -> tuple[int,
         if kind == GC:
             info.parentable.setdefault(client, []).append((clock, clock + length))
         return length, kind == SKIP
+    origin = right = None
+    key: Key | None = None
     if head & 0x80:
         origin = r.id()
         info.refs.append(origin)
@@ -416,17 +690,20 @@ def _struct(r: _Reader, info: UpdateInfo, client: int, clock: int) -> tuple[int,
         info.refs.append(right)
         info.rights.append(right)
     if not head & 0xC0:
+        parent: str | ID
         if r.uint() == 1:
-            r.string()  # a root type, by name
+            parent = r.string()  # a root type, by name
         else:
             parent = r.id()
             info.refs.append(parent)
             info.parents.append(parent)
-        if head & 0x20:
-            r.string()  # the key in a map
+        key = (parent, r.string() if head & 0x20 else None)  # (and the key in a map)
     if kind == STRING:
-        return _string(r, info, client, clock), False
+        length = _string(r, info, client, clock)
+        info.placements.append(Placement(client, clock, clock + length, origin, right, key))
+        return length, False
     length = _content(r, kind)
+    info.placements.append(Placement(client, clock, clock + length, origin, right, key))
     if kind == TYPE:
         info.types.append((client, clock))
     if kind in (TYPE, DELETED):
