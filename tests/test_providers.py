@@ -181,7 +181,7 @@ async def test_a_gateway_run_goes_on_through_a_kill_of_the_service(
 
 
 PROBE = r"""
-import base64, contextlib, json, os, pwd
+import base64, contextlib, json, os, pwd, stat
 found = {"user": pwd.getpwuid(os.getuid()).pw_name, "read": [], "secrets": []}
 # base64 in the source: the cell's own text (kept in the kernel's history) holds no needle
 needles = [base64.b64decode(n) for n in NEEDLES]
@@ -206,8 +206,11 @@ for root in ROOTS:
         for name in filenames:
             p = os.path.join(dirpath, name)
             with contextlib.suppress(OSError):  # unreadable, or gone meanwhile
-                if os.path.getsize(p) < 5_000_000:
-                    with open(p, "rb") as f:
+                # regular files only: opening a FIFO someone left in /tmp waits for a writer
+                st = os.lstat(p)
+                if stat.S_ISREG(st.st_mode) and st.st_size < 5_000_000:
+                    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+                    with open(fd, "rb") as f:
                         look(f.read(), p)
 print(json.dumps(found))
 """
