@@ -725,3 +725,58 @@ async def _diverge(world: World, yjs: YjsMirror, plan: list[tuple[int, str, int,
     finally:
         yjs.call(cmd="drop", doc=f"{record.id}/{name}")
         await world.rooms.unload(room)
+
+
+def test_positions_a_writer_makes_the_server_find_are_bounded_per_user(
+    world: tuple[World, Callable[[Any], Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items between two characters that no struct links each make the server walk the
+    doc; a user's walks are bounded (refused with a clear message once spent, renewed
+    with time), and another user's edits go on meanwhile."""
+    from hub_collab.documents import room as room_module
+
+    w, run = world
+    name = "cell:c0"
+
+    async def scenario() -> None:
+        record = await w.rooms.create_notebook(ALICE, "walks", NOTEBOOK, group="students", mode=0o775)
+        room = await w.rooms.get(record.id)
+        try:
+            alice, bob = Writer(ALICE, 101), Writer(BOB, 202)
+            for client in (alice, bob):
+                client.session.access = room.compute_access_for(client.session.identity)
+                room.join(client.session)
+                room.handle_frame(client.session, p.sync_step1(name, b"\x00"))
+                client.receive(name)
+            for char in "abcdefghijklmnopqrstuvwxyz":  # each at the start: a struct each
+                alice.edit(0, False, char)
+                room.handle_frame(alice.session, p.sync_update(name, alice.outbox.pop(0)))
+            bob.receive(name)
+            ids = units(bob.doc)
+            # room for 3 updates of 4 walks each, none renewed meanwhile
+            per_walk = max(room.doc_bytes[name], 4096)
+            monkeypatch.setattr(room_module, "WALK_BURST_BYTES", per_walk * 12)
+            monkeypatch.setattr(room_module, "WALK_BYTES_PER_SECOND", 0)
+            answers = []
+            for i in range(4):
+                payload = crossed_item(7000 + i, 0, ids[i], ids[i + 2], "x")  # in order, one character between
+                before = len(alice.session.messages)
+                room.handle_frame(alice.session, p.sync_update(name, payload))
+                answers.append([m for m in alice.session.messages[before:] if m["type"] == "error"])
+            assert answers[:3] == [[], [], []]
+            assert answers[3] and answers[3][0]["code"] == "invalid_update"
+            assert "too many characters of this large doc" in answers[3][0]["message"]
+            # bob's budget is his own
+            before = len(bob.session.messages)
+            room.handle_frame(bob.session, p.sync_update(name, crossed_item(8000, 0, ids[10], ids[12], "y")))
+            assert [m for m in bob.session.messages[before:] if m["type"] == "error"] == []
+            # renewed with time
+            monkeypatch.setattr(room_module, "WALK_BYTES_PER_SECOND", per_walk * 1_000_000)
+            before = len(alice.session.messages)
+            room.handle_frame(alice.session, p.sync_step1(name, b"\x00"))
+            room.handle_frame(alice.session, p.sync_update(name, crossed_item(7003, 0, ids[3], ids[5], "x")))
+            assert [m for m in alice.session.messages[before:] if m["type"] == "error"] == []
+        finally:
+            await w.rooms.unload(room)
+
+    run(scenario())

@@ -44,7 +44,15 @@ from .docs import EMPTY_STATE, EMPTY_UPDATE, RoomDocs, merged
 from .notebook import cell_doc, init_index, out_doc, split_doc_name
 from .observers import RoomObserver
 from .session import Session, acting
-from .updates import ID, DeleteSet, MalformedUpdate, UpdateInfo, read_state_vector, read_update
+from .updates import (
+    ID,
+    DeleteSet,
+    MalformedUpdate,
+    UpdateInfo,
+    Walks,
+    read_state_vector,
+    read_update,
+)
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
@@ -67,6 +75,13 @@ FRAME_SLICE_SECONDS = 0.002
 #: checked in a copy of the doc (see :meth:`UpdateInfo.crossing`) if the doc's state is
 #: at most this large (a copy costs about 10 ms per MB)
 SCRATCH_DOC_BYTES = 256 * 1024
+#: the positions a writer's updates may make the server find where the doc's structs do
+#: not link an item's two origins (each a walk of the doc's items in Rust, about 4 ns per
+#: byte of a fragmented doc, see benchmarks/bench_update_checks.py): this many bytes
+#: walked per second and user, at most WALK_BURST_BYTES at once (about 64 ms each); an
+#: update that needs more is refused
+WALK_BYTES_PER_SECOND = 16 * 1024 * 1024
+WALK_BURST_BYTES = 16 * 1024 * 1024
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -231,6 +246,8 @@ class NotebookRoom:
         self.compacting = asyncio.Lock()
         #: who owns which Yjs client id in which cell doc (held in the doc CLIENTS_DOC)
         self.client_ids = ClientIds(self.id, Doc())
+        #: user -> (bytes of doc walks they may still cause, when that was counted)
+        self._walk_tokens: dict[str, tuple[float, float]] = {}
 
     # -- loading ------------------------------------------------------------------------
 
@@ -788,11 +805,20 @@ class NotebookRoom:
         except MalformedUpdate:
             log.exception("notebook %s: the state of %s cannot be read", self.id, name)
             return "the server cannot check it against this doc", []
-        refused = (
-            update.splits_pair(state, index)
-            or update.bad_parent(state, index, lambda: self.docs.deletions(name))
-            or update.crossing(state, index, functools.partial(_offset, self.docs[name]), lambda: self._integrated(name, update, payload))
-        )
+        refused = update.splits_pair(state, index) or update.bad_parent(state, index, lambda: self.docs.deletions(name))
+        if refused is None:
+            # the positions it needs cost the doc's size each: the writer's budget (per user,
+            # so that reconnecting does not renew it) bounds them
+            now = time.monotonic()
+            tokens, then = self._walk_tokens.get(session.identity.name, (float(WALK_BURST_BYTES), now))
+            tokens = min(float(WALK_BURST_BYTES), tokens + (now - then) * WALK_BYTES_PER_SECOND)
+            per_walk = max(self.doc_bytes.get(name, 0), 4096)
+            walks = Walks(int(tokens // per_walk))
+            before = walks.left
+            refused = update.crossing(
+                state, index, functools.partial(_offset, self.docs[name]), lambda: self._integrated(name, update, payload), walks
+            )
+            self._walk_tokens[session.identity.name] = (tokens - (before - walks.left) * per_walk, now)
         return refused, new_ids
 
     # -- snapshots ----------------------------------------------------------------------

@@ -55,6 +55,7 @@ import bisect
 import math
 import re
 import struct
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -208,6 +209,7 @@ class UpdateInfo:
         index: DocIndex,
         offset: Callable[[ID, bool], int | None],
         integrated: Callable[[], Callable[[ID, bool], int | None] | None] = lambda: None,
+        walks: Walks | None = None,
     ) -> str | None:
         """An item the doc at ``state`` (holding ``index``) lacks whose left origin is not
         before its right origin in one sequence, or None.
@@ -221,6 +223,11 @@ class UpdateInfo:
         meanwhile): for those, ``integrated()`` gives ``offset`` in a copy of the doc
         that holds the update (None: too costly, the doc is large), and an order that is
         still not known is taken as right (docs/protocol.md says what is not seen).
+
+        Most pairs need no position: the doc's structs link them (:meth:`DocIndex.linked`:
+        typing between two characters typed one after the other). ``walks`` bounds the
+        positions asked for (None: no bound; it is spent); an update that needs more is
+        refused.
         """
         new: list[Placement] = []
         for p in self.placements:
@@ -239,7 +246,7 @@ class UpdateInfo:
             i = lookup.find(unit)
             return index.key_at(*unit) if i is None else keys[i]
 
-        order = _Order(new, lookup, offset)
+        order = _Order(new, lookup, offset, index, walks)
         unknown: list[Placement] = []
         for p in new:
             if p.origin is None or p.right is None:
@@ -249,7 +256,10 @@ class UpdateInfo:
                 return f"the origins of item {p.client}:{p.clock} are not in one sequence"
             if where[1] is not None:
                 return f"item {p.client}:{p.clock} in a map names a right origin"
-            found = order.before(p.origin, p.right)
+            try:
+                found = order.before(p.origin, p.right)
+            except _TooCostly:
+                return "it inserts between too many characters of this large doc to be checked at once: send it in parts"
             if found is False:
                 return _crossed(p)
             if found is None and (
@@ -269,6 +279,17 @@ class UpdateInfo:
 
 def _crossed(p: Placement) -> str:
     return f"item {p.client}:{p.clock} goes between {p.origin} and {p.right}, which are not in this order"
+
+
+class _TooCostly(Exception):
+    """An update needs more positions than its walk budget allows."""
+
+
+@dataclass
+class Walks:
+    """How many positions (sticky-index walks of the doc) checks may still ask for."""
+
+    left: int
 
 
 class _PlacementLookup:
@@ -345,10 +366,15 @@ class _Order:
         new: list[Placement],
         lookup: _PlacementLookup,
         offset: Callable[[ID, bool], int | None],
+        index: DocIndex | None = None,
+        walks: Walks | None = None,
     ) -> None:
         self.new = new
         self.lookup = lookup
         self.offset = offset
+        self.index = index
+        #: offsets it may still ask for (None: any number)
+        self.walks = walks
         self._known: dict[tuple[ID, ID], bool | None] = {}
         self._asking: set[tuple[ID, ID]] = set()
 
@@ -385,6 +411,12 @@ class _Order:
         return self._held_before(a, b)
 
     def _held_before(self, a: ID, b: ID) -> bool | None:
+        if self.index is not None and self.index.linked(a, b):
+            return True
+        if self.walks is not None:
+            if self.walks.left < 4:
+                raise _TooCostly
+            self.walks.left -= 4
         a_at, a_after = self.offset(a, False), self.offset(a, True)
         b_at, b_after = self.offset(b, False), self.offset(b, True)
         if a_at is None or a_after is None or b_at is None or b_after is None:
@@ -408,7 +440,7 @@ class DocIndex:
     deleted text as a length, which splits anywhere.
     """
 
-    __slots__ = ("_keys", "_pairs", "_types")
+    __slots__ = ("_keys", "_links", "_pairs", "_types")
 
     def __init__(self) -> None:
         self._pairs: dict[int, list[int]] = {}
@@ -417,6 +449,10 @@ class DocIndex:
         #: (one range per client and parent in the common case: one client types into
         #: one text)
         self._keys: dict[int, tuple[list[int], list[int], list[Key]]] = {}
+        #: client -> its item structs as the doc took them: first clocks, end clocks, and
+        #: the left and right origins of each (client, clock; -1 for none), in arrays
+        #: of 48 bytes a struct (a text typed at random places is a struct a character)
+        self._links: dict[int, tuple[array[int], ...]] = {}
 
 
     @classmethod
@@ -442,6 +478,7 @@ class DocIndex:
         for p, key in zip(placements, placement_keys(placements, self.key_at), strict=True):
             if key is not None:
                 self._add_key(p.client, p.clock, p.end, key)
+            self._add_link(p)
         for client, ranges in change.deletes.items():
             pairs = self._pairs.get(client, [])
             for start, end in ranges if pairs else ():
@@ -467,6 +504,46 @@ class DocIndex:
         starts, ends, keys = held
         i = bisect.bisect_right(starts, clock) - 1
         return keys[i] if i >= 0 and clock < ends[i] else None
+
+    def linked(self, a: ID, b: ID) -> bool:
+        """True if the doc's structs say ``a`` is before ``b`` in their sequence without
+        a walk: two units in clock order of one struct, ``b`` the first unit of a struct
+        whose left origin is ``a``, or ``a`` the last unit of one whose right origin is
+        ``b`` (an item is between its origins: the room takes no other)."""
+        held = self._links.get(b[0])
+        if held is not None:
+            starts, ends, oc, ok, _rc, _rk = held
+            i = bisect.bisect_right(starts, b[1]) - 1
+            if i >= 0 and b[1] < ends[i]:
+                if a[0] == b[0] and starts[i] <= a[1] < b[1]:
+                    return True
+                if b[1] == starts[i] and oc[i] == a[0] and ok[i] == a[1]:
+                    return True
+        held = self._links.get(a[0])
+        if held is not None:
+            starts, ends, _oc, _ok, rc, rk = held
+            i = bisect.bisect_right(starts, a[1]) - 1
+            if i >= 0 and a[1] == ends[i] - 1 and rc[i] == b[0] and rk[i] == b[1]:
+                return True
+        return False
+
+    def _add_link(self, p: Placement) -> None:
+        held = self._links.get(p.client)
+        if held is None:
+            held = self._links[p.client] = tuple(array("q") for _ in range(6))
+        starts = held[0]
+        origin = p.origin if p.origin is not None else (-1, -1)
+        right = p.right if p.right is not None else (-1, -1)
+        row = (p.clock, p.end, origin[0], origin[1], right[0], right[1])
+        if not starts or p.clock >= held[1][-1]:  # the common case: after the client's others
+            for column, value in zip(held, row, strict=True):
+                column.append(value)
+            return
+        i = bisect.bisect_left(starts, p.clock)
+        if i < len(starts) and starts[i] == p.clock:
+            return  # known
+        for column, value in zip(held, row, strict=True):
+            column.insert(i, value)
 
     def _add_key(self, client: int, start: int, end: int, key: Key) -> None:
         held = self._keys.get(client)
