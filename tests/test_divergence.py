@@ -37,6 +37,7 @@ from test_interop import JS_DIR, NODE
 from test_room_load import NOTEBOOK, Recorder, World
 
 from hub_collab.documents import protocol as p
+from hub_collab.documents.notebook import readable_entries
 from hub_collab.documents.room import _offset
 from hub_collab.documents.updates import (
     DeleteSet,
@@ -293,9 +294,26 @@ def test_content_a_notebook_cannot_hold_is_malformed() -> None:
         (b"\x01\x7c" + struct.pack(">f", float("inf")), 8, "infinite"),
         (b"\x03\x01p", 7, "XML"),
         (b"\x06", 7, "XML"),
+        (p.encode_var_string("bold") + p.encode_var_string("true"), 6, "formatting marks"),
     ]:
         with pytest.raises(MalformedUpdate, match=why):
             read_update(_metadata_value(kind, body))
+
+
+def test_a_formatting_mark_as_a_map_value_is_malformed_and_a_stored_one_is_left_out_of_the_export() -> None:
+    """yrs lists such an entry but cannot read it: ``Map.to_py`` raised KeyError and the
+    export of the notebook failed for everyone (the frame fuzzer found it)."""
+    mark = _metadata_value(6, p.encode_var_string("bold") + p.encode_var_string("true"))
+    with pytest.raises(MalformedUpdate, match="formatting marks"):
+        read_update(mark)
+    assert read_update(mark, strict=False).ranges == {7: [(0, 1)]}
+    stored: Doc[Any] = Doc()
+    stored.apply_update(mark)
+    metadata = stored.get("metadata", type=Map)
+    metadata["tags"] = ["a"]
+    with pytest.raises(KeyError):
+        metadata.to_py()
+    assert readable_entries(metadata) == {"tags": ["a"]}
 
 
 def test_a_count_past_the_update_is_malformed_at_once() -> None:

@@ -207,6 +207,18 @@ def index_cells(index: Doc[Any]) -> list[dict[str, Any]]:
     return [dict(entry.to_py()) for entry in cells]
 
 
+def readable_entries(values: Map[Any]) -> dict[str, Any]:
+    """A map's entries as Python values, leaving out entries yrs lists but cannot read
+    (a formatting mark as a value, which a doc stored before such marks were refused
+    may hold): ``Map.to_py`` raised KeyError on them."""
+    out: dict[str, Any] = {}
+    for key in list(values.keys()):
+        if key in values:
+            value = values[key]
+            out[key] = value.to_py() if hasattr(value, "to_py") else value
+    return out
+
+
 def export_cell(
     entry: Mapping[str, Any],
     cdoc: Doc[Any],
@@ -217,11 +229,11 @@ def export_cell(
     cell: dict[str, Any] = {
         "id": entry["id"],
         "cell_type": entry["cell_type"],
-        "metadata": dict(metadata.to_py() or {}),
+        "metadata": readable_entries(metadata),
         "source": str(source),
     }
     if entry["cell_type"] != "code":
-        att = attachments.to_py() or {}
+        att = readable_entries(attachments)
         if att and entry["cell_type"] in ("markdown", "raw"):
             cell["attachments"] = dict(att)
     else:

@@ -42,6 +42,7 @@ from ..documents.notebook import (
     init_cell,
     init_index,
     out_doc,
+    readable_entries,
     split_doc_name,
 )
 from ..documents.outputs import outputs_to_nbformat
@@ -155,7 +156,7 @@ def replace_text(text: Text, old: str, new: str) -> bool:
 
 
 def replace_map(target: Map[Any], new: dict[str, Any]) -> bool:
-    current = target.to_py() or {}
+    current = readable_entries(target)
     changed = False
     for key in [k for k in current if k not in new]:
         del target[key]
@@ -262,7 +263,7 @@ class HistoryService:
             "cell_id": cell_id,
             "version": number,
             "source": text,
-            "metadata": metadata.to_py() or {},
+            "metadata": readable_entries(metadata),
             "current": current,
             **diff(text, current),
         }
@@ -280,7 +281,7 @@ class HistoryService:
         if not session.access.can("write_cell", cell_id):
             raise Forbidden("you may not change this cell")
         source, metadata, _ = init_cell(rebuild([state]))
-        text, meta = str(source), dict(metadata.to_py() or {})
+        text, meta = str(source), readable_entries(metadata)
         doc = room.docs[name]
         live_source, live_meta, _ = init_cell(doc)
         current = str(live_source)
