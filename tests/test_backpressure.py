@@ -156,3 +156,29 @@ def rss(collab: CollabService) -> int:
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
 
+
+
+async def test_a_connection_past_its_loop_time_waits_before_its_next_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget of loop time a connection's frames may take (``FRAME_CPU_RATE`` a second
+    after a burst of ``FRAME_CPU_BURST``): within it, no wait; past it, the wait that pays
+    the excess back; renewed with time, never beyond the burst."""
+    from types import SimpleNamespace
+
+    from hub_collab.handlers import ws
+
+    now = [1000.0]
+    monkeypatch.setattr(ws.time, "monotonic", lambda: now[0])
+    conn: Any = SimpleNamespace(_cpu=None)
+
+    def charge(spent: float) -> float:
+        return float(ws.NotebookWebSocket._charge(conn, spent))
+
+    rate, burst = ws.FRAME_CPU_RATE, ws.FRAME_CPU_BURST
+    assert charge(burst * 0.6) == 0.0  # a join of a large notebook: within the burst
+    assert charge(burst * 0.3) == 0.0
+    assert charge(burst * 0.3) == pytest.approx(burst * 0.2 / rate)  # 0.2 burst over: paid back at the rate
+    now[0] += burst * 0.2 / rate  # it waited that long
+    assert charge(0.0) == pytest.approx(0.0, abs=1e-9)
+    now[0] += 3600  # idle for an hour: back to the burst, not more
+    assert charge(burst) == 0.0
+    assert charge(0.001) == pytest.approx(0.001 / rate)
