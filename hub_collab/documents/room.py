@@ -143,13 +143,18 @@ def _read_write(write: _Write) -> _Read:
     """Read ``write``'s update against the doc's state it carries; touches nothing shared,
     so it may run on the reader thread."""
     try:
-        update = read_update(write.payload)
+        update = read_update(write.payload, placements=False)
     except MalformedUpdate as exc:
         return _Read(malformed=exc)
     if not write.writable:
         return _Read(update=update, nothing=update.changes_nothing(write.state, write.deleted))
     missing = update.missing(write.state)
-    return _Read(update=update, missing=missing, nothing=missing is None and update.changes_nothing(write.state))
+    nothing = missing is None and update.changes_nothing(write.state)
+    if missing is None and not nothing:
+        # read again with its items' places, for the order of their origins (most hostile
+        # updates are refused before: a gap, a repeat)
+        update = read_update(write.payload)
+    return _Read(update=update, missing=missing, nothing=nothing)
 
 
 class _Answers:

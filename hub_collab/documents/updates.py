@@ -603,11 +603,13 @@ _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
 class _Reader:
-    def __init__(self, data: bytes, strict: bool = True) -> None:
+    def __init__(self, data: bytes, strict: bool = True, placements: bool = True) -> None:
         self.data = data
         self.pos = 0
         #: False: content a client may not send is read, not refused (a doc's own state)
         self.strict = strict
+        #: False: the items' places are not kept (an object per struct)
+        self.placements = placements
 
     def byte(self) -> int:
         if self.pos >= len(self.data):
@@ -706,12 +708,15 @@ class _Reader:
         return n
 
 
-def read_update(update: bytes, *, strict: bool = True) -> UpdateInfo:
+def read_update(update: bytes, *, strict: bool = True, placements: bool = True) -> UpdateInfo:
     """Read a v1 update's structure; :class:`MalformedUpdate` if it is not one.
 
     ``strict=False`` reads content that clients may not send too (a doc's own state,
-    which the server or an import may have written), not only what a notebook holds."""
-    r = _Reader(update, strict)
+    which the server or an import may have written), not only what a notebook holds.
+    ``placements=False`` leaves :attr:`UpdateInfo.placements` empty (what
+    :meth:`UpdateInfo.crossing` needs costs an object per struct: a 4 MB update that is
+    refused for a gap should not make them)."""
+    r = _Reader(update, strict, placements)
     info = UpdateInfo()
     for _ in range(r.count()):
         n_structs = r.count()
@@ -777,10 +782,12 @@ def _struct(r: _Reader, info: UpdateInfo, client: int, clock: int) -> tuple[int,
         key = (parent, r.string() if head & 0x20 else None)  # (and the key in a map)
     if kind == STRING:
         length = _string(r, info, client, clock)
-        info.placements.append(Placement(client, clock, clock + length, origin, right, key))
+        if r.placements:
+            info.placements.append(Placement(client, clock, clock + length, origin, right, key))
         return length, False
     length = _content(r, kind)
-    info.placements.append(Placement(client, clock, clock + length, origin, right, key))
+    if r.placements:
+        info.placements.append(Placement(client, clock, clock + length, origin, right, key))
     if kind == TYPE:
         info.types.append((client, clock))
     if kind in (TYPE, DELETED):
