@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -37,6 +38,8 @@ from .documents.anchors import b64, position_at
 from .documents.notebook import cell_doc, init_cell, init_index, init_out, out_doc, split_doc_name
 from .documents.outputs import outputs_to_nbformat, widgets_root
 from .types import INDEX_DOC
+
+log = logging.getLogger(__name__)
 
 
 class CollabAPIError(Exception):
@@ -394,14 +397,25 @@ class NotebookConnection:
             doc = self.docs.get(entry.doc)
             if doc is None:
                 continue
-            if entry.sub == p.SYNC_STEP1:
-                self._send_bytes(p.sync_step2(entry.doc, doc.get_update(entry.payload)))
-                continue
-            self._remote = True
             try:
-                doc.apply_update(entry.payload)
-            finally:
-                self._remote = False
+                if entry.sub == p.SYNC_STEP1:
+                    self._send_bytes(p.sync_step2(entry.doc, doc.get_update(entry.payload)))
+                    continue
+                self._remote = True
+                try:
+                    doc.apply_update(entry.payload)
+                finally:
+                    self._remote = False
+            except BaseException as exc:  # noqa: BLE001 (yrs panics are BaseExceptions)
+                if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                    raise
+                # our copy cannot take what the server sent (it holds something the server
+                # does not, such as what a test wrote raw): start the doc over, as on resync
+                log.warning("could not apply what the server sent for %s; syncing it again", entry.doc)
+                self._drop(entry.doc)
+                if self._readable(entry.doc):
+                    self._subscribe([entry.doc])
+                continue
             if entry.sub == p.SYNC_STEP2:
                 self.synced_docs.add(entry.doc)
                 if entry.doc == INDEX_DOC:
