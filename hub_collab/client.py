@@ -35,6 +35,7 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 
 from .documents import protocol as p
 from .documents.anchors import b64, position_at
+from .documents.docs import yrs_refused
 from .documents.notebook import cell_doc, init_cell, init_index, init_out, out_doc, split_doc_name
 from .documents.outputs import outputs_to_nbformat, widgets_root
 from .types import INDEX_DOC
@@ -407,7 +408,7 @@ class NotebookConnection:
                 finally:
                     self._remote = False
             except BaseException as exc:  # noqa: BLE001 (yrs panics are BaseExceptions)
-                if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                if not yrs_refused(exc):
                     raise
                 # our copy cannot take what the server sent (it holds something the server
                 # does not, such as what a test wrote raw): start the doc over, as on resync

@@ -44,6 +44,13 @@ def any_string(value: str) -> bytes:
     return b"\x77" + write_var_uint(len(raw)) + raw
 
 
+def yrs_refused(exc: BaseException) -> bool:
+    """True if ``exc`` is yrs failing on what it was given: an exception, or a Rust panic
+    (pyo3 raises it as ``PanicException``, a BaseException, which ``except Exception``
+    does not catch); False for KeyboardInterrupt, SystemExit, cancellation."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 def merged(updates: Iterable[bytes]) -> bytes:
     """One update equivalent to applying ``updates`` in order."""
     updates = list(updates)

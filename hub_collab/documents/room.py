@@ -40,7 +40,7 @@ from ..types import CELL_PREFIX, INDEX_DOC, OUT_PREFIX
 from . import protocol as p
 from .awareness import RoomAwareness
 from .clientids import CLIENTS_DOC, ClientIds
-from .docs import EMPTY_STATE, EMPTY_UPDATE, RoomDocs, merged
+from .docs import EMPTY_STATE, EMPTY_UPDATE, RoomDocs, merged, yrs_refused
 from .notebook import cell_doc, init_index, out_doc, split_doc_name
 from .observers import RoomObserver
 from .session import Session, acting
@@ -134,7 +134,7 @@ def _offset(doc: Doc[Any], unit: ID, after: bool) -> int | None:
         with doc.transaction() as txn:
             return sticky.get_index(txn)
     except BaseException as exc:  # noqa: BLE001 (yrs panics on a unit it does not hold as an item)
-        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+        if not yrs_refused(exc):
             raise
         return None
 
@@ -142,17 +142,19 @@ def _offset(doc: Doc[Any], unit: ID, after: bool) -> int | None:
 def _read_write(write: _Write) -> _Read:
     """Read ``write``'s update against the doc's state it carries; touches nothing shared,
     so it may run on the reader thread."""
+    # The items' places (for the order of their origins) cost an object per struct: a
+    # small update (a keystroke) keeps them at once; a large one only once it is known to
+    # be neither a gap nor a repeat, which most large hostile updates are.
+    small = write.writable and len(write.payload) < OFFLOAD_UPDATE_BYTES
     try:
-        update = read_update(write.payload, placements=False)
+        update = read_update(write.payload, placements=small)
     except MalformedUpdate as exc:
         return _Read(malformed=exc)
     if not write.writable:
         return _Read(update=update, nothing=update.changes_nothing(write.state, write.deleted))
     missing = update.missing(write.state)
     nothing = missing is None and update.changes_nothing(write.state)
-    if missing is None and not nothing:
-        # read again with its items' places, for the order of their origins (most hostile
-        # updates are refused before: a gap, a repeat)
+    if missing is None and not nothing and not small:
         update = read_update(write.payload)
     return _Read(update=update, missing=missing, nothing=nothing)
 
@@ -764,9 +766,9 @@ class NotebookRoom:
         try:
             doc.apply_update(write.payload)
         except BaseException as exc:
-            # pyo3 raises a Rust panic as PanicException, a BaseException: the update is
-            # refused like any other the doc would not take, the connection is kept
-            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            # a Rust panic too (see yrs_refused): the update is refused like any other the
+            # doc would not take, the connection is kept
+            if not yrs_refused(exc):
                 raise
             if not isinstance(exc, Exception):
                 log.error("yrs panicked applying an update of %d bytes to %s: %s", len(write.payload), name, write.payload[:256].hex())
@@ -788,7 +790,7 @@ class NotebookRoom:
             scratch.apply_update(held)
             scratch.apply_update(payload[: update.structs_end] + b"\x00")
         except BaseException as exc:  # noqa: BLE001 (a pyo3 panic is a BaseException)
-            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            if not yrs_refused(exc):
                 raise
             return None
         return functools.partial(_offset, scratch)

@@ -34,16 +34,16 @@ The last three look up what the doc holds in a :class:`DocIndex` (where its surr
 pairs and its types are, and which sequence or map each item is in), kept up to
 date from every change of the doc in time proportional to the change.
 
-
 The encoding (lib0 and Yjs' ``UpdateEncoderV1``): a struct section (per client: the
 number of structs, the client id, the first clock, then each struct: an info byte
 whose low five bits say the content kind and whose high bits say which of origin,
 right origin and parent follow) and a delete set (per client: ranges of clocks).
 Content that a notebook cannot hold is refused as malformed: kinds we never write
-(``Move``, subdocuments, binary content, XML types, formatting marks, and ``JSON``, which Yjs no longer
-writes and which yrs does not read as Yjs wrote it: a doc refused such an update after
-this reader had passed it, and yrs panicked on one) and values JSON has no form for
-(``Uint8Array``, NaN and the infinities), which made the export fail; and so are ids
+(``Move``, subdocuments, binary content, XML types, formatting marks, and ``JSON``,
+which Yjs no longer writes and which yrs does not read as Yjs wrote it: a doc refused
+such an update after this reader had passed it, and yrs panicked on one) and values
+JSON has no form for (``Uint8Array``, NaN and the infinities), which made the export
+fail; and so are ids
 that yrs cannot hold: a client id of 2**53 or more, a clock past 2**32 - 1 (yrs
 keeps client ids in 53 bits and clocks in 32: a larger one would stand for another id in
 the doc than the one read here, and a struct that crosses 2**32 makes yrs panic).
@@ -431,8 +431,9 @@ class _Order:
 
 
 class DocIndex:
-    """Where a doc's surrogate pairs and types are, by id: what :meth:`UpdateInfo.splits_pair`
-    and :meth:`UpdateInfo.bad_parent` look up.
+    """Where a doc's surrogate pairs and types are, which sequence or map each item is in,
+    and each struct's origins, by id: what :meth:`UpdateInfo.splits_pair`,
+    :meth:`UpdateInfo.bad_parent` and :meth:`UpdateInfo.crossing` look up.
 
     Built from the doc's whole state once (:meth:`of`), then told every change of the
     doc (:meth:`add`, with the change's update as yrs encoded it), each in time
@@ -453,7 +454,6 @@ class DocIndex:
         #: the left and right origins of each (client, clock; -1 for none), in arrays
         #: of 48 bytes a struct (a text typed at random places is a struct a character)
         self._links: dict[int, tuple[array[int], ...]] = {}
-
 
     @classmethod
     def of(cls, update: bytes) -> DocIndex:
