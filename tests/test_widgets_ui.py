@@ -1,7 +1,9 @@
 """Shared widgets in a real browser (headless Chromium, Playwright) through the real Hub
-login: one user moves a slider bound to an ``interact`` function (keys, then a mouse
-drag) and everyone sees the output change; a late joiner sees the current value; a user without ``x`` on the cell
-sees the slider disabled, and an unknown widget shows a placeholder with its name.
+login, drawn by ipywidgets' own front end (``@jupyter-widgets/controls``): one user moves
+a slider bound to an ``interact`` function (keys, then a mouse drag) and everyone sees the
+output change; a late joiner sees the current value; a user without ``x`` on the cell sees
+the slider disabled; a ``Play`` widget is drawn with its icons, and a widget of a module the
+page does not ship shows a placeholder with its name.
 """
 
 from __future__ import annotations
@@ -13,11 +15,33 @@ from playwright.sync_api import Page, expect
 from test_widgets import INTERACT
 from ui_helpers import CHROMIUM, Api, cell, notebook, open_notebook, screenshot
 
+# a Play widget (its buttons carry Font Awesome icons) and a widget of a module no page ships
+PLAY_AND_THING = """\
+import traitlets
+class Thing(w.DOMWidget):
+    _model_name = traitlets.Unicode("ThingModel").tag(sync=True)
+    _model_module = traitlets.Unicode("thing-widgets").tag(sync=True)
+    _model_module_version = traitlets.Unicode("1.0.0").tag(sync=True)
+    _view_name = traitlets.Unicode("ThingView").tag(sync=True)
+    _view_module = traitlets.Unicode("thing-widgets").tag(sync=True)
+    _view_module_version = traitlets.Unicode("1.0.0").tag(sync=True)
+w.VBox([w.Play(value=1), Thing()])
+"""
+
 assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: run scripts/setup (or apt-get install chromium)"
 
 
 def slider(page: Page) -> Any:
-    return cell(page, "c0").locator('.widget-slider input[type="range"]')
+    """The thumb of ipywidgets' slider (noUiSlider's handle: role slider, focusable)."""
+    return cell(page, "c0").locator(".widget-slider .noUi-handle")
+
+
+def readout(page: Page) -> Any:
+    return cell(page, "c0").locator(".widget-slider .widget-readout")
+
+
+def track(page: Page) -> Any:
+    return cell(page, "c0").locator(".widget-slider .noUi-target")
 
 
 def output_widget(page: Page) -> Any:
@@ -28,7 +52,7 @@ def test_a_slider_everyone_shares(as_user: Any, collab: Any, hub: Any) -> None:
     api = Api(collab.public_url, hub.token("alice"))
     nb = api.create(
         "Widgets",
-        notebook([{"id": "c0", "source": INTERACT}, {"id": "c1", "source": "w.Play(value=1)"}]),
+        notebook([{"id": "c0", "source": INTERACT}, {"id": "c1", "source": PLAY_AND_THING}]),
         group="students",
         mode="0775",
     )["id"]
@@ -40,11 +64,18 @@ def test_a_slider_everyone_shares(as_user: Any, collab: Any, hub: Any) -> None:
         api.call("POST", f"api/notebooks/{nb}/cells/c0/execute?wait=1")
         api.call("POST", f"api/notebooks/{nb}/cells/c1/execute?wait=1")
         for page in (alice, bob):
-            expect(slider(page)).to_have_value("3", timeout=30_000)
+            expect(slider(page)).to_have_attribute("aria-valuenow", "3.0", timeout=30_000)
+            expect(readout(page)).to_have_text("3")
             expect(output_widget(page)).to_have_text("square 9", timeout=30_000)
-            expect(cell(page, "c0").locator(".widget-description").first).to_have_text("x")
+            expect(cell(page, "c0").locator(".widget-slider .widget-label").first).to_have_text("x")
+        # Play is ipywidgets' own, with its icons drawn by the bundled Font Awesome
+        play = cell(bob, "c1").locator(".widget-play")
+        expect(play.locator("button").first).to_be_visible(timeout=30_000)
+        icon = play.locator("i.fa-play").first
+        assert icon.evaluate("i => getComputedStyle(i, '::before').fontFamily") == "FontAwesome"
+        assert bob.evaluate("document.fonts.check('14px FontAwesome')")
         # a widget whose front end the page does not ship: a placeholder naming it
-        expect(cell(bob, "c1").locator(".widget-placeholder")).to_contain_text("PlayModel")
+        expect(cell(bob, "c1").locator(".widget-placeholder")).to_contain_text("ThingModel (thing-widgets)")
 
         # bob moves the slider with the keyboard: both see the function's new output
         slider(bob).focus()
@@ -52,34 +83,38 @@ def test_a_slider_everyone_shares(as_user: Any, collab: Any, hub: Any) -> None:
             bob.keyboard.press("ArrowRight")
         expect(output_widget(bob)).to_have_text("square 36", timeout=30_000)
         expect(output_widget(alice)).to_have_text("square 36", timeout=30_000)
-        expect(slider(alice)).to_have_value("6")
-        expect(cell(alice, "c0").locator(".widget-readout")).to_have_text("6")
+        expect(slider(alice)).to_have_attribute("aria-valuenow", "6.0")
+        expect(readout(alice)).to_have_text("6")
         screenshot(alice, "widgets")
 
         # a late joiner sees the current value and output
         carol = as_user("carol")
         open_notebook(carol, collab.public_url, nb)
-        expect(slider(carol)).to_have_value("6", timeout=30_000)
+        expect(readout(carol)).to_have_text("6", timeout=30_000)
         expect(output_widget(carol)).to_have_text("square 36")
-        expect(slider(carol)).to_be_enabled()
+        expect(track(carol)).not_to_have_attribute("disabled", "true")
 
         # who may only read the cell sees the slider, disabled
         dave = as_user("dave")
         open_notebook(dave, collab.public_url, nb)
-        expect(slider(dave)).to_have_value("6", timeout=30_000)
-        expect(slider(dave)).to_be_disabled()
+        expect(readout(dave)).to_have_text("6", timeout=30_000)
+        expect(track(dave)).to_have_attribute("disabled", "true")
         expect(output_widget(dave)).to_have_text("square 36")
+        # ... and the keys do not move it
+        slider(dave).focus()
+        dave.keyboard.press("ArrowRight")
+        expect(readout(dave)).to_have_text("6")
 
         # bob drags the thumb to the far right with the mouse: the last value wins everywhere
-        box = slider(bob).bounding_box()
-        assert box is not None
-        y = box["y"] + box["height"] / 2
-        bob.mouse.move(box["x"] + box["width"] * 0.06, y)
+        handle, box = slider(bob).bounding_box(), track(bob).bounding_box()
+        assert handle is not None and box is not None
+        y = handle["y"] + handle["height"] / 2
+        bob.mouse.move(handle["x"] + handle["width"] / 2, y)
         bob.mouse.down()
         bob.mouse.move(box["x"] + box["width"] + 20, y, steps=25)
         bob.mouse.up()
         for page in (alice, bob, carol, dave):
-            expect(slider(page)).to_have_value("100", timeout=30_000)
+            expect(readout(page)).to_have_text("100", timeout=30_000)
             expect(output_widget(page)).to_have_text("square 10000", timeout=30_000)
         for page in (alice, bob, carol, dave):
             assert page.errors == [], page.errors  # type: ignore[attr-defined]

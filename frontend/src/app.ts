@@ -1,5 +1,8 @@
 /** Entry point: read the page's JSON config and start the home or notebook view. */
 import "katex/dist/katex.min.css";
+import "font-awesome/css/font-awesome.css";
+import "@jupyter-widgets/base/css/index.css";
+import "@jupyter-widgets/controls/css/widgets.css";
 import "./style.css";
 
 import { readConfig } from "./config";

@@ -20,7 +20,7 @@ import { cursorJson, remoteCursors } from "./cursors";
 import { h, clear, timeAgo, userColor, initials } from "./dom";
 import { icon } from "./icons";
 import { renderMarkdown, renderOutput, type OutputModel } from "./render";
-import { WIDGET_VIEW_MIME, type WidgetView } from "./widgets";
+import { WIDGET_VIEW_MIME, type WidgetHolder } from "./widgets";
 import type { NotebookView } from "./notebook";
 
 export interface IndexEntry {
@@ -63,7 +63,7 @@ export class CellView {
   private unbind: (() => void)[] = [];
   private outUnbind: (() => void) | null = null;
   /** the views of widgets this cell's outputs show, by model id (kept across re-renders) */
-  private widgetViews = new Map<string, WidgetView>();
+  private widgetViews = new Map<string, WidgetHolder>();
   private typingTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
@@ -408,7 +408,7 @@ export class CellView {
     clear(this.outputs);
     if (!this.outDoc) return;
     const arr = this.outDoc.getArray<Y.Map<unknown>>("outputs");
-    const shown = new Map<string, WidgetView>();
+    const shown = new Map<string, WidgetHolder>();
     for (const m of arr) {
       const model = (m instanceof Y.Map ? m.toJSON() : m) as OutputModel;
       const ref = model.data?.[WIDGET_VIEW_MIME] as { model_id?: unknown } | undefined;

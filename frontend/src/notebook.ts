@@ -20,7 +20,7 @@ import { type KernelStatus, kernelStatusFrom, modeWords, statusText } from "./ke
 import { rightsInWords } from "./permissions";
 import { INDEX_DOC, canExec, canWrite, splitDocName } from "./protocol";
 import { ShareDialog } from "./share";
-import { WidgetManager } from "./widgets";
+import { SharedWidgetManager } from "./widgets";
 
 interface PresenceState {
   user?: { name?: string };
@@ -56,7 +56,7 @@ export class NotebookView {
   private chat: ChatPanel;
   readonly comments: Comments;
   /** the shared ipywidgets models of every out doc held, and their views (widgets.ts) */
-  readonly widgets: WidgetManager;
+  readonly widgets: SharedWidgetManager;
   private lastD = 0;
   private indexObserved: Y.Array<Y.Map<unknown>> | null = null;
   private reconcileScheduled = false;
@@ -77,9 +77,9 @@ export class NotebookView {
     this.avatarsEl = h("div", { class: "avatars", "aria-label": "who is here" });
     this.titleEl = h("h1", { class: "nb-title" }, "…");
     this.rightsEl = h("span", { class: "nb-rights" });
-    this.widgets = new WidgetManager(window, {
+    this.widgets = new SharedWidgetManager({
       canChange: (cellId) => canExec(this.conn.caps.notebook) && canExec(this.conn.caps.cells[cellId] ?? "---"),
-      send: (type, fields) => void this.cmd(type, fields as Json),
+      send: async (type, fields) => (await this.cmd(type, fields as Json)) !== null,
     });
     this.chat = new ChatPanel(this);
     this.comments = new Comments(this);

@@ -1,15 +1,31 @@
 /**
- * Shared ipywidgets: the page's renderer of the widget models the service keeps
- * in each cell's `out:` doc (the `widgets` Map: docs/widgets.md).
+ * Shared ipywidgets on the page, drawn by ipywidgets' own front end
+ * (`@jupyter-widgets/base`, `@jupyter-widgets/controls`, `@jupyter-widgets/output`).
  *
- * This is our own small renderer of the standard controls (IntSlider, FloatSlider,
- * Button, Text, Checkbox, Dropdown, Label, Output, HBox/VBox/Box), reading the same
- * model state as ipywidgets' front end would; it is not `@jupyter-widgets/controls`.
- * A model of any other kind shows a placeholder that names it. Views update in place
- * when their model changes, so a slider being dragged is not rebuilt under the pointer.
- * A change is sent as `widget_update` (`widget_custom` for a click), throttled to
- * 20 a second; whoever may not execute the model's cell sees the controls disabled.
+ * The service holds every widget model in the `widgets` Map of the out doc of the
+ * cell that opened it (docs/widgets.md). {@link SharedWidgetManager} is an ipywidgets
+ * widget manager whose comms are those Maps instead of a kernel connection:
+ *
+ * - a model entry that appears in a Map becomes a model (`new_model`, with the state
+ *   the Map holds), one that goes away closes its model (as a `comm_close` would);
+ * - a change of the Map's state reaches the model as an `echo_update`, so ipywidgets'
+ *   own bookkeeping keeps what the user is changing right now from being pulled back;
+ * - what a view changes (`save_changes`: an `update`; a button's click: a `custom`
+ *   message) is sent as the `widget_update` / `widget_custom` command, at most one
+ *   message per model in flight and one per 50 ms; its answer plays the kernel's
+ *   "idle" (ipywidgets' throttle) and the echo of the keys it sent. A refused change
+ *   is undone (the Map's value shows again).
+ *
+ * Whoever may not execute a model's cell sees its controls disabled (the model's
+ * `disabled`, set on this page only), and nothing they do is sent. Models of modules
+ * this page does not ship show a placeholder naming them.
  */
+import * as base from "@jupyter-widgets/base";
+import { ManagerBase } from "@jupyter-widgets/base-manager";
+import * as controls from "@jupyter-widgets/controls";
+import * as outputWidgets from "@jupyter-widgets/output";
+import { MessageLoop } from "@lumino/messaging";
+import { Widget } from "@lumino/widgets";
 import * as Y from "yjs";
 
 import { renderOutput, type OutputModel } from "./render";
@@ -17,31 +33,154 @@ import { renderOutput, type OutputModel } from "./render";
 export const WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json";
 /** Changes sent per widget and second at most (the service allows 30 by default). */
 const SEND_INTERVAL_MS = 50;
+/** How long a reference to a model (a Box's child) waits for that model to arrive. */
+const MODEL_WAIT_MS = 20_000;
 
 export interface WidgetHost {
   /** May this user change the widgets of cell `cellId` (execute it)? */
   canChange(cellId: string): boolean;
-  /** Send a command; failures are the host's to report. */
-  send(type: "widget_update" | "widget_custom", fields: Record<string, unknown>): void;
+  /** Send a command; resolves true once acknowledged, false if refused (the host reports why). */
+  send(type: "widget_update" | "widget_custom", fields: Record<string, unknown>): Promise<boolean>;
 }
 
-interface ModelRef {
-  cellId: string;
-  name: string;
-  state: Record<string, unknown>;
+type Json = Record<string, unknown>;
+type Callbacks = base.ICallbacks;
+
+/** The module versions this page draws (ipywidgets 8's protocol): by major version. */
+const MODULES: Record<string, { major: string; exports: Record<string, unknown> }> = {
+  "@jupyter-widgets/base": { major: "2", exports: base as unknown as Record<string, unknown> },
+  "@jupyter-widgets/controls": { major: "2", exports: controls as unknown as Record<string, unknown> },
+  "@jupyter-widgets/output": { major: "1", exports: {} },
+};
+
+/** A model of a module this page does not ship: kept (a Box may hold it), drawn as a placeholder. */
+class PlaceholderModel extends base.DOMWidgetModel {}
+
+class PlaceholderView extends base.DOMWidgetView {
+  render(): void {
+    this.el.classList.add("widget-placeholder");
+    const m = this.model;
+    const module = String(m.get("_model_module") ?? "?");
+    const version = String(m.get("_model_module_version") ?? "");
+    const why = MODULES[module] ? `version ${version} of it` : "its front end";
+    this.el.textContent = `Widget ${String(m.get("_model_name") || "of unknown kind")} (${module}): this page does not ship ${why}.`;
+  }
 }
 
-/** The widget models of every out doc the page holds, and the live views of them. */
-export class WidgetManager {
-  private sources = new Map<string, { map: Y.Map<unknown>; off: () => void }>();
-  private views = new Map<string, Set<WidgetView>>();
-  private dirty = new Set<string>();
-  private scheduled = false;
+/** The Output widget: its `outputs` drawn as the page draws a cell's (widgets inside included). */
+class SharedOutputView extends outputWidgets.OutputView {
+  private holders: WidgetHolder[] = [];
+
+  render(): void {
+    super.render();
+    this.el.classList.add("widget-output", "jupyter-widgets-output-area");
+    this.listenTo(this.model, "change:outputs", () => this.draw());
+    this.draw();
+  }
+
+  private draw(): void {
+    for (const h of this.holders) h.dispose();
+    this.holders = [];
+    const manager = this.model.widget_manager as unknown as SharedWidgetManager;
+    const outputs = this.model.get("outputs");
+    const nodes = (Array.isArray(outputs) ? (outputs as OutputModel[]) : []).map((o) => {
+      const id = widgetRef(o);
+      if (id === null) return renderOutput(window, o);
+      const holder = manager.view(id);
+      this.holders.push(holder);
+      return holder.el;
+    });
+    this.el.replaceChildren(...nodes);
+  }
+
+  remove(): this {
+    for (const h of this.holders) h.dispose();
+    this.holders = [];
+    return super.remove();
+  }
+}
+
+const OUTPUT_EXPORTS: Record<string, unknown> = { OutputModel: outputWidgets.OutputModel, OutputView: SharedOutputView };
+(MODULES["@jupyter-widgets/output"] as { exports: Record<string, unknown> }).exports = OUTPUT_EXPORTS;
+
+/** The model a `display_data` output shows, if it shows one. */
+export function widgetRef(o: OutputModel): string | null {
+  const ref = o.data?.[WIDGET_VIEW_MIME] as { model_id?: unknown } | undefined;
+  return ref && typeof ref.model_id === "string" ? ref.model_id : null;
+}
+
+/** What stands for a kernel comm: one per model, fed from the model's Map. */
+class MapComm implements base.IClassicComm {
+  readonly target_name = "jupyter.widget";
+  onMsg: ((msg: unknown) => void) | null = null;
+  onClose: ((msg: unknown) => void) | null = null;
+  closed = false;
 
   constructor(
-    readonly win: Window,
-    readonly host: WidgetHost,
+    private manager: SharedWidgetManager,
+    readonly comm_id: string,
+    readonly cellId: string,
   ) {}
+
+  open(): string {
+    return "";
+  }
+
+  send(data: unknown, callbacks?: Callbacks, _metadata?: unknown, buffers?: unknown[]): string {
+    return this.manager.sendFrom(this, data as Json, callbacks, buffers ?? []);
+  }
+
+  /** The page never closes a model itself: only the kernel (through the service) does. */
+  close(): string {
+    return "";
+  }
+
+  on_msg(cb: (msg: unknown) => void): void {
+    this.onMsg = cb;
+  }
+
+  on_close(cb: (msg: unknown) => void): void {
+    this.onClose = cb;
+  }
+
+  /** Hand the model a message as the kernel would. */
+  deliver(data: Json, parentId = ""): void {
+    this.onMsg?.({ content: { comm_id: this.comm_id, data }, parent_header: { msg_id: parentId }, buffers: [] });
+  }
+}
+
+interface Live {
+  cellId: string;
+  entry: Y.Map<unknown>;
+  comm: MapComm;
+  model: Promise<base.WidgetModel>;
+  /** the model exists (keys changed before go to it then) */
+  ready: boolean;
+  /** keys that changed while the model was being made */
+  early: Set<string>;
+  /** per message sent and not yet answered: its keys */
+  inFlight: Map<string, string[]>;
+  lastSent: number;
+}
+
+let serial = 0;
+
+/** The widget models of every out doc the page holds, and views of them. */
+export class SharedWidgetManager extends ManagerBase {
+  private sources = new Map<string, { map: Y.Map<unknown>; off: () => void }>();
+  private live = new Map<string, Live>();
+  private registry = new Map<string, Promise<base.WidgetModel>>();
+  private waiting = new Map<string, ((p: Promise<base.WidgetModel>) => void)[]>();
+  private holders = new Map<string, Set<WidgetHolder>>();
+  /** model id → keys changed (or "*": the entry came, went or changed kind) */
+  private changed = new Map<string, Set<string>>();
+  private scheduled = false;
+
+  constructor(readonly host: WidgetHost) {
+    super();
+  }
+
+  // -- the Maps ---------------------------------------------------------------------------------
 
   /** Follow the `widgets` Map of cell `cellId`'s out doc (null: no doc any more). */
   attach(cellId: string, doc: Y.Doc | null): void {
@@ -49,313 +188,321 @@ export class WidgetManager {
     if (old && doc && old.map === doc.getMap("widgets")) return;
     old?.off();
     this.sources.delete(cellId);
-    if (old) for (const id of old.map.keys()) this.touch(id);
-    if (!doc) return;
-    const map = doc.getMap<unknown>("widgets");
-    const obs = (events: Y.YEvent<Y.AbstractType<unknown>>[]): void => {
-      for (const e of events) {
-        const first = e.path[0];
-        if (typeof first === "string") this.touch(first);
-        else for (const key of e.changes.keys.keys()) this.touch(key);
-      }
-    };
-    map.observeDeep(obs);
-    this.sources.set(cellId, { map, off: () => map.unobserveDeep(obs) });
-    for (const id of map.keys()) this.touch(id);
+    if (old) for (const [id, l] of this.live) if (l.cellId === cellId) this.touch(id, "*");
+    if (doc) {
+      const map = doc.getMap<unknown>("widgets");
+      const obs = (events: Y.YEvent<Y.AbstractType<unknown>>[]): void => {
+        for (const e of events) {
+          const [first, second] = e.path;
+          if (first === undefined) for (const key of e.changes.keys.keys()) this.touch(key, "*");
+          else if (typeof first === "string" && second === "state" && e.path.length === 2) for (const key of e.changes.keys.keys()) this.touch(first, key);
+          else if (typeof first === "string" && e.path.length === 1) this.touch(first, "*");
+          else if (typeof first === "string" && typeof second === "string") this.touch(first, e.path.length > 2 && second === "state" ? String(e.path[2]) : "*");
+        }
+      };
+      map.observeDeep(obs);
+      this.sources.set(cellId, { map, off: () => map.unobserveDeep(obs) });
+      for (const id of map.keys()) this.touch(id, "*");
+    }
+    this.flush();
   }
 
-  /** A model by id, from whichever cell holds it. */
-  model(id: string): ModelRef | null {
+  /** Rights changed: every model's controls are enabled or disabled again. */
+  refresh(): void {
+    for (const [id, l] of this.live) if (l.entry.get("state") instanceof Y.Map && (l.entry.get("state") as Y.Map<unknown>).has("disabled")) this.touch(id, "disabled");
+    this.flush();
+  }
+
+  /** Is there a model `id` in a Map the page holds? */
+  holds(id: string): boolean {
+    return this.entryOf(id) !== null;
+  }
+
+  private entryOf(id: string): { cellId: string; entry: Y.Map<unknown> } | null {
     for (const [cellId, { map }] of this.sources) {
       const entry = map.get(id);
-      if (entry instanceof Y.Map) {
-        const state = entry.get("state");
-        return { cellId, name: String(entry.get("model_name") ?? ""), state: state instanceof Y.Map ? (state.toJSON() as Record<string, unknown>) : {} };
-      }
+      if (entry instanceof Y.Map) return { cellId, entry };
     }
     return null;
   }
 
-  /** A new view of model `id` (it follows the model until disposed). */
-  view(id: string): WidgetView {
-    const v = new WidgetView(this, id);
-    let set = this.views.get(id);
-    if (!set) this.views.set(id, (set = new Set()));
-    set.add(v);
-    v.update();
-    return v;
-  }
-
-  forget(v: WidgetView): void {
-    this.views.get(v.id)?.delete(v);
-  }
-
-  /** Rights changed: every view checks whether it may still be used. */
-  refresh(): void {
-    for (const id of this.views.keys()) this.touch(id);
-  }
-
-  private touch(id: string): void {
-    this.dirty.add(id);
+  private touch(id: string, key: string): void {
+    let keys = this.changed.get(id);
+    if (!keys) this.changed.set(id, (keys = new Set()));
+    keys.add(key);
     if (this.scheduled) return;
     this.scheduled = true;
-    this.win.requestAnimationFrame(() => {
-      this.scheduled = false;
-      const ids = [...this.dirty];
-      this.dirty.clear();
-      for (const i of ids) for (const v of this.views.get(i) ?? []) v.update();
+    queueMicrotask(() => this.flush());
+  }
+
+  /** Bring the models in line with the Maps: create, close, update. */
+  private flush(): void {
+    this.scheduled = false;
+    const changed = [...this.changed];
+    this.changed.clear();
+    // every new model is registered before any is deserialized, so a Box finds its children
+    const news: string[] = [];
+    for (const [id, keys] of changed) {
+      const now = this.entryOf(id);
+      const l = this.live.get(id);
+      if (l && (!now || now.entry !== l.entry || now.cellId !== l.cellId)) this.close(id, l);
+      if (now && (!l || now.entry !== l.entry || now.cellId !== l.cellId)) {
+        this.create(id, now.cellId, now.entry);
+        news.push(id);
+      } else if (l && now) this.update(l, keys);
+    }
+    for (const id of news) for (const h of this.holders.get(id) ?? []) h.show();
+    for (const [id] of changed) if (!this.live.has(id)) for (const h of this.holders.get(id) ?? []) h.show();
+  }
+
+  private stateOf(l: { cellId: string; entry: Y.Map<unknown> }, keys: Iterable<string> | null): Json {
+    const st = l.entry.get("state");
+    const out: Json = {};
+    if (!(st instanceof Y.Map)) return out;
+    for (const k of keys ?? st.keys()) {
+      if (!st.has(k)) continue;
+      const v = st.get(k);
+      out[k] = v instanceof Y.AbstractType ? v.toJSON() : v;
+    }
+    if ("disabled" in out && !this.host.canChange(l.cellId)) out.disabled = true;
+    return out;
+  }
+
+  private create(id: string, cellId: string, entry: Y.Map<unknown>): void {
+    const comm = new MapComm(this, id, cellId);
+    const state = this.stateOf({ cellId, entry }, null);
+    const live: Live = { cellId, entry, comm, model: Promise.resolve(null as unknown as base.WidgetModel), ready: false, early: new Set(), inFlight: new Map(), lastSent: 0 };
+    this.live.set(id, live);
+    live.model = this.new_model(
+      {
+        model_id: id,
+        model_name: String(entry.get("model_name") ?? state._model_name ?? ""),
+        model_module: String(entry.get("model_module") ?? state._model_module ?? ""),
+        model_module_version: String(state._model_module_version ?? ""),
+        comm,
+      },
+      state,
+    );
+    live.model.then(
+      () => {
+        live.ready = true;
+        if (live.early.size && this.live.get(id) === live) this.update(live, live.early);
+        live.early.clear();
+      },
+      (err: unknown) => console.warn(`widget ${id}:`, err),
+    );
+  }
+
+  private update(l: Live, keys: Set<string>): void {
+    if (keys.has("*")) keys = new Set((l.entry.get("state") as Y.Map<unknown> | undefined)?.keys() ?? []);
+    if (!l.ready) {
+      for (const k of keys) l.early.add(k);
+      return;
+    }
+    const state = this.stateOf(l, keys);
+    // what this page sent and is not answered yet stays: its answer brings the Map's value
+    if (Object.keys(state).length) l.comm.deliver({ method: "echo_update", state, buffer_paths: [] });
+  }
+
+  private close(id: string, l: Live): void {
+    this.live.delete(id);
+    l.comm.closed = true;
+    if (this.registry.get(id) === l.model) this.registry.delete(id);
+    l.comm.onClose?.({ content: { comm_id: id, data: {} } });
+    // a model still being made is closed once it is
+    if (!l.ready) void l.model.then((m) => m.close(true)).catch(() => undefined);
+  }
+
+  // -- what views send --------------------------------------------------------------------------
+
+  /** A model's message to "the kernel": a command to the service. Returns its message id. */
+  sendFrom(comm: MapComm, data: Json, callbacks: Callbacks | undefined, buffers: unknown[]): string {
+    const msgId = `page-${++serial}`;
+    const l = this.live.get(comm.comm_id);
+    const idle = (): void => callbacks?.iopub?.status?.({ content: { execution_state: "idle" }, parent_header: { msg_id: msgId } } as never);
+    const method = data.method;
+    const stale = !l || l.comm !== comm || comm.closed;
+    if (method === "request_state") {
+      if (l && !stale) queueMicrotask(() => comm.deliver({ method: "update", state: this.stateOf(l, null), buffer_paths: [] }, msgId));
+      return msgId;
+    }
+    const update = method === "update" && typeof data.state === "object" && data.state !== null;
+    const keys = update ? Object.keys(data.state as Json) : [];
+    // nothing that cannot reach the kernel is sent: the model shows the Map's values again
+    if (stale || !this.host.canChange(l.cellId) || buffers.length > 0 || (!update && method !== "custom")) {
+      if (buffers.length) console.warn("widget messages with binary buffers are not shared; not sent");
+      queueMicrotask(() => {
+        idle();
+        if (l && !stale && keys.length) comm.deliver({ method: "echo_update", state: this.stateOf(l, keys), buffer_paths: [] }, msgId);
+      });
+      return msgId;
+    }
+    const fields = update ? { cell_id: l.cellId, model_id: comm.comm_id, state: data.state } : { cell_id: l.cellId, model_id: comm.comm_id, content: data.content ?? {} };
+    l.inFlight.set(msgId, keys);
+    const go = (): void => {
+      l.lastSent = Date.now();
+      void this.host.send(update ? "widget_update" : "widget_custom", fields).then((ok) => {
+        l.inFlight.delete(msgId);
+        idle();
+        // the answer comes after the Map holds the change: now the Map's value is the one to show
+        // (the same as the user's if accepted, the earlier one if refused)
+        if (keys.length && this.live.get(comm.comm_id) === l) comm.deliver({ method: "echo_update", state: this.stateOf(l, keys), buffer_paths: [] }, msgId);
+        if (!ok) this.touch(comm.comm_id, "*");
+      });
+    };
+    const wait = l.lastSent + SEND_INTERVAL_MS - Date.now();
+    if (wait > 0) setTimeout(go, wait);
+    else go();
+    return msgId;
+  }
+
+  // -- ManagerBase ------------------------------------------------------------------------------
+
+  protected async loadClass(className: string, moduleName: string, moduleVersion: string): Promise<typeof base.WidgetModel | typeof base.WidgetView> {
+    const mod = MODULES[moduleName];
+    const cls = mod && moduleVersion.split(".")[0] === mod.major ? mod.exports[className] : undefined;
+    if (!cls) throw new Error(`this page does not ship ${className} of ${moduleName} ${moduleVersion}`);
+    return cls as typeof base.WidgetModel;
+  }
+
+  /** A model of a module (or version) this page does not ship is a placeholder, not an error. */
+  protected async loadModelClass(className: string, moduleName: string, moduleVersion: string): Promise<typeof base.WidgetModel> {
+    return (this.loadClass(className, moduleName, moduleVersion) as Promise<typeof base.WidgetModel>).catch(() => PlaceholderModel);
+  }
+
+  protected async loadViewClass(className: string, moduleName: string, moduleVersion: string): Promise<typeof base.WidgetView> {
+    return (this.loadClass(className, moduleName, moduleVersion) as Promise<typeof base.WidgetView>).catch(() => PlaceholderView);
+  }
+
+  protected async _create_comm(): Promise<base.IClassicComm> {
+    throw new Error("the page does not open widgets: only a kernel does");
+  }
+
+  protected async _get_comm_info(): Promise<Record<string, never>> {
+    return {};
+  }
+
+  register_model(model_id: string, modelPromise: Promise<base.WidgetModel>): void {
+    super.register_model(model_id, modelPromise);
+    this.registry.set(model_id, modelPromise);
+    for (const resolve of this.waiting.get(model_id) ?? []) resolve(modelPromise);
+    this.waiting.delete(model_id);
+  }
+
+  has_model(model_id: string): boolean {
+    return this.registry.has(model_id);
+  }
+
+  /** A model by id; one that is not here yet (another cell's doc still coming) is waited for. */
+  get_model(model_id: string): Promise<base.WidgetModel> {
+    const known = this.registry.get(model_id);
+    if (known) return known;
+    return new Promise<base.WidgetModel>((resolve, reject) => {
+      let list = this.waiting.get(model_id);
+      if (!list) this.waiting.set(model_id, (list = []));
+      const timer = setTimeout(() => {
+        const l = this.waiting.get(model_id);
+        if (l) l.splice(l.indexOf(take), 1);
+        reject(new Error(`widget model ${model_id} not found`));
+      }, MODEL_WAIT_MS);
+      const take = (p: Promise<base.WidgetModel>): void => {
+        clearTimeout(timer);
+        resolve(p);
+      };
+      list.push(take);
     });
+  }
+
+  // -- views ------------------------------------------------------------------------------------
+
+  /** A view of model `id` for an output (it follows the model, also when it goes and comes back). */
+  view(id: string): WidgetHolder {
+    const h = new WidgetHolder(this, id);
+    let set = this.holders.get(id);
+    if (!set) this.holders.set(id, (set = new Set()));
+    set.add(h);
+    h.show();
+    return h;
+  }
+
+  forget(h: WidgetHolder): void {
+    this.holders.get(h.id)?.delete(h);
+  }
+
+  /** The live model of `id` now (a promise), or null if none. */
+  current(id: string): Promise<base.WidgetModel> | null {
+    return this.live.get(id)?.model ?? null;
   }
 }
 
-function idOf(ref: unknown): string {
-  return typeof ref === "string" && ref.startsWith("IPY_MODEL_") ? ref.slice(10) : "";
-}
-
-function num(v: unknown, fallback: number): number {
-  return typeof v === "number" && Number.isFinite(v) ? v : fallback;
-}
-
-/** One view of one model: its element is kept, its content follows the model. */
-export class WidgetView {
+/** Where a model is shown in an output: a kept element that holds the model's current view. */
+export class WidgetHolder {
   readonly el: HTMLElement;
-  private kind = "";
-  private sync: ((m: ModelRef, enabled: boolean) => void) | null = null;
-  private children: WidgetView[] = [];
-  private childKey = "";
-  private timer: ReturnType<typeof setTimeout> | null = null;
-  private pending: Record<string, unknown> | null = null;
-  private lastSent = 0;
+  private shown: Promise<base.WidgetModel> | null = null;
+  private view: base.DOMWidgetView | null = null;
+  private disposed = false;
 
   constructor(
-    private manager: WidgetManager,
+    private manager: SharedWidgetManager,
     readonly id: string,
   ) {
-    this.el = manager.win.document.createElement("div");
+    this.el = document.createElement("div");
     this.el.className = "widget";
     this.el.dataset.modelId = id;
   }
 
-  dispose(): void {
-    this.manager.forget(this);
-    for (const c of this.children) c.dispose();
-    this.children = [];
-    if (this.timer) clearTimeout(this.timer);
-  }
-
-  private get doc(): Document {
-    return this.manager.win.document;
-  }
-
-  update(): void {
-    const m = this.manager.model(this.id);
-    const kind = m ? m.name : "";
-    if (kind !== this.kind || !this.sync) {
-      this.kind = kind;
-      this.build(m);
-    }
-    if (m && this.sync) this.sync(m, this.manager.host.canChange(m.cellId) && m.state.disabled !== true);
-  }
-
-  /** Send `state` (coalesced: at most one message per SEND_INTERVAL_MS, the last wins). */
-  private change(m: ModelRef, state: Record<string, unknown>): void {
-    this.pending = { ...(this.pending ?? {}), ...state };
-    const flush = (): void => {
-      this.timer = null;
-      const s = this.pending;
-      this.pending = null;
-      if (!s) return;
-      this.lastSent = Date.now();
-      this.manager.host.send("widget_update", { cell_id: m.cellId, model_id: this.id, state: s });
-    };
-    if (this.timer) return;
-    const wait = Math.max(0, this.lastSent + SEND_INTERVAL_MS - Date.now());
-    if (wait === 0) flush();
-    else this.timer = setTimeout(flush, wait);
-  }
-
-  /** A control with its description before it; returns the description's element. */
-  private labelled(control: HTMLElement): HTMLElement {
-    const label = this.doc.createElement("label");
-    label.className = "widget-label";
-    const text = this.doc.createElement("span");
-    text.className = "widget-description";
-    label.append(text, control);
-    this.el.appendChild(label);
-    return text;
-  }
-
-  /** A labelled form control: `read` is the state a user's `event` sends, `show` the model's. */
-  private field(control: HTMLInputElement | HTMLSelectElement, event: string, read: () => Record<string, unknown>, show: (state: Record<string, unknown>) => void): void {
-    const desc = this.labelled(control);
-    control.addEventListener(event, () => {
-      const cur = this.manager.model(this.id);
-      if (cur) this.change(cur, read());
-    });
-    this.sync = (mm, enabled) => {
-      desc.textContent = String(mm.state.description ?? "");
-      show(mm.state);
-      control.disabled = !enabled;
-    };
-  }
-
-  private build(m: ModelRef | null): void {
-    for (const c of this.children) c.dispose();
-    this.children = [];
-    this.childKey = "";
-    this.el.replaceChildren();
-    this.el.className = "widget";
-    this.sync = null;
-    if (!m) {
+  /** Show the model's current view, or say it is gone. */
+  show(): void {
+    if (this.disposed) return;
+    const model = this.manager.current(this.id);
+    if (model === this.shown && (model !== null || this.el.classList.contains("widget-missing"))) return;
+    this.shown = model;
+    this.clear();
+    if (!model) {
       this.el.classList.add("widget-missing");
       this.el.textContent = "This widget is gone (its kernel restarted, or its cell ran again).";
       return;
     }
-    const d = this.doc;
-    switch (m.name) {
-      case "IntSliderModel":
-      case "FloatSliderModel": {
-        const isInt = m.name === "IntSliderModel";
-        const input = d.createElement("input");
-        input.type = "range";
-        const readout = d.createElement("output");
-        readout.className = "widget-readout";
-        const desc = this.labelled(input);
-        this.el.querySelector("label")?.appendChild(readout);
-        this.el.classList.add("widget-slider");
-        // while the pointer holds the thumb, echoes of earlier values do not pull it back
-        let dragging = false;
-        input.addEventListener("pointerdown", () => (dragging = true));
-        input.addEventListener("pointerup", () => {
-          dragging = false;
-          this.update();
-        });
-        input.addEventListener("pointercancel", () => (dragging = false));
-        input.addEventListener("input", () => {
-          const cur = this.manager.model(this.id);
-          if (!cur) return;
-          const value = isInt ? Math.round(Number(input.value)) : Number(input.value);
-          readout.textContent = String(value);
-          this.change(cur, { value });
-        });
-        this.sync = (mm, enabled) => {
-          const s = mm.state;
-          desc.textContent = String(s.description ?? "");
-          input.min = String(num(s.min, 0));
-          input.max = String(num(s.max, 100));
-          input.step = String(num(s.step, isInt ? 1 : 0.1));
-          const value = num(s.value, 0);
-          // the local drag wins until it is sent; then the shared value shows
-          const settled = this.pending === null && !dragging;
-          if (settled && Number(input.value) !== value) input.value = String(value);
-          if (settled) readout.textContent = String(value);
-          readout.hidden = s.readout === false;
-          input.disabled = !enabled;
-          input.setAttribute("aria-label", String(s.description ?? "") || "slider");
-        };
-        break;
-      }
-      case "ButtonModel": {
-        const button = d.createElement("button");
-        button.type = "button";
-        button.className = "widget-button";
-        button.addEventListener("click", () => {
-          const cur = this.manager.model(this.id);
-          if (cur) this.manager.host.send("widget_custom", { cell_id: cur.cellId, model_id: this.id, content: { event: "click" } });
-        });
-        this.el.appendChild(button);
-        this.sync = (mm, enabled) => {
-          button.textContent = String(mm.state.description ?? "") || "\u00a0";
-          button.title = String(mm.state.tooltip ?? "");
-          button.disabled = !enabled;
-        };
-        break;
-      }
-      case "TextModel": {
-        const input = d.createElement("input");
-        input.type = "text";
-        this.field(input, "input", () => ({ value: input.value }), (st) => {
-          input.placeholder = String(st.placeholder ?? "");
-          if (d.activeElement !== input) input.value = String(st.value ?? "");
-        });
-        break;
-      }
-      case "CheckboxModel": {
-        const input = d.createElement("input");
-        input.type = "checkbox";
-        this.field(input, "change", () => ({ value: input.checked }), (st) => {
-          input.checked = st.value === true;
-        });
-        break;
-      }
-      case "DropdownModel": {
-        const select = d.createElement("select");
-        this.field(select, "change", () => ({ index: select.selectedIndex }), (st) => {
-          const labels = Array.isArray(st._options_labels) ? st._options_labels.map(String) : [];
-          if (Array.from(select.options, (o) => o.text).join("\u0000") !== labels.join("\u0000")) {
-            select.replaceChildren(
-              ...labels.map((l) => {
-                const o = d.createElement("option");
-                o.value = o.text = l;
-                return o;
-              }),
-            );
-          }
-          select.selectedIndex = typeof st.index === "number" ? st.index : -1;
-        });
-        break;
-      }
-      case "LabelModel": {
-        const span = d.createElement("span");
-        this.el.appendChild(span);
-        this.sync = (mm) => {
-          span.textContent = String(mm.state.value ?? "");
-        };
-        break;
-      }
-      case "OutputModel": {
-        this.el.classList.add("widget-output");
-        let last = "";
-        this.sync = (mm) => {
-          const outputs = Array.isArray(mm.state.outputs) ? (mm.state.outputs as OutputModel[]) : [];
-          const key = JSON.stringify(outputs);
-          if (key === last) return;
-          last = key;
-          for (const c of this.children) c.dispose();
-          this.children = [];
-          this.el.replaceChildren(...outputs.map((o) => this.output(o)));
-        };
-        break;
-      }
-      case "HBoxModel":
-      case "VBoxModel":
-      case "BoxModel":
-        this.el.classList.add(m.name === "HBoxModel" ? "widget-hbox" : "widget-vbox");
-        this.sync = (mm) => {
-          const ids = (Array.isArray(mm.state.children) ? mm.state.children : []).map(idOf).filter(Boolean);
-          const key = ids.join(",");
-          if (key === this.childKey) return;
-          this.childKey = key;
-          for (const c of this.children) c.dispose();
-          this.children = ids.map((i) => this.manager.view(i));
-          this.el.replaceChildren(...this.children.map((c) => c.el));
-        };
-        break;
-      default:
-        this.el.classList.add("widget-placeholder");
-        this.el.textContent = `Widget ${m.name || "of unknown kind"} (${String(m.state._model_module ?? "?")}): this page does not ship its front end.`;
-        this.sync = () => undefined;
-    }
+    void model
+      .then((m) => this.manager.create_view(m))
+      .then((view) => {
+        if (this.disposed || this.shown !== model) {
+          view.remove();
+          return;
+        }
+        this.view = view as base.DOMWidgetView;
+        const w = this.view.luminoWidget;
+        // as Widget.attach does, also while the output is not in the page yet
+        MessageLoop.sendMessage(w, Widget.Msg.BeforeAttach);
+        this.el.appendChild(w.node);
+        MessageLoop.sendMessage(w, Widget.Msg.AfterAttach);
+      })
+      .catch((err: unknown) => {
+        if (this.disposed || this.shown !== model) return;
+        this.el.classList.add("widget-missing");
+        this.el.textContent = `This widget cannot be shown: ${err instanceof Error ? err.message : String(err)}`;
+      });
   }
 
-  /** An output inside an Output widget (it may itself show a widget). */
-  private output(o: OutputModel): HTMLElement {
-    const ref = o.data?.[WIDGET_VIEW_MIME] as { model_id?: unknown } | undefined;
-    if (ref && typeof ref.model_id === "string") {
-      const child = this.manager.view(ref.model_id);
-      this.children.push(child);
-      return child.el;
+  private clear(): void {
+    const v = this.view;
+    this.view = null;
+    if (v) {
+      if (v.luminoWidget.isAttached) {
+        MessageLoop.sendMessage(v.luminoWidget, Widget.Msg.BeforeDetach);
+        v.luminoWidget.node.remove();
+        MessageLoop.sendMessage(v.luminoWidget, Widget.Msg.AfterDetach);
+      }
+      v.remove();
     }
-    return renderOutput(this.manager.win, o);
+    this.el.replaceChildren();
+    this.el.classList.remove("widget-missing");
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.manager.forget(this);
+    this.clear();
   }
 }
