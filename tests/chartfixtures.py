@@ -4,22 +4,31 @@ the objects of a render, and read what the kubelet and the admin read from them.
 
 - :func:`render`, :func:`manifests`, :func:`by_kind`, :func:`objects`: a render as text,
   as Kubernetes objects, and by kind.
-- :func:`container`, :func:`env_of`, :func:`secret_data`, :func:`resolved_env`: a pod's
-  container, its environment as written and as the kubelet resolves it.
+- :func:`pod_spec`, :func:`container`, :func:`env_of`, :func:`secret_data`,
+  :func:`resolved_env`: a pod's spec (a Deployment's or a CronJob's), its container, its
+  environment as written and as the kubelet resolves it.
 - :func:`notes_variables`, :func:`z2jh_values`: what an admin who follows NOTES.txt
   gets: the shell variables its ``kubectl get secret`` lines set, and the
   zero-to-jupyterhub values of its here-document with them expanded.
+- :func:`add_old_history`, :func:`history_rows`: weeks-old history in a real database, for
+  the prune-history CronJob to compact.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
 import yaml
+from pycrdt import Doc, Text
+
+from hub_collab.history.store import DAY
+from hub_collab.store import Store, make_engine
 
 CHART = Path(__file__).resolve().parent.parent / "helm" / "hub-collab"
 RELEASE = "jh"
@@ -45,10 +54,14 @@ def manifests(rendered: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The objects by kind; those of a component (label ``app.kubernetes.io/component``,
+    the prune-history CronJob and its NetworkPolicy) as ``<kind>/<component>``."""
     kinds: dict[str, dict[str, Any]] = {}
     for doc in docs:
-        assert doc["kind"] not in kinds, f"two {doc['kind']} objects"
-        kinds[doc["kind"]] = doc
+        component = (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component")
+        key = f"{doc['kind']}/{component}" if component else doc["kind"]
+        assert key not in kinds, f"two {key} objects"
+        kinds[key] = doc
     return kinds
 
 
@@ -56,9 +69,18 @@ def objects(chart: helm.Chart, values: dict[str, Any]) -> dict[str, dict[str, An
     return by_kind(manifests(render(chart, values)))
 
 
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec of a Deployment, or of a CronJob's Jobs."""
+    if workload["kind"] == "CronJob":
+        spec: dict[str, Any] = workload["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    else:
+        spec = workload["spec"]["template"]["spec"]
+    return spec
+
+
 def container(deployment: dict[str, Any], name: str = "hub-collab") -> dict[str, Any]:
-    """The container (or init container) `name` of a Deployment's pod."""
-    spec = deployment["spec"]["template"]["spec"]
+    """The container (or init container) `name` of a Deployment's (or a CronJob's) pod."""
+    spec = pod_spec(deployment)
     found: list[dict[str, Any]] = [
         c for c in spec["containers"] + spec.get("initContainers", []) if c["name"] == name
     ]
@@ -143,3 +165,42 @@ def on_loopback(env: dict[str, str]) -> dict[str, str]:
     if "JUPYTERHUB_SERVICE_URL" in out:
         out["JUPYTERHUB_SERVICE_URL"] = out["JUPYTERHUB_SERVICE_URL"].replace("://0.0.0.0:", "://127.0.0.1:")
     return out
+
+
+#: the cell document whose history :func:`add_old_history` writes
+OLD_DOC = "cell:c0"
+
+
+def add_old_history(url: str, *, days: int = 20, updates: int = 100) -> str:
+    """A new notebook in the database at `url` (its schema made if it is empty) whose cell
+    ``c0`` bob typed into `updates` times, every half hour from the start of the UTC day
+    `days` days ago, as the service records edits (with their author, session and time):
+    100 updates span 3 UTC days, which prune-history compacts into 3 daily versions once
+    they are older than ``history_keep_days``. The notebook's id."""
+    engine = make_engine(url)
+    try:
+        store = Store(engine)
+        store.start()
+        nb_id = uuid.uuid4().hex
+        store.create_notebook(nb_id, "history to prune", "alice", uuid.uuid4().hex)
+        doc: Doc[Any] = Doc()
+        source = doc.get("source", type=Text)
+        start = (time.time() // DAY - days) * DAY
+        rows = []
+        for i in range(updates):
+            before = doc.get_state()
+            source.insert(len(str(source)), "x")
+            rows.append((nb_id, OLD_DOC, doc.get_update(before), start + i * 1800, "bob", "s-bob"))
+        store.append_updates(rows)
+    finally:
+        engine.dispose()
+    return nb_id
+
+
+def history_rows(url: str, nb_id: str) -> int:
+    """How many rows of history :data:`OLD_DOC` of the notebook has."""
+    engine = make_engine(url)
+    try:
+        return len(Store(engine).history.rows(nb_id, OLD_DOC, limit=10_000))
+    finally:
+        engine.dispose()

@@ -18,7 +18,9 @@
   on Secrets for whoever runs Helm, the Secret written by an install) is not tested here.
 - The rendered service is run for real: the init container's ``hub-collab upgrade-db``
   and the container's command, with the environment the Deployment gives them (Secrets
-  resolved as the kubelet would), against the real Hub of the ``hub`` fixture.
+  resolved as the kubelet would), against the real Hub of the ``hub`` fixture; and the
+  prune-history CronJob's command (made with ``config.history_keep_days``) against a
+  SQLite database holding weeks-old history.
   ``tests/test_chart_pod.py`` runs the whole pod in the image, with podman, beside a Hub
   configured from NOTES.txt (marker ``image``).
 
@@ -48,12 +50,15 @@ from chartfixtures import (
     NAMESPACE,
     NOTES,
     RELEASE,
+    add_old_history,
     by_kind,
     container,
     env_of,
+    history_rows,
     manifests,
     objects,
     on_loopback,
+    pod_spec,
     render,
     resolved_env,
     secret_data,
@@ -125,6 +130,18 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "hub": {"namespace": "z2jh"},
     },
     "sqlite-on-a-volume": {"persistence": {"enabled": True, "storageClass": "standard"}},
+    # history retention: the prune-history CronJob, on SQLite's claim and on PostgreSQL
+    "history-on-a-volume": {"config": {"history_keep_days": 30}, "persistence": {"enabled": True}},
+    "history-on-postgresql": {
+        **SCALED,
+        "config": {"history_keep_days": 7},
+        "pruneHistory": {"schedule": "@daily", "timeZone": "", "resources": {"requests": {"cpu": "50m"}}},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "hub.jupyter.org/dedicated", "operator": "Equal", "value": "core", "effect": "NoSchedule"}],
+        "podLabels": {"example.org/cost-centre": "42"},
+        "image": {"pullSecrets": ["regcred"]},
+        "networkPolicy": {"database": {"ports": [5432, 6432], "to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}},
+    },
     "gateway": {
         "config": {"kernel_provider": "gateway", "kernel_gateway_url": "http://gateway:8888/"},
         "kernelGatewayToken": {"existingSecret": "gw"},
@@ -351,6 +368,128 @@ def test_image_and_pull_settings(chart: helm.Chart) -> None:
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
 
 
+# -- history retention: the prune-history CronJob ---------------------------------------------
+
+PRUNE_ARGS = ["prune-history", "-f", "/etc/hub-collab/hub_collab_config.py"]
+PRUNE = f"{FULLNAME}-prune-history"
+
+
+def test_no_cronjob_unless_history_is_compacted(chart: helm.Chart) -> None:
+    """history_keep_days 0 (the default) keeps everything: nothing to run. With the CronJob
+    turned off, NOTES.txt says that nothing compacts the history, and how to."""
+    for values in ({}, {"config": {"history_keep_days": 0}, "persistence": {"enabled": True}}, SCALED):
+        assert not any(kind.startswith("CronJob") for kind in objects(chart, values)), values
+    off = {"config": {"history_keep_days": 30}, "pruneHistory": {"enabled": False}}
+    rendered = render(chart, off)
+    kinds = by_kind(manifests(rendered))
+    assert "CronJob/prune-history" not in kinds and "NetworkPolicy/prune-history" not in kinds
+    notes = " ".join(rendered[NOTES].split())
+    assert "config.history_keep_days is 30 but pruneHistory.enabled is false: nothing compacts the history" in notes
+    assert f"kubectl exec --namespace {NAMESPACE} deployment/{FULLNAME} -c hub-collab -- hub-collab {' '.join(PRUNE_ARGS)}" in notes
+
+
+def test_history_retention_makes_a_cronjob_like_the_services_pod(chart: helm.Chart, tmp_path: Path) -> None:
+    kinds = objects(chart, SCENARIOS["history-on-a-volume"])
+    cron, dep = kinds["CronJob/prune-history"], kinds["Deployment"]
+    assert cron["apiVersion"] == "batch/v1" and cron["metadata"]["name"] == PRUNE
+    spec = cron["spec"]
+    assert (spec["schedule"], spec["timeZone"], spec["concurrencyPolicy"]) == ("17 3 * * *", "Etc/UTC", "Forbid")
+    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (3, 3)
+    job = spec["jobTemplate"]["spec"]
+    assert (job["backoffLimit"], job["activeDeadlineSeconds"]) == (2, 3600)
+
+    pod, service_pod = pod_spec(cron), pod_spec(dep)
+    assert pod["restartPolicy"] == "Never"
+    assert [c["name"] for c in pod["containers"]] == ["prune-history"] and "initContainers" not in pod
+    prune, main, upgrade = container(cron, "prune-history"), container(dep), container(dep, "upgrade-db")
+    # the image's entrypoint (tini, then hub-collab) with exactly these arguments:
+    # history_keep_days comes from the config file, as the service reads it
+    assert "command" not in prune and prune["args"] == PRUNE_ARGS
+    assert (prune["image"], prune["imagePullPolicy"]) == (main["image"], main["imagePullPolicy"])
+    # the same security, volumes and mounts as the service's container
+    assert pod["securityContext"] == service_pod["securityContext"]
+    assert prune["securityContext"] == main["securityContext"] == upgrade["securityContext"]
+    assert prune["securityContext"]["readOnlyRootFilesystem"] is True and prune["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert prune["volumeMounts"] == main["volumeMounts"]
+    assert pod["volumes"] == service_pod["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": FULLNAME}} in pod["volumes"]
+    # where the database is, as upgrade-db has it; nothing of the Hub, no cookie secret
+    assert env_of(prune) == env_of(upgrade) == {"HOME": "/tmp", "HUB_COLLAB_DATA_DIR": "/srv/hub-collab"}
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == (FULLNAME, False)
+    assert prune["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+    # SQLite: on the node of the service's pod, whose claim it mounts
+    (term,) = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term == {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": dep["spec"]["selector"]["matchLabels"]}}
+
+    # its pods are not the service's: not behind the Service, not in the budget, not in the
+    # service's network policy; a policy of their own lets nothing in or out
+    labels = cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert cron["spec"]["jobTemplate"]["metadata"]["labels"] == labels
+    for selector in (kinds["Service"]["spec"]["selector"], dep["spec"]["selector"]["matchLabels"],
+                     kinds["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+                     kinds["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"]):  # fmt: skip
+        assert not selector.items() <= labels.items(), selector
+    policy = kinds["NetworkPolicy/prune-history"]
+    assert policy["metadata"]["name"] == PRUNE
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == [] and policy["spec"]["egress"] == []
+
+    # the service's config file, which the CronJob mounts, sets history_keep_days
+    path = tmp_path / "hub_collab_config.py"
+    path.write_text(kinds["ConfigMap"]["data"]["hub_collab_config.py"])
+    app = HubCollab()
+    app.load_config_file(str(path))
+    assert app.config.HubCollab["history_keep_days"] == 30
+
+
+def test_history_retention_on_postgresql(chart: helm.Chart) -> None:
+    kinds = objects(chart, SCENARIOS["history-on-postgresql"])
+    cron, dep = kinds["CronJob/prune-history"], kinds["Deployment"]
+    pod = pod_spec(cron)
+    prune = container(cron, "prune-history")
+    assert cron["spec"]["schedule"] == "@daily" and "timeZone" not in cron["spec"]
+    assert env_of(prune) == env_of(container(dep, "upgrade-db")) == {
+        "HOME": "/tmp", "HUB_COLLAB_DATA_DIR": "/tmp/hub-collab", "HUB_COLLAB_DB_URL": ("secret", "collab-db", "url"),
+    }  # fmt: skip
+    assert env_of(prune)["HUB_COLLAB_DB_URL"] == env_of(container(dep))["HUB_COLLAB_DB_URL"]
+    assert [v["name"] for v in pod["volumes"]] == ["config", "tmp"] == [m["name"] for m in prune["volumeMounts"]]
+    assert pod["volumes"] == pod_spec(dep)["volumes"]
+    assert "affinity" not in pod, "any node reaches PostgreSQL"
+    # merged with the defaults, as Helm merges values
+    assert prune["resources"] == {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    # the values every pod of the release takes
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["tolerations"] == pod_spec(dep)["tolerations"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["example.org/cost-centre"] == "42"
+    egress = kinds["NetworkPolicy/prune-history"]["spec"]["egress"]
+    assert [tuple(p["port"] for p in rule["ports"]) for rule in egress] == [(5432, 6432), (53, 53)]
+    assert egress[0]["to"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    assert "NetworkPolicy/prune-history" not in objects(chart, {**SCENARIOS["history-on-postgresql"], "networkPolicy": {"enabled": False}})
+
+
+def test_the_cronjobs_name_fits(chart: helm.Chart) -> None:
+    """A CronJob's name is at most 52 characters (its Jobs add 11)."""
+    long = {**SCENARIOS["history-on-a-volume"], "fullnameOverride": "a" * 63}
+    kinds = objects(chart, long)
+    name = kinds["CronJob/prune-history"]["metadata"]["name"]
+    assert name == "a" * 38 + "-prune-history" and len(name) == 52
+    assert kinds["NetworkPolicy/prune-history"]["metadata"]["name"] == name
+
+
+def test_notes_name_the_cronjob(chart: helm.Chart) -> None:
+    notes = render(chart, SCENARIOS["history-on-a-volume"])[NOTES]
+    flat = " ".join(notes.split())
+    assert f"the CronJob {PRUNE} compacts the history older than 30 days into one version per day" in flat
+    assert '"17 3 * * *" (Etc/UTC)' in flat
+    assert f"kubectl get jobs --namespace {NAMESPACE} -l app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=prune-history" in notes
+    assert f"kubectl create job --namespace {NAMESPACE} --from=cronjob/{PRUNE} {PRUNE}-now" in notes
+    assert "runs on the node of the service's pod" in flat
+    assert "runs on the node" not in " ".join(render(chart, SCENARIOS["history-on-postgresql"])[NOTES].split())
+
+
 # -- the config file ----------------------------------------------------------------------
 
 
@@ -415,6 +554,10 @@ REFUSED = [
     ("the gateway without its URL", {"config": {"kernel_provider": "gateway"}}, r"at '/config': missing property 'kernel_gateway_url'"),
     ("a cookie secret that is not hex", {"cookieSecret": {"value": "secret"}}, r"at '/cookieSecret/value': 'secret' does not match"),
     ("a Hub URL with a path", {"hub": {"url": "http://hub:8081/hub/api"}}, r"at '/hub/url': 'http://hub:8081/hub/api' does not match"),
+    ("history retention on SQLite in an emptyDir", {"config": {"history_keep_days": 30}}, r"at '/persistence/enabled': value must be true"),
+    ("history retention on a claim only one pod may mount", {"config": {"history_keep_days": 30}, "persistence": {"enabled": True, "accessModes": ["ReadWriteOncePod"]}}, r"at '/persistence/accessModes': 'not' failed"),
+    ("a schedule that is not cron's", {**POSTGRES, "config": {"history_keep_days": 30}, "pruneHistory": {"schedule": "daily"}}, r"at '/pruneHistory/schedule': 'daily' does not match"),
+    ("a CronJob without a deadline", {"pruneHistory": {"activeDeadlineSeconds": 0}}, r"at '/pruneHistory/activeDeadlineSeconds': minimum: got 0, want 1"),
 ]
 
 
@@ -663,6 +806,26 @@ def test_the_rendered_pod_starts_and_serves_against_a_real_hub(chart: helm.Chart
         assert not (tmp_path / "srv" / "hub-collab" / "cookie_secret").exists()
     finally:
         service.stop()
+
+
+def test_the_rendered_cronjob_compacts_the_history_older_than_the_configs_days(chart: helm.Chart, tmp_path: Path) -> None:
+    """The CronJob's container, run as the kubelet would (its arguments, its environment,
+    the rendered config file at its mount path, the data volume) on a SQLite database
+    with 20-day-old history: with history_keep_days 30 it keeps every update; with 7 it
+    compacts them into daily versions. The days come from the ConfigMap alone."""
+    url = f"sqlite:///{tmp_path / 'srv' / 'hub-collab' / 'hub-collab.sqlite'}"
+    (tmp_path / "srv" / "hub-collab").mkdir(parents=True)
+    nb_id = add_old_history(url, days=20)
+    for days, compacted, rows in ((30, 0, 100), (7, 100, 3)):
+        kinds = objects(chart, {"config": {"history_keep_days": days}, "persistence": {"enabled": True}})
+        config = tmp_path / "hub_collab_config.py"
+        config.write_text(kinds["ConfigMap"]["data"]["hub_collab_config.py"])
+        prune = container(kinds["CronJob/prune-history"], "prune-history")
+        argv = [sys.executable, "-m", "hub_collab", *(str(config) if a == "/etc/hub-collab/hub_collab_config.py" else a for a in prune["args"])]
+        done = subprocess.run(argv, env=kubelet_env(prune, {}, tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"{url}: compacted {compacted} updates before "), done.stdout
+        assert history_rows(url, nb_id) == rows, days
 
 
 # -- the documentation ------------------------------------------------------------------------

@@ -47,6 +47,11 @@ user's token (403); the pod stops with status 0 within its grace period. The pod
 before the Hub knows of it, as in an install: the chart first, then the upgrade of
 zero-to-jupyterhub that NOTES.txt asks for.
 
+The prune-history CronJob (``config.history_keep_days``) runs the same way: its Jobs'
+pod, from the rendered CronJob, to completion beside the service's pod, on SQLite (one
+directory standing for the claim both pods mount, as two pods of one node mount a
+``ReadWriteOnce`` claim) and on PostgreSQL, holding history for it to compact.
+
 Marked ``image`` (``pytest -m image``): it needs the image (the session builds it once).
 """
 
@@ -57,6 +62,7 @@ import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,11 +76,14 @@ from chartfixtures import (
     FULLNAME,
     NAMESPACE,
     NOTES,
+    add_old_history,
     by_kind,
     container,
+    history_rows,
     manifests,
     notes_variables,
     on_loopback,
+    pod_spec,
     render,
     resolved_env,
     secret_data,
@@ -90,6 +99,7 @@ from hubfixtures import (
 )
 from imagefixtures import PodmanContainer, podman
 from prometheus_client.parser import text_string_to_metric_families
+from replicas import PostgresDatabase
 from test_auth import assert_error, auth
 
 from hub_collab import __version__
@@ -239,23 +249,44 @@ PROBE_OK = range(200, 400)
 
 class Pod:
     """The pod of a rendered Deployment, run with podman: init containers to completion,
-    then the container ``hub-collab`` (:attr:`main`)."""
+    then the container ``hub-collab`` (:attr:`main`). Or the pod of a rendered CronJob's
+    Jobs (`workload` ``CronJob/prune-history``), whose container runs to completion
+    (:meth:`run_to_completion`).
 
-    def __init__(self, kinds: dict[str, dict[str, Any]], root: Path) -> None:
+    A persistentVolumeClaim is a directory under `claims` named after the claim, made
+    empty by the first pod that mounts it (as a provisioner makes a volume) and shared by
+    every pod given the same `claims`, as pods of one node share a ``ReadWriteOnce``
+    claim. Scheduling (``affinity``, ``nodeSelector``, ``tolerations``) is the
+    scheduler's and ``restartPolicy`` the Job controller's: not applied here."""
+
+    def __init__(
+        self, kinds: dict[str, dict[str, Any]], root: Path, workload: str = "Deployment", claims: Path | None = None
+    ) -> None:
         self.kinds = kinds
-        self.spec: dict[str, Any] = kinds["Deployment"]["spec"]["template"]["spec"]
+        self.spec: dict[str, Any] = pod_spec(kinds[workload])
         secret = kinds["Secret"]
         self.secrets = {secret["metadata"]["name"]: secret_data(secret)}
         self.root = root
-        # as a Deployment names its pods: <name>-<replica set hash>-<suffix>
-        self.hostname = f"{kinds['Deployment']['metadata']['name']}-{secrets.token_hex(5)}-{secrets.token_hex(3)[:5]}"
+        self.claims = claims if claims is not None else root / "claims"
+        name = kinds[workload]["metadata"]["name"]
+        if kinds[workload]["kind"] == "CronJob":
+            # as a CronJob names its Jobs (<name>-<scheduled minute>), and a Job its pods
+            self.hostname = f"{name}-{int(time.time() // 60)}-{secrets.token_hex(3)[:5]}"
+        else:
+            # as a Deployment names its pods: <name>-<replica set hash>-<suffix>
+            self.hostname = f"{name}-{secrets.token_hex(5)}-{secrets.token_hex(3)[:5]}"
         self.volumes = {v["name"]: self._make_volume(v) for v in self.spec["volumes"]}
         self.main = PodmanContainer(f"{FULLNAME}-pod")
 
     def _make_volume(self, volume: dict[str, Any]) -> Path:
         path: Path = self.root / "volumes" / volume["name"]
-        path.mkdir(parents=True)
-        if "configMap" in volume:
+        if "persistentVolumeClaim" in volume:
+            path = self.claims / volume["persistentVolumeClaim"]["claimName"]
+            if not path.exists():  # provisioned, empty
+                path.mkdir(parents=True)
+                path.chmod(0o777)
+        elif "configMap" in volume:
+            path.mkdir(parents=True)
             config_map = self.kinds["ConfigMap"]
             assert config_map["metadata"]["name"] == volume["configMap"]["name"], volume
             mode = volume["configMap"].get("defaultMode", 0o644)
@@ -263,16 +294,20 @@ class Pod:
                 (path / key).write_text(text)
                 (path / key).chmod(mode)
         elif "emptyDir" in volume:
+            path.mkdir(parents=True)
             path.chmod(0o777)
         else:
             pytest.fail(f"this test does not know how to make the volume {volume}")
         fs_group = self.spec.get("securityContext", {}).get("fsGroup")
         if fs_group is not None:
-            # the kubelet gives the volume's files to fsGroup (directories setgid)
+            # the kubelet gives the volume's files to fsGroup (directories setgid; a claim's
+            # files also readable and writable by the group), at every mount
             for item in [path, *path.rglob("*")]:
                 os.chown(item, -1, fs_group)
                 if item.is_dir():
                     item.chmod(item.stat().st_mode | 0o2070)
+                elif "persistentVolumeClaim" in volume:
+                    item.chmod(item.stat().st_mode | 0o060)
         return path
 
     def _security(self, c: dict[str, Any]) -> list[str]:
@@ -328,15 +363,33 @@ class Pod:
             args += ["--entrypoint", json.dumps(c["command"])]
         return [*args, c["image"], *c.get("args", [])]
 
+    def run_to_completion(self, c: dict[str, Any]) -> str:
+        """The container `c` to completion (exit 0, or the test fails); its output."""
+        name = f"{FULLNAME}-{c['name']}-{secrets.token_hex(4)}"
+        done = podman("run", "--rm", *self.run_args(c, name), timeout=300, check=False)
+        assert done.returncode == 0, f"container {c['name']} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+        return done.stdout + done.stderr
+
     def run_init_containers(self) -> dict[str, str]:
         """Each init container, in order, to completion (exit 0, or the test fails); their output."""
-        outputs = {}
-        for c in self.spec.get("initContainers", []):
-            name = f"{FULLNAME}-{c['name']}-{secrets.token_hex(4)}"
-            done = podman("run", "--rm", *self.run_args(c, name), timeout=300, check=False)
-            assert done.returncode == 0, f"init container {c['name']} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
-            outputs[c["name"]] = done.stdout + done.stderr
-        return outputs
+        return {c["name"]: self.run_to_completion(c) for c in self.spec.get("initContainers", [])}
+
+    def wait_started(self) -> None:
+        """Until the container's startup probe succeeds, within its budget."""
+        main = container(self.kinds["Deployment"])
+        startup = main["startupProbe"]
+
+        def started() -> requests.Response:
+            self.main.check_running()
+            try:
+                resp = probe(main, "startupProbe")
+            except requests.RequestException as exc:
+                raise AssertionError(str(exc)) from None
+            assert resp.status_code in PROBE_OK, f"{resp.status_code} {resp.text[:200]}"
+            return resp
+
+        budget = startup.get("initialDelaySeconds", 0) + startup["failureThreshold"] * startup["periodSeconds"]
+        wait_until(started, timeout=budget, interval=0.2, what="the startup probe", on_timeout=self.main.logs)
 
     def start(self) -> None:
         podman("run", "--detach", *self.run_args(container(self.kinds["Deployment"]), self.main.name))
@@ -423,19 +476,7 @@ def test_the_rendered_pod_runs_in_podman_beside_a_hub_configured_from_notes(
         outputs = pod.run_init_containers()
         assert "created the schema" in outputs["upgrade-db"], outputs
         pod.start()
-        startup = main["startupProbe"]
-
-        def started() -> requests.Response:
-            pod.main.check_running()
-            try:
-                resp = probe(main, "startupProbe")
-            except requests.RequestException as exc:
-                raise AssertionError(str(exc)) from None
-            assert resp.status_code in PROBE_OK, f"{resp.status_code} {resp.text[:200]}"
-            return resp
-
-        budget = startup.get("initialDelaySeconds", 0) + startup["failureThreshold"] * startup["periodSeconds"]
-        wait_until(started, timeout=budget, interval=0.2, what="the startup probe", on_timeout=pod.main.logs)
+        pod.wait_started()
         for kind in ("livenessProbe", "readinessProbe"):
             resp = probe(main, kind)
             assert resp.status_code in PROBE_OK, (kind, resp.status_code, resp.text)
@@ -501,3 +542,73 @@ def test_the_rendered_pod_runs_in_podman_beside_a_hub_configured_from_notes(
         assert "Traceback" not in pod.main.logs(), pod.main.logs()
     finally:
         pod.main.remove()
+
+
+@pytest.mark.parametrize("database", ["sqlite-on-a-claim", "postgresql"])
+def test_the_rendered_cronjob_prunes_the_history_in_podman(chart: helm.Chart, image: str, tmp_path: Path, database: str) -> None:
+    """The prune-history CronJob's pod, run as the kubelet runs it, beside the service's pod
+    (upgrade-db, then the service) on the same database, which holds 20-day-old history
+    and 2-day-old history: with history_keep_days 7 it compacts the first into daily
+    versions, keeps the second whole, and the service stays ready.
+
+    SQLite on a claim: both pods mount the same directory, as two pods of one node mount a
+    ReadWriteOnce claim (the CronJob's pod is bound to the service pod's node). PostgreSQL:
+    the database URL from the rendered Secret, reached over the machine's network."""
+    repository, tag = image.rsplit(":", 1)
+    values: dict[str, Any] = {
+        "image": {"repository": repository, "tag": tag},
+        # no Hub: the service starts without one (a refused connection), the CronJob needs none
+        "hub": {"url": "http://127.0.0.1:9", "proxyUrl": "http://127.0.0.1:9"},
+        "service": {"port": free_port()},
+        "config": {"history_keep_days": 7},
+    }
+    db: PostgresDatabase | None = None
+    if database == "postgresql":
+        db = PostgresDatabase()
+        db.create()
+        values["db"] = {"url": db.url}
+    else:
+        values["persistence"] = {"enabled": True}
+    kinds = by_kind(manifests(render(chart, values)))
+    cron = kinds["CronJob/prune-history"]
+    prune = container(cron, "prune-history")
+    assert prune["image"] == image
+    claims = tmp_path / "claims"
+    service = Pod(kinds, tmp_path / "service", claims=claims)
+    try:
+        assert "created the schema" in service.run_init_containers()["upgrade-db"]
+        service.start()
+        service.wait_started()
+        if db is not None:
+            url = db.url
+        else:
+            (claim,) = [v["persistentVolumeClaim"]["claimName"] for v in pod_spec(cron)["volumes"] if "persistentVolumeClaim" in v]
+            assert claim == FULLNAME
+            url = f"sqlite:///{claims / claim / 'hub-collab.sqlite'}"
+        # what the service recorded over the last weeks: edits with their authors and times
+        old, recent = add_old_history(url, days=20), add_old_history(url, days=2)
+        assert (history_rows(url, old), history_rows(url, recent)) == (100, 100)
+
+        job = Pod(kinds, tmp_path / "job", workload="CronJob/prune-history", claims=claims)
+        assert set(job.volumes) == set(service.volumes)
+        output = job.run_to_completion(prune)
+        assert re.search(r": compacted 100 updates before \S+ \(UTC\) of 1 docs in 1 notebooks into 3 daily versions", output), output
+        assert "Traceback" not in output, output
+        assert (history_rows(url, old), history_rows(url, recent)) == (3, 100)
+        # a second run finds nothing more to compact
+        assert ": compacted 3 updates before" in job.run_to_completion(prune)
+        assert history_rows(url, old) == 3
+
+        ready = probe(container(kinds["Deployment"]), "readinessProbe")
+        assert ready.status_code in PROBE_OK and ready.json()["database"] is True, ready.text
+        if db is None:
+            # every file of the claim is still the pods' user's (uid 1000) to write
+            uid = pod_spec(cron)["securityContext"]["runAsUser"]
+            assert {(f.name, f.stat().st_uid) for f in (claims / FULLNAME).iterdir() if f.name.startswith("hub-collab.sqlite")} <= {
+                (name, uid) for name in ("hub-collab.sqlite", "hub-collab.sqlite-wal", "hub-collab.sqlite-shm")
+            }
+        assert service.stop() == 0, service.main.logs()
+    finally:
+        service.main.remove()
+        if db is not None:
+            db.drop()

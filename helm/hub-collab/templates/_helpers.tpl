@@ -133,6 +133,28 @@ Call with (dict "ctx" $ "name" "HUB_COLLAB_DB_URL" "item" .Values.db "key" "db-u
   {{- end }}
 {{- end }}
 
+{{/* An egress rule to PostgreSQL (networkPolicy.database). */}}
+{{- define "hub-collab.egressDatabase" -}}
+- ports:
+    {{- range .Values.networkPolicy.database.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with .Values.networkPolicy.database.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/* An egress rule to DNS (kube-dns, or a node-local cache). */}}
+{{- define "hub-collab.egressDns" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}
+
 {{/*
 Where the service's files and its database are: the same for the service and for
 `hub-collab upgrade-db`. The root filesystem is read-only; HOME and temporary files live
@@ -160,6 +182,16 @@ on the `tmp` emptyDir.
 {{- end }}
 {{- end }}
 
+{{/* The pods' security context: the service's, and the prune-history CronJob's. */}}
+{{- define "hub-collab.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+fsGroup: 1000
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
 {{- define "hub-collab.containerSecurity" -}}
 runAsNonRoot: true
 runAsUser: 1000
@@ -168,4 +200,62 @@ allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
+{{- end }}
+
+{{/*
+The volumes of volumeMounts: the ConfigMap, the `tmp` emptyDir and, with SQLite, the data
+volume (the claim with persistence, else an emptyDir of the pod's own).
+*/}}
+{{- define "hub-collab.volumes" -}}
+- name: config
+  configMap:
+    name: {{ include "hub-collab.fullname" . }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- if include "hub-collab.sqlite" . }}
+- name: data
+  {{- if .Values.persistence.enabled }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.persistence.existingClaim | default (include "hub-collab.fullname" .) }}
+  {{- else }}
+  emptyDir: {}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "hub-collab.imagePullSecrets" -}}
+{{- with .Values.image.pullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Is history compacted by the chart's CronJob (`hub-collab prune-history`)? When the
+service's history_keep_days is more than 0 and pruneHistory.enabled.
+*/}}
+{{- define "hub-collab.pruneHistory" -}}
+{{- if and .Values.pruneHistory.enabled (gt (int (default 0 .Values.config.history_keep_days)) 0) }}true{{ end }}
+{{- end }}
+
+{{/*
+The CronJob's name (and its NetworkPolicy's): at most 52 characters, as Kubernetes wants
+of a CronJob (its Jobs' names add 11).
+*/}}
+{{- define "hub-collab.pruneName" -}}
+{{- printf "%s-prune-history" (include "hub-collab.fullname" . | trunc 38 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+The labels of the CronJob's pods. Not the service's selector labels
+(app.kubernetes.io/name and instance together): the Service, the PodDisruptionBudget,
+the service's NetworkPolicy and its anti-affinity select the service's pods by those.
+*/}}
+{{- define "hub-collab.pruneSelectorLabels" -}}
+app.kubernetes.io/part-of: {{ include "hub-collab.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: prune-history
 {{- end }}
