@@ -285,6 +285,25 @@ async def test_execute_stream_display_error(kernel: tuple[RemoteKernelConnection
         assert msg["header"]["msg_type"] == msg["msg_type"]
 
 
+async def test_comm_buffers_both_ways(kernel: tuple[RemoteKernelConnection, Sink]) -> None:
+    """Binary buffers of comm messages (a widget's bytes) cross in both protocols: the v1
+    frame's extra parts, the JSON protocol's binary frame."""
+    conn, sink = kernel
+    msg_id = await sink.run(
+        conn,
+        "from comm import create_comm\ngot = []\nc = create_comm(target_name='t', data={})\n"
+        "c.on_msg(lambda m: got.append([bytes(b) for b in m['buffers']]))\n"
+        "c.send({'y': 2}, buffers=[b'\\x01\\x02', b'three'])\nprint(c.comm_id)",
+    )
+    comm_id = sink.text(msg_id).strip()
+    (sent,) = sink.of(msg_id, "comm_msg")
+    assert sent["content"]["data"] == {"y": 2} and [bytes(b) for b in sent["buffers"]] == [b"\x01\x02", b"three"]
+    conn.comm_msg(comm_id, {"x": 1}, USER, [b"\x00abc", bytes(range(256))])
+    # the kernel handles shell messages in order: the comm message before this run
+    check = await sink.run(conn, "print(len(got), got[-1][0] if got else None, len(got[-1][1]) if got else None)")
+    assert sink.text(check) == "1 b'\\x00abc' 256\n"
+
+
 async def test_stdin(kernel: tuple[RemoteKernelConnection, Sink]) -> None:
     conn, sink = kernel
     msg_id = conn.execute("name = input('who? ')\nprint('hello', name)")

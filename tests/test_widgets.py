@@ -7,6 +7,7 @@ bob, carol) with rwx; its kernel is shared inside the module.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import signal
@@ -323,3 +324,55 @@ async def test_models_of_a_lost_kernel_are_removed(users: Users, collab: Any) ->
     async with opened(users, "bob", nb_id) as bob:
         await bob.wait_for(lambda: bob.widgets("c0") == {}, timeout=60)
         assert views_of(bob, "c0")  # the output that showed the widget stays; the page says it is gone
+
+
+IMAGE = """\
+import ipywidgets as w
+img = w.Image(value=b'\\x89PNG\\r\\n\\x1a\\n' + bytes(range(256)), format='png')
+got = []
+img.observe(lambda ch: got.append((get_ipython().kernel.get_parent()['header']['username'], bytes(ch['new']))), 'value')
+img
+"""
+GOT = "print([(who, len(b), b[:6]) for who, b in got])"
+
+
+async def test_binary_state_both_ways(users: Users) -> None:
+    """An Image's bytes (a buffer of the kernel's comm message) are in the doc as bytes; a
+    client's buffers (base64, where ``buffer_paths`` say) reach the kernel as bytes, as the
+    user who sent them; malformed buffers are refused and reach no kernel."""
+    nb_id = await make_notebook(users, IMAGE, GOT, name="widget-bytes")
+    try:
+        async with opened(users, "alice", nb_id) as alice, opened(users, "bob", nb_id) as bob:
+            await run(alice, "c0")
+            await bob.wait_for(lambda: has_model(bob, "c0", "ImageModel"), timeout=30)
+            image_id, state = model(bob, "c0", "ImageModel")
+            assert bytes(state["value"]) == b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+            gif = b"GIF89a" + bytes(1000)
+            # as ipywidgets sends it: the key whose value is a buffer is taken out of the state
+            await alice.command(
+                "widget_update", cell_id="c0", model_id=image_id, state={},
+                buffer_paths=[["value"]], buffers=[base64.b64encode(gif).decode()],
+            )
+            await bob.wait_for(lambda: bytes(model(bob, "c0", "ImageModel")[1]["value"]) == gif, timeout=30)
+            bad: list[tuple[dict[str, Any], str]] = [
+                ({"buffer_paths": [["value"]], "buffers": ["not base64!"]}, "invalid_command"),
+                ({"buffer_paths": [["value"]], "buffers": []}, "invalid_command"),
+                ({"buffer_paths": [["value"], ["value"]], "buffers": ["AAAA"]}, "invalid_command"),
+                ({"buffer_paths": ["value"], "buffers": ["AAAA"]}, "invalid_command"),
+                ({"buffer_paths": [["value", 0]], "buffers": ["AAAA"]}, "invalid_command"),
+                ({"buffer_paths": [[0]], "buffers": ["AAAA"]}, "invalid_command"),
+                ({"buffer_paths": [["_model_name"]], "buffers": ["AAAA"]}, "invalid_widget_state"),
+                ({"buffer_paths": [["nope"]], "buffers": ["AAAA"]}, "invalid_widget_state"),
+                ({"buffer_paths": [["value"]] * 17, "buffers": ["AAAA"] * 17}, "invalid_command"),
+                ({"buffer_paths": [["value"]], "buffers": [base64.b64encode(bytes(70_000)).decode()]}, "too_large"),
+            ]
+            for fields, code in bad:
+                with pytest.raises(CommandError) as err:
+                    await alice.command("widget_update", cell_id="c0", model_id=image_id, state={}, **fields)
+                assert err.value.code == code, (str(fields)[:120], err.value)
+            # only the one good change reached the kernel, with its bytes, from alice
+            await run(alice, "c1")
+            assert text_of(alice.outputs("c1")) == "[('alice', 1006, b'GIF89a')]\n"
+            assert bytes(model(bob, "c0", "ImageModel")[1]["value"]) == gif
+    finally:
+        await users("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")

@@ -9,15 +9,18 @@ page does not ship shows a placeholder with its name.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from playwright.sync_api import Page, expect
 from test_widgets import INTERACT
 from ui_helpers import CHROMIUM, Api, cell, notebook, open_notebook, screenshot
 
-# a Play widget (its buttons carry Font Awesome icons) and a widget of a module no page ships
-PLAY_AND_THING = """\
-import traitlets
+# a Play widget (its buttons carry Font Awesome icons), a widget of a module no page ships,
+# and an Image (its bytes a binary buffer, drawn from a blob: URL)
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+PLAY_AND_THING = f"""\
+import base64, traitlets
 class Thing(w.DOMWidget):
     _model_name = traitlets.Unicode("ThingModel").tag(sync=True)
     _model_module = traitlets.Unicode("thing-widgets").tag(sync=True)
@@ -25,7 +28,7 @@ class Thing(w.DOMWidget):
     _view_name = traitlets.Unicode("ThingView").tag(sync=True)
     _view_module = traitlets.Unicode("thing-widgets").tag(sync=True)
     _view_module_version = traitlets.Unicode("1.0.0").tag(sync=True)
-w.VBox([w.Play(value=1), Thing()])
+w.VBox([w.Play(value=1), Thing(), w.Image(value=base64.b64decode("{PNG}"), format="png", width=20)])
 """
 
 assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: run scripts/setup (or apt-get install chromium)"
@@ -76,6 +79,9 @@ def test_a_slider_everyone_shares(as_user: Any, collab: Any, hub: Any) -> None:
         assert bob.evaluate("document.fonts.check('14px FontAwesome')")
         # a widget whose front end the page does not ship: a placeholder naming it
         expect(cell(bob, "c1").locator(".widget-placeholder")).to_contain_text("ThingModel (thing-widgets)")
+        image = cell(bob, "c1").locator("img.widget-image")
+        expect(image).to_have_attribute("src", re.compile("^blob:"), timeout=30_000)
+        bob.wait_for_function("i => i.complete && i.naturalWidth === 1", arg=image.element_handle(), timeout=30_000)
 
         # bob moves the slider with the keyboard: both see the function's new output
         slider(bob).focus()

@@ -109,6 +109,22 @@ export function widgetRef(o: OutputModel): string | null {
   return ref && typeof ref.model_id === "string" ? ref.model_id : null;
 }
 
+/** A state value with the doc's binary values (Uint8Array) as the DataViews ipywidgets expects. */
+function withViews(v: unknown): unknown {
+  // a copy: ipywidgets sends a view's whole buffer, and yjs' bytes may be a part of a larger one
+  if (v instanceof Uint8Array) return new DataView(v.slice().buffer);
+  if (Array.isArray(v)) return v.map(withViews);
+  if (v !== null && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, withViews(x)]));
+  return v;
+}
+
+function base64(buf: unknown): string {
+  const bytes = ArrayBuffer.isView(buf) ? new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) : new Uint8Array(buf as ArrayBuffer);
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
 /** What stands for a kernel comm: one per model, fed from the model's Map. */
 class MapComm implements base.IClassicComm {
   readonly target_name = "jupyter.widget";
@@ -262,7 +278,7 @@ export class SharedWidgetManager extends ManagerBase {
     for (const k of keys ?? st.keys()) {
       if (!st.has(k)) continue;
       const v = st.get(k);
-      out[k] = v instanceof Y.AbstractType ? v.toJSON() : v;
+      out[k] = withViews(v instanceof Y.AbstractType ? v.toJSON() : v);
     }
     if ("disabled" in out && !this.host.canChange(l.cellId)) out.disabled = true;
     return out;
@@ -327,17 +343,20 @@ export class SharedWidgetManager extends ManagerBase {
       return msgId;
     }
     const update = method === "update" && typeof data.state === "object" && data.state !== null;
-    const keys = update ? Object.keys(data.state as Json) : [];
+    // the keys it changes: those of its state, and those its buffers go into (ipywidgets takes them out of the state)
+    const paths = Array.isArray(data.buffer_paths) ? (data.buffer_paths as unknown[][]) : [];
+    const keys = update ? [...new Set([...Object.keys(data.state as Json), ...paths.map((p) => String(p[0]))])] : [];
     // nothing that cannot reach the kernel is sent: the model shows the Map's values again
-    if (stale || !this.host.canChange(l.cellId) || buffers.length > 0 || (!update && method !== "custom")) {
-      if (buffers.length) console.warn("widget messages with binary buffers are not shared; not sent");
+    if (stale || !this.host.canChange(l.cellId) || (!update && method !== "custom")) {
       queueMicrotask(() => {
         idle();
         if (l && !stale && keys.length) comm.deliver({ method: "echo_update", state: this.stateOf(l, keys), buffer_paths: [] }, msgId);
       });
       return msgId;
     }
-    const fields = update ? { cell_id: l.cellId, model_id: comm.comm_id, state: data.state } : { cell_id: l.cellId, model_id: comm.comm_id, content: data.content ?? {} };
+    const fields: Json = update ? { cell_id: l.cellId, model_id: comm.comm_id, state: data.state } : { cell_id: l.cellId, model_id: comm.comm_id, content: data.content ?? {} };
+    // binary buffers (a FileUpload's files) go as base64, where ipywidgets' buffer_paths say
+    if (update && buffers.length) Object.assign(fields, { buffer_paths: data.buffer_paths, buffers: buffers.map(base64) });
     l.inFlight.set(msgId, keys);
     const go = (): void => {
       l.lastSent = Date.now();

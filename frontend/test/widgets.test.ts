@@ -169,3 +169,24 @@ test("HTML in a description goes through the page's sanitizer", async () => {
   assert.ok(!attrs.some((a) => a.startsWith("on")), attrs.join(" "));
   holder.dispose();
 });
+
+test("binary state: the doc's bytes reach the model as a DataView; a model's bytes go as base64 where buffer_paths say", async () => {
+  const { doc, mgr, sent } = setup();
+  addModel(doc, "i1", "ImageModel", { value: new Uint8Array([137, 80, 78, 71]), format: "png" });
+  await settle();
+  const model = await mgr.get_model("i1");
+  const value = model.get("value") as DataView;
+  assert.ok(value instanceof DataView);
+  assert.deepEqual([...new Uint8Array(value.buffer, value.byteOffset, value.byteLength)], [137, 80, 78, 71]);
+  model.set("value", new DataView(new Uint8Array([71, 73, 70]).buffer));
+  model.save_changes();
+  await settle();
+  assert.equal(sent.length, 1);
+  assert.deepEqual(sent[0]?.fields, { cell_id: "c0", model_id: "i1", state: {}, buffer_paths: [["value"]], buffers: ["R0lG"] });
+  // the service puts the bytes into the doc, then answers: the model keeps them
+  stateMap(doc, "i1").set("value", new Uint8Array([71, 73, 70]));
+  sent[0]?.answer(true);
+  await settle();
+  const now = model.get("value") as DataView;
+  assert.deepEqual([...new Uint8Array(now.buffer, now.byteOffset, now.byteLength)], [71, 73, 70]);
+});

@@ -28,7 +28,7 @@ access_log = logging.getLogger("tornado.access")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; connect-src 'self'; frame-src 'self' blob:; "
+    "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; frame-src 'self' blob:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
 )
 

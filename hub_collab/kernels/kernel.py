@@ -610,7 +610,9 @@ class Kernel:
         if self.up:
             self._tasks.append(asyncio.get_running_loop().create_task(self._died(reason)))
 
-    async def widget_message(self, user: str, cell_id: str, model_id: Any, payload: Any, *, custom: bool) -> None:
+    async def widget_message(
+        self, user: str, cell_id: str, model_id: Any, payload: Any, *, custom: bool, buffer_paths: Any = None, buffers: Any = None
+    ) -> None:
         """A client changed a widget (``custom``: sent it a custom message, a click):
         check it, apply it, and send it to the kernel as ``user``. Raises a
         :class:`~hub_collab.errors.CollabError` that says what was wrong."""
@@ -622,11 +624,12 @@ class Kernel:
         conn = self.conn
         if conn is None or not self.up:
             raise NotFound("the widget's kernel is not running", code="unknown_widget")
+        raw: list[bytes] = []
         if custom:
             comm_id, data = self.widgets.client_custom(user, cell_id, model_id, payload)
         else:
-            comm_id, data = self.widgets.client_update(user, cell_id, model_id, payload)
-        self.widgets.sent(conn.comm_msg(comm_id, data, user), comm_id)
+            comm_id, data, raw = self.widgets.client_update(user, cell_id, model_id, payload, buffer_paths, buffers)
+        self.widgets.sent(conn.comm_msg(comm_id, data, user, raw), comm_id)
         self.last_activity = time.monotonic()
 
     def reply_input(self, ex: Execution, value: str) -> None:

@@ -907,7 +907,10 @@ class KernelService(RoomObserverBase):
         if kernel is None:
             raise NotFound("no kernel runs for this notebook: its widgets are gone", code="unknown_widget")
         payload = msg.get("content") if custom else msg.get("state")
-        await kernel.widget_message(identity.name, msg["cell_id"], msg.get("model_id"), payload, custom=custom)
+        await kernel.widget_message(
+            identity.name, msg["cell_id"], msg.get("model_id"), payload, custom=custom,
+            buffer_paths=msg.get("buffer_paths"), buffers=msg.get("buffers"),
+        )
 
     def status(self, room: NotebookRoom, identity: Identity) -> dict[str, Any]:
         msg = self.state_message(room, identity.name)

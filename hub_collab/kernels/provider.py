@@ -120,8 +120,9 @@ class KernelConnection(Protocol):
     def input_reply(self, value: str) -> None:
         """Answer the pending ``input_request``."""
 
-    def comm_msg(self, comm_id: str, data: dict[str, Any], username: str) -> str:
-        """Send a ``comm_msg`` on shell whose header names ``username``; return its msg_id."""
+    def comm_msg(self, comm_id: str, data: dict[str, Any], username: str, buffers: list[bytes] | None = None) -> str:
+        """Send a ``comm_msg`` (with binary ``buffers``) on shell whose header names
+        ``username``; return its msg_id."""
 
     def comm_info(self, target_name: str) -> str:
         """Send a ``comm_info_request`` for ``target_name``; return its msg_id."""
@@ -219,12 +220,15 @@ class LocalConnection:
     def input_reply(self, value: str) -> None:
         self.kc.input(value)
 
-    def comm_msg(self, comm_id: str, data: dict[str, Any], username: str) -> str:
+    def comm_msg(self, comm_id: str, data: dict[str, Any], username: str, buffers: list[bytes] | None = None) -> str:
         session = self.kc.session
         header = session.msg_header("comm_msg")
         header["username"] = username
         msg = session.msg("comm_msg", {"comm_id": comm_id, "data": data}, header=header)
-        self.kc.shell_channel.send(msg)
+        if buffers:
+            session.send(self.kc.shell_channel.socket, msg, buffers=buffers)
+        else:
+            self.kc.shell_channel.send(msg)
         msg_id: str = msg["header"]["msg_id"]
         return msg_id
 

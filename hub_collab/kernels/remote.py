@@ -47,7 +47,14 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError
 
 from .provider import KernelRequest, KernelSink
 from .remote_api import V1_PROTOCOL, RemoteKernelClient, RemoteKernelError, check_id
-from .remote_frames import BadFrame, as_message, decode_json, decode_v1, encode_v1
+from .remote_frames import (
+    BadFrame,
+    as_message,
+    decode_json,
+    decode_v1,
+    encode_json_binary,
+    encode_v1,
+)
 
 __all__ = [
     "V1_PROTOCOL",
@@ -382,6 +389,7 @@ class RemoteKernelConnection:
         content: dict[str, Any],
         parent: dict[str, Any] | None = None,
         username: str = "",
+        buffers: list[bytes] | None = None,
     ) -> str:
         if self._lost or self._closing:
             raise RemoteKernelError(
@@ -391,6 +399,7 @@ class RemoteKernelConnection:
         if username:
             header["username"] = username
         msg = self._session.msg(msg_type, content, parent=parent, header=header)
+        msg["buffers"] = list(buffers or [])
         if self._ws is None:
             if len(self._outbox) >= _MAX_OUTBOX:
                 raise RemoteKernelError(
@@ -419,8 +428,12 @@ class RemoteKernelConnection:
                     pack(msg["parent_header"]),
                     pack(msg["metadata"]),
                     pack(msg["content"]),
+                    *msg["buffers"],
                 ],
             )
+        elif msg["buffers"]:
+            text = json.dumps({**msg, "channel": channel, "buffers": []}, default=json_default)
+            data = encode_json_binary(text.encode(), msg["buffers"])
         else:
             data = json.dumps({**msg, "channel": channel, "buffers": []}, default=json_default)
         try:
@@ -450,8 +463,8 @@ class RemoteKernelConnection:
     def kernel_info(self) -> str:
         return self._send("shell", "kernel_info_request", {})
 
-    def comm_msg(self, comm_id: str, data: dict[str, Any], username: str) -> str:
-        return self._send("shell", "comm_msg", {"comm_id": comm_id, "data": data}, username=username)
+    def comm_msg(self, comm_id: str, data: dict[str, Any], username: str, buffers: list[bytes] | None = None) -> str:
+        return self._send("shell", "comm_msg", {"comm_id": comm_id, "data": data}, username=username, buffers=buffers)
 
     def comm_info(self, target_name: str) -> str:
         return self._send("shell", "comm_info_request", {"target_name": target_name})

@@ -76,6 +76,15 @@ def encode_v1(channel: str, parts: list[bytes]) -> bytes:
     return b"".join([struct.pack(f"<{count + 1}Q", count, *offsets), name, *parts])
 
 
+def encode_json_binary(message: bytes, buffers: list[bytes]) -> bytes:
+    """A binary frame of the default protocol: a message (JSON) with its buffers."""
+    count = 1 + len(buffers)
+    offsets = [4 * (count + 1)]
+    for part in [message, *buffers][:-1]:
+        offsets.append(offsets[-1] + len(part))
+    return b"".join([struct.pack(f"!{count + 1}I", count, *offsets), message, *buffers])
+
+
 def decode_json(frame: str | bytes) -> tuple[str, dict[str, Any]]:
     """``(channel, message)`` of a frame of the default (JSON) kernel WebSocket protocol."""
     buffers: list[bytes] = []

@@ -32,6 +32,8 @@ keeps those the kernel still knows (``comm_info_reply``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import time
@@ -91,8 +93,59 @@ class WidgetModel:
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
+#: binary buffers one message may carry (paths in ``buffer_paths``), and how deep a path goes
+MAX_BUFFERS = 16
+MAX_PATH = 8
+
+
 def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), default=str))
+    """The size of a state as JSON, binary buffers counted by their length."""
+    binary = 0
+
+    def other(obj: Any) -> Any:
+        nonlocal binary
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            binary += len(obj)
+            return ""
+        return str(obj)
+
+    return len(json.dumps(value, separators=(",", ":"), default=other)) + binary
+
+
+def put_buffers(state: dict[str, Any], paths: Any, buffers: list[bytes]) -> dict[str, Any]:
+    """``state`` with each of ``buffers`` put where its path in ``paths`` says (ipywidgets'
+    ``buffer_paths``: lists of keys and indexes, the first a key of the state); a path that
+    does not lead into the state raises ``ValueError``. The containers on a path are copied."""
+    if not isinstance(paths, list) or len(paths) != len(buffers) or len(paths) > MAX_BUFFERS:
+        raise ValueError(f"buffer_paths must list one path per buffer, at most {MAX_BUFFERS}")
+    out = dict(state)
+    for path, buf in zip(paths, buffers, strict=True):
+        if not isinstance(path, list) or not 1 <= len(path) <= MAX_PATH or not isinstance(path[0], str):
+            raise ValueError(f"a buffer path is a list of 1 to {MAX_PATH} keys and indexes, starting with a key")
+        node: Any = out
+        for i, step in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, dict) and isinstance(step, str):
+                if last:
+                    node[step] = bytes(buf)
+                else:
+                    node[step] = node = _copy_container(node.get(step))
+            elif isinstance(node, list) and isinstance(step, int) and not isinstance(step, bool) and 0 <= step < len(node):
+                if last:
+                    node[step] = bytes(buf)
+                else:
+                    node[step] = node = _copy_container(node[step])
+            else:
+                raise ValueError(f"buffer path {str(path)[:80]} does not lead into the state")
+    return out
+
+
+def _copy_container(value: Any) -> Any:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    raise ValueError("a buffer path goes through a value that is neither an object nor a list")
 
 
 def _working_copy(outputs: Any) -> list[dict[str, Any]]:
@@ -159,11 +212,12 @@ class WidgetRegistry:
         content = msg.get("content")
         if not isinstance(content, dict):
             return msg_type.startswith("comm_")
+        buffers = msg.get("buffers") or []
         if msg_type == "comm_open":
-            self._open(content, origin)
+            self._open(content, origin, buffers)
             return True
         if msg_type == "comm_msg":
-            self._message(content)
+            self._message(content, buffers)
             return True
         if msg_type == "comm_close":
             model = self.models.get(str(content.get("comm_id", "")))
@@ -178,13 +232,13 @@ class WidgetRegistry:
                 return True
         return False
 
-    def _open(self, content: dict[str, Any], origin: tuple[str, Doc[Any]] | None) -> None:
+    def _open(self, content: dict[str, Any], origin: tuple[str, Doc[Any]] | None, buffers: list[bytes]) -> None:
         comm_id = content.get("comm_id")
         data = content.get("data")
         if content.get("target_name") != WIDGET_TARGET or not isinstance(comm_id, str) or not isinstance(data, dict):
             return
-        state = data.get("state")
-        if not isinstance(state, dict):
+        state = self._with_buffers(data, buffers)
+        if state is None:
             return
         if origin is None:
             log.info("a widget model opened outside any execution we know of; not shown")
@@ -211,13 +265,29 @@ class WidgetRegistry:
             )
         self._follow_capture(model, state)
 
-    def _message(self, content: dict[str, Any]) -> None:
+    @staticmethod
+    def _with_buffers(data: dict[str, Any], buffers: list[bytes]) -> dict[str, Any] | None:
+        """A kernel message's ``state`` with its binary buffers in place (an Image's
+        ``value``); None if it has no state or its buffers do not fit it."""
+        state = data.get("state")
+        if not isinstance(state, dict):
+            return None
+        paths = data.get("buffer_paths") or []
+        if not paths and not buffers:
+            return state
+        try:
+            return put_buffers(state, paths, buffers)
+        except ValueError as exc:
+            log.warning("widget state from the kernel not kept: %s", exc)
+            return None
+
+    def _message(self, content: dict[str, Any], buffers: list[bytes]) -> None:
         model = self.models.get(str(content.get("comm_id", "")))
         data = content.get("data")
         if model is None or not isinstance(data, dict):
             return
-        state = data.get("state")
-        if data.get("method") in UPDATE_METHODS and isinstance(state, dict):
+        state = self._with_buffers(data, buffers) if data.get("method") in UPDATE_METHODS else None
+        if state is not None:
             if "outputs" in state:
                 model.captured = None  # set by the kernel itself
             self._pending(model, state)
@@ -351,12 +421,12 @@ class WidgetRegistry:
 
     # -- client -> kernel -------------------------------------------------------------------
 
-    def _model_for(self, user: str, cell_id: str, model_id: Any, payload: Any, what: str) -> WidgetModel:
+    def _model_for(self, user: str, cell_id: str, model_id: Any, payload: Any, what: str, binary: int = 0) -> WidgetModel:
         if not isinstance(model_id, str) or not model_id or len(model_id) > MAX_MODEL_ID:
             raise BadRequest(f"model_id must be a string of 1 to {MAX_MODEL_ID} characters", code="invalid_command")
         if not isinstance(payload, dict):
             raise BadRequest(f"{what} must be an object", code="invalid_command")
-        size = _size(payload)
+        size = _size(payload) + binary
         if size > self.limits.max_message_bytes:
             raise TooLarge(f"the widget message has {size} bytes; at most {self.limits.max_message_bytes} are allowed")
         model = self.models.get(model_id)
@@ -374,19 +444,49 @@ class WidgetRegistry:
             raise RateLimited(f"too many changes to this widget (at most {rate:g} per second)")
         model.buckets[user] = (tokens - 1, now)
 
-    def client_update(self, user: str, cell_id: str, model_id: Any, state: Any) -> tuple[str, dict[str, Any]]:
-        """Check a client's ``state`` change and apply it; return (comm id, comm data) to send."""
-        model = self._model_for(user, cell_id, model_id, state, "state")
-        if not state:
+    def client_update(
+        self, user: str, cell_id: str, model_id: Any, state: Any, buffer_paths: Any = None, buffers: Any = None
+    ) -> tuple[str, dict[str, Any], list[bytes]]:
+        """Check a client's ``state`` change (with its binary ``buffers``, base64, where
+        ``buffer_paths`` say: a FileUpload's files) and apply it; return (comm id, comm
+        data, buffers) to send."""
+        raw = self._decode_buffers(buffer_paths, buffers)
+        model = self._model_for(user, cell_id, model_id, state, "state", sum(len(b) for b in raw))
+        # ipywidgets takes a key whose whole value is a buffer out of the state: its path names it
+        keys = [*state, *(p[0] for p in buffer_paths or [] if isinstance(p, list) and p and isinstance(p[0], str))]
+        if not keys:
             raise BadRequest("state must name at least one key", code="invalid_command")
-        bad = [k for k in state if k.startswith("_") or k not in model.state]
+        bad = [k for k in keys if k.startswith("_") or k not in model.state]
         if bad:
             raise BadRequest(f"{model.model_name or 'this widget'} has no key {bad[0][:40]!r} a client may set", code="invalid_widget_state")
-        size = _size({**model.state, **state})
+        full = state
+        if raw:
+            try:
+                full = put_buffers(state, buffer_paths, raw)
+            except ValueError as exc:
+                raise BadRequest(str(exc), code="invalid_command") from None
+        size = _size({**model.state, **full})
         if self.total - model.size + size > self.limits.max_state_bytes:
             raise TooLarge(f"the notebook's widgets would exceed {self.limits.max_state_bytes} bytes")
-        self._write(model, state, {**model.state, **state}, size)
-        return model.comm_id, {"method": "update", "state": state, "buffer_paths": []}
+        self._write(model, full, {**model.state, **full}, size)
+        return model.comm_id, {"method": "update", "state": state, "buffer_paths": buffer_paths if raw else []}, raw
+
+    @staticmethod
+    def _decode_buffers(paths: Any, buffers: Any) -> list[bytes]:
+        """A client's base64 ``buffers`` (one per path of ``buffer_paths``) as bytes."""
+        if buffers is None and paths in (None, []):
+            return []
+        if not isinstance(buffers, list) or not isinstance(paths, list) or len(buffers) != len(paths) or not 1 <= len(buffers) <= MAX_BUFFERS:
+            raise BadRequest(f"buffers and buffer_paths must be lists of 1 to {MAX_BUFFERS} entries, one path per buffer", code="invalid_command")
+        out = []
+        for b in buffers:
+            if not isinstance(b, str):
+                raise BadRequest("each buffer must be a base64 string", code="invalid_command")
+            try:
+                out.append(base64.b64decode(b, validate=True))
+            except (binascii.Error, ValueError):
+                raise BadRequest("a buffer is not valid base64", code="invalid_command") from None
+        return out
 
     def client_custom(self, user: str, cell_id: str, model_id: Any, content: Any) -> tuple[str, dict[str, Any]]:
         """Check a client's custom message (a button's click); return (comm id, comm data)."""

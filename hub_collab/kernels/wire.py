@@ -22,7 +22,9 @@ class BadMessage(ValueError):
 
 
 def decode(session: Any, parts: list[bytes]) -> dict[str, Any]:
-    """``{header, parent_header, content, msg_type}`` of a multipart kernel message."""
+    """``{header, parent_header, content, msg_type, buffers}`` of a multipart kernel message
+    (``buffers``: the binary frames after the content, which the signature does not cover,
+    as in jupyter_client)."""
     try:
         i = parts.index(DELIM)
     except ValueError:
@@ -44,6 +46,7 @@ def decode(session: Any, parts: list[bytes]) -> dict[str, Any]:
             "msg_type": h.get("msg_type", ""),
             "parent_header": json.loads(parent),
             "content": json.loads(content),
+            "buffers": [bytes(b) for b in parts[i + 6 :]],
         }
     except (ValueError, AttributeError) as exc:
         raise BadMessage(f"undecodable message: {exc}") from exc
