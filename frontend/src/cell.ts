@@ -20,6 +20,7 @@ import { cursorJson, remoteCursors } from "./cursors";
 import { h, clear, timeAgo, userColor, initials } from "./dom";
 import { icon } from "./icons";
 import { renderMarkdown, renderOutput, type OutputModel } from "./render";
+import { highlightPython } from "./highlight";
 import { WIDGET_VIEW_MIME, type WidgetHolder } from "./widgets";
 import type { NotebookView } from "./notebook";
 
@@ -89,6 +90,8 @@ export class CellView {
       h("div", { class: "cell-main" }, h("div", { class: "cell-head" }, this.badges, this.info), this.body, this.inputBox, this.outputs),
     );
     this.el.addEventListener("mousedown", () => this.nb.select(this, false));
+    // near the screen or not, as the browser lays it out (NotebookView.watch)
+    this.el.addEventListener("contentvisibilityautostatechange", (e) => this.setVisible(!(e as Event & { skipped: boolean }).skipped));
     this.rendered.addEventListener("dblclick", () => {
       if (canWrite(this.rwx)) this.startEditing(true);
     });
@@ -140,7 +143,7 @@ export class CellView {
     this.attachDocs();
     if (typeChanged && this.view) {
       this.unmount();
-      if (this.visible) this.mount();
+      if (this.visible) this.mount(); // it had an editor: it gets one back at once
     } else if (capsChanged && this.view) {
       this.view.dispatch({ effects: this.readOnly.reconfigure(this.readOnlyExt()) });
     }
@@ -232,7 +235,10 @@ export class CellView {
     if (v === this.visible) return;
     this.visible = v;
     if (v) {
-      if (!this.isMarkdown || this.editing) this.mount();
+      // an editor is made only while the page is idle and not scrolling (Notebook.wantEditor):
+      // until then the preview shows the same text, coloured the same way
+      if (this.editing || this.nb.active === this) this.mount();
+      else if (!this.isMarkdown) this.nb.wantEditor(this);
       this.scheduleSource();
       this.scheduleOutputs();
     } else if (this.view && !this.view.hasFocus && this.nb.active !== this && !this.editing) {
@@ -368,7 +374,10 @@ export class CellView {
         else this.rendered.textContent = src;
       }
     }
-    if (!this.view) this.preview.textContent = src || "\u200b";
+    if (!this.view) {
+      if (this.visible && src && this.entry.cell_type === "code") highlightPython(this.preview, src);
+      else this.preview.textContent = src || "\u200b";
+    }
     this.layout();
   }
 
@@ -431,7 +440,10 @@ export class CellView {
     for (const p of names) {
       this.people.appendChild(h("span", { class: "avatar avatar-small", style: `background:${userColor(p.name)}`, title: `${p.name} is ${p.typing ? "editing" : "in"} this cell` }, initials(p.name)));
     }
-    this.el.classList.toggle("cell-has-people", names.length > 0);
+    if (this.el.classList.contains("cell-has-people") !== names.length > 0) {
+      this.el.classList.toggle("cell-has-people", names.length > 0);
+      this.nb.watch(this);
+    }
   }
 
   /** The kernel asks this user for input (`input_request`), or someone else (`input_waiting`). */

@@ -35,6 +35,9 @@ declare global {
   }
 }
 
+/** Does the browser tell an element when `content-visibility: auto` starts or stops skipping it? */
+const CV_EVENTS = typeof window !== "undefined" && "oncontentvisibilityautostatechange" in window;
+
 export class NotebookView {
   readonly conn: Connection;
   readonly api: Api;
@@ -53,6 +56,12 @@ export class NotebookView {
   private titleEl: HTMLElement;
   private rightsEl: HTMLElement;
   private io: IntersectionObserver;
+  /** the cells the IntersectionObserver watches (watch) */
+  private observed = new Set<CellView>();
+  /** cells waiting for an editor (wantEditor), and when the cells last scrolled */
+  private mountQueue = new Set<CellView>();
+  private mountScheduled = false;
+  private lastScroll = -Infinity;
   private chat: ChatPanel;
   readonly comments: Comments;
   /** the shared ipywidgets models of every out doc held, and their views (widgets.ts) */
@@ -130,8 +139,15 @@ export class NotebookView {
           this.cells.get(id)?.setVisible(e.isIntersecting);
         }
       },
-      { rootMargin: "600px 0px" },
+      // the cells' own scroller as the root: a margin applies to the root only
+      { root: this.cellsEl, rootMargin: "600px 0px" },
     );
+
+    const scrolled = (): void => {
+      this.lastScroll = performance.now();
+    };
+    this.cellsEl.addEventListener("scroll", scrolled, { passive: true });
+    window.addEventListener("scroll", scrolled, { passive: true });
 
     this.conn.on("status", (s) => this.showStatus(s));
     this.conn.on("synced", (name) => {
@@ -316,6 +332,7 @@ export class NotebookView {
     for (const [id, cell] of this.cells) {
       if (!keep.has(id)) {
         this.io.unobserve(cell.el);
+        this.observed.delete(cell);
         cell.destroy();
         this.comments.detach(id);
         this.cells.delete(id);
@@ -350,7 +367,7 @@ export class NotebookView {
       }
       this.order = ids;
     }
-    for (const c of fresh) this.io.observe(c.el);
+    for (const c of fresh) this.watch(c);
     if (!this.active && ids.length) this.select(this.cells.get(ids[0] as string) as CellView, false);
     if (!ids.length) this.cellsEl.dataset.empty = "true";
     else delete this.cellsEl.dataset.empty;
@@ -424,6 +441,64 @@ export class NotebookView {
     this.chat.renderTyping();
   }
 
+  /**
+   * Follow whether `cell` is near the screen. A cell the browser lays out only near the
+   * screen (`content-visibility: auto`: not the active cell nor one with people in it,
+   * style.css) says so itself (`contentvisibilityautostatechange`, where the browser has
+   * it); only the others are watched by the IntersectionObserver. Watching every cell
+   * of a 5,000-cell notebook with both cost Chromium about 40% of each scrolled frame.
+   */
+  watch(cell: CellView): void {
+    const byBrowser = CV_EVENTS && !cell.el.classList.contains("active") && !cell.el.classList.contains("cell-has-people");
+    if (byBrowser && this.observed.has(cell)) {
+      this.io.unobserve(cell.el);
+      this.observed.delete(cell);
+      // the browser tells only changes, and it may not have seen one while the observer
+      // watched: count the cell as near until the browser says otherwise
+      cell.setVisible(true);
+    } else if (!byBrowser && !this.observed.has(cell)) {
+      this.io.observe(cell.el);
+      this.observed.add(cell);
+    }
+  }
+
+  /**
+   * Give `cell` an editor soon: one at a time, while the page is idle and has not scrolled
+   * for 150 ms, at most about 12 ms of editors per idle period. Making an editor makes the
+   * browser lay the page out; doing it for every cell scrolled past made scrolling a long
+   * notebook stall (long tasks of 100-400 ms).
+   */
+  wantEditor(cell: CellView): void {
+    this.mountQueue.add(cell);
+    this.scheduleMounts(0);
+  }
+
+  private scheduleMounts(delay: number): void {
+    if (this.mountScheduled) return;
+    this.mountScheduled = true;
+    const idle = (cb: (d: { timeRemaining(): number }) => void): void => {
+      if (typeof window.requestIdleCallback === "function") window.requestIdleCallback(cb, { timeout: 1000 });
+      else setTimeout(() => cb({ timeRemaining: () => 10 }), 0);
+    };
+    setTimeout(() => idle((deadline) => this.mountSome(deadline)), delay);
+  }
+
+  private mountSome(deadline: { timeRemaining(): number }): void {
+    this.mountScheduled = false;
+    const quiet = performance.now() - this.lastScroll;
+    if (quiet < 150) {
+      this.scheduleMounts(150 - quiet);
+      return;
+    }
+    const start = performance.now();
+    for (const cell of this.mountQueue) {
+      this.mountQueue.delete(cell);
+      if (cell.visible && this.cells.get(cell.id) === cell) cell.mount();
+      if (performance.now() - start > 12 || deadline.timeRemaining() < 4) break;
+    }
+    if (this.mountQueue.size) this.scheduleMounts(0);
+  }
+
   scrollTo(cellId: string): void {
     const cell = this.cells.get(cellId);
     if (!cell) {
@@ -443,8 +518,11 @@ export class NotebookView {
       this.active.el.classList.remove("active");
       if (this.active.isMarkdown && this.active.editing) this.active.stopEditing();
     }
+    const before = this.active;
     this.active = cell;
     cell.el.classList.add("active");
+    if (before && before !== cell) this.watch(before);
+    this.watch(cell);
     this.mode = edit ? "edit" : this.mode === "edit" && cell.view?.hasFocus ? "edit" : edit ? "edit" : "command";
     document.body.dataset.mode = this.mode;
     this.typeSelect.value = cell.entry.cell_type;
