@@ -130,10 +130,11 @@ class CollabClient:
     async def delete_notebook(self, nb_id: str) -> None:
         await self.request("DELETE", f"api/notebooks/{nb_id}")
 
-    async def export(self, nb_id: str, *, comments: bool = False) -> dict[str, Any]:
+    async def export(self, nb_id: str, *, comments: bool = False, widgets: bool = True) -> dict[str, Any]:
         """The notebook as nbformat v4 (with ``comments``: each cell's threads in its
-        metadata, ``hub_collab.comments``)."""
-        query = "?comments=1" if comments else ""
+        metadata, ``hub_collab.comments``; without ``widgets``: no widget state)."""
+        query = "&".join(q for q, on in (("comments=1", comments), ("widgets=0", not widgets)) if on)
+        query = f"?{query}" if query else ""
         result: dict[str, Any] = await self.request("GET", f"api/notebooks/{nb_id}/ipynb{query}")
         return result
 

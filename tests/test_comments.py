@@ -414,8 +414,9 @@ async def test_bad_input_over_rest(hub: Hub, collab: CollabService) -> None:
     for query in ("limit=0", "limit=201", "before=x", "cell_id=nope"):
         status, err = await answer("GET", f"{base}?{query}")
         assert status in (400, 404), query
-    status, err = await answer("GET", f"{collab.public_url}api/notebooks/{nb}/ipynb?comments=maybe")
-    assert (status, err["code"]) == (400, "invalid_query")
+    for query in ("comments=maybe", "widgets=maybe", "widgets=2&comments=1"):
+        status, err = await answer("GET", f"{collab.public_url}api/notebooks/{nb}/ipynb?{query}")
+        assert (status, err["code"]) == (400, "invalid_query"), query
     # someone else's comment: 403; the notebook of someone who cannot read it: 404
     async with client_for(hub, collab, "carol") as carol:
         await expect_status(403, "forbidden", carol.edit_comment(nb, tid, cid, "carol's now"))

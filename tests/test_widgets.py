@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from test_kernel_faults import stop_only_the_service
-from test_kernels import Users, connect, make_notebook, text_of
+from test_kernels import Users, connect, make_notebook, notebook, text_of
 
 from hub_collab.client import CommandError, NotebookConnection
 
@@ -38,6 +38,7 @@ b
 """
 COUNT = "print('clicks', clicks)"
 VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 LOCKED = "locked = w.IntSlider(value=7)\nlocked"
 
 
@@ -374,5 +375,50 @@ async def test_binary_state_both_ways(users: Users) -> None:
             await run(alice, "c1")
             assert text_of(alice.outputs("c1")) == "[('alice', 1006, b'GIF89a')]\n"
             assert bytes(model(bob, "c0", "ImageModel")[1]["value"]) == gif
+            # the export saves the state as ipywidgets does: the bytes as a base64 buffer
+            saved = (await users("bob").export(nb_id))["metadata"]["widgets"][WIDGET_STATE]
+            assert saved["version_major"] == 2
+            image = saved["state"][image_id]
+            assert (image["model_name"], image["model_module"]) == ("ImageModel", "@jupyter-widgets/controls")
+            assert image["buffers"] == [{"path": ["value"], "data": base64.b64encode(gif).decode(), "encoding": "base64"}]
+            assert "value" not in image["state"] and image["state"]["format"] == "png"
+            assert "widgets" not in (await users("bob").export(nb_id, widgets=False))["metadata"]
     finally:
         await users("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")
+
+
+def saved_model(name: str, **state: Any) -> dict[str, Any]:
+    return {"model_name": name, "model_module": "@jupyter-widgets/controls", "model_module_version": "2.0.0", "state": state}
+
+
+async def test_saved_widget_state_of_an_import_is_exported_only_for_cells_one_may_read(users: Users) -> None:
+    """An imported notebook's saved widget state (no kernel) goes out with the outputs that
+    show it, and nothing of it for a cell the reader may not read."""
+    nb = notebook("shown", "secret")
+    view = lambda mid: {"output_type": "display_data", "data": {VIEW: {"model_id": mid, "version_major": 2, "version_minor": 0}, "text/plain": "w"}, "metadata": {}}  # noqa: E731
+    nb["cells"][0]["outputs"] = [view("box")]
+    nb["cells"][1]["outputs"] = [view("hidden")]
+    nb["metadata"]["widgets"] = {
+        WIDGET_STATE: {
+            "version_major": 2,
+            "version_minor": 0,
+            "state": {
+                "box": saved_model("VBoxModel", children=["IPY_MODEL_child"]),
+                "child": saved_model("IntSliderModel", value=4),
+                "hidden": saved_model("TextModel", value="the answer is 42"),
+                "orphan": saved_model("IntSliderModel", value=9),
+            },
+        }
+    }
+    created = await users("instructor").create_notebook("saved-widgets", nb, group="students", mode="0775", default_cell_mode="0775")
+    nb_id = str(created["id"])
+    await users("instructor").set_permissions(nb_id, "c1", mode="0700")  # alice may not read c1
+    try:
+        seen = (await users("alice").export(nb_id))["metadata"]["widgets"][WIDGET_STATE]["state"]
+        assert set(seen) == {"box", "child"}
+        assert seen["child"]["state"] == {"value": 4}
+        assert "the answer" not in json.dumps(await users("alice").export(nb_id))
+        owner = (await users("instructor").export(nb_id))["metadata"]["widgets"][WIDGET_STATE]["state"]
+        assert set(owner) == {"box", "child", "hidden"}
+    finally:
+        await users("instructor").delete_notebook(nb_id)

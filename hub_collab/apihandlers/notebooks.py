@@ -157,15 +157,18 @@ class NotebookHandler(NotebooksHandler):
 
 
 class ExportHandler(NotebookAPIHandler):
-    # hidden cells are left out (read_cell per cell); ?comments=1: their threads too
+    # hidden cells are left out (read_cell per cell); ?comments=1: their threads too;
+    # ?widgets=0: without the widget state
     actions = {"GET": "open"}
 
     async def get(self, nb_id: str) -> None:
         room, access = await self.room_for(nb_id)
-        nb = self.collab.rooms.export(room, access)
         flag = self.get_argument("comments", "")
-        if flag not in ("", "0", "1", "false", "true"):
-            raise BadRequest("comments must be 1 or 0", code="invalid_query")
+        widgets = self.get_argument("widgets", "")
+        for name, value in (("comments", flag), ("widgets", widgets)):
+            if value not in ("", "0", "1", "false", "true"):
+                raise BadRequest(f"{name} must be 1 or 0", code="invalid_query")
+        nb = self.collab.rooms.export(room, access, widgets=widgets not in ("0", "false"))
         if flag in ("1", "true"):
             threads = await self.collab.comments.export_threads(room, access)
             for cell in nb["cells"]:

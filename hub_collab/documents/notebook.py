@@ -15,6 +15,7 @@ worker process); :func:`export_cell` writes nbformat v4 from them.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..errors import BadRequest
 from ..ids import is_valid_id, new_id
 from ..types import CELL_PREFIX, INDEX_DOC, OUT_PREFIX
 from .clientids import seed_client_id
+from .outputs import intify, widgets_root
 
 CELL_TYPES = ("code", "markdown", "raw")
 
@@ -246,3 +248,108 @@ def export_cell(
             cell["outputs"] = []
             cell["execution_count"] = None
     return cell
+
+
+#: nbformat's notebook metadata key for saved widget state, and the output that shows a widget
+WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def export_notebook(
+    meta: Map[Any], cells: list[dict[str, Any]], out_docs: Iterable[Doc[Any]], *, widgets: bool = True
+) -> dict[str, Any]:
+    """nbformat v4 of exported ``cells`` (:func:`export_cell`) under the index's ``meta``;
+    ``widgets``: with the widget state of ``out_docs`` (those cells' out docs) in the
+    metadata (:func:`export_widget_state`). The saved widget state the notebook was
+    imported with never goes out as such."""
+    metadata = dict(meta.get("metadata") or {})
+    saved = metadata.pop("widgets", None)
+    if widgets:
+        state = export_widget_state(out_docs, cells, saved.get(WIDGET_STATE_MIME) if isinstance(saved, dict) else None)
+        if state is not None:
+            metadata["widgets"] = {WIDGET_STATE_MIME: state}
+    return {
+        "nbformat": 4,
+        "nbformat_minor": int(meta.get("nbformat_minor", 5) or 5),
+        "metadata": metadata,
+        "cells": cells,
+    }
+
+
+def export_widget_state(
+    out_docs: Iterable[Doc[Any]], cells: list[dict[str, Any]], saved: Any
+) -> dict[str, Any] | None:
+    """The widget state to save in an export's metadata (``widgets`` → ``WIDGET_STATE_MIME``,
+    ipywidgets' saved-state format, version 2): every model in ``out_docs`` (the out docs of
+    the exported cells), binary values as base64 ``buffers``; None if there is none.
+
+    ``saved`` is that state as the imported notebook held it: its models are kept only where
+    an exported output shows them (or a kept model holds them), so nothing saved for a cell
+    that is left out (hidden now) is exported.
+    """
+    state: dict[str, Any] = {}
+    for doc in out_docs:
+        for comm_id, entry in widgets_root(doc).items():
+            if not isinstance(entry, Map):
+                continue
+            raw = entry.get("state")
+            values = intify(readable_entries(raw)) if isinstance(raw, Map) else {}
+            plain, buffers = _split_buffers(values)
+            model: dict[str, Any] = {
+                "model_name": str(entry.get("model_name") or values.get("_model_name") or ""),
+                "model_module": str(entry.get("model_module") or values.get("_model_module") or ""),
+                "model_module_version": str(values.get("_model_module_version") or ""),
+                "state": plain,
+            }
+            if buffers:
+                model["buffers"] = buffers
+            state[comm_id] = model
+    old = saved.get("state") if isinstance(saved, dict) else None
+    if isinstance(old, dict):
+        todo = [
+            ref.get("model_id")
+            for cell in cells
+            for out in cell.get("outputs") or []
+            if isinstance(ref := (out.get("data") or {}).get(WIDGET_VIEW_MIME), dict)
+        ]
+        while todo:
+            mid = todo.pop()
+            if isinstance(mid, str) and mid not in state and isinstance(old.get(mid), dict):
+                state[mid] = old[mid]
+                todo.extend(_model_refs(old[mid].get("state")))
+    if not state:
+        return None
+    return {"version_major": 2, "version_minor": 0, "state": state}
+
+
+def _split_buffers(values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A model's state without its binary values, and those as saved-state buffers."""
+    buffers: list[dict[str, Any]] = []
+
+    def walk(value: Any, path: list[Any]) -> Any:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            buffers.append({"path": path, "data": base64.b64encode(bytes(value)).decode(), "encoding": "base64"})
+            return None
+        if isinstance(value, dict):
+            return {k: walk(v, [*path, k]) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, [*path, i]) for i, v in enumerate(value)]
+        return value
+
+    plain = {k: walk(v, [k]) for k, v in values.items()}
+    # ipywidgets leaves a top-level binary key out of the state (its buffer names it)
+    for buf in buffers:
+        if len(buf["path"]) == 1:
+            plain.pop(buf["path"][0], None)
+    return plain, buffers
+
+
+def _model_refs(value: Any) -> list[str]:
+    """The model ids a state refers to (``"IPY_MODEL_<id>"`` strings, at any depth)."""
+    if isinstance(value, str):
+        return [value[10:]] if value.startswith("IPY_MODEL_") else []
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _model_refs(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _model_refs(v)]
+    return []

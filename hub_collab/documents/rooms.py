@@ -30,7 +30,7 @@ from ..store import NotebookRecord, Store, UpdateLog
 from ..tasks import cancel_and_wait
 from ..types import INDEX_DOC
 from .importer import Importer, ImportJob, ImportLimits, NewNotebook
-from .notebook import cell_doc, export_cell, index_cells, init_index, out_doc
+from .notebook import cell_doc, export_cell, export_notebook, index_cells, init_index, out_doc
 from .observers import RoomObserver
 from .outputs import outputs_to_nbformat
 from .room import NotebookRoom
@@ -321,25 +321,18 @@ class RoomManager:
                 observer.room_unloaded(room)
             room.close()
 
-    def export(self, room: NotebookRoom, access: Access) -> dict[str, Any]:
-        """nbformat v4 of what ``access`` may read (hidden cells left out)."""
+    def export(self, room: NotebookRoom, access: Access, *, widgets: bool = True) -> dict[str, Any]:
+        """nbformat v4 of what ``access`` may read (hidden cells left out); ``widgets``: with
+        the widget models of those cells saved in the metadata (docs/widgets.md)."""
         _, meta = init_index(room.docs[INDEX_DOC])
         cells = []
+        odocs = []
         for entry in index_cells(room.docs[INDEX_DOC]):
             cid = entry["id"]
             if not access.can("read_cell", cid):
                 continue
-            cells.append(
-                export_cell(
-                    entry,
-                    room.docs.read(cell_doc(cid)),
-                    room.docs.read(out_doc(cid)) if out_doc(cid) in room.docs else None,
-                    outputs_to_nbformat,
-                )
-            )
-        return {
-            "nbformat": 4,
-            "nbformat_minor": int(meta.get("nbformat_minor", 5) or 5),
-            "metadata": dict(meta.get("metadata") or {}),
-            "cells": cells,
-        }
+            odoc = room.docs.read(out_doc(cid)) if out_doc(cid) in room.docs else None
+            if odoc is not None:
+                odocs.append(odoc)
+            cells.append(export_cell(entry, room.docs.read(cell_doc(cid)), odoc, outputs_to_nbformat))
+        return export_notebook(meta, cells, odocs, widgets=widgets)

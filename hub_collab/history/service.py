@@ -38,6 +38,7 @@ from ..commands import CommandContext, CommandRegistry
 from ..documents.notebook import (
     cell_doc,
     export_cell,
+    export_notebook,
     index_cells,
     init_cell,
     init_index,
@@ -487,15 +488,14 @@ class HistoryService:
         names = [name for e in entries for name in (cell_doc(e["id"]), out_doc(e["id"]))]
         docs = self.history.docs_at_time(nb_id, names, at)
         cells = []
+        odocs = []
         for entry in entries:
             cdoc = docs.get(cell_doc(entry["id"])) or Doc()
-            cells.append(export_cell(entry, cdoc, docs.get(out_doc(entry["id"])), outputs_to_nbformat))
-        return {
-            "nbformat": 4,
-            "nbformat_minor": int(meta.get("nbformat_minor", 5) or 5),
-            "metadata": dict(meta.get("metadata") or {}),
-            "cells": cells,
-        }
+            odoc = docs.get(out_doc(entry["id"]))
+            if odoc is not None:
+                odocs.append(odoc)
+            cells.append(export_cell(entry, cdoc, odoc, outputs_to_nbformat))
+        return export_notebook(meta, cells, odocs)
 
 
 def register_commands(registry: CommandRegistry, history: HistoryService) -> None:
