@@ -454,6 +454,44 @@ def focused_outline(page: Page) -> str:
     return str(page.evaluate("getComputedStyle(document.activeElement).outlineStyle"))
 
 
+def test_past_runs_and_the_notebook_at_a_time_show_outputs_as_cells_do(as_user: Any, api: Any, collab: Any) -> None:
+    """A cell's past runs (who, when, how) with their outputs as they were, drawn as the
+    page draws a cell's (HTML sanitized), and the notebook at a time with its outputs and
+    rendered markdown (docs/history.md)."""
+    alice_api = api("alice")
+    source = "from IPython.display import HTML, display\nn = globals().get('n', 0) + 1\ndisplay(HTML(f'<b class=\"run\">run {n}</b><img src=x onerror=\"window.__xss=1\">'))"
+    nb = alice_api.create(
+        "runs in the browser",
+        notebook([{"id": "c0", "source": source}, {"id": "m0", "cell_type": "markdown", "source": "# Heading"}]),
+        group="students",
+        mode="0770",
+    )["id"]
+    try:
+        for _ in range(2):
+            alice_api.call("POST", f"api/notebooks/{nb}/cells/c0/execute?wait=1")
+        bob = as_user("bob")
+        open_notebook(bob, collab.public_url, nb)
+        cell(bob, "c0").locator(".cell-history").click()
+        runs = bob.locator(".history-dialog .history-run")
+        expect(runs).to_have_count(2, timeout=20_000)
+        expect(runs.nth(0)).to_contain_text("alice · [2] · ok")
+        runs.nth(1).focus()
+        bob.keyboard.press("Enter")
+        outputs = bob.locator(".history-dialog .history-outputs")
+        expect(outputs.locator("b.run")).to_have_text("run 1")
+        expect(outputs.locator("img[onerror]")).to_have_count(0)
+        bob.keyboard.press("Escape")
+        bob.locator(".history-btn").click()
+        bob.fill(".time-travel-at", "2099-01-01T00:00:00")
+        bob.locator(".time-travel-at").press("Enter")
+        expect(bob.locator('.time-travel-cell[data-cell-id="c0"] .tt-output b.run')).to_have_text("run 2", timeout=20_000)
+        expect(bob.locator('.time-travel-cell[data-cell-id="m0"] h1')).to_have_text("Heading")
+        assert bob.evaluate("window.__xss") is None
+        assert bob.errors == []  # type: ignore[attr-defined]
+    finally:
+        alice_api.call("DELETE", f"api/notebooks/{nb}/kernel")
+
+
 def test_a_cells_history_panel_and_the_notebooks_history(as_user: Any, api: Any, collab: Any) -> None:
     """A cell's history panel (timeline, diff, restore) with the keyboard, the restore
     reaching another user's page live, the notebook's activity feed and the notebook at

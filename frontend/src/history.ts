@@ -10,6 +10,7 @@ import { showModal } from "./dialog";
 import { append, h, clear, toast, userColor } from "./dom";
 import type { NotebookView } from "./notebook";
 import { canWrite } from "./protocol";
+import { renderMarkdown, renderOutput, type OutputModel } from "./render";
 
 export interface Version {
   id: number;
@@ -54,12 +55,45 @@ function dialog(label: string, title: string, onClose: () => void): { dlg: HTMLD
   return { dlg, body };
 }
 
-/** A cell's timeline: pick a version to see its diff to now; restore it. */
+export interface Run {
+  id: number;
+  user: string;
+  at: number;
+  status: string | null;
+  execution_count: number | null;
+  duration: number | null;
+  per_user: boolean;
+  outputs: OutputModel[] | null;
+  outputs_private?: boolean;
+  outputs_omitted?: boolean;
+}
+
+/** What a past run says in its list: "alice · [3] · ok · 0.12 s". */
+export function describeRun(r: Run): string {
+  const parts = [r.user || "someone"];
+  if (r.execution_count !== null && r.execution_count !== undefined) parts.push(`[${r.execution_count}]`);
+  parts.push(r.status || "unfinished");
+  if (typeof r.duration === "number") parts.push(`${r.duration.toFixed(2)} s`);
+  if (r.per_user) parts.push("own kernel");
+  return parts.join(" · ");
+}
+
+/** Outputs as the page draws a cell's (sanitized), or a note saying why there are none. */
+function outputsOf(outputs: OutputModel[] | null, why: string): HTMLElement {
+  if (!outputs) return h("p", { class: "hint" }, why);
+  if (!outputs.length) return h("p", { class: "hint" }, "No output.");
+  return h("div", { class: "cell-outputs history-outputs" }, ...outputs.map((o) => renderOutput(window, o)));
+}
+
+/** A cell's timeline: pick a version to see its diff to now; restore it. Its past runs, with their outputs. */
 export class CellHistoryDialog {
   private list: HTMLElement;
   private detail: HTMLElement;
   private more: HTMLButtonElement;
   private nextBefore: number | null = null;
+  private runs: HTMLElement;
+  private moreRuns: HTMLButtonElement;
+  private runsBefore: number | null = null;
   private dlg: HTMLDialogElement | null = null;
 
   constructor(
@@ -69,14 +103,46 @@ export class CellHistoryDialog {
     this.list = h("ol", { class: "history-versions", "aria-label": "versions, newest first" });
     this.detail = h("div", { class: "history-detail", "aria-live": "polite" });
     this.more = h("button", { type: "button", class: "link history-more", hidden: true, onclick: () => void this.load() }, "older versions");
+    this.runs = h("ol", { class: "history-runs", "aria-label": "past runs, newest first" });
+    this.moreRuns = h("button", { type: "button", class: "link history-more-runs", hidden: true, onclick: () => void this.loadRuns() }, "older runs");
   }
 
   async open(): Promise<void> {
     const { dlg, body } = dialog("cell history", "History of this cell", () => this.cell.el.focus());
     this.dlg = dlg;
-    body.append(h("div", { class: "history-split" }, h("div", { class: "history-list" }, this.list, this.more), this.detail));
-    await this.load();
+    const lists = h("div", { class: "history-list" }, h("h3", {}, "Versions"), this.list, this.more);
+    if (this.cell.entry.cell_type === "code") lists.append(h("h3", {}, "Runs"), this.runs, this.moreRuns);
+    body.append(h("div", { class: "history-split" }, lists, this.detail));
+    await Promise.all([this.load(), this.cell.entry.cell_type === "code" ? this.loadRuns() : Promise.resolve()]);
     (this.list.querySelector("button") as HTMLButtonElement | null)?.focus();
+  }
+
+  private async loadRuns(): Promise<void> {
+    try {
+      const ack = await this.nb.conn.command("cell_runs", { cell_id: this.cell.id, ...(this.runsBefore !== null ? { before: this.runsBefore } : {}) });
+      for (const r of (ack.runs as Run[]) ?? []) {
+        const btn = h(
+          "button",
+          { type: "button", class: "history-run", "data-run": r.id, "aria-label": `run of ${when(r.at)} by ${r.user}` },
+          h("span", { class: "history-who", style: `color: ${userColor(r.user)}` }, describeRun(r)),
+          h("span", { class: "history-when" }, when(r.at)),
+        );
+        btn.addEventListener("click", () => this.showRun(r, btn));
+        this.runs.appendChild(h("li", {}, btn));
+      }
+      this.runsBefore = (ack.next_before as number | null) ?? null;
+      this.moreRuns.hidden = this.runsBefore === null;
+      if (!this.runs.children.length) this.runs.appendChild(h("li", { class: "hint" }, "Not run yet."));
+    } catch (err) {
+      this.runs.replaceChildren(h("li", { class: "error" }, `Could not load the runs: ${(err as Error).message}`));
+    }
+  }
+
+  private showRun(r: Run, btn: HTMLElement): void {
+    for (const b of this.dlg?.querySelectorAll(".history-version, .history-run") ?? []) b.removeAttribute("aria-current");
+    btn.setAttribute("aria-current", "true");
+    const why = r.outputs_private ? `${r.user} ran it in their own kernel: its outputs are theirs only.` : "Its outputs are too large to show here (see the notebook at that time).";
+    this.detail.replaceChildren(h("p", { class: "history-meta" }, `${describeRun(r)} · ${when(r.at)}`), h("h3", {}, "Outputs then"), outputsOf(r.outputs, why));
   }
 
   private async load(): Promise<void> {
@@ -113,7 +179,7 @@ export class CellHistoryDialog {
   }
 
   private async show(v: Version, btn: HTMLElement): Promise<void> {
-    for (const b of this.list.querySelectorAll(".history-version")) b.removeAttribute("aria-current");
+    for (const b of this.dlg?.querySelectorAll(".history-version, .history-run") ?? []) b.removeAttribute("aria-current");
     btn.setAttribute("aria-current", "true");
     this.detail.replaceChildren(h("p", {}, "Loading…"));
     try {
@@ -239,15 +305,12 @@ export class NotebookHistoryDialog {
       const download = h("a", { class: "time-travel-download", href: `${this.nb.cfg.base_url}api/notebooks/${this.nb.cfg.notebook}/history?at=${at}&download=1`, download: "" }, "⤓ .ipynb of this moment");
       const list = h("ol", { class: "time-travel-cells", "aria-label": `the notebook at ${when(at)}, read-only` });
       for (const c of cells) {
-        const outputs = ((c.outputs as Json[]) ?? []).map((o) => String(o.text ?? (o.data as Json | undefined)?.["text/plain"] ?? o.evalue ?? "")).filter(Boolean);
-        list.appendChild(
-          h(
-            "li",
-            { class: "time-travel-cell", "data-cell-id": String(c.id) },
-            h("pre", { class: `tt-source tt-${String(c.cell_type)}`, tabindex: "0" }, String(c.source ?? "")),
-            outputs.length ? h("pre", { class: "tt-output" }, outputs.join("")) : null,
-          ),
-        );
+        const outputs = (c.outputs as OutputModel[] | undefined) ?? [];
+        const source = String(c.source ?? "");
+        const shown = c.cell_type === "markdown" ? h("div", { class: "tt-source tt-markdown markdown-body", tabindex: "0" }) : h("pre", { class: `tt-source tt-${String(c.cell_type)}`, tabindex: "0" }, source);
+        // sanitized as everywhere on the page (render.ts)
+        if (c.cell_type === "markdown") shown.innerHTML = renderMarkdown(window, source);
+        list.appendChild(h("li", { class: "time-travel-cell", "data-cell-id": String(c.id) }, shown, outputs.length ? h("div", { class: "tt-output cell-outputs" }, ...outputs.map((o) => renderOutput(window, o))) : null));
       }
       clear(this.view);
       this.view.append(h("p", { class: "time-travel-meta" }, `${when(at)} · read-only · ${cells.length} cell${cells.length === 1 ? "" : "s"} you may read `, download), list);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { describe, diffLines, whoMade, type Version } from "../src/history";
+import { describe, describeRun, diffLines, whoMade, type Run, type Version } from "../src/history";
 
 const version = (over: Partial<Version>): Version => ({ id: 5, start: 1, end: 2, author: "bob", authors: ["bob"], updates: 3, compacted: false, ...over });
 
@@ -26,4 +26,10 @@ test("activity items in words, text kept as text", () => {
   assert.equal(describe({ kind: "structure", user: "bob", at: 1, cell_id: "c1", action: "set_cell_type" }), "changed the type of cell c1");
   assert.equal(describe({ kind: "permissions", user: "t", at: 1, target: "cell:c2" }), "changed the permissions of cell c2");
   assert.equal(describe({ kind: "chat", user: "b", at: 1, message: { text: "<img src=x onerror=alert(1)>", deleted: false } }), "said: <img src=x onerror=alert(1)>");
+});
+
+test("a past run in words", () => {
+  const run: Run = { id: 3, user: "alice", at: 1, status: "ok", execution_count: 4, duration: 0.125, per_user: false, outputs: [] };
+  assert.equal(describeRun(run), "alice · [4] · ok · 0.13 s");
+  assert.equal(describeRun({ ...run, status: null, execution_count: null, duration: null, per_user: true }), "alice · unfinished · own kernel");
 });
