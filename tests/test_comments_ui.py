@@ -136,3 +136,58 @@ def test_threads_in_the_margin_by_keyboard_live_for_both(as_user: Any, collab: A
     # the button shows the speech-bubble icon (inline SVG) and is named by its title
     expect(cell(alice, "c2").locator(".comment-btn svg.icon-comment")).to_have_count(1)
     expect(cell(alice, "c2").locator(".comment-btn")).to_have_accessible_name("Comment on this cell")
+
+
+def test_commented_ranges_are_marked_and_long_lists_come_in_pages(as_user: Any, collab: Any, hub: Any) -> None:
+    """The text a thread is anchored to is marked in everyone's editor and the mark follows
+    edits; a resolved thread's mark goes. Past a page (the server's `comment_page_size`,
+    50), older threads and older notices come with a button."""
+    api = Api(collab.public_url, hub.token("alice"))
+    nb = api.create(
+        "Marked",
+        notebook([{"id": "c1", "source": "total = price * quantity"}, {"id": "c2", "source": "print(total)"}]),
+        mode="0777",
+    )["id"]
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb)
+    open_notebook(bob, collab.public_url, nb)
+    select_text(alice, "c1", 16, 24)
+    press_on(alice, cell(alice, "c1").locator(".comment-btn"))
+    alice.keyboard.type("is quantity checked?")
+    alice.keyboard.press("Control+Enter")
+    expect(alice.locator('.comment-panel[data-cell-id="c1"] .comment-quote')).to_have_text("“quantity”")
+    cell(bob, "c1").locator(".cell-preview, .cm-content").first.click()
+    mark = cell(bob, "c1").locator(".cm-comment-range")
+    expect(mark).to_have_text("quantity", timeout=20_000)
+    # alice types before it: the mark stays on the same word on bob's page
+    alice.evaluate("() => { const v = window.hubCollab.view.cells.get('c1').view; v.dispatch({changes: {from: 0, insert: 'grand_'}}); }")
+    expect(cell(bob, "c1").locator(".cm-content")).to_contain_text("grand_total = price * quantity", timeout=20_000)
+    expect(mark).to_have_text("quantity")
+    thread_id = api.call("GET", f"api/notebooks/{nb}/comments?cell_id=c1")["threads"][0]["id"]
+    api.call("PUT", f"api/notebooks/{nb}/comments/{thread_id}", {"resolved": True})
+    expect(mark).to_have_count(0, timeout=20_000)
+
+    # 56 threads mentioning bob, by 7 users (each within their burst of the rate limit)
+    writers = ["instructor", "ta", "alice", "carol", "admin", "dave", "eve"]
+    for who in writers:
+        other = Api(collab.public_url, hub.token(who))
+        for i in range(8):
+            other.call("POST", f"api/notebooks/{nb}/comments", {"cell_id": "c2", "text": f"@bob {who} asks {i}"})
+    # (bob's page got them live; a page opened now gets the newest page of each)
+    bob.reload()
+    bob.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    expect(cell(bob, "c2").locator(".comment-btn")).to_have_attribute("data-threads", "56", timeout=20_000)
+    cell(bob, "c2").locator(".comment-btn").click()
+    panel = bob.locator('.comment-panel[data-cell-id="c2"]')
+    expect(panel.locator(".comment-thread")).to_have_count(50, timeout=20_000)
+    expect(panel.locator(".comment-thread").first).to_contain_text("instructor asks 6")
+    panel.locator(".comment-older").click()
+    expect(panel.locator(".comment-thread")).to_have_count(56, timeout=20_000)
+    expect(panel.locator(".comment-thread").first).to_contain_text("instructor asks 0")
+    expect(panel.locator(".comment-older")).to_have_count(0)
+    bob.keyboard.press("Escape")
+    bob.locator(".notice-btn").click()
+    expect(bob.locator(".notice-list .notice")).to_have_count(50, timeout=20_000)
+    bob.locator(".notice-older").click()
+    expect(bob.locator(".notice-list .notice")).to_have_count(56, timeout=20_000)
+    assert alice.errors == [] and bob.errors == [], (alice.errors, bob.errors)  # type: ignore[attr-defined]

@@ -8,8 +8,8 @@ import { defaultKeymap, indentWithTab } from "@codemirror/commands";
 import { markdown } from "@codemirror/lang-markdown";
 import { python } from "@codemirror/lang-python";
 import { bracketMatching, defaultHighlightStyle, indentOnInput, syntaxHighlighting } from "@codemirror/language";
-import { Compartment, EditorState, type Extension, Prec } from "@codemirror/state";
-import { EditorView, drawSelection, keymap, placeholder } from "@codemirror/view";
+import { Compartment, EditorState, type Extension, Prec, StateEffect } from "@codemirror/state";
+import { Decoration, type DecorationSet, EditorView, ViewPlugin, type ViewUpdate, drawSelection, keymap, placeholder } from "@codemirror/view";
 import { digest } from "lib0/hash/sha256";
 import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
 import * as Y from "yjs";
@@ -38,6 +38,10 @@ const sharedTheme = EditorView.theme({
   ".cm-content": { fontFamily: "var(--mono)", padding: "6px 0" },
   "&.cm-focused": { outline: "none" },
 });
+
+/** A commented range of a cell's source, and the signal that the threads changed. */
+const COMMENTED = Decoration.mark({ class: "cm-comment-range", attributes: { title: "commented: see the comments on this cell" } });
+const refreshRanges = StateEffect.define<null>();
 
 export class CellView {
   readonly el: HTMLElement;
@@ -265,6 +269,7 @@ export class CellView {
   /** Create the editor (idempotent). */
   mount(): void {
     if (this.view || !this.ytext || !canRead(this.rwx)) return;
+    void this.nb.comments.ensureThreads(this.id);
     const ytext = this.ytext;
     const undoManager = new Y.UndoManager(ytext);
     const conn = this.nb.conn;
@@ -299,6 +304,7 @@ export class CellView {
         this.readOnly.of(this.readOnlyExt()),
         yCollab(ytext, null, { undoManager }),
         remoteCursors(conn.awareness, this.id, ytext),
+        this.commentRanges(),
         EditorView.updateListener.of((u) => {
           if (u.focusChanged && u.view.hasFocus) this.nb.select(this, true);
           if (u.view.hasFocus && (u.selectionSet || u.docChanged || u.focusChanged)) {
@@ -321,6 +327,33 @@ export class CellView {
     });
     this.view = new EditorView({ state, parent: this.editorHost });
     this.layout();
+  }
+
+  /** Marks the ranges open comment threads are anchored to (docs/comments.md). */
+  private commentRanges(): ViewPlugin<{ decorations: DecorationSet }> {
+    // clamped: the editor's text and the shared one differ for a moment while an edit goes between them
+    const ranges = (len: number): DecorationSet =>
+      Decoration.set(
+        this.nb.comments
+          .rangesOf(this.id)
+          .filter((r) => r.from < len)
+          .map((r) => COMMENTED.range(r.from, Math.min(r.to, len))),
+        true,
+      );
+    return ViewPlugin.define(
+      (view) => ({
+        decorations: ranges(view.state.doc.length),
+        update(u: ViewUpdate) {
+          if (u.docChanged || u.transactions.some((t) => t.effects.some((e) => e.is(refreshRanges)))) this.decorations = ranges(u.state.doc.length);
+        },
+      }),
+      { decorations: (v) => v.decorations },
+    );
+  }
+
+  /** The threads of this cell changed: mark their ranges again. */
+  refreshCommentRanges(): void {
+    this.view?.dispatch({ effects: refreshRanges.of(null) });
   }
 
   unmount(): void {

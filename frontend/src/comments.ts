@@ -98,6 +98,9 @@ export class Comments {
   private notices = new Map<number, Notice>();
   private buttons = new Map<string, HTMLButtonElement>();
   private panels = new Map<string, HTMLElement>();
+  /** per cell: the id to ask for older threads from (null: none older), once a page came */
+  private threadsBefore = new Map<string, number | null>();
+  private noticesBefore: number | null = null;
   /** comments being edited here: id -> the text the form starts with */
   private editing = new Map<number, string>();
 
@@ -185,12 +188,30 @@ export class Comments {
       this.counts = new Map(Object.entries((ack.cells as Record<string, Counts>) ?? {}));
       const notices = await this.nb.conn.command("comment_notices", {});
       this.notices = new Map(((notices.notices as Notice[]) ?? []).map((n) => [n.id, n]));
+      this.noticesBefore = (notices.next_before as number | null) ?? null;
     } catch {
       return;
     }
     this.renderAllButtons();
     this.renderBell();
+    // what was fetched for highlights is asked again; open panels load again
+    const fetched = [...this.threadsBefore.keys()];
+    this.threadsBefore.clear();
     for (const cellId of this.panels.keys()) void this.load(cellId);
+    for (const cellId of fetched) if (!this.panels.has(cellId)) void this.ensureThreads(cellId);
+  }
+
+  private async olderNotices(): Promise<void> {
+    if (this.noticesBefore === null) return;
+    try {
+      const ack = await this.nb.conn.command("comment_notices", { before: this.noticesBefore });
+      for (const n of (ack.notices as Notice[]) ?? []) this.notices.set(n.id, n);
+      this.noticesBefore = (ack.next_before as number | null) ?? null;
+    } catch {
+      return;
+    }
+    this.renderNotices();
+    this.bellList.querySelector<HTMLElement>("button.notice:last-of-type, ul li:last-child button")?.focus();
   }
 
   onMessage(m: Json): boolean {
@@ -203,6 +224,7 @@ export class Comments {
         else if (old.resolved !== t.resolved) this.bump(t.cell_id, { open: t.resolved ? -1 : 1 });
         if (t.cell_deleted) this.counts.delete(t.cell_id);
         this.renderPanel(t.cell_id);
+        this.nb.cells.get(t.cell_id)?.refreshCommentRanges();
         return true;
       }
       case "comment": {
@@ -276,18 +298,46 @@ export class Comments {
   }
 
   private async load(cellId: string): Promise<void> {
+    if (!(await this.fetch(cellId, null))) return;
+    this.renderPanel(cellId);
+    await this.markRead(cellId);
+  }
+
+  /** A page of the cell's threads (the newest, or those before `before`); false if it failed. */
+  private async fetch(cellId: string, before: number | null): Promise<boolean> {
     let ack: Json;
     try {
-      ack = await this.nb.conn.command("comment_list", { cell_id: cellId, limit: 200 });
+      ack = await this.nb.conn.command("comment_list", { cell_id: cellId, ...(before !== null ? { before } : {}) });
     } catch {
-      return;
+      return false;
     }
     for (const t of (ack.threads as Thread[]) ?? []) {
       this.threads.set(t.id, t);
       for (const c of t.comments ?? []) this.comments.set(c.id, c);
     }
-    this.renderPanel(cellId);
-    await this.markRead(cellId);
+    if (before === null || this.threadsBefore.has(cellId)) this.threadsBefore.set(cellId, (ack.next_before as number | null) ?? null);
+    this.nb.cells.get(cellId)?.refreshCommentRanges();
+    return true;
+  }
+
+  /** The threads of a cell that has some, for the ranges they mark in its editor (not marked read). */
+  async ensureThreads(cellId: string): Promise<void> {
+    if (this.threadsBefore.has(cellId) || !this.counts.get(cellId)?.threads || !this.readable(cellId)) return;
+    this.threadsBefore.set(cellId, null);
+    await this.fetch(cellId, null);
+  }
+
+  /** Where the open threads anchored to a range of the cell's source are now (UTF-16 offsets). */
+  rangesOf(cellId: string): { from: number; to: number }[] {
+    const doc = this.nb.conn.docs.get(`cell:${cellId}`);
+    if (!doc) return [];
+    const out: { from: number; to: number }[] = [];
+    for (const t of this.threads.values()) {
+      if (t.cell_id !== cellId || t.resolved || t.cell_deleted || !t.anchor) continue;
+      const r = rangeOf(doc, t.anchor);
+      if (r && r.from < r.to) out.push(r);
+    }
+    return out.sort((a, b) => a.from - b.from || a.to - b.to);
   }
 
   private async markRead(cellId: string): Promise<void> {
@@ -312,6 +362,12 @@ export class Comments {
     clear(panel);
     const threads = [...this.threads.values()].filter((t) => t.cell_id === cellId && !t.cell_deleted).sort((a, b) => a.id - b.id);
     panel.append(h("h3", { class: "comment-title" }, threads.length ? `Comments (${threads.length})` : "Comments"));
+    const older = this.threadsBefore.get(cellId);
+    if (older !== undefined && older !== null) {
+      const more = h("button", { type: "button", class: "link comment-older", "data-key": `older-${cellId}` }, "older threads");
+      more.addEventListener("click", () => void this.fetch(cellId, older).then(() => this.renderPanel(cellId)));
+      panel.append(more);
+    }
     for (const t of threads) panel.append(this.renderThread(t, drafts));
     if (canRead(this.nb.conn.caps.cells[cellId] ?? "---")) panel.append(this.newThreadForm(cellId, drafts));
     if (focusKey) panel.querySelector<HTMLElement>(`[data-key="${CSS.escape(focusKey)}"]`)?.focus();
@@ -484,13 +540,14 @@ export class Comments {
     const visible = [...this.notices.values()].filter((n) => this.readable(n.cell_id)).sort((a, b) => b.id - a.id);
     if (!visible.length) this.bellList.append(h("p", {}, "No mentions or replies yet."));
     const list = h("ul", {});
-    for (const n of visible.slice(0, 50)) {
+    for (const n of visible) {
       const what = n.kind === "mention" ? "mentioned you" : "replied";
       list.append(
         h("li", { class: n.unread ? "unread" : "" }, h("button", { type: "button", class: "link notice", onclick: () => this.openNotice(n) }, `${n.author} ${what}: ${n.text.slice(0, 80)}`)),
       );
     }
     this.bellList.append(list);
+    if (this.noticesBefore !== null) this.bellList.append(h("button", { type: "button", class: "link notice-older", onclick: () => void this.olderNotices() }, "older"));
   }
 
   private openNotice(n: Notice): void {
