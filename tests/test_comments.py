@@ -294,6 +294,35 @@ async def test_a_deleted_cells_threads_are_kept_marked_for_the_owner(hub: Hub, c
         assert (await alice.comment_summary())["cells"] == {}
 
 
+async def test_threads_of_a_cell_deleted_just_before_a_crash_are_marked_on_the_next_load(hub: Hub, collab: CollabService) -> None:
+    """The index change of a deletion was kept but the service died before marking the
+    cell's threads: the next load of the notebook marks them."""
+    nb = await new_notebook(hub, collab, "keep", "to be deleted")
+    async with connection(hub, collab, "alice", nb) as alice:
+        tid = (await alice.comment_create("cell1", "about to go"))["thread"]["id"]
+        await alice.delete_cell("cell1")
+        await alice.wait_for(lambda: any(m["thread"]["cell_deleted"] for m in alice.comment_events("comment_thread")))
+    # the crash, as the database saw it: the deletion is there, the mark is not
+    engine = sa.create_engine(collab.db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(comment_threads.update().where(comment_threads.c.id == tid).values(cell_deleted=False))
+        await asyncio.get_running_loop().run_in_executor(None, collab.restart)
+        async with connection(hub, collab, "alice", nb) as alice:
+
+            def marked() -> bool:
+                with engine.connect() as conn:
+                    return bool(conn.execute(sa.select(comment_threads.c.cell_deleted).where(comment_threads.c.id == tid)).scalar())
+
+            await asyncio.get_running_loop().run_in_executor(None, lambda: wait_until(marked, timeout=20, what="the thread marked"))
+            owners = (await alice.comment_list())["threads"]
+            assert [(t["id"], t["cell_deleted"]) for t in owners] == [(tid, True)]
+            assert (await alice.comment_summary())["cells"] == {}
+            await expect_error("cell_deleted", alice.comment_reply(tid, "read-only now"))
+    finally:
+        engine.dispose()
+
+
 # -- bad input ------------------------------------------------------------------------------------------
 
 BAD_TEXTS: list[tuple[Any, str]] = [

@@ -493,7 +493,23 @@ class CommentService(MessageService, RoomObserverBase):
     # -- following the rooms ------------------------------------------------------------
 
     def room_loaded(self, room: NotebookRoom) -> None:
-        self._cells[room.id] = set(room.cell_ids())
+        cells = set(room.cell_ids())
+        self._cells[room.id] = cells
+        # a cell deleted just before a crash (its index change kept, its threads not yet
+        # marked) is found now: the threads of cells the index no longer has are marked
+        task = asyncio.get_running_loop().create_task(self._mark_missing(room.id, cells))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _mark_missing(self, nb_id: str, cells: set[str]) -> None:
+        try:
+            missing = await self._write(self.db.unmarked_cells, nb_id) - cells
+        except Exception:
+            log.exception("notebook %s: could not look for threads of deleted cells", nb_id)
+            return
+        if missing:
+            log.info("notebook %s: marking the threads of %d cell(s) deleted while they were not", nb_id, len(missing))
+            await self._cells_deleted(nb_id, missing)
 
     def room_unloaded(self, room: NotebookRoom) -> None:
         self._cells.pop(room.id, None)

@@ -226,6 +226,14 @@ class CommentStore:
             rows = conn.execute(comment_threads.select().where(comment_threads.c.id.in_(ids))).all()
         return [thread_record(r) for r in rows]
 
+    def unmarked_cells(self, nb_id: str) -> set[str]:
+        """The cells that have threads not marked as of a deleted cell."""
+        query = sa.select(comment_threads.c.cell_id).distinct().where(
+            comment_threads.c.notebook_id == nb_id, comment_threads.c.cell_deleted.is_(False)
+        )
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
     def mark_read(self, nb_id: str, user: str, cell_id: str) -> int:
         """The user has read the cell's comments up to the newest: return its id (0: none)."""
         with self.engine.begin() as conn:
