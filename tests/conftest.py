@@ -68,7 +68,7 @@ from hubfixtures import BrowserSession, CollabService, Hub, SpawningHub
 from hubfixtures import browser_login as _browser_login
 from hubfixtures import free_port as _free_port
 from imagefixtures import build_image
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 
 @pytest.fixture(scope="session")
@@ -150,6 +150,9 @@ def free_port() -> Callable[[], int]:
 def pw() -> Iterator[Playwright]:
     reason = ui_helpers.ensure_build()
     assert not reason, f"the front end could not be built: {reason}"  # a failed set-up, not a skip
+    # a page on a busy machine (CI beside other work) may take seconds to answer a key: the
+    # browser tests wait for what they expect up to 20 s (Playwright's default is 5 s)
+    expect.set_options(timeout=20_000)
     with sync_playwright() as p:
         yield p
 
