@@ -327,3 +327,39 @@ def test_no_serious_accessibility_violations(as_user: Any, api: Any, collab: Any
     page.keyboard.press("Escape")
     bad = [f"{view}: {line}" for view, lines in found.items() for line in lines]
     assert not bad, "\n".join(bad)
+
+
+def scroll_cells(page: Page, where: str) -> None:
+    page.evaluate("(where) => { const b = document.querySelector('.cells'); b.scrollTop = where === 'bottom' ? b.scrollHeight : 0; }", where)
+
+
+def test_a_long_notebook_keeps_only_the_cells_near_the_screen_whole(as_user: Any, api: Any, collab: Any) -> None:
+    """Windowing (docs/user-guide.md): past 300 cells, the far cells are empty boxes; they
+    are whole again, with what others changed meanwhile, once near the screen; the active
+    cell stays whole wherever one scrolls."""
+    n = 400
+    cells = [{"id": f"c{i}", "source": f"x{i} = {i}"} for i in range(n)]
+    nb = api("alice").create("Long", notebook(cells), group="students", mode="0770")["id"]
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb)
+    expect(cell(alice, "c0")).to_contain_text("x0 = 0")
+    expect(alice.locator(".cell")).to_have_count(n)
+    assert alice.locator(".cell.shell").count() > n - 100
+    expect(cell(alice, "c399").locator(".cell-main")).to_have_count(0)
+    # bob, at the bottom, edits the last cell while it is an empty box on alice's page
+    open_notebook(bob, collab.public_url, nb)
+    scroll_cells(bob, "bottom")
+    expect(cell(bob, "c399")).not_to_have_class(re.compile(r"\bshell\b"), timeout=30_000)
+    type_in_cell(bob, "c399", "  # by bob")
+    expect(cell(bob, "c399")).to_contain_text("x399 = 399  # by bob")
+    # alice's active cell (c0) stays whole while she is at the bottom, where bob's text is
+    cell(alice, "c0").click()
+    scroll_cells(alice, "bottom")
+    expect(cell(alice, "c399")).to_contain_text("x399 = 399  # by bob", timeout=30_000)
+    expect(cell(alice, "c0")).not_to_have_class(re.compile(r"\bshell\b"))
+    expect(cell(alice, "c0")).to_contain_text("x0 = 0")
+    expect(cell(alice, "c1")).to_have_class(re.compile(r"\bshell\b"))
+    # back at the top, the first cells are whole again
+    scroll_cells(alice, "top")
+    expect(cell(alice, "c1")).not_to_have_class(re.compile(r"\bshell\b"), timeout=30_000)
+    assert alice.errors == [] and bob.errors == [], (alice.errors, bob.errors)  # type: ignore[attr-defined]

@@ -70,6 +70,9 @@ export class CellView {
   /** the views of widgets this cell's outputs show, by model id (kept across re-renders) */
   private widgetViews = new Map<string, WidgetHolder>();
   private typingTimer: ReturnType<typeof setTimeout> | null = null;
+  /** the cell's contents, out of the page while it is a shell (setShell) */
+  private parts: HTMLElement[];
+  private shell = false;
 
   constructor(
     private nb: NotebookView,
@@ -87,21 +90,25 @@ export class CellView {
     this.inputBox = h("div", { class: "cell-input-request" });
     this.body = h("div", { class: "cell-body" }, this.editorHost, this.preview, this.rendered);
     const side = h("div", { class: "cell-side" }, this.prompt, this.people);
-    this.el = h(
-      "div",
-      { class: "cell", "data-cell-id": entry.id, tabindex: "-1" },
-      side,
-      h("div", { class: "cell-main" }, h("div", { class: "cell-head" }, this.badges, this.info), this.body, this.inputBox, this.outputs),
-    );
+    this.parts = [side, h("div", { class: "cell-main" }, h("div", { class: "cell-head" }, this.badges, this.info), this.body, this.inputBox, this.outputs)];
+    this.el = h("div", { class: "cell", "data-cell-id": entry.id, tabindex: "-1" }, ...this.parts);
     this.el.addEventListener("mousedown", () => this.nb.select(this, false));
     // near the screen or not, as the browser lays it out (NotebookView.watch)
     this.el.addEventListener("contentvisibilityautostatechange", (e) => this.setVisible(!(e as Event & { skipped: boolean }).skipped));
     this.rendered.addEventListener("dblclick", () => {
       if (canWrite(this.rwx)) this.startEditing(true);
     });
-    this.preview.addEventListener("click", () => {
+    // the editor comes at the press itself, with the caret where it was pressed: an editor
+    // made between the press and the release (wantEditor) would take the release instead
+    this.preview.addEventListener("mousedown", (e) => {
+      if (e.button !== 0 || this.preview.classList.contains("hidden-placeholder")) return;
+      e.preventDefault();
       this.mount();
-      this.view?.focus();
+      const view = this.view;
+      if (!view) return;
+      const pos = view.posAtCoords({ x: e.clientX, y: e.clientY });
+      view.focus();
+      if (pos !== null) view.dispatch({ selection: { anchor: pos } });
     });
     this.update(entry, nb.conn.caps.cells[entry.id] ?? "---");
     nb.comments.attach(this, side);
@@ -234,6 +241,23 @@ export class CellView {
   }
 
   // -- visibility and layout --------------------------------------------------------------------
+
+  /**
+   * A windowed notebook's far cell (`height`): only its box, of that height, in the page,
+   * its contents kept aside; null: whole again.
+   */
+  setShell(height: number | null): void {
+    if ((height !== null) === this.shell) return;
+    this.shell = height !== null;
+    this.el.classList.toggle("shell", this.shell);
+    if (height !== null) {
+      this.el.style.height = `${height}px`;
+      this.el.replaceChildren();
+    } else {
+      this.el.style.height = "";
+      this.el.replaceChildren(...this.parts);
+    }
+  }
 
   setVisible(v: boolean): void {
     if (v === this.visible) return;

@@ -35,6 +35,13 @@ declare global {
   }
 }
 
+/** Notebooks with more cells than this keep only the cells near the screen whole (windowing). */
+export const WINDOW_MIN_CELLS = 300;
+/** How far past the screen (px, above and below) a windowed notebook keeps cells whole. */
+const WINDOW_MARGIN = 800;
+/** The height a windowed cell never shown yet is given (px), until it is. */
+const SHELL_ESTIMATE = 64;
+
 /** Does the browser tell an element when `content-visibility: auto` starts or stops skipping it? */
 const CV_EVENTS = typeof window !== "undefined" && "oncontentvisibilityautostatechange" in window;
 
@@ -58,10 +65,16 @@ export class NotebookView {
   private io: IntersectionObserver;
   /** the cells the IntersectionObserver watches (watch) */
   private observed = new Set<CellView>();
+  /** windowing (WINDOW_MIN_CELLS): the cells kept whole, and what watches their size */
+  private windowed = false;
+  private near = new Set<CellView>();
+  private windowScheduled = false;
+  private resizes: ResizeObserver;
   /** cells waiting for an editor (wantEditor), and when the cells last scrolled */
   private mountQueue = new Set<CellView>();
   private mountScheduled = false;
   private lastScroll = -Infinity;
+  private pointerDown = false;
   private chat: ChatPanel;
   readonly comments: Comments;
   /** the shared ipywidgets models of every out doc held, and their views (widgets.ts) */
@@ -143,10 +156,16 @@ export class NotebookView {
       { root: this.cellsEl, rootMargin: "600px 0px" },
     );
 
+    this.resizes = new ResizeObserver(() => this.scheduleWindow());
+    window.addEventListener("resize", () => this.scheduleWindow(), { passive: true });
     const scrolled = (): void => {
       this.lastScroll = performance.now();
+      this.scheduleWindow();
     };
     this.cellsEl.addEventListener("scroll", scrolled, { passive: true });
+    // no editor is made under a pressed pointer (it would take the release: a lost click)
+    document.addEventListener("pointerdown", () => (this.pointerDown = true), { capture: true, passive: true });
+    for (const end of ["pointerup", "pointercancel"]) document.addEventListener(end, () => (this.pointerDown = false), { capture: true, passive: true });
     window.addEventListener("scroll", scrolled, { passive: true });
 
     this.conn.on("status", (s) => this.showStatus(s));
@@ -333,6 +352,8 @@ export class NotebookView {
       if (!keep.has(id)) {
         this.io.unobserve(cell.el);
         this.observed.delete(cell);
+        this.near.delete(cell);
+        this.resizes.unobserve(cell.el);
         cell.destroy();
         this.comments.detach(id);
         this.cells.delete(id);
@@ -367,7 +388,12 @@ export class NotebookView {
       }
       this.order = ids;
     }
-    for (const c of fresh) this.watch(c);
+    this.setWindowed(ids.length > WINDOW_MIN_CELLS, fresh);
+    for (const c of fresh) {
+      if (this.windowed && c !== this.active) c.setShell(SHELL_ESTIMATE);
+      this.watch(c);
+    }
+    this.scheduleWindow();
     if (!this.active && ids.length) this.select(this.cells.get(ids[0] as string) as CellView, false);
     if (!ids.length) this.cellsEl.dataset.empty = "true";
     else delete this.cellsEl.dataset.empty;
@@ -449,6 +475,7 @@ export class NotebookView {
    * of a 5,000-cell notebook with both cost Chromium about 40% of each scrolled frame.
    */
   watch(cell: CellView): void {
+    if (this.windowed) return; // updateWindow says
     const byBrowser = CV_EVENTS && !cell.el.classList.contains("active") && !cell.el.classList.contains("cell-has-people");
     if (byBrowser && this.observed.has(cell)) {
       this.io.unobserve(cell.el);
@@ -459,6 +486,88 @@ export class NotebookView {
     } else if (!byBrowser && !this.observed.has(cell)) {
       this.io.observe(cell.el);
       this.observed.add(cell);
+    }
+  }
+
+  /**
+   * Windowing, for notebooks of more than WINDOW_MIN_CELLS cells: only the cells on screen
+   * or within WINDOW_MARGIN px of it (and the active cell) are whole; the others are empty
+   * boxes of the height they last had (`CellView.setShell`), so the page holds a few dozen
+   * cells' elements instead of all of them. Chromium's per-frame work grew with the cells
+   * in the page (about 40 ms a frame for 5,000 under `content-visibility: auto`). The
+   * cells are in page order: the first near one is found by a binary search of boxes.
+   */
+  private setWindowed(on: boolean, fresh: CellView[]): void {
+    if (on === this.windowed) return;
+    this.windowed = on;
+    this.cellsEl.classList.toggle("windowed", on);
+    const old = new Set(fresh);
+    if (on) {
+      for (const c of this.observed) this.io.unobserve(c.el);
+      this.observed.clear();
+      // cells already in the page keep their height; their boxes are read before any change
+      const cells = [...this.cells.values()].filter((c) => !old.has(c) && c !== this.active);
+      const heights = cells.map((c) => c.el.offsetHeight);
+      cells.forEach((c, i) => {
+        c.setShell(heights[i] || SHELL_ESTIMATE);
+        c.setVisible(false);
+      });
+      this.near.clear();
+    } else {
+      for (const c of this.cells.values()) {
+        c.setShell(null);
+        if (!old.has(c)) this.watch(c);
+      }
+      for (const c of this.near) this.resizes.unobserve(c.el);
+      this.near.clear();
+    }
+  }
+
+  private scheduleWindow(): void {
+    if (!this.windowed || this.windowScheduled) return;
+    this.windowScheduled = true;
+    requestAnimationFrame(() => this.updateWindow());
+  }
+
+  private updateWindow(): void {
+    this.windowScheduled = false;
+    if (!this.windowed) return;
+    const cells: CellView[] = [];
+    for (const id of this.order) {
+      const c = this.cells.get(id);
+      if (c) cells.push(c);
+    }
+    const box = this.cellsEl.getBoundingClientRect();
+    const top = Math.max(box.top, 0) - WINDOW_MARGIN;
+    const bottom = Math.min(box.bottom, window.innerHeight) + WINDOW_MARGIN;
+    let lo = 0;
+    let hi = cells.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((cells[mid] as CellView).el.getBoundingClientRect().bottom < top) lo = mid + 1;
+      else hi = mid;
+    }
+    const now = new Set<CellView>();
+    for (let i = lo; i < cells.length; i++) {
+      const c = cells[i] as CellView;
+      if (c.el.getBoundingClientRect().top > bottom) break;
+      now.add(c);
+    }
+    if (this.active) now.add(this.active);
+    const leaving = [...this.near].filter((c) => !now.has(c) && !c.editing);
+    const heights = leaving.map((c) => c.el.offsetHeight); // all reads before any change
+    leaving.forEach((c, i) => {
+      this.near.delete(c);
+      this.resizes.unobserve(c.el);
+      c.setVisible(false);
+      c.setShell(heights[i] || SHELL_ESTIMATE);
+    });
+    for (const c of now) {
+      if (this.near.has(c)) continue;
+      this.near.add(c);
+      c.setShell(null);
+      this.resizes.observe(c.el);
+      c.setVisible(true);
     }
   }
 
@@ -486,8 +595,8 @@ export class NotebookView {
   private mountSome(deadline: { timeRemaining(): number }): void {
     this.mountScheduled = false;
     const quiet = performance.now() - this.lastScroll;
-    if (quiet < 150) {
-      this.scheduleMounts(150 - quiet);
+    if (quiet < 150 || this.pointerDown) {
+      this.scheduleMounts(Math.max(150 - quiet, 50));
       return;
     }
     const start = performance.now();
@@ -523,6 +632,11 @@ export class NotebookView {
     cell.el.classList.add("active");
     if (before && before !== cell) this.watch(before);
     this.watch(cell);
+    if (this.windowed && !this.near.has(cell)) {
+      cell.setShell(null);
+      cell.setVisible(true);
+      this.scheduleWindow(); // it is kept whole while active; the window says when it is not
+    }
     this.mode = edit ? "edit" : this.mode === "edit" && cell.view?.hasFocus ? "edit" : edit ? "edit" : "command";
     document.body.dataset.mode = this.mode;
     this.typeSelect.value = cell.entry.cell_type;
