@@ -51,6 +51,8 @@ END_STATUSES = ("ok", "error", "interrupted", "aborted", "kernel_died", "kernel_
 RECENT_EXECUTIONS = 64
 #: seconds to wait for the IOPub ``idle`` of an execution once its reply has arrived
 IDLE_GRACE = 3.0
+#: seconds between the kernel_info probes that wait for IOPub after an attach
+IOPUB_PROBE_INTERVAL = 0.5
 #: the notice of a run whose kernel was not found again after a service restart
 LOST_NOTICE = "The service restarted; the kernel was lost. Run the cell again."
 #: the notice of a run that ended while no service process listened to its kernel
@@ -187,6 +189,9 @@ class Kernel:
         self._attaching = False
         self._probe = ""
         self._comm_probe = ""
+        #: IOPub is known to deliver (attach: once a message came; a started kernel: at once)
+        self._iopub_ok = asyncio.Event()
+        self._iopub_ok.set()
         self._runner = self._spawn(self._run())
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
@@ -335,7 +340,9 @@ class Kernel:
         if run is not None:
             self._recent[run.msg_id] = run
             self._resumed = self.current = run
+        self._iopub_ok.clear()
         conn.listen(self)
+        self._tasks.append(self._spawn(self._confirm_iopub(conn, cfg.start_timeout)))
         # answered once the kernel is done with what it runs: then the run's end is known
         self._probe = conn.kernel_info()
         if self.widgets.models:
@@ -343,6 +350,23 @@ class Kernel:
             self._comm_probe = conn.comm_info(WIDGET_TARGET)
         log.info("attached to the kernel of notebook %s%s again", self.nb_id, f" (user {self.user})" if self.user else "")
         self._set_state("busy" if run is not None else "idle")
+
+    async def _confirm_iopub(self, conn: KernelConnection, timeout: float) -> None:
+        """Ask the kernel for its info until an IOPub message comes. A subscription made
+        just now misses what the kernel publishes before it takes effect (ZeroMQ's "slow
+        joiner"): an execution sent then would lose its idle status and never end (seen
+        after a service restart on a busy machine). New executions wait for this."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            while not self._iopub_ok.is_set() and conn is self.conn:
+                if asyncio.get_running_loop().time() > deadline:
+                    log.warning("kernel of notebook %s: no IOPub message %g s after attaching; going on", self.nb_id, timeout)
+                    break
+                conn.kernel_info()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._iopub_ok.wait(), IOPUB_PROBE_INTERVAL)
+        finally:
+            self._iopub_ok.set()  # stopped, gone or confirmed: nothing waits on it any more
 
     def _probe_answered(self) -> None:
         ex = self._resumed
@@ -431,6 +455,7 @@ class Kernel:
                     self.fail_start(other, exc)
                 self.queue.clear()
                 return
+        await self._iopub_ok.wait()
         conn = self.conn
         assert conn is not None
         ex.writer.start()
@@ -527,6 +552,7 @@ class Kernel:
     # KernelSink: the connection delivers here
 
     def on_iopub(self, msg: dict[str, Any]) -> None:
+        self._iopub_ok.set()
         parent_id = (msg.get("parent_header") or {}).get("msg_id")
         ex = self._recent.get(parent_id) if parent_id else None
         msg_type = msg.get("msg_type") or msg["header"].get("msg_type")
