@@ -65,6 +65,9 @@ export class CellView {
   private readOnly = new Compartment();
   private outScheduled = false;
   private srcScheduled = false;
+  /** a render is due (scheduled for the next frame, or done at once by renderDue) */
+  private outDirty = false;
+  private srcDirty = false;
   private unbind: (() => void)[] = [];
   private outUnbind: (() => void) | null = null;
   /** the views of widgets this cell's outputs show, by model id (kept across re-renders) */
@@ -414,15 +417,26 @@ export class CellView {
   // -- rendering --------------------------------------------------------------------------------
 
   private scheduleSource(): void {
+    this.srcDirty = true;
     if (this.srcScheduled) return;
     this.srcScheduled = true;
     requestAnimationFrame(() => {
       this.srcScheduled = false;
-      this.renderSource();
+      if (this.srcDirty) this.renderSource();
     });
   }
 
+  /**
+   * Render now what is due (source, outputs) instead of at the next frame: a windowed
+   * notebook does it as it brings the cell back, so the frame lays it out once.
+   */
+  renderDue(): void {
+    if (this.srcDirty) this.renderSource();
+    if (this.outDirty) this.renderOutputs();
+  }
+
   renderSource(): void {
+    this.srcDirty = false;
     if (!canRead(this.rwx)) return;
     const src = this.source();
     if (this.isMarkdown) {
@@ -439,11 +453,12 @@ export class CellView {
   }
 
   private scheduleOutputs(): void {
+    this.outDirty = true;
     if (this.outScheduled) return;
     this.outScheduled = true;
     requestAnimationFrame(() => {
       this.outScheduled = false;
-      this.renderOutputs();
+      if (this.outDirty) this.renderOutputs();
     });
   }
 
@@ -452,6 +467,7 @@ export class CellView {
   }
 
   renderOutputs(): void {
+    this.outDirty = false;
     if (!canRead(this.rwx)) return;
     const st = this.state();
     const es = String(st.execution_state ?? "idle");

@@ -568,6 +568,7 @@ export class NotebookView {
       c.setShell(null);
       this.resizes.observe(c.el);
       c.setVisible(true);
+      c.renderDue(); // in this frame: its layout is the frame's, not a second forced one
     }
   }
 
