@@ -242,6 +242,28 @@ def next_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     schema._scripts.cache_clear()
 
 
+def test_a_schema_made_between_the_two_reads_of_a_start_is_current(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica's first read of the revision (unlocked: the version table, then the table
+    names) may see no version table and then the tables another replica has just
+    committed: read as a database made before migrations. The answer is read again
+    under the schema lock, where it is the current schema."""
+    engine = make_engine(db_url)
+    try:
+        assert schema.ensure_schema(engine) == "created"
+        real = schema.database_revision
+        reads: list[object] = []
+
+        def torn_first_read(conn: sa.Connection) -> object:
+            reads.append(None)
+            return schema.UNVERSIONED if len(reads) == 1 else real(conn)
+
+        monkeypatch.setattr(schema, "database_revision", torn_first_read)
+        assert schema.ensure_schema(engine) == "current"
+        assert len(reads) == 2
+    finally:
+        engine.dispose()
+
+
 def test_an_older_revision_is_refused_and_upgraded(db_url: str, tmp_path: Path, next_release: None) -> None:
     engine = make_engine(db_url)
     try:
