@@ -35,6 +35,19 @@ def select_text(page: Page, cell_id: str, start: int, end: int) -> None:
     )
 
 
+def two_users_on_a_priced_notebook(as_user: Any, collab: Any, api: Any, name: str, **perms: str) -> tuple[str, Page, Page]:
+    """A notebook of alice's (cells c1 "total = price * quantity", c2), open for alice and bob."""
+    nb = api.create(
+        name,
+        notebook([{"id": "c1", "source": "total = price * quantity"}, {"id": "c2", "source": "print(total)"}]),
+        **perms,
+    )["id"]
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb)
+    open_notebook(bob, collab.public_url, nb)
+    return nb, alice, bob
+
+
 def press_on(page: Page, selector: Any, key: str = "Enter") -> None:
     """Reach an element with the keyboard: focus it, then press ``key``."""
     selector.focus()
@@ -44,15 +57,7 @@ def press_on(page: Page, selector: Any, key: str = "Enter") -> None:
 
 def test_threads_in_the_margin_by_keyboard_live_for_both(as_user: Any, collab: Any, hub: Any) -> None:
     api = Api(collab.public_url, hub.token("alice"))
-    nb = api.create(
-        "Commented",
-        notebook([{"id": "c1", "source": "total = price * quantity"}, {"id": "c2", "source": "print(total)"}]),
-        group="students",
-        mode="0770",
-    )["id"]
-    alice, bob = as_user("alice"), as_user("bob")
-    open_notebook(alice, collab.public_url, nb)
-    open_notebook(bob, collab.public_url, nb)
+    nb, alice, bob = two_users_on_a_priced_notebook(as_user, collab, api, "Commented", group="students", mode="0770")
 
     # alice selects "quantity" and opens a thread on it, with the keyboard
     select_text(alice, "c1", 16, 24)
@@ -143,14 +148,7 @@ def test_commented_ranges_are_marked_and_long_lists_come_in_pages(as_user: Any, 
     edits; a resolved thread's mark goes. Past a page (the server's `comment_page_size`,
     50), older threads and older notices come with a button."""
     api = Api(collab.public_url, hub.token("alice"))
-    nb = api.create(
-        "Marked",
-        notebook([{"id": "c1", "source": "total = price * quantity"}, {"id": "c2", "source": "print(total)"}]),
-        mode="0777",
-    )["id"]
-    alice, bob = as_user("alice"), as_user("bob")
-    open_notebook(alice, collab.public_url, nb)
-    open_notebook(bob, collab.public_url, nb)
+    nb, alice, bob = two_users_on_a_priced_notebook(as_user, collab, api, "Marked", mode="0777")
     select_text(alice, "c1", 16, 24)
     press_on(alice, cell(alice, "c1").locator(".comment-btn"))
     new = alice.locator('.comment-panel[data-cell-id="c1"] textarea.comment-new')

@@ -21,7 +21,7 @@ import { h, clear, timeAgo, userColor, initials } from "./dom";
 import { icon } from "./icons";
 import { renderMarkdown, renderOutput, type OutputModel } from "./render";
 import { highlightPython } from "./highlight";
-import { WIDGET_VIEW_MIME, type WidgetHolder } from "./widgets";
+import { type WidgetHolder, widgetRef } from "./widgets";
 import type { NotebookView } from "./notebook";
 
 export interface IndexEntry {
@@ -493,8 +493,7 @@ export class CellView {
     const shown = new Map<string, WidgetHolder>();
     for (const m of arr) {
       const model = (m instanceof Y.Map ? m.toJSON() : m) as OutputModel;
-      const ref = model.data?.[WIDGET_VIEW_MIME] as { model_id?: unknown } | undefined;
-      const id = ref && typeof ref.model_id === "string" ? ref.model_id : null;
+      const id = widgetRef(model);
       if (id !== null && !shown.has(id)) {
         // the same live view as before: a widget in use is not rebuilt under the pointer
         const view = this.widgetViews.get(id) ?? this.nb.widgets.view(id);

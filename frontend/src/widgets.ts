@@ -46,13 +46,6 @@ export interface WidgetHost {
 type Json = Record<string, unknown>;
 type Callbacks = base.ICallbacks;
 
-/** The module versions this page draws (ipywidgets 8's protocol): by major version. */
-const MODULES: Record<string, { major: string; exports: Record<string, unknown> }> = {
-  "@jupyter-widgets/base": { major: "2", exports: base as unknown as Record<string, unknown> },
-  "@jupyter-widgets/controls": { major: "2", exports: controls as unknown as Record<string, unknown> },
-  "@jupyter-widgets/output": { major: "1", exports: {} },
-};
-
 /** A model of a module this page does not ship: kept (a Box may hold it), drawn as a placeholder. */
 class PlaceholderModel extends base.DOMWidgetModel {}
 
@@ -100,8 +93,12 @@ class SharedOutputView extends outputWidgets.OutputView {
   }
 }
 
-const OUTPUT_EXPORTS: Record<string, unknown> = { OutputModel: outputWidgets.OutputModel, OutputView: SharedOutputView };
-(MODULES["@jupyter-widgets/output"] as { exports: Record<string, unknown> }).exports = OUTPUT_EXPORTS;
+/** The module versions this page draws (ipywidgets 8's protocol): by major version. */
+const MODULES: Record<string, { major: string; exports: Record<string, unknown> }> = {
+  "@jupyter-widgets/base": { major: "2", exports: base as unknown as Record<string, unknown> },
+  "@jupyter-widgets/controls": { major: "2", exports: controls as unknown as Record<string, unknown> },
+  "@jupyter-widgets/output": { major: "1", exports: { OutputModel: outputWidgets.OutputModel, OutputView: SharedOutputView } },
+};
 
 /** The model a `display_data` output shows, if it shows one. */
 export function widgetRef(o: OutputModel): string | null {
@@ -227,11 +224,6 @@ export class SharedWidgetManager extends ManagerBase {
   refresh(): void {
     for (const [id, l] of this.live) if (l.entry.get("state") instanceof Y.Map && (l.entry.get("state") as Y.Map<unknown>).has("disabled")) this.touch(id, "disabled");
     this.flush();
-  }
-
-  /** Is there a model `id` in a Map the page holds? */
-  holds(id: string): boolean {
-    return this.entryOf(id) !== null;
   }
 
   private entryOf(id: string): { cellId: string; entry: Y.Map<unknown> } | null {
