@@ -271,6 +271,45 @@ def test_a_refused_edit_is_undone_with_a_notice(as_user: Any, api: Any, collab: 
     assert "mine" not in source and source.startswith("answer = None"), source
 
 
+def test_a_cell_inserted_late_does_not_take_the_focus_from_where_the_user_went(as_user: Any, api: Any, collab: Any) -> None:
+    """Shift-Enter on the last cell adds a cell below and goes to it, but when the server's
+    answer comes late (a slow network, a busy service) and the user has gone on meanwhile, here
+    back into the cell's editor, the new cell appears without taking the focus: what they type
+    goes where they are typing."""
+    nb = api("alice").create("Late insert", notebook([{"id": "a", "source": "1"}]))["id"]
+    alice = as_user("alice")
+    socket = HeldSocket()
+    alice.route_web_socket(re.compile(r"/api/notebooks/[^/]+/ws(\?.*)?$"), socket.route)
+    open_notebook(alice, collab.public_url, nb)
+    cell(alice, "a").click()
+    alice.keyboard.press("Escape")
+    socket.hold = True
+    alice.keyboard.press("Shift+Enter")
+    type_in_cell(alice, "a", "0")
+    socket.release()
+    expect(alice.locator(".cell")).to_have_count(2)
+    alice.keyboard.type("23", delay=50)
+    expect(cell(alice, "a").locator(".cm-content")).to_have_text("1023")
+    added = alice.locator(".cell").nth(1)
+    expect(added).not_to_have_class(re.compile(r"\bactive\b"))
+    assert focused_inside(alice, '.cell[data-cell-id="a"] .cm-content')
+
+    def sources() -> list[str]:
+        return ["".join(c["source"]) for c in api("alice").call("GET", f"api/notebooks/{nb}/ipynb")["cells"]]
+
+    wait_until(lambda: sources() == ["1023", ""], what="the edit in the cell the user went to", on_timeout=lambda: repr(sources()))
+    # with nowhere else to go, Shift-Enter on the last cell lands in the new cell's editor
+    alice.keyboard.press("Shift+Enter")
+    expect(added).to_have_class(re.compile(r"\bactive\b"))
+    alice.keyboard.press("Shift+Enter")
+    expect(alice.locator(".cell")).to_have_count(3)
+    expect(alice.locator(".cell").nth(2)).to_have_class(re.compile(r"\bactive\b"))
+    expect(alice.locator(".cell").nth(2).locator(".cm-content")).to_be_focused()
+    alice.keyboard.type("nxt")
+    expect(alice.locator(".cell").nth(2).locator(".cm-content")).to_have_text("nxt")
+    assert alice.errors == []  # type: ignore[attr-defined]
+
+
 def test_an_epoch_reset_reloads_the_page(as_user: Any, api: Any, collab: Any, service_down: Any) -> None:
     nb = api("alice").create("Reset", notebook([{"id": "e1", "source": "kept = True"}]))["id"]
     alice = as_user("alice")

@@ -746,16 +746,26 @@ export class NotebookView {
       const i = this.order.indexOf(this.active.id);
       if (i >= 0) index = where === "above" ? i : i + 1;
     }
+    const from = this.active;
+    const mode = this.mode;
+    const focused = document.activeElement;
     const ack = await this.cmd("insert_cell", { index, cell_type: cellType });
     if (!ack) return;
     const id = String(ack.cell_id);
     // the index update and the new caps arrive before the ack
     const cell = this.cells.get(id);
-    if (cell) {
-      this.select(cell, focus);
-      cell.el.scrollIntoView({ block: "nearest" });
-      if (focus) setTimeout(() => cell.focusEditor(), 0);
-    }
+    // who went on while the ack was on its way (another cell, the cell's editor, a dialog,
+    // the toolbar) keeps the selection and the focus: the new cell is there, but does not
+    // take them. Not going on: the first cell of an empty notebook selected as it arrives,
+    // focus fallen back to the body (a markdown editor closed by Shift-Enter), an editor
+    // made again in the same cell (its doc arriving).
+    const now = document.activeElement;
+    const elsewhere = now !== null && now !== document.body && now !== focused && !from?.el.contains(now);
+    const wentOn = (this.active !== from && this.active !== cell) || this.mode !== mode || elsewhere;
+    if (!cell || wentOn) return;
+    this.select(cell, focus);
+    cell.el.scrollIntoView({ block: "nearest" });
+    if (focus) setTimeout(() => this.active === cell && cell.focusEditor(), 0);
   }
 
   async deleteCell(cell: CellView): Promise<void> {
