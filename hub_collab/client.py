@@ -588,9 +588,9 @@ class NotebookConnection:
         await self.wait_for(ended, timeout)
         return self.out_state(cell_id)
 
-    async def sync(self) -> None:
+    async def sync(self, timeout: float = 30.0) -> None:
         """Return once everything sent before is durable on the server."""
-        await self.command("sync")
+        await self.command("sync", timeout=timeout)
 
     async def chat(self, text: str) -> dict[str, Any]:
         """Post a chat message; the ``ack`` carries ``message`` and ``warnings``."""

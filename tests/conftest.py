@@ -37,7 +37,8 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
 ``image`` (session, only for the tests marked ``image``) -> ``str``
     ``localhost/hub-collab:<version>-<inputs>``, built by ``scripts/build-image`` (or
     reused: the same inputs built before take seconds; a first build on a new machine
-    about 10 minutes). Run it with :func:`imagefixtures.podman`.
+    3-10 minutes), which a session with such tests starts in the background, at nice 19,
+    once its tests are collected. Run it with :func:`imagefixtures.podman`.
 
 ``browser_login`` (function) -> ``browser_login(public_service_url, user, password="demo")``
     The OAuth login as a browser does it; returns a :class:`hubfixtures.BrowserSession`
@@ -58,6 +59,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,7 @@ import ui_helpers
 from hubfixtures import BrowserSession, CollabService, Hub, SpawningHub
 from hubfixtures import browser_login as _browser_login
 from hubfixtures import free_port as _free_port
-from imagefixtures import build_image
+from imagefixtures import ImageBuild, build_image
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 
@@ -128,9 +130,43 @@ def on_servers(spawning_hub: SpawningHub, spawning_collab: CollabService) -> Ite
         spawning_collab.restart()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report ends with the log of every service it used (a CI run's
+    only trace of what the service saw)."""
+    report = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        seen: set[int] = set()
+        for name, value in funcargs.items():
+            services = [value] if isinstance(value, CollabService) else []
+            services += [v for v in vars(value).values() if isinstance(v, CollabService)] if hasattr(value, "__dict__") else []
+            for svc in services:
+                if id(svc) not in seen:
+                    seen.add(id(svc))
+                    report.sections.append((f"service log ({name})", svc.tail(120)))
+    return report
+
+
+IMAGE_BUILD = pytest.StashKey[ImageBuild]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A session with image tests starts building the image now (see ImageBuild)."""
+    if session.config.option.collectonly or not any(item.get_closest_marker("image") for item in session.items):
+        return
+    session.config.stash[IMAGE_BUILD] = ImageBuild(Path(tempfile.mkdtemp(prefix="hub-collab-image-")))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    build = session.config.stash.get(IMAGE_BUILD, None)
+    if build is not None:
+        build.stop()  # a session that ended before its image tests
+
+
 @pytest.fixture(scope="session")
 def image(pytestconfig: pytest.Config) -> str:
-    return build_image(pytestconfig)
+    return build_image(pytestconfig, pytestconfig.stash.get(IMAGE_BUILD, None))
 
 
 @pytest.fixture

@@ -18,8 +18,11 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
+import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -56,20 +59,67 @@ def report(config: pytest.Config, line: str) -> None:
         reporter.write_line(f"[image] {line}")
 
 
-def build_image(config: pytest.Config, timeout: float = 1700) -> str:
-    """The image's name, built by scripts/build-image (or reused: same inputs)."""
-    started = time.monotonic()
-    proc = subprocess.run(
-        [str(REPO / "scripts" / "build-image")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"scripts/build-image failed:\n{proc.stderr[-6000:]}"
-    name = proc.stdout.strip().splitlines()[-1]
-    report(config, f"scripts/build-image took {time.monotonic() - started:.0f} s")
-    for line in proc.stderr.splitlines():
+class ImageBuild:
+    """``scripts/build-image`` in the background, at nice 19, from the start of a session
+    that will need the image: a first build takes minutes (Debian's base images, npm,
+    pip), mostly downloads and waits, and the tests before the first image test use
+    little of the machine meanwhile. Its output goes to files, read when it is done."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.started = time.monotonic()
+        self.tmp = tmp
+        self.out = (tmp / "build-image.out").open("w+")
+        self.err = (tmp / "build-image.err").open("w+")
+        self.proc = subprocess.Popen(
+            ["nice", "-n", "19", str(REPO / "scripts" / "build-image")],
+            cwd=REPO,
+            stdout=self.out,
+            stderr=self.err,
+            text=True,
+            start_new_session=True,
+        )
+
+    def result(self, timeout: float) -> tuple[int, str, str]:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"scripts/build-image did not end in {timeout:.0f} s") from None
+        self.out.seek(0)
+        self.err.seek(0)
+        return code, self.out.read(), self.err.read()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.out.close()
+        self.err.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def build_image(config: pytest.Config, build: ImageBuild | None = None, timeout: float = 1700) -> str:
+    """The image's name, built by scripts/build-image (or reused: same inputs); ``build``
+    is that build already under way."""
+    if build is None:
+        started = time.monotonic()
+        proc = subprocess.run(
+            [str(REPO / "scripts" / "build-image")], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        )
+        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    else:
+        started = build.started
+        code, stdout, stderr = build.result(timeout)
+    assert code == 0, f"scripts/build-image failed:\n{stderr[-6000:]}"
+    name = stdout.strip().splitlines()[-1]
+    how = "" if build is None else " (in the background from the session's start)"
+    report(config, f"scripts/build-image took {time.monotonic() - started:.0f} s{how}")
+    for line in stderr.splitlines():
         if line.startswith("==> "):
             report(config, line[4:])
     return name

@@ -26,7 +26,8 @@ bob's edits; and the service still answers.
 Two variants: :func:`test_fuzzed_frames_against_the_service` (real Hub, proxy and
 service; alice's frames on a WebSocket) and :func:`test_fuzzed_frames_in_process`
 (the room on a real SQLite store, :class:`test_room_load.World`; many more frames,
-each handled synchronously, so every answer is seen with the frame that caused it).
+15,000 or ``HUB_COLLAB_FUZZ_FRAMES``, each handled synchronously, so every answer is
+seen with the frame that caused it).
 """
 
 from __future__ import annotations
@@ -631,7 +632,7 @@ def drain(fuzzer: FrameFuzzer, session: Recorder, errors: dict[str, int]) -> Non
 
 
 async def test_fuzzed_frames_in_process(world: World) -> None:
-    frames = int(os.environ.get("HUB_COLLAB_FUZZ_FRAMES", "30000"))
+    frames = int(os.environ.get("HUB_COLLAB_FUZZ_FRAMES", "15000"))
     print(f"HUB_COLLAB_FUZZ_SEED={SEED} HUB_COLLAB_FUZZ_FRAMES={frames}")
     rng = random.Random(SEED)
     room = await fuzz_room(world)
