@@ -378,10 +378,16 @@ def test_a_long_notebook_keeps_only_the_cells_near_the_screen_whole(as_user: Any
     cell stays whole wherever one scrolls."""
     n = 400
     cells = [{"id": f"c{i}", "source": f"x{i} = {i}"} for i in range(n)]
+    # a cell with an output and a markdown cell: a box kept aside drops what it drew, which
+    # is drawn again when it comes back
+    cells[1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "out of c1\n"}]
+    cells[2] = {"id": "c2", "cell_type": "markdown", "source": "# Heading of c2"}
     nb = api("alice").create("Long", notebook(cells), group="students", mode="0770")["id"]
     alice, bob = as_user("alice"), as_user("bob")
     open_notebook(alice, collab.public_url, nb)
     expect(cell(alice, "c0")).to_contain_text("x0 = 0")
+    expect(cell(alice, "c1").locator(".cell-outputs")).to_contain_text("out of c1")
+    expect(cell(alice, "c2").locator(".cell-rendered h1")).to_have_text("Heading of c2")
     expect(alice.locator(".cell")).to_have_count(n)
     assert alice.locator(".cell.shell").count() > n - 100
     expect(cell(alice, "c399").locator(".cell-main")).to_have_count(0)
@@ -401,4 +407,7 @@ def test_a_long_notebook_keeps_only_the_cells_near_the_screen_whole(as_user: Any
     # back at the top, the first cells are whole again
     scroll_cells(alice, "top")
     expect(cell(alice, "c1")).not_to_have_class(re.compile(r"\bshell\b"), timeout=30_000)
+    expect(cell(alice, "c1").locator(".cell-outputs")).to_contain_text("out of c1")
+    expect(cell(alice, "c1")).to_contain_text("x1 = 1")
+    expect(cell(alice, "c2").locator(".cell-rendered h1")).to_have_text("Heading of c2")
     assert alice.errors == [] and bob.errors == [], (alice.errors, bob.errors)  # type: ignore[attr-defined]

@@ -256,6 +256,20 @@ export class CellView {
     if (height !== null) {
       this.el.style.height = `${height}px`;
       this.el.replaceChildren();
+      // What a shell kept aside (coloured source, markdown, outputs: most of the page's
+      // nodes) is drawn again when the cell comes back anyway (setVisible, renderDue):
+      // dropping it now keeps the heap, and the collector's pauses while scrolling, small.
+      // The widgets' views stay in widgetViews, live, and are put back.
+      if (!this.view) {
+        this.preview.replaceChildren();
+        this.srcDirty = true;
+      }
+      if (this.isMarkdown && !this.editing) {
+        this.rendered.replaceChildren();
+        this.srcDirty = true;
+      }
+      this.outputs.replaceChildren();
+      this.outDirty = true;
     } else {
       this.el.style.height = "";
       this.el.replaceChildren(...this.parts);
