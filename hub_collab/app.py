@@ -47,6 +47,7 @@ from .apihandlers import history as api_history
 from .apihandlers import kernels as api_kernels
 from .apihandlers import metrics as api_metrics
 from .apihandlers import notebooks as api_notebooks
+from .budgets import FrameBudgets
 from .bus import make_bus
 from .chat import MAX_PAGE_SIZE, ChatService
 from .chat import register_commands as register_chat_commands
@@ -693,6 +694,8 @@ class HubCollab(Application):
 
     # -- runtime state --------------------------------------------------------------------
     sessions_opened = 0
+    #: the loop time each user's binary frames may take, over all their connections
+    frame_budgets: FrameBudgets
     #: True once start_service has finished: stores open, bus connected or degraded
     started = False
     metrics: Metrics | None = None
@@ -700,6 +703,7 @@ class HubCollab(Application):
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
         super().initialize(argv)
+        self.frame_budgets = FrameBudgets()
         if self.subapp is not None:
             return
         if os.path.exists(self.config_file) or self._config_given(argv):

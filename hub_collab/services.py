@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from .budgets import FrameBudgets
     from .bus.base import Bus
     from .chat import ChatService
     from .commands import Dispatcher
@@ -51,6 +52,8 @@ class Services(Protocol):
     authenticate_prometheus: bool
     #: the metrics registry and objects (None: ``metrics_enabled`` is off)
     metrics: Metrics | None
+    #: the loop time each user's binary frames may take (handlers/ws.py)
+    frame_budgets: FrameBudgets
 
     engine: Engine
     store: Store

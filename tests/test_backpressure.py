@@ -158,22 +158,20 @@ def rss(collab: CollabService) -> int:
 
 
 
-async def test_a_connection_past_its_loop_time_waits_before_its_next_frame(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The budget of loop time a connection's frames may take (``FRAME_CPU_RATE`` a second
+async def test_a_user_past_their_loop_time_waits_before_their_next_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget of loop time a user's frames may take (``FRAME_CPU_RATE`` a second
     after a burst of ``FRAME_CPU_BURST``): within it, no wait; past it, the wait that pays
     the excess back; renewed with time, never beyond the burst."""
-    from types import SimpleNamespace
-
-    from hub_collab.handlers import ws
+    from hub_collab import budgets
 
     now = [1000.0]
-    monkeypatch.setattr(ws.time, "monotonic", lambda: now[0])
-    conn: Any = SimpleNamespace(_cpu=None)
+    monkeypatch.setattr(budgets.time, "monotonic", lambda: now[0])
+    table = budgets.FrameBudgets()
 
     def charge(spent: float) -> float:
-        return float(ws.NotebookWebSocket._charge(conn, spent))
+        return table.charge("alice", spent)
 
-    rate, burst = ws.FRAME_CPU_RATE, ws.FRAME_CPU_BURST
+    rate, burst = budgets.FRAME_CPU_RATE, budgets.FRAME_CPU_BURST
     assert charge(burst * 0.6) == 0.0  # a join of a large notebook: within the burst
     assert charge(burst * 0.3) == 0.0
     assert charge(burst * 0.3) == pytest.approx(burst * 0.2 / rate)  # 0.2 burst over: paid back at the rate
@@ -182,3 +180,33 @@ async def test_a_connection_past_its_loop_time_waits_before_its_next_frame(monke
     now[0] += 3600  # idle for an hour: back to the burst, not more
     assert charge(burst) == 0.0
     assert charge(0.001) == pytest.approx(0.001 / rate)
+
+
+async def test_a_users_connections_share_one_loop_budget_and_the_table_stays_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening more connections gives a flooding user no more of the loop: the budget is
+    the user's (every connection's frames charge it), another user's is their own; users
+    whose budget is full again are forgotten once the table grows."""
+    from hub_collab import budgets
+
+    now = [1000.0]
+    monkeypatch.setattr(budgets.time, "monotonic", lambda: now[0])
+    table = budgets.FrameBudgets()
+    burst, rate = budgets.FRAME_CPU_BURST, budgets.FRAME_CPU_RATE
+    # alice's four connections, each a quarter of the burst: the fourth one empties it
+    assert [table.charge("alice", burst / 4) for _ in range(4)] == [0.0, 0.0, 0.0, 0.0]
+    assert table.charge("alice", 0.01) == pytest.approx(0.01 / rate)  # a fifth pays, whatever connection
+    assert table.charge("bob", burst / 2) == 0.0  # bob's is his own
+    # 5,000 users send a frame each, then go quiet: the table does not keep them all
+    for i in range(5000):
+        table.charge(f"user{i}", 0.001)
+        now[0] += 0.0001
+    now[0] += 10 * burst / rate  # everyone's budget is full again
+    table.charge("carol", 0.001)
+    for i in range(budgets.SWEEP_AT + 1):
+        table.charge(f"late{i}", 0.001)
+    assert len(table) <= 2 * budgets.SWEEP_AT + 2, len(table)
+    # a full budget is not kept at all
+    now[0] += 10 * burst / rate
+    before = len(table)
+    assert table.charge("dave", 0.0) == 0.0
+    assert len(table) == before

@@ -48,13 +48,6 @@ _last_frame: tuple[bytes, bytes] = (b"", b"")
 #: a connection whose binary frames took this long (seconds) lets the others run
 #: before its next frame is handled
 FRAME_SLICE = 0.002
-#: the event loop's time a connection's binary frames may take: this many seconds a
-#: second, after a burst of FRAME_CPU_BURST (a join of a large notebook fits in it); a
-#: connection past it waits before its next frame is read, so that one client flooding
-#: the service with frames it must check cannot take the whole loop (issue 13: with a
-#: burst of 1 s, a flood of 2 KB gap updates still gave the victim p99 62 ms; 14 ms now)
-FRAME_CPU_RATE = 0.25
-FRAME_CPU_BURST = 0.25
 
 
 def _binary_frame(payload: bytes) -> bytes:
@@ -155,8 +148,6 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
     session: WSSession
     #: seconds spent on this client's binary frames since it last let others run
     _busy = 0.0
-    #: (seconds of loop time its frames may still take, when that was counted)
-    _cpu: tuple[float, float] | None = None
 
     def check_origin(self, origin: str) -> bool:
         allowed = self.collab.allowed_origins
@@ -266,7 +257,8 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
                 return self._drained()
             spent = time.perf_counter() - started
             self._busy += spent
-            wait = self._charge(spent)
+            # the loop time this user's frames may take, over all their connections
+            wait = self.collab.frame_budgets.charge(session.identity.name, spent)
             if wait > 0:
                 self._busy = 0.0
                 return asyncio.sleep(wait)
@@ -278,15 +270,6 @@ class NotebookWebSocket(BaseHandler, WebSocketHandler):
                 return asyncio.sleep(0)
             return None
         return self.collab.commands.handle(self.room, session, message)
-
-    def _charge(self, spent: float) -> float:
-        """Count ``spent`` seconds of loop time against this connection's budget
-        (:data:`FRAME_CPU_RATE`); how long it must wait before its next frame."""
-        now = time.monotonic()
-        left, then = self._cpu if self._cpu is not None else (FRAME_CPU_BURST, now)
-        left = min(FRAME_CPU_BURST, left + (now - then) * FRAME_CPU_RATE) - spent
-        self._cpu = (left, now)
-        return -left / FRAME_CPU_RATE if left < 0 else 0.0
 
     async def _large_frame(self, handled: Awaitable[None]) -> None:
         """Wait for a large frame to be handled (off the event loop, in parts: see
