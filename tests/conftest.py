@@ -38,7 +38,7 @@ Real things, on free 127.0.0.1 ports, one of each per test session:
     ``localhost/hub-collab:<version>-<inputs>``, built by ``scripts/build-image`` (or
     reused: the same inputs built before take seconds; a first build on a new machine
     3-10 minutes), which a session with such tests starts in the background, at nice 19,
-    once its tests are collected. Run it with :func:`imagefixtures.podman`.
+    once its tests are collected; those tests run last. Run it with :func:`imagefixtures.podman`.
 
 ``browser_login`` (function) -> ``browser_login(public_service_url, user, password="demo")``
     The OAuth login as a browser does it; returns a :class:`hubfixtures.BrowserSession`
@@ -149,6 +149,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 IMAGE_BUILD = pytest.StashKey[ImageBuild]()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The image tests run last, so that the image builds (ImageBuild) while the rest of
+    the suite runs: on a new machine that is minutes of Debian packages, npm and pip."""
+    items.sort(key=lambda item: item.get_closest_marker("image") is not None)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
