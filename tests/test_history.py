@@ -14,6 +14,7 @@ import asyncio
 import random
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -366,6 +367,25 @@ async def test_compaction_keeps_one_version_per_day_with_its_authors(world: Worl
     assert [v["authors"] for v in versions[-3:]] == [["bob", "carol"]] * 3 and all(v["compacted"] for v in versions[-3:])
     assert world.store.history.compact(cut).rows_before == 3, "compacting again changes nothing"
     assert len(world.store.history.rows(room.id, "cell:old", limit=1000)) == 63
+
+
+async def test_compaction_drops_a_deleted_notebooks_history_but_not_an_import_in_progress(world: World) -> None:
+    """A notebook without a record: deleted (its newest row older than ORPHAN_GRACE), or
+    a large import on SQLite whose record is not written yet (rows of now, or a doc key
+    with no rows yet). Compaction drops the first only; the import's history is whole
+    once its record comes."""
+    from hub_collab.history.store import ORPHAN_GRACE
+
+    now = time.time()
+    _rows(world, "nb-gone", "cell:g", [("bob", now - ORPHAN_GRACE - 60, "gone")])
+    _rows(world, "nb-importing", "cell:i", [("bob", now, "imported")])
+    world.store.history.prepare([("nb-importing", "cell:j", b"", now, "bob", "")])  # its key, made first
+    report = world.store.history.compact(now)
+    assert report.orphans_dropped == 1, report
+    assert world.store.history.rows("nb-gone", "cell:g", limit=10) == []
+    kept = world.store.history.rows("nb-importing", "cell:i", limit=10)
+    assert len(kept) == 1 and kept[0].author == "bob"
+    assert world.store.history.compact(now).orphans_dropped == 0, "nothing more to drop"
 
 
 def prune(url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

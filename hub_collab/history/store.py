@@ -58,6 +58,11 @@ _CHUNK = 500
 #: the columns of a history row that :meth:`HistoryStore.prepare` fills
 _INSERTED = ("doc_key", "at", "author_key", "data")
 DAY = 86400.0
+#: the history of a notebook that has no record is dropped by :meth:`HistoryStore.compact`
+#: only once its newest row is this old (seconds): a large import on SQLite writes its
+#: docs' history in parts before the notebook's record (``Store.create_notebook``), and
+#: a prune running meanwhile must not take it for a deleted notebook's
+ORPHAN_GRACE = 3600.0
 
 #: one update to record: (notebook, doc, update, accepted at, author, session)
 HistoryRow = tuple[str, str, bytes, float, str, str]
@@ -454,13 +459,14 @@ class HistoryStore:
     def compact(self, cut: float, *, dry_run: bool = False) -> CompactReport:
         """Merge, for every doc, the rows of each UTC day that ends before ``cut`` into
         one row (its authors kept); drop the keyframes before ``cut`` but each doc's newest
-        one, and the history of notebooks that no longer exist."""
+        one, and the history of notebooks that no longer exist (settled for
+        :data:`ORPHAN_GRACE`)."""
         cut = cut - cut % DAY  # whole days only
         report = CompactReport()
         with self.engine.connect() as conn:
             live = {str(n) for n in conn.execute(sa.select(notebooks.c.id)).scalars()}
             docs = conn.execute(sa.select(history_docs.c.id, history_docs.c.notebook_id)).all()
-        orphans = sorted({int(k) for k, nb in docs if nb not in live})
+        orphans = self._settled(sorted({int(k) for k, nb in docs if nb not in live}))
         if orphans:
             report.orphans_dropped = len(orphans)
             if not dry_run:
@@ -480,6 +486,22 @@ class HistoryStore:
             report.rows_after += after
             report.keyframes_dropped += dropped
         return report
+
+    def _settled(self, keys: list[int]) -> list[int]:
+        """Of the doc keys ``keys`` (of notebooks without a record), those whose newest
+        history row is older than :data:`ORPHAN_GRACE`: a doc with a newer row, or with
+        none yet (an import makes its doc keys first), may be an import's, in progress."""
+        newest: dict[int, float] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(keys):
+                query = (
+                    sa.select(doc_history.c.doc_key, sa.func.max(doc_history.c.at))
+                    .where(doc_history.c.doc_key.in_(chunk))
+                    .group_by(doc_history.c.doc_key)
+                )
+                newest.update((int(k), float(at)) for k, at in conn.execute(query).all())
+        settled = time.time() - ORPHAN_GRACE
+        return [k for k in keys if k in newest and newest[k] < settled]
 
     def _compact_doc(self, key: int, cut: float, dry_run: bool) -> tuple[int, int, int]:
         """(rows before the cut, rows after compaction, keyframes dropped) of one doc."""
