@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,13 +135,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     only trace of what the service saw)."""
     report = yield
     if report.failed:
-        funcargs = getattr(item, "funcargs", {})
         seen: set[int] = set()
-        for name, value in funcargs.items():
-            services = [value] if isinstance(value, CollabService) else []
-            services += [v for v in vars(value).values() if isinstance(v, CollabService)] if hasattr(value, "__dict__") else []
-            for svc in services:
-                if id(svc) not in seen:
+        for name, value in getattr(item, "funcargs", {}).items():
+            # a service fixture, or one that holds services (test_kernels.Users...)
+            for svc in [value, *getattr(value, "__dict__", {}).values()]:
+                if isinstance(svc, CollabService) and id(svc) not in seen:
                     seen.add(id(svc))
                     report.sections.append((f"service log ({name})", svc.tail(120)))
     return report
@@ -161,7 +158,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """A session with image tests starts building the image now (see ImageBuild)."""
     if session.config.option.collectonly or not any(item.get_closest_marker("image") for item in session.items):
         return
-    session.config.stash[IMAGE_BUILD] = ImageBuild(Path(tempfile.mkdtemp(prefix="hub-collab-image-")))
+    session.config.stash[IMAGE_BUILD] = ImageBuild()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -172,7 +169,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def image(pytestconfig: pytest.Config) -> str:
-    return build_image(pytestconfig, pytestconfig.stash.get(IMAGE_BUILD, None))
+    build = pytestconfig.stash.get(IMAGE_BUILD, None)
+    if build is None:  # a test that asks for the image without the marker
+        build = pytestconfig.stash[IMAGE_BUILD] = ImageBuild()
+    return build_image(pytestconfig, build)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 (``tests/test_image.py``, ``tests/test_chart_pod.py``; the ``image`` fixture of
 ``conftest.py``).
 
-- :func:`build_image`: ``scripts/build-image``, which builds
+- :class:`ImageBuild`, :func:`build_image`: ``scripts/build-image`` (in the background), which builds
   ``localhost/hub-collab:<version>-<inputs>`` or reuses it (same inputs: seconds). The
   session's ``image`` fixture calls it once, for every test that needs the image.
 - :func:`podman`: podman with the repository's ``scripts/containers.conf`` (``runc``,
@@ -21,6 +21,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -60,16 +61,16 @@ def report(config: pytest.Config, line: str) -> None:
 
 
 class ImageBuild:
-    """``scripts/build-image`` in the background, at nice 19, from the start of a session
-    that will need the image: a first build takes minutes (Debian's base images, npm,
-    pip), mostly downloads and waits, and the tests before the first image test use
-    little of the machine meanwhile. Its output goes to files, read when it is done."""
+    """``scripts/build-image`` in the background, at nice 19: a session that will need
+    the image starts it once its tests are collected and runs the image tests last, so a
+    first build (minutes: Debian's base images, npm, pip; mostly downloads and waits)
+    overlaps the rest of the suite. Its output goes to files, read when it is done."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self) -> None:
         self.started = time.monotonic()
-        self.tmp = tmp
-        self.out = (tmp / "build-image.out").open("w+")
-        self.err = (tmp / "build-image.err").open("w+")
+        self.tmp = Path(tempfile.mkdtemp(prefix="hub-collab-image-"))
+        self.out = (self.tmp / "build-image.out").open("w+")
+        self.err = (self.tmp / "build-image.err").open("w+")
         self.proc = subprocess.Popen(
             ["nice", "-n", "19", str(REPO / "scripts" / "build-image")],
             cwd=REPO,
@@ -103,22 +104,13 @@ class ImageBuild:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def build_image(config: pytest.Config, build: ImageBuild | None = None, timeout: float = 1700) -> str:
-    """The image's name, built by scripts/build-image (or reused: same inputs); ``build``
-    is that build already under way."""
-    if build is None:
-        started = time.monotonic()
-        proc = subprocess.run(
-            [str(REPO / "scripts" / "build-image")], cwd=REPO, capture_output=True, text=True, timeout=timeout
-        )
-        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-    else:
-        started = build.started
-        code, stdout, stderr = build.result(timeout)
+def build_image(config: pytest.Config, build: ImageBuild, timeout: float = 1700) -> str:
+    """The image's name, once ``build`` (scripts/build-image: built, or reused for the
+    same inputs) has ended."""
+    code, stdout, stderr = build.result(timeout)
     assert code == 0, f"scripts/build-image failed:\n{stderr[-6000:]}"
     name = stdout.strip().splitlines()[-1]
-    how = "" if build is None else " (in the background from the session's start)"
-    report(config, f"scripts/build-image took {time.monotonic() - started:.0f} s{how}")
+    report(config, f"scripts/build-image ended {time.monotonic() - build.started:.0f} s after it started (in the background)")
     for line in stderr.splitlines():
         if line.startswith("==> "):
             report(config, line[4:])

@@ -109,6 +109,22 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
         yield items[start : start + size]
 
 
+def _settled(conn: sa.Connection, keys: list[int]) -> list[int]:
+    """Of the doc keys ``keys`` (of notebooks without a record), those whose newest
+    history row is older than :data:`ORPHAN_GRACE`: a doc with a newer row, or with none
+    yet (an import makes its doc keys first), may be an import's, in progress."""
+    newest: dict[int, float] = {}
+    for chunk in _chunks(keys):
+        query = (
+            sa.select(doc_history.c.doc_key, sa.func.max(doc_history.c.at))
+            .where(doc_history.c.doc_key.in_(chunk))
+            .group_by(doc_history.c.doc_key)
+        )
+        newest.update((int(k), float(at)) for k, at in conn.execute(query).all())
+    settled = time.time() - ORPHAN_GRACE
+    return [k for k in keys if k in newest and newest[k] < settled]
+
+
 def _newest_snapshot(conn: sa.Connection, key: int, upto: int) -> Any:
     """The newest snapshot (``upto``, ``data``) of a doc covering no row past ``upto``, or None."""
     return conn.execute(
@@ -466,7 +482,7 @@ class HistoryStore:
         with self.engine.connect() as conn:
             live = {str(n) for n in conn.execute(sa.select(notebooks.c.id)).scalars()}
             docs = conn.execute(sa.select(history_docs.c.id, history_docs.c.notebook_id)).all()
-        orphans = self._settled(sorted({int(k) for k, nb in docs if nb not in live}))
+            orphans = _settled(conn, sorted({int(k) for k, nb in docs if nb not in live}))
         if orphans:
             report.orphans_dropped = len(orphans)
             if not dry_run:
@@ -486,22 +502,6 @@ class HistoryStore:
             report.rows_after += after
             report.keyframes_dropped += dropped
         return report
-
-    def _settled(self, keys: list[int]) -> list[int]:
-        """Of the doc keys ``keys`` (of notebooks without a record), those whose newest
-        history row is older than :data:`ORPHAN_GRACE`: a doc with a newer row, or with
-        none yet (an import makes its doc keys first), may be an import's, in progress."""
-        newest: dict[int, float] = {}
-        with self.engine.connect() as conn:
-            for chunk in _chunks(keys):
-                query = (
-                    sa.select(doc_history.c.doc_key, sa.func.max(doc_history.c.at))
-                    .where(doc_history.c.doc_key.in_(chunk))
-                    .group_by(doc_history.c.doc_key)
-                )
-                newest.update((int(k), float(at)) for k, at in conn.execute(query).all())
-        settled = time.time() - ORPHAN_GRACE
-        return [k for k in keys if k in newest and newest[k] < settled]
 
     def _compact_doc(self, key: int, cut: float, dry_run: bool) -> tuple[int, int, int]:
         """(rows before the cut, rows after compaction, keyframes dropped) of one doc."""
