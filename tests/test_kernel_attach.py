@@ -3,6 +3,9 @@ ipykernel: an execution sent right after the attach ends, although IOPub deliver
 at first (a subscription made just then has not taken effect yet: ZeroMQ's "slow joiner"),
 and its output is kept. Without the wait for IOPub the output was lost here (and in CI,
 where the idle status went too, the execution never ended).
+
+And a reply that arrives while something else takes the socket's readiness signal is
+still read (the cause of executions that never ended, after an attach and elsewhere).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 from pycrdt import Doc
 
 from hub_collab.kernels.kernel import Execution, Kernel, KernelConfig
@@ -84,3 +88,55 @@ async def test_an_execution_right_after_an_attach_ends(tmp_path: Path) -> None:
         assert [o.get("text") for o in outputs_to_nbformat(doc)] == ["after the attach\n"]
     finally:
         await again.shutdown("the test is over")
+
+
+class Replies:
+    """A KernelSink that keeps the shell replies."""
+
+    def __init__(self) -> None:
+        self.shell: list[dict[str, Any]] = []
+
+    def on_iopub(self, msg: dict[str, Any]) -> None: ...
+    def on_stdin(self, msg: dict[str, Any]) -> None: ...
+    def on_lost(self, reason: str) -> None: ...
+
+    def on_shell(self, msg: dict[str, Any]) -> None:
+        self.shell.append(msg)
+
+
+async def test_a_reply_that_arrived_unnoticed_is_read_after_the_next_send(tmp_path: Path) -> None:
+    """ZeroMQ signals once that messages wait in a socket; whoever processes the socket's
+    commands next takes the signal. jupyter_client's ``Session.send`` sends on a
+    synchronous shadow of the socket and took it, unseen by the receive waiting on the
+    socket: a reply that arrived then stayed unread for good, and since that socket's queue
+    was never emptied, ZeroMQ never signalled again (seen: ~1 attach in 10 here, an
+    execution whose execute_reply sat in the shell socket never ended).
+
+    Here the test takes the signal itself (reading the socket's events while the event
+    loop is held), then sends one more request through the connection: both replies must
+    be read. With jupyter_client's send and ``get_shell_msg`` neither ever was."""
+    request = KernelRequest(
+        kernel_name="python3", user="", cwd=str(tmp_path / "cwd"), runtime_dir=str(tmp_path / "runtime"),
+        start_timeout=60,
+    )  # fmt: skip
+    conn = await LocalProvider().start(request)
+    sink = Replies()
+    try:
+        conn.listen(sink)
+        await asyncio.sleep(0.2)  # the reading tasks wait in their receive now
+        first = conn.kernel_info()
+        shadow: zmq.Socket[bytes] = zmq.Socket.shadow(conn.kc.shell_channel.socket.underlying)
+        deadline = time.monotonic() + 120
+        # the event loop is held: nothing but this reads the socket until the reply is in it
+        while not int(shadow.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            assert time.monotonic() < deadline, "no kernel_info_reply within 120 s"
+            time.sleep(0.01)  # noqa: ASYNC251 (held on purpose: see above)
+        second = conn.kernel_info()
+        for _ in range(600):
+            if len(sink.shell) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert [m["parent_header"].get("msg_id") for m in sink.shell] == [first, second]
+        assert all(m["msg_type"] == "kernel_info_reply" for m in sink.shell)
+    finally:
+        await conn.shutdown(now=True)

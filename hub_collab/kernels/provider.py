@@ -210,30 +210,44 @@ class LocalConnection:
         ]
 
     def execute(self, code: str) -> str:
-        msg_id: str = self.kc.execute(code, silent=False, store_history=True, allow_stdin=True, stop_on_error=False)
-        return msg_id
+        content = {
+            "code": code, "silent": False, "store_history": True, "user_expressions": {},
+            "allow_stdin": True, "stop_on_error": False,
+        }  # fmt: skip
+        return self._send(self.kc.shell_channel.socket, "execute_request", content)
 
     def kernel_info(self) -> str:
-        msg_id: str = self.kc.kernel_info()
-        return msg_id
+        return self._send(self.kc.shell_channel.socket, "kernel_info_request", {})
 
     def input_reply(self, value: str) -> None:
-        self.kc.input(value)
+        self._send(self.kc.stdin_channel.socket, "input_reply", {"value": value})
 
     def comm_msg(self, comm_id: str, data: dict[str, Any], username: str, buffers: list[bytes] | None = None) -> str:
-        session = self.kc.session
-        header = session.msg_header("comm_msg")
-        header["username"] = username
-        msg = session.msg("comm_msg", {"comm_id": comm_id, "data": data}, header=header)
-        if buffers:
-            session.send(self.kc.shell_channel.socket, msg, buffers=buffers)
-        else:
-            self.kc.shell_channel.send(msg)
-        msg_id: str = msg["header"]["msg_id"]
-        return msg_id
+        content = {"comm_id": comm_id, "data": data}
+        return self._send(self.kc.shell_channel.socket, "comm_msg", content, username=username, buffers=buffers)
 
     def comm_info(self, target_name: str) -> str:
-        msg_id: str = self.kc.comm_info(target_name)
+        return self._send(self.kc.shell_channel.socket, "comm_info_request", {"target_name": target_name})
+
+    def _send(
+        self, socket: zmq.asyncio.Socket, msg_type: str, content: dict[str, Any],
+        *, username: str | None = None, buffers: list[bytes] | None = None,
+    ) -> str:  # fmt: skip
+        """Send a request on one of our channels' sockets; its message id.
+
+        Through the socket itself, not jupyter_client's ``Session.send``: that sends on a
+        synchronous shadow of the socket, which can take ZeroMQ's one readiness signal
+        for a reply that arrived meanwhile without waking the receive waiting on the
+        socket (:meth:`_read`). The reply then waits unread for good: seen here, an
+        execution whose execute_reply sat in the shell socket never ended.
+        """
+        session = self.kc.session
+        header = session.msg_header(msg_type)
+        if username is not None:
+            header["username"] = username
+        msg = session.msg(msg_type, content, header=header)
+        socket.send_multipart([*session.serialize(msg), *(buffers or [])])
+        msg_id: str = msg["header"]["msg_id"]
         return msg_id
 
     async def interrupt(self) -> None:
@@ -244,36 +258,33 @@ class LocalConnection:
                 os.kill(self.pid, signal.SIGINT)
 
     async def _iopub_loop(self, sink: KernelSink) -> None:
-        socket, session = self.kc.iopub_channel.socket, self.kc.session
+        await self._read(self.kc.iopub_channel.socket, sink.on_iopub, "IOPub")
+
+    async def _shell_loop(self, sink: KernelSink) -> None:
+        await self._read(self.kc.shell_channel.socket, sink.on_shell, "shell")
+
+    async def _stdin_loop(self, sink: KernelSink) -> None:
+        await self._read(self.kc.stdin_channel.socket, sink.on_stdin, "stdin")
+
+    async def _read(self, socket: zmq.asyncio.Socket, deliver: Callable[[dict[str, Any]], None], channel: str) -> None:
+        """Deliver every message of one channel, read with the socket's own
+        ``recv_multipart``: after each send (:meth:`_send`) pyzmq checks for messages that
+        arrived meanwhile and wakes this receive. jupyter_client's ``get_shell_msg`` waits
+        in ``socket.poll()``, which such a check does not wake."""
+        session = self.kc.session
         n = 0
         while True:
             parts = await socket.recv_multipart()
             try:
-                sink.on_iopub(decode(session, parts))
+                deliver(decode(session, parts))
             except BadMessage as exc:
-                log.warning("dropped an IOPub message from a kernel: %s", exc)
+                log.warning("dropped a %s message from a kernel: %s", channel, exc)
             except Exception:
-                log.exception("bad IOPub message from a kernel")
+                log.exception("bad %s message from a kernel", channel)
             n += 1
             if n % 200 == 0:
                 # a ready socket never suspends: let the rest of the service run under a flood
                 await asyncio.sleep(0)
-
-    async def _shell_loop(self, sink: KernelSink) -> None:
-        while True:
-            msg = await self.kc.get_shell_msg()
-            try:
-                sink.on_shell(msg)
-            except Exception:
-                log.exception("bad shell reply from a kernel")
-
-    async def _stdin_loop(self, sink: KernelSink) -> None:
-        while True:
-            msg = await self.kc.get_stdin_msg()
-            try:
-                sink.on_stdin(msg)
-            except Exception:
-                log.exception("bad stdin message from a kernel")
 
     async def _monitor(self, sink: KernelSink) -> None:
         km = self.km
