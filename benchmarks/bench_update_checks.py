@@ -10,13 +10,16 @@ a time at random places by three clients, so every character is an item of its o
 * **keystroke inside**: an item between two characters (two walks per origin);
 * **offline batch**: one client's update of 50 scattered insertions (what a client
   sends after a reconnect), and the same with another client's concurrent item in it
-  (the copy of the doc, for docs up to 256 KB);
+  (checked in a copy of the doc that holds the update);
 * **100 inserts**: 100 updates of one item each between two neighbouring characters
   (a frame of about 3 KB; the doc's structs link such neighbours: no walk);
 * **100 unlinked**: 100 one-item updates between two characters in order with one
   character between them (what a writer can send to force four walks each; the room
   bounds a user's walks to ``WALK_BYTES_PER_SECOND`` bytes of doc, measured here
-  without that bound).
+  without that bound);
+* **copy** and **walk**: that copy of the doc alone, and one walk to the doc's last
+  character; the room charges a copy as ``COPY_WALKS`` walks, and their ratio says
+  whether that is right.
 
 Printed: microseconds per check (median of repeats), the doc's items and bytes.
 
@@ -35,8 +38,8 @@ from typing import Any
 from pycrdt import Assoc, Doc, StickyIndex, Text
 
 from hub_collab.documents import protocol as p
-from hub_collab.documents.room import SCRATCH_DOC_BYTES, _offset
-from hub_collab.documents.updates import DocIndex, read_state_vector, read_update
+from hub_collab.documents.room import _offset
+from hub_collab.documents.updates import COPY_WALKS, DocIndex, read_state_vector, read_update
 
 
 def fragmented(chars: int, seed: int) -> Doc[Any]:
@@ -74,8 +77,6 @@ def check_seconds(server: Doc[Any], index: DocIndex, update: bytes, repeats: int
     held = server.get_update()
 
     def integrated() -> Any:
-        if len(held) > SCRATCH_DOC_BYTES:
-            return None
         scratch: Doc[Any] = Doc()
         scratch.apply_update(held)
         scratch.apply_update(update[: info.structs_end] + b"\x00")
@@ -99,6 +100,28 @@ def frame_seconds(server: Doc[Any], index: DocIndex, rng: random.Random, n: int)
     for info in infos:
         assert info.crossing(state, index, functools.partial(_offset, server)) is None
     return time.perf_counter() - t0
+
+
+def copy_and_walk_seconds(server: Doc[Any], update: bytes, repeats: int) -> tuple[float, float]:
+    """The copy ``crossing`` asks for (as the room's ``_integrated`` makes it), and one walk
+    to the last character of the doc."""
+    info = read_update(update)
+    copies = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        scratch: Doc[Any] = Doc()
+        scratch.apply_update(server.get_update())
+        scratch.apply_update(update[: info.structs_end] + b"\x00")
+        copies.append(time.perf_counter() - t0)
+    text = server.get("source", type=Text)
+    last = StickyIndex.new(text, len(text) - 1, Assoc.AFTER).to_json()["item"]
+    unit = (last["client"], last["clock"])
+    walks = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _offset(server, unit, False)
+        walks.append(time.perf_counter() - t0)
+    return statistics.median(copies), statistics.median(walks)
 
 
 def unlinked_seconds(server: Doc[Any], index: DocIndex, rng: random.Random, n: int) -> float:
@@ -129,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{'chars':>7} {'bytes':>8} | {'end us':>7} {'inside us':>9} {'batch50 us':>10} {'+other us':>9} | "
-        f"{'100 inserts ms':>14} {'100 unlinked ms':>15}"
+        f"{'100 inserts ms':>14} {'100 unlinked ms':>15} | {'copy ms':>7} {'walk ms':>7} {'copy/walk':>9}"
     )
     for chars in (int(s) for s in args.sizes.split(",")):
         rng = random.Random(args.seed)
@@ -141,7 +164,7 @@ def main() -> None:
         inside = check_seconds(server, index, edit(server, 44, [rng.randrange(1, length)]), repeats)
         batch = check_seconds(server, index, edit(server, 44, sorted(rng.sample(range(1, length), 50), reverse=True)), max(3, repeats // 10))
         # the same batch with another client's concurrent item at the start in it: the
-        # two items' order is conflict resolution's (checked in a copy of small docs)
+        # two items' order is conflict resolution's (checked in a copy of the doc)
         other = edit(server, 55, [0])
         mine: Doc[Any] = Doc(client_id=44)
         mine.apply_update(server.get_update())
@@ -158,10 +181,13 @@ def main() -> None:
         plus = check_seconds(server, index, mixed, max(3, repeats // 10))
         frame = frame_seconds(server, index, rng, 100)
         unlinked = unlinked_seconds(server, index, rng, 100)
+        copy, walk = copy_and_walk_seconds(server, mixed, max(3, repeats // 10))
         print(
             f"{chars:>7} {len(server.get_update()):>8} | {end * 1e6:>7.1f} {inside * 1e6:>9.1f} {batch * 1e6:>10.1f} "
-            f"{plus * 1e6:>9.1f} | {frame * 1e3:>14.1f} {unlinked * 1e3:>15.1f}"
+            f"{plus * 1e6:>9.1f} | {frame * 1e3:>14.1f} {unlinked * 1e3:>15.1f} | {copy * 1e3:>7.2f} {walk * 1e3:>7.2f} "
+            f"{copy / walk:>9.1f}"
         )
+    print(f"the room charges a copy as {COPY_WALKS} walks")
 
 
 if __name__ == "__main__":

@@ -798,3 +798,84 @@ def test_positions_a_writer_makes_the_server_find_are_bounded_per_user(
             await w.rooms.unload(room)
 
     run(scenario())
+
+
+def own_items(client: int, *items: tuple[tuple[int, int], tuple[int, int], str]) -> bytes:
+    """An update of ``client`` from clock 0: an item per ``(origin, right, text)``."""
+    structs = b"".join(
+        b"\xc4" + b"".join(p.write_var_uint(n) for n in (*origin, *right)) + p.encode_var_string(text)
+        for origin, right, text in items
+    )
+    return b"\x01" + p.write_var_uint(len(items)) + p.write_var_uint(client) + b"\x00" + structs + b"\x00"
+
+
+def test_the_order_conflict_resolution_decides_is_checked_in_a_large_doc(
+    world: tuple[World, Callable[[Any], Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An offline client's item next to one typed meanwhile is placed by yrs' conflict
+    resolution; an item of the same update between the two is checked in a copy of the
+    doc that holds the update. That copy was made only for docs up to 256 KB: in a larger
+    cell, such an item with crossed origins was taken unchecked. Now the copy is made
+    whatever the doc's size and paid from the writer's walks: refused with a clear message
+    when they are spent."""
+    from hub_collab.documents import room as room_module
+    from hub_collab.documents.updates import COPY_WALKS
+
+    w, run = world
+    name = "cell:c0"
+
+    async def scenario() -> None:
+        record = await w.rooms.create_notebook(ALICE, "copy", NOTEBOOK, group="students", mode=0o775)
+        room = await w.rooms.get(record.id)
+        try:
+            alice, bob = Writer(ALICE, 101), Writer(BOB, 202)
+            for client in (alice, bob):
+                client.session.access = room.compute_access_for(client.session.identity)
+                room.join(client.session)
+                room.handle_frame(client.session, p.sync_step1(name, b"\x00"))
+                client.receive(name)
+            alice.edit(0, False, "ab")  # 101:0 and 101:1
+            room.handle_frame(alice.session, p.sync_update(name, alice.outbox.pop(0)))
+            for _ in range(24):  # a large cell, in frames the room reads on the loop
+                alice.edit(len(alice.text()), False, "z" * 12_000)
+                room.handle_frame(alice.session, p.sync_update(name, alice.outbox.pop(0)))
+            assert room.doc_bytes[name] > 256 * 1024
+            bob.receive(name)
+            bob.edit(1, False, "c")  # 202:0 between a and b
+            room.handle_frame(bob.session, p.sync_update(name, bob.outbox.pop(0)))
+            assert [m for m in bob.session.messages if m["type"] == "error"] == []
+            # client 300 did not see c: its x (between a and b) goes after c, and its y
+            # names x as left origin and c as right one, which are the other way round
+            crossed = own_items(300, ((101, 0), (101, 1), "x"), ((300, 0), (202, 0), "y"))
+            in_order = own_items(301, ((101, 0), (101, 1), "x"), ((202, 0), (301, 0), "y"))
+            assert own_items(1, ((9, 5), (9, 3), "X")) == CROSSED_ITEM
+
+            def errors_of(payload: bytes) -> list[dict[str, Any]]:
+                before = len(alice.session.messages)
+                room.handle_frame(alice.session, p.sync_step1(name, b"\x00"))
+                room.handle_frame(alice.session, p.sync_update(name, payload))
+                return [m for m in alice.session.messages[before:] if m["type"] == "error"]
+
+            per_walk = max(room.doc_bytes[name], 4096)
+            monkeypatch.setattr(room_module, "WALK_BYTES_PER_SECOND", 0)
+            monkeypatch.setattr(room_module, "WALK_BURST_BYTES", per_walk * 1000)
+            room._walk_tokens[ALICE.name] = (per_walk * 100.0, 0.0)
+            got = errors_of(crossed)
+            assert got and got[0]["code"] == "invalid_update", got
+            assert "not in this order" in got[0]["message"]
+            assert str(room.docs[name].get("source", type=Text)).startswith("acbx = 0")
+            # the copy was paid from alice's walks; with less than that check costs, the
+            # same update is refused as too costly
+            spent = per_walk * 100.0 - room._walk_tokens[ALICE.name][0]
+            assert spent >= per_walk * COPY_WALKS
+            room._walk_tokens[ALICE.name] = (spent - 1.0, 0.0)
+            got = errors_of(crossed)
+            assert got and "send it in parts" in got[0]["message"], got
+            # the same items in order are taken
+            room._walk_tokens[ALICE.name] = (per_walk * 100.0, 0.0)
+            assert errors_of(in_order) == []
+            assert str(room.docs[name].get("source", type=Text)).startswith("acyxbx = 0")
+        finally:
+            await w.rooms.unload(room)
+
+    run(scenario())

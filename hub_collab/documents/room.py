@@ -71,14 +71,11 @@ OFFLOAD_FRAME_BYTES = 16 * 1024
 OFFLOAD_UPDATE_BYTES = 4 * 1024
 #: in such a frame, after this long (seconds) of entries the others run before the next
 FRAME_SLICE_SECONDS = 0.002
-#: a writer's update whose new items' order only yrs' conflict resolution decides is
-#: checked in a copy of the doc (see :meth:`UpdateInfo.crossing`) if the doc's state is
-#: at most this large (a copy costs about 10 ms per MB)
-SCRATCH_DOC_BYTES = 256 * 1024
 #: the positions a writer's updates may make the server find where the doc's structs do
 #: not link an item's two origins (each a walk of the doc's items in Rust, about 4 ns per
 #: byte of a fragmented doc, see benchmarks/bench_update_checks.py): this many bytes
-#: walked per second and user, at most WALK_BURST_BYTES at once (about 64 ms each); an
+#: walked per second and user, at most WALK_BURST_BYTES at once (about 64 ms each); a
+#: copy of the doc that conflict resolution's order needs is paid as COPY_WALKS walks; an
 #: update that needs more is refused
 WALK_BYTES_PER_SECOND = 16 * 1024 * 1024
 WALK_BURST_BYTES = 16 * 1024 * 1024
@@ -780,11 +777,9 @@ class NotebookRoom:
     def _integrated(self, name: str, update: UpdateInfo, payload: bytes) -> Callable[[ID, bool], int | None] | None:
         """Positions in a copy of the doc ``name`` that holds the update ``payload``'s
         structs (not its deletions: its own items stay countable), for the order of
-        its items that conflict resolution decides; None if the doc is larger than
-        :data:`SCRATCH_DOC_BYTES` (the copy costs the doc's size)."""
+        its items that conflict resolution decides. The copy costs the doc's size: the
+        writer's walks pay for it (:data:`~.updates.COPY_WALKS`)."""
         held = self.docs.state(name)
-        if len(held) > SCRATCH_DOC_BYTES:
-            return None
         scratch: Doc[Any] = Doc()
         try:
             scratch.apply_update(held)
@@ -814,8 +809,8 @@ class NotebookRoom:
             return "the server cannot check it against this doc", []
         refused = update.splits_pair(state, index) or update.bad_parent(state, index, lambda: self.docs.deletions(name))
         if refused is None:
-            # the positions it needs cost the doc's size each: the writer's budget (per user,
-            # so that reconnecting does not renew it) bounds them
+            # the positions it needs, and a copy of the doc, cost the doc's size each: the
+            # writer's budget (per user, so that reconnecting does not renew it) bounds them
             now = time.monotonic()
             tokens, then = self._walk_tokens.get(session.identity.name, (float(WALK_BURST_BYTES), now))
             tokens = min(float(WALK_BURST_BYTES), tokens + (now - then) * WALK_BYTES_PER_SECOND)

@@ -221,13 +221,13 @@ class UpdateInfo:
         of the update's own items follows from their origins, except where yrs'
         conflict resolution decides it (an offline client's item next to one typed
         meanwhile): for those, ``integrated()`` gives ``offset`` in a copy of the doc
-        that holds the update (None: too costly, the doc is large), and an order that is
-        still not known is taken as right (docs/protocol.md says what is not seen).
+        that holds the update (None: yrs would not take its structs), and an order that
+        is still not known is taken as right (docs/protocol.md says what is not seen).
 
         Most pairs need no position: the doc's structs link them (:meth:`DocIndex.linked`:
         typing between two characters typed one after the other). ``walks`` bounds the
-        positions asked for (None: no bound; it is spent); an update that needs more is
-        refused.
+        positions asked for and the copy (:data:`COPY_WALKS`; None: no bound; it is
+        spent); an update that needs more is refused.
         """
         new: list[Placement] = []
         for p in self.placements:
@@ -259,7 +259,7 @@ class UpdateInfo:
             try:
                 found = order.before(p.origin, p.right)
             except _TooCostly:
-                return "it inserts between too many characters of this large doc to be checked at once: send it in parts"
+                return TOO_COSTLY
             if found is False:
                 return _crossed(p)
             if found is None and (
@@ -267,6 +267,10 @@ class UpdateInfo:
             ):
                 unknown.append(p)
         if unknown:
+            if walks is not None:
+                if walks.left < COPY_WALKS:
+                    return TOO_COSTLY
+                walks.left -= COPY_WALKS
             after = integrated()
             if after is not None:
                 order = _Order([], _PlacementLookup([]), after)
@@ -279,6 +283,14 @@ class UpdateInfo:
 
 def _crossed(p: Placement) -> str:
     return f"item {p.client}:{p.clock} goes between {p.origin} and {p.right}, which are not in this order"
+
+
+#: what a copy of the doc (for ``integrated``) costs, in walks of the doc: about 100 ms per
+#: MB of a doc typed a character at a time, 30-36 times a walk of it
+#: (benchmarks/bench_update_checks.py); with the room's default budget, docs of up to
+#: about 450 KB can be copied, and in a larger one such an update is refused
+COPY_WALKS = 36
+TOO_COSTLY = "it inserts between too many characters of this large doc to be checked at once: send it in parts"
 
 
 class _TooCostly(Exception):
