@@ -745,6 +745,19 @@ async def _diverge(world: World, yjs: YjsMirror, plan: list[tuple[int, str, int,
         await world.rooms.unload(room)
 
 
+
+async def two_writers(w: World, title: str, name: str) -> tuple[Any, Writer, Writer]:
+    """A new notebook's room, with alice (client 101) and bob (client 202) subscribed to ``name``."""
+    record = await w.rooms.create_notebook(ALICE, title, NOTEBOOK, group="students", mode=0o775)
+    room = await w.rooms.get(record.id)
+    alice, bob = Writer(ALICE, 101), Writer(BOB, 202)
+    for client in (alice, bob):
+        client.session.access = room.compute_access_for(client.session.identity)
+        room.join(client.session)
+        room.handle_frame(client.session, p.sync_step1(name, b"\x00"))
+        client.receive(name)
+    return room, alice, bob
+
 def test_positions_a_writer_makes_the_server_find_are_bounded_per_user(
     world: tuple[World, Callable[[Any], Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -757,15 +770,8 @@ def test_positions_a_writer_makes_the_server_find_are_bounded_per_user(
     name = "cell:c0"
 
     async def scenario() -> None:
-        record = await w.rooms.create_notebook(ALICE, "walks", NOTEBOOK, group="students", mode=0o775)
-        room = await w.rooms.get(record.id)
+        room, alice, bob = await two_writers(w, "walks", name)
         try:
-            alice, bob = Writer(ALICE, 101), Writer(BOB, 202)
-            for client in (alice, bob):
-                client.session.access = room.compute_access_for(client.session.identity)
-                room.join(client.session)
-                room.handle_frame(client.session, p.sync_step1(name, b"\x00"))
-                client.receive(name)
             for char in "abcdefghijklmnopqrstuvwxyz":  # each at the start: a struct each
                 alice.edit(0, False, char)
                 room.handle_frame(alice.session, p.sync_update(name, alice.outbox.pop(0)))
@@ -825,15 +831,8 @@ def test_the_order_conflict_resolution_decides_is_checked_in_a_large_doc(
     name = "cell:c0"
 
     async def scenario() -> None:
-        record = await w.rooms.create_notebook(ALICE, "copy", NOTEBOOK, group="students", mode=0o775)
-        room = await w.rooms.get(record.id)
+        room, alice, bob = await two_writers(w, "copy", name)
         try:
-            alice, bob = Writer(ALICE, 101), Writer(BOB, 202)
-            for client in (alice, bob):
-                client.session.access = room.compute_access_for(client.session.identity)
-                room.join(client.session)
-                room.handle_frame(client.session, p.sync_step1(name, b"\x00"))
-                client.receive(name)
             alice.edit(0, False, "ab")  # 101:0 and 101:1
             room.handle_frame(alice.session, p.sync_update(name, alice.outbox.pop(0)))
             for _ in range(24):  # a large cell, in frames the room reads on the loop
