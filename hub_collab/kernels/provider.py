@@ -203,9 +203,9 @@ class LocalConnection:
         self._sink = sink
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._iopub_loop(sink)),
-            loop.create_task(self._shell_loop(sink)),
-            loop.create_task(self._stdin_loop(sink)),
+            loop.create_task(self._read(self.kc.iopub_channel.socket, sink.on_iopub, "IOPub")),
+            loop.create_task(self._read(self.kc.shell_channel.socket, sink.on_shell, "shell")),
+            loop.create_task(self._read(self.kc.stdin_channel.socket, sink.on_stdin, "stdin")),
             loop.create_task(self._monitor(sink)),
         ]
 
@@ -256,15 +256,6 @@ class LocalConnection:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGINT)
-
-    async def _iopub_loop(self, sink: KernelSink) -> None:
-        await self._read(self.kc.iopub_channel.socket, sink.on_iopub, "IOPub")
-
-    async def _shell_loop(self, sink: KernelSink) -> None:
-        await self._read(self.kc.shell_channel.socket, sink.on_shell, "shell")
-
-    async def _stdin_loop(self, sink: KernelSink) -> None:
-        await self._read(self.kc.stdin_channel.socket, sink.on_stdin, "stdin")
 
     async def _read(self, socket: zmq.asyncio.Socket, deliver: Callable[[dict[str, Any]], None], channel: str) -> None:
         """Deliver every message of one channel, read with the socket's own
