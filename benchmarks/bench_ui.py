@@ -16,6 +16,10 @@ Prints:
   how long it takes, the longest frame, and the long tasks (over 50 ms, from
   Chromium's ``longtask`` entries) meanwhile.
 
+With ``--trace``, Chromium's own trace is recorded while scrolling, and each long task
+is printed with where its time went (self time by trace event: script, style, layout,
+garbage collection).
+
 Goals (issue 16, with ``--cells 5000``): interactive ≤ 2 s, scrolling without
 long tasks over 50 ms, p95 keystroke ≤ 50 ms.
 """
@@ -23,6 +27,7 @@ long tasks over 50 ms, p95 keystroke ≤ 50 ms.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -79,6 +84,51 @@ SCROLL_JS = """async () => {
 }"""
 
 
+TRACE_CATEGORIES = ["devtools.timeline", "disabled-by-default-devtools.timeline", "toplevel", "v8", "blink.user_timing"]
+
+
+def _label(event: dict) -> str:
+    data = event.get("args", {}).get("data", {}) or {}
+    if event["name"] in ("FunctionCall", "EvaluateScript") and data.get("functionName"):
+        return f"{event['name']} {data['functionName']} ({data.get('url', '').rsplit('/', 1)[-1]}:{data.get('lineNumber', '?')})"
+    if event["name"] == "EventDispatch" and data.get("type"):
+        return f"EventDispatch {data['type']}"
+    return str(event["name"])
+
+
+def long_task_breakdown(trace: bytes, over_ms: float = 50.0, top: int = 8) -> list[tuple[float, list[tuple[str, float]]]]:
+    """Each task of the renderer's main thread longer than ``over_ms``: its length and the
+    trace events that took its time (self time, ms, the largest first)."""
+    events = json.loads(trace)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    main = {(e["pid"], e["tid"]) for e in events if e.get("ph") == "M" and e.get("name") == "thread_name" and e.get("args", {}).get("name") == "CrRendererMain"}
+    spans = sorted(
+        (e for e in events if e.get("ph") == "X" and (e.get("pid"), e.get("tid")) in main and "dur" in e),
+        key=lambda e: (e["ts"], -e["dur"]),
+    )
+    found = []
+    for task in spans:
+        if task["name"] not in ("RunTask", "ThreadControllerImpl::RunTask") or task["dur"] < over_ms * 1000:
+            continue
+        end = task["ts"] + task["dur"]
+        inside = [e for e in spans if task["ts"] <= e["ts"] < end and e is not task and (e["pid"], e["tid"]) == (task["pid"], task["tid"])]
+        self_time: dict[str, float] = {}
+        stack: list[tuple[dict, list[float]]] = []
+        for e in inside:
+            while stack and e["ts"] >= stack[-1][0]["ts"] + stack[-1][0]["dur"]:
+                done, child = stack.pop()
+                self_time[_label(done)] = self_time.get(_label(done), 0.0) + (done["dur"] - child[0]) / 1000
+            if stack:
+                stack[-1][1][0] += e["dur"]
+            stack.append((e, [0.0]))
+        while stack:
+            done, child = stack.pop()
+            self_time[_label(done)] = self_time.get(_label(done), 0.0) + (done["dur"] - child[0]) / 1000
+        ranked = sorted(self_time.items(), key=lambda kv: -kv[1])[:top]
+        found.append((task["dur"] / 1000, ranked))
+    return found
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -89,6 +139,7 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=1000)
     ap.add_argument("--keys", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3, help="page loads of the big notebook")
+    ap.add_argument("--trace", action="store_true", help="record Chromium's trace while scrolling and print where each long task's time went")
     args = ap.parse_args()
     ensure_build()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ui-"))
@@ -131,9 +182,14 @@ def main() -> None:
             print(f"  all docs synced and every cell shown: median {statistics.median(ready):.0f} ms (min {min(ready):.0f}, max {max(ready):.0f})")
             print(f"  ... and a keystroke in the first cell on screen: median {statistics.median(typed):.0f} ms")
             print(f"  JS heap used {heap['usedSize'] / 1e6:.1f} MB of {heap['totalSize'] / 1e6:.1f} MB; {dom_nodes} DOM elements")
+            if args.trace:
+                browser.start_tracing(alice, categories=TRACE_CATEGORIES)
             scroll = alice.evaluate(SCROLL_JS)
             print(f"scrolling the {n_cells} cells top to bottom ({scroll['frames']} frames of one screen each):")
             print(f"  {scroll['ms']:.0f} ms, longest frame {scroll['worst']:.0f} ms; {len(scroll['long'])} long tasks over 50 ms" + (f" (longest {max(scroll['long']):.0f} ms)" if scroll["long"] else ""))
+            if args.trace:
+                for took, ranked in long_task_breakdown(browser.stop_tracing()):
+                    print(f"  a task of {took:.0f} ms: " + "; ".join(f"{name} {ms:.1f}" for name, ms in ranked))
 
             # -- keystroke latency between two browsers -----------------------------------
             for page in (alice, bob):

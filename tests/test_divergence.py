@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import functools
 import json
 import struct
@@ -37,6 +38,7 @@ from test_interop import JS_DIR, NODE
 from test_room_load import NOTEBOOK, Recorder, World
 
 from hub_collab.documents import protocol as p
+from hub_collab.documents.docs import RoomDocs
 from hub_collab.documents.notebook import readable_entries
 from hub_collab.documents.room import _offset
 from hub_collab.documents.updates import (
@@ -875,6 +877,155 @@ def test_the_order_conflict_resolution_decides_is_checked_in_a_large_doc(
             assert errors_of(in_order) == []
             assert str(room.docs[name].get("source", type=Text)).startswith("acyxbx = 0")
         finally:
+            await w.rooms.unload(room)
+
+    run(scenario())
+
+
+# -- a large doc's index is read off the event loop ------------------------------------------
+
+
+class _HeldExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A worker thread that starts each job only once ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        def held() -> Any:
+            self.started.set()
+            assert self.release.wait(60)
+            return fn(*args, **kwargs)
+
+        return super().submit(held)
+
+
+def _room_docs_of(text: str) -> tuple[RoomDocs, Doc[Any]]:
+    source: Doc[Any] = Doc(client_id=5)
+    source["source"] = Text(text)
+    docs = RoomDocs(lambda _name, state: _doc_of(state))
+    docs.add_stored({"cell:a": source.get_update()})
+    return docs, source
+
+
+def _doc_of(state: bytes) -> Doc[Any]:
+    doc: Doc[Any] = Doc()
+    doc.apply_update(state)
+    return doc
+
+
+def test_an_index_read_off_the_loop_learns_the_changes_made_meanwhile() -> None:
+    """The index of a doc is read on a worker thread while the doc takes changes on the
+    loop: the changes are added before the index is kept (a surrogate pair typed
+    meanwhile is known); if the doc is replaced meanwhile, nothing is kept."""
+
+    async def scenario() -> None:
+        docs, _source = _room_docs_of("x" * 100)
+        doc = docs["cell:a"]
+        pool = _HeldExecutor()
+        try:
+            reading = asyncio.ensure_future(docs.build_index("cell:a", pool))
+            assert await asyncio.to_thread(pool.started.wait, 60)
+            # while the old state is read: a writer types an emoji at the start
+            writer: Doc[Any] = Doc(client_id=77)
+            writer.apply_update(doc.get_update())
+            before = writer.get_state()
+            writer.get("source", type=Text).insert(0, "😀")
+            change = writer.get_update(before)
+            doc.apply_update(change)
+            docs.changed("cell:a", change)
+            assert not docs.has_index("cell:a")
+            # a second caller waits for the same read
+            again = asyncio.ensure_future(docs.build_index("cell:a", pool))
+            pool.release.set()
+            await asyncio.wait_for(asyncio.gather(reading, again), 60)
+            assert docs.has_index("cell:a")
+            assert docs.index("cell:a").is_first_unit(77, 0)
+
+            # replaced while its index is read: nothing is kept
+            docs, _source = _room_docs_of("y" * 100)
+            pool.release.clear()
+            pool.started.clear()
+            reading = asyncio.ensure_future(docs.build_index("cell:a", pool))
+            assert await asyncio.to_thread(pool.started.wait, 60)
+            docs.add_stored({"cell:a": _room_docs_of("z😀")[1].get_update()})
+            pool.release.set()
+            await asyncio.wait_for(reading, 60)
+            assert not docs.has_index("cell:a")
+            assert docs.index("cell:a").is_first_unit(5, 1)  # read from the new state when asked
+        finally:
+            pool.release.set()
+            pool.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_the_first_write_to_a_large_loaded_doc_reads_its_index_off_the_loop(
+    world: tuple[World, Callable[[Any], Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook loaded from the store holds no index of its docs. The first write to a
+    large cell used to read that cell's whole index on the event loop (about a millisecond
+    per KB): everyone waited. Now that frame waits while the index is read on the worker
+    thread, another user's keystroke is handled meanwhile, and then the write is applied;
+    the next write to that cell is handled at once."""
+    from hub_collab.documents import docs as docs_module
+    from hub_collab.documents import room as room_module
+
+    w, run = world
+    name = "cell:c0"
+    reading = threading.Event()
+    release = threading.Event()
+    of = DocIndex.of
+
+    def held_of(update: bytes) -> DocIndex:
+        if len(update) >= room_module.INDEX_OFFLOAD_BYTES:
+            reading.set()
+            assert release.wait(60)
+        return of(update)
+
+    async def scenario() -> None:
+        room, alice, _bob = await two_writers(w, "index", name)
+        nb_id = room.id
+        for _ in range(4):  # 48 KB, in frames small enough to be handled at once
+            alice.edit(len(alice.text()), False, "z" * 12_000)
+            assert room.handle_frame(alice.session, p.sync_update(name, alice.outbox.pop(0))) is None
+        assert room.doc_bytes[name] >= room_module.INDEX_OFFLOAD_BYTES
+        await w.log.flush()
+        await w.rooms.unload(room)
+
+        room = await w.rooms.get(nb_id)
+        try:
+            alice, bob = Writer(ALICE, 103), Writer(BOB, 204)
+            for client, doc in ((alice, name), (bob, "cell:c1")):
+                client.session.access = room.compute_access_for(client.session.identity)
+                room.join(client.session)
+                room.handle_frame(client.session, p.sync_step1(doc, b"\x00"))
+                client.receive(doc)
+            assert not room.docs.has_index(name)
+            monkeypatch.setattr(docs_module.DocIndex, "of", staticmethod(held_of))
+            alice.edit(0, False, "a")
+            pending = room.handle_frame(alice.session, p.sync_update(name, alice.outbox.pop(0)))
+            assert pending is not None, "the first write to a large loaded doc was handled on the loop"
+            task = asyncio.ensure_future(pending)
+            assert await asyncio.to_thread(reading.wait, 60)
+            # bob's keystroke in another cell is handled while the index is read
+            bob.edit(0, False, "b")
+            assert room.handle_frame(bob.session, p.sync_update("cell:c1", bob.outbox.pop(0))) is None
+            assert str(room.docs["cell:c1"].get("source", type=Text)).startswith("bx = 1")
+            assert not task.done()
+            release.set()
+            await asyncio.wait_for(task, 60)
+            assert [m for m in alice.session.messages if m["type"] == "error"] == []
+            assert str(room.docs[name].get("source", type=Text)).startswith("ax = 0zzz")
+            assert room.docs.has_index(name)
+            alice.edit(1, False, "b")
+            assert room.handle_frame(alice.session, p.sync_update(name, alice.outbox.pop(0))) is None
+            assert str(room.docs[name].get("source", type=Text)).startswith("abx = 0zzz")
+            assert [m for m in alice.session.messages if m["type"] == "error"] == []
+        finally:
+            release.set()
             await w.rooms.unload(room)
 
     run(scenario())

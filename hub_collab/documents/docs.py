@@ -17,13 +17,18 @@ update is checked against them in time bounded by the update's size, however lar
 the doc and however many updates a frame holds. A doc written to has a
 :class:`~.updates.DocIndex` too (where its surrogate pairs and types are): read from its
 whole state once, then kept up to date from each change (:meth:`RoomDocs.changed`
-with the change's update), never read again in whole.
+with the change's update), never read again in whole. Reading it costs about a
+millisecond per KB of a doc typed a character at a time, so the room reads a large
+doc's index on a worker thread (:meth:`RoomDocs.build_index`); the changes the doc takes
+meanwhile are added to it before it is kept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor
 from typing import Any
 
 from pycrdt import Doc, get_state, get_update, merge_updates
@@ -81,6 +86,10 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         self._deletions: dict[str, DeleteSet] = {}
         # kept across changes (each change is added to it)
         self._indexes: dict[str, DocIndex] = {}
+        # indexes being read on a worker thread: the changes made meanwhile (None: one
+        # whose update is unknown, or the doc was replaced or dropped; nothing is kept)
+        self._index_changes: dict[str, list[bytes] | None] = {}
+        self._index_reads: dict[str, asyncio.Future[None]] = {}
 
     # -- Mapping ----------------------------------------------------------------------------
 
@@ -113,7 +122,7 @@ class RoomDocs(Mapping[str, Doc[Any]]):
 
     def add_stored(self, states: Mapping[str, bytes]) -> None:
         """Hold docs as their encoded states (name → one update), built when first used."""
-        for name in states.keys() & (self._built.keys() | self._encoded.keys() | self._vectors.keys() | self._deleted.keys() | self._clocks.keys() | self._deletions.keys() | self._indexes.keys()):
+        for name in states.keys() & (self._built.keys() | self._encoded.keys() | self._vectors.keys() | self._deleted.keys() | self._clocks.keys() | self._deletions.keys() | self._indexes.keys() | self._index_changes.keys()):
             self.discard(name)  # replaced: the Doc and the cached encodings go
         self._stored.update(states)
 
@@ -131,6 +140,12 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         self._deleted.pop(name, None)
         self._clocks.pop(name, None)
         self._deletions.pop(name, None)
+        if name in self._index_changes:
+            pending = self._index_changes[name]
+            if pending is not None and update is not None:
+                pending.append(update)
+            else:
+                self._index_changes[name] = None
         index = self._indexes.get(name)
         if index is None:
             return
@@ -206,6 +221,43 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         if found is None:
             found = self._indexes[name] = DocIndex.of(self.state(name))
         return found
+
+    def has_index(self, name: str) -> bool:
+        return name in self._indexes
+
+    async def build_index(self, name: str, executor: Executor) -> None:
+        """Read the index of ``name`` on ``executor`` (the event loop goes on meanwhile)
+        and keep it, with the changes the doc took meanwhile added; nothing is kept if
+        the doc was replaced or dropped meanwhile, or could not be read (then
+        :meth:`index` reads it again, or raises, when asked). Callers asking while it is
+        read wait for the same read."""
+        running = self._index_reads.get(name)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        if name in self._indexes or name not in self:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._index_reads[name] = done
+        self._index_changes[name] = []
+        try:
+            try:
+                index = await asyncio.get_running_loop().run_in_executor(executor, DocIndex.of, self.state(name))
+            except MalformedUpdate:
+                return
+            changes = self._index_changes.get(name)
+            if changes is None or name in self._indexes:
+                return
+            try:
+                for change in changes:
+                    index.add(read_update(change, strict=False))
+            except MalformedUpdate:
+                return
+            self._indexes[name] = index
+        finally:
+            del self._index_changes[name]
+            del self._index_reads[name]
+            done.set_result(None)
 
     def diff(self, name: str, state_vector: bytes) -> bytes:
         """What a peer at ``state_vector`` lacks of ``name`` (ValueError-like errors from

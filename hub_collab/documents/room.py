@@ -69,6 +69,10 @@ REPLY_FRAME_BYTES = 64 * 1024
 OFFLOAD_FRAME_BYTES = 16 * 1024
 #: in such a frame, an update of at least this many bytes is read on the worker thread
 OFFLOAD_UPDATE_BYTES = 4 * 1024
+#: a write to a cell doc of at least this many bytes whose index (see
+#: :class:`~.docs.RoomDocs`) is not read yet waits while the index is read on the worker
+#: thread (about a millisecond per KB of a doc typed a character at a time)
+INDEX_OFFLOAD_BYTES = 16 * 1024
 #: in such a frame, after this long (seconds) of entries the others run before the next
 FRAME_SLICE_SECONDS = 0.002
 #: the positions a writer's updates may make the server find where the doc's structs do
@@ -601,6 +605,10 @@ class NotebookRoom:
         except p.ProtocolError as exc:
             session.send_error("malformed_frame", f"malformed binary frame: {exc}")
             return None
+        if any(self._index_wanted(session, entry) for entry in entries):
+            # the first write to a large doc since it was loaded: its index is read off
+            # the loop, so this frame goes the large frames' way
+            return self._handle_large_frame(session, data, entries)
         answers = _Answers(self, session)
         for entry in entries:
             answers.note(entry)
@@ -614,22 +622,28 @@ class NotebookRoom:
         answers.done()
         return None
 
-    async def _handle_large_frame(self, session: Session, data: bytes) -> None:
+    async def _handle_large_frame(self, session: Session, data: bytes, entries: list[p.Entry] | None = None) -> None:
         async with self.compacting:
-            await self._handle_large_frame_now(session, data)
+            await self._handle_large_frame_now(session, data, entries)
 
-    async def _handle_large_frame_now(self, session: Session, data: bytes) -> None:
+    async def _handle_large_frame_now(self, session: Session, data: bytes, entries: list[p.Entry] | None) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            entries = await loop.run_in_executor(_reader_pool(), functools.partial(p.decode_frame, data, unique_step1=True))
-        except p.ProtocolError as exc:
-            session.send_error("malformed_frame", f"malformed binary frame: {exc}")
-            return
+        if entries is None:
+            try:
+                entries = await loop.run_in_executor(_reader_pool(), functools.partial(p.decode_frame, data, unique_step1=True))
+            except p.ProtocolError as exc:
+                session.send_error("malformed_frame", f"malformed binary frame: {exc}")
+                return
         answers = _Answers(self, session)
         slice_began = time.perf_counter()
         for entry in entries:
             if self.closed or session not in self.sessions:
                 return  # the notebook was reset, or the client left meanwhile
+            if self._index_wanted(session, entry):
+                await self.docs.build_index(entry.doc, _reader_pool())
+                if self.closed or session not in self.sessions:
+                    return
+                slice_began = time.perf_counter()
             answers.note(entry)
             try:
                 write = self._handle_entry(session, entry, answers.replies)
@@ -650,6 +664,17 @@ class NotebookRoom:
                 slice_began = time.perf_counter()
         if not self.closed and session in self.sessions:
             answers.done()
+
+    def _index_wanted(self, session: Session, entry: p.Entry) -> bool:
+        """True if ``entry`` is a write ``session`` may make to a large cell doc whose
+        index is not read yet (see :data:`INDEX_OFFLOAD_BYTES`); anything else, refused
+        writes included, is handled as it comes."""
+        name = entry.doc
+        if entry.kind != p.MSG_SYNC or entry.sub == p.SYNC_STEP1 or entry.payload == EMPTY_UPDATE or not name.startswith(CELL_PREFIX):
+            return False
+        if self.doc_bytes.get(name, 0) < INDEX_OFFLOAD_BYTES or name not in session.subscribed or self.docs.has_index(name):
+            return False
+        return name in self.docs and session.access.cell_rights(name[len(CELL_PREFIX) :])[1]
 
     def _check_readable(self, session: Session, name: str) -> tuple[str, bool]:
         """``name``'s kind, and whether ``session`` may write it, if it may read it;
