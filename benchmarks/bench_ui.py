@@ -16,7 +16,9 @@ Prints:
   how long it takes, the longest frame, and the long tasks (over 50 ms, from
   Chromium's ``longtask`` entries) meanwhile.
 
-With ``--trace``, Chromium's own trace is recorded while scrolling, and each long task
+With ``--profile``, the first load is profiled (V8's sampling profiler) and the functions
+that took its time are printed (self and total ms; build the front end with
+``node frontend/build.mjs --dev`` first for readable names). With ``--trace``, Chromium's own trace is recorded while scrolling, and each long task
 is printed with where its time went (self time by trace event: script, style, layout,
 garbage collection).
 
@@ -84,7 +86,7 @@ SCROLL_JS = """async () => {
 }"""
 
 
-TRACE_CATEGORIES = ["devtools.timeline", "disabled-by-default-devtools.timeline", "toplevel", "v8", "blink.user_timing"]
+TRACE_CATEGORIES = ["devtools.timeline", "disabled-by-default-devtools.timeline.stack", "disabled-by-default-devtools.timeline", "toplevel", "v8", "blink.user_timing"]
 
 
 def _label(event: dict) -> str:
@@ -107,9 +109,13 @@ def long_task_breakdown(trace: bytes, over_ms: float = 50.0, top: int = 8) -> li
         key=lambda e: (e["ts"], -e["dur"]),
     )
     found = []
+    last_end = -1.0
     for task in spans:
         if task["name"] not in ("RunTask", "ThreadControllerImpl::RunTask") or task["dur"] < over_ms * 1000:
             continue
+        if task["ts"] < last_end:
+            continue  # a task inside one already counted
+        last_end = task["ts"] + task["dur"]
         end = task["ts"] + task["dur"]
         inside = [e for e in spans if task["ts"] <= e["ts"] < end and e is not task and (e["pid"], e["tid"]) == (task["pid"], task["tid"])]
         self_time: dict[str, float] = {}
@@ -129,6 +135,41 @@ def long_task_breakdown(trace: bytes, over_ms: float = 50.0, top: int = 8) -> li
     return found
 
 
+def profile_summary(profile: dict, top: int = 30) -> list[str]:
+    """The functions of a V8 CPU profile by self time, with their total (self and what
+    they called) time, in ms."""
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    parent = {c: n["id"] for n in profile["nodes"] for c in n.get("children", [])}
+    own: dict[int, float] = {}
+    for node_id, delta in zip(profile["samples"], profile["timeDeltas"], strict=True):
+        own[node_id] = own.get(node_id, 0.0) + delta / 1000
+
+    def label(node: dict) -> str:
+        frame = node["callFrame"]
+        return f"{frame['functionName'] or '(anonymous)'} {frame['url'].rsplit('/', 1)[-1].split('?')[0]}:{frame['lineNumber'] + 1}"
+
+    self_ms: dict[str, float] = {}
+    total_ms: dict[str, float] = {}
+    for node_id, ms in own.items():
+        name = label(nodes[node_id])
+        self_ms[name] = self_ms.get(name, 0.0) + ms
+        seen = set()
+        at: int | None = node_id
+        while at is not None:
+            name = label(nodes[at])
+            if name not in seen:  # a recursive function counts once
+                seen.add(name)
+                total_ms[name] = total_ms.get(name, 0.0) + ms
+            at = parent.get(at)
+    lines = [f"{'self ms':>9} {'total ms':>9}  function"]
+    for name, ms in sorted(self_ms.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{ms:9.1f} {total_ms[name]:9.1f}  {name}")
+    lines.append("by total time:")
+    for name, ms in sorted(total_ms.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{self_ms.get(name, 0.0):9.1f} {ms:9.1f}  {name}")
+    return lines
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -139,7 +180,9 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=1000)
     ap.add_argument("--keys", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3, help="page loads of the big notebook")
+    ap.add_argument("--profile", action="store_true", help="profile the first load's JavaScript and print where its time went")
     ap.add_argument("--trace", action="store_true", help="record Chromium's trace while scrolling and print where each long task's time went")
+    ap.add_argument("--trace-file", type=Path, help="with --trace: also save the scrolling's trace there (opens in Chromium's DevTools)")
     args = ap.parse_args()
     ensure_build()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ui-"))
@@ -160,9 +203,30 @@ def main() -> None:
 
             # -- time to interactive ------------------------------------------------------
             ready, typed = [], []
-            for _ in range(args.runs):
+            for run in range(args.runs):
+                if args.trace and run == 0:
+                    browser.start_tracing(page=alice, categories=TRACE_CATEGORIES)
+                profiler = None
+                if args.profile and run == 0:
+                    profiler = ctx_a.new_cdp_session(alice)
+                    profiler.send("Profiler.enable")
+                    profiler.send("Profiler.setSamplingInterval", {"interval": 200})
+                    profiler.send("Profiler.start")
                 alice.goto(f"{url}notebooks/{big['id']}")
                 alice.wait_for_selector("body[data-ready=true]", timeout=60_000)
+                if profiler is not None:
+                    print("first load, JavaScript by function:")
+                    print("\n".join(profile_summary(profiler.send("Profiler.stop")["profile"])))
+                    profiler.detach()
+                if args.trace and run == 0:
+                    loading = long_task_breakdown(browser.stop_tracing(), over_ms=0.0, top=1000)
+                    total: dict[str, float] = {}
+                    for _took, ranked in loading:
+                        for name, ms in ranked:
+                            total[name] = total.get(name, 0.0) + ms
+                    print(f"first load, the page's main thread: {sum(t for t, _ in loading):.0f} ms in {len(loading)} tasks; where it went:")
+                    for name, ms in sorted(total.items(), key=lambda kv: -kv[1])[:25]:
+                        print(f"  {ms:8.1f} ms  {name}")
                 ready_ms = alice.evaluate("() => window.hubCollab.readyAt")
                 first = alice.locator(".cell").first
                 first.locator(".cm-content").click()
@@ -183,13 +247,21 @@ def main() -> None:
             print(f"  ... and a keystroke in the first cell on screen: median {statistics.median(typed):.0f} ms")
             print(f"  JS heap used {heap['usedSize'] / 1e6:.1f} MB of {heap['totalSize'] / 1e6:.1f} MB; {dom_nodes} DOM elements")
             if args.trace:
-                browser.start_tracing(alice, categories=TRACE_CATEGORIES)
+                browser.start_tracing(page=alice, categories=TRACE_CATEGORIES)
             scroll = alice.evaluate(SCROLL_JS)
             print(f"scrolling the {n_cells} cells top to bottom ({scroll['frames']} frames of one screen each):")
             print(f"  {scroll['ms']:.0f} ms, longest frame {scroll['worst']:.0f} ms; {len(scroll['long'])} long tasks over 50 ms" + (f" (longest {max(scroll['long']):.0f} ms)" if scroll["long"] else ""))
             if args.trace:
-                for took, ranked in long_task_breakdown(browser.stop_tracing()):
+                trace = browser.stop_tracing()
+                if args.trace_file:
+                    args.trace_file.write_bytes(trace)
+                for took, ranked in long_task_breakdown(trace):
                     print(f"  a task of {took:.0f} ms: " + "; ".join(f"{name} {ms:.1f}" for name, ms in ranked))
+                per_frame: dict[str, float] = {}
+                for _took, ranked in long_task_breakdown(trace, over_ms=0.0, top=1000):
+                    for name, ms in ranked:
+                        per_frame[name] = per_frame.get(name, 0.0) + ms / max(scroll["frames"], 1)
+                print("  per frame, on average: " + "; ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(per_frame.items(), key=lambda kv: -kv[1])[:8]))
 
             # -- keystroke latency between two browsers -----------------------------------
             for page in (alice, bob):

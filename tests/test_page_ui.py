@@ -382,7 +382,11 @@ def test_a_long_notebook_keeps_only_the_cells_near_the_screen_whole(as_user: Any
     # is drawn again when it comes back
     cells[1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "out of c1\n"}]
     cells[2] = {"id": "c2", "cell_type": "markdown", "source": "# Heading of c2"}
+    cells[397]["source"] = "secret_of_c397 = 1"
     nb = api("alice").create("Long", notebook(cells), group="students", mode="0770")["id"]
+    # far cells, made only once they come near the screen, show their rights when they do
+    api("alice").chmod_cell(nb, "c397", mode="0700")
+    api("alice").chmod_cell(nb, "c398", mode="0740")
     alice, bob = as_user("alice"), as_user("bob")
     open_notebook(alice, collab.public_url, nb)
     expect(cell(alice, "c0")).to_contain_text("x0 = 0")
@@ -395,6 +399,10 @@ def test_a_long_notebook_keeps_only_the_cells_near_the_screen_whole(as_user: Any
     open_notebook(bob, collab.public_url, nb)
     scroll_cells(bob, "bottom")
     expect(cell(bob, "c399")).not_to_have_class(re.compile(r"\bshell\b"), timeout=30_000)
+    expect(cell(bob, "c397").locator(".hidden-placeholder")).to_contain_text("Hidden cell")
+    assert "secret_of_c397" not in bob.content()
+    expect(cell(bob, "c398").locator(".badge-locked")).to_be_visible()
+    expect(cell(bob, "c398")).to_contain_text("x398 = 398")
     type_in_cell(bob, "c399", "  # by bob")
     expect(cell(bob, "c399")).to_contain_text("x399 = 399  # by bob")
     # alice's active cell (c0) stays whole while she is at the bottom, where bob's text is

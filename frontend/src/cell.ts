@@ -52,16 +52,21 @@ export class CellView {
   outDoc: Y.Doc | null = null;
   visible = false;
   editing = false; // markdown: showing the editor
-  private prompt: HTMLElement;
-  private badges: HTMLElement;
-  private people: HTMLElement;
-  private body: HTMLElement;
-  private editorHost: HTMLElement;
-  private preview: HTMLElement;
-  private rendered: HTMLElement;
-  private outputs: HTMLElement;
-  private info: HTMLElement;
-  private inputBox: HTMLElement;
+  // The cell's contents, made by build(): at once, or for a cell of a windowed notebook
+  // (NotebookView.updateWindow) when it first comes near the screen. Until then the cell
+  // is its box only, and what would be drawn is drawn by build().
+  private built = false;
+  private prompt!: HTMLElement;
+  private badges!: HTMLElement;
+  private people!: HTMLElement;
+  private editorHost!: HTMLElement;
+  private preview!: HTMLElement;
+  private rendered!: HTMLElement;
+  private outputs!: HTMLElement;
+  private info!: HTMLElement;
+  private inputBox!: HTMLElement;
+  /** who is in the cell, as last told (drawn by build() if told before) */
+  private peopleNow: { name: string; typing: boolean }[] = [];
   private readOnly = new Compartment();
   private outScheduled = false;
   private srcScheduled = false;
@@ -74,14 +79,28 @@ export class CellView {
   private widgetViews = new Map<string, WidgetHolder>();
   private typingTimer: ReturnType<typeof setTimeout> | null = null;
   /** the cell's contents, out of the page while it is a shell (setShell) */
-  private parts: HTMLElement[];
+  private parts: HTMLElement[] = [];
   private shell = false;
 
+  /** `lazy`: the cell's contents are made when it is first whole (see build). */
   constructor(
     private nb: NotebookView,
     entry: IndexEntry,
+    lazy = false,
   ) {
     this.entry = entry;
+    this.el = h("div", { class: "cell", "data-cell-id": entry.id, tabindex: "-1" });
+    this.el.addEventListener("mousedown", () => this.nb.select(this, false));
+    // near the screen or not, as the browser lays it out (NotebookView.watch)
+    this.el.addEventListener("contentvisibilityautostatechange", (e) => this.setVisible(!(e as Event & { skipped: boolean }).skipped));
+    this.update(entry, nb.conn.caps.cells[entry.id] ?? "---");
+    if (!lazy) this.build();
+  }
+
+  /** Make the cell's contents (once) and draw what is due in them. */
+  private build(): void {
+    if (this.built) return;
+    this.built = true;
     this.prompt = h("div", { class: "cell-prompt" });
     this.badges = h("div", { class: "cell-badges" });
     this.people = h("div", { class: "cell-people" });
@@ -91,13 +110,10 @@ export class CellView {
     this.outputs = h("div", { class: "cell-outputs" });
     this.info = h("div", { class: "cell-info" });
     this.inputBox = h("div", { class: "cell-input-request" });
-    this.body = h("div", { class: "cell-body" }, this.editorHost, this.preview, this.rendered);
+    const body = h("div", { class: "cell-body" }, this.editorHost, this.preview, this.rendered);
     const side = h("div", { class: "cell-side" }, this.prompt, this.people);
-    this.parts = [side, h("div", { class: "cell-main" }, h("div", { class: "cell-head" }, this.badges, this.info), this.body, this.inputBox, this.outputs)];
-    this.el = h("div", { class: "cell", "data-cell-id": entry.id, tabindex: "-1" }, ...this.parts);
-    this.el.addEventListener("mousedown", () => this.nb.select(this, false));
-    // near the screen or not, as the browser lays it out (NotebookView.watch)
-    this.el.addEventListener("contentvisibilityautostatechange", (e) => this.setVisible(!(e as Event & { skipped: boolean }).skipped));
+    this.parts = [side, h("div", { class: "cell-main" }, h("div", { class: "cell-head" }, this.badges, this.info), body, this.inputBox, this.outputs)];
+    if (!this.shell) this.el.replaceChildren(...this.parts);
     this.rendered.addEventListener("dblclick", () => {
       if (canWrite(this.rwx)) this.startEditing(true);
     });
@@ -113,8 +129,11 @@ export class CellView {
       view.focus();
       if (pos !== null) view.dispatch({ selection: { anchor: pos } });
     });
-    this.update(entry, nb.conn.caps.cells[entry.id] ?? "---");
-    nb.comments.attach(this, side);
+    this.nb.comments.attach(this, side);
+    this.drawEntry(false, false);
+    this.setPeople(this.peopleNow);
+    this.scheduleSource();
+    this.scheduleOutputs();
   }
 
   get id(): string {
@@ -138,10 +157,20 @@ export class CellView {
     this.el.classList.toggle("cell-locked", canRead(rwx) && !canWrite(rwx));
     this.el.dataset.type = entry.cell_type;
     this.el.dataset.rwx = rwx;
-    this.renderBadges();
     if (!canRead(rwx)) {
       this.unmount();
       this.detachDocs();
+    } else {
+      this.attachDocs();
+    }
+    if (this.built) this.drawEntry(typeChanged, capsChanged);
+  }
+
+  /** Draw the index entry and the caps in the cell's contents. */
+  private drawEntry(typeChanged: boolean, capsChanged: boolean): void {
+    this.renderBadges();
+    if (!canRead(this.rwx)) {
+      const entry = this.entry;
       clear(this.preview);
       this.preview.textContent = `Hidden cell: you may not see it (owner ${entry.owner}, mode ${entry.mode}).`;
       this.preview.classList.add("hidden-placeholder");
@@ -154,7 +183,6 @@ export class CellView {
       return;
     }
     this.preview.classList.remove("hidden-placeholder");
-    this.attachDocs();
     if (typeChanged && this.view) {
       this.unmount();
       if (this.visible) this.mount(); // it had an editor: it gets one back at once
@@ -255,6 +283,7 @@ export class CellView {
     this.el.classList.toggle("shell", this.shell);
     if (height !== null) {
       this.el.style.height = `${height}px`;
+      if (!this.built) return; // nothing in it yet
       this.el.replaceChildren();
       // What a shell kept aside (coloured source, markdown, outputs: most of the page's
       // nodes) is drawn again when the cell comes back anyway (setVisible, renderDue):
@@ -272,7 +301,8 @@ export class CellView {
       this.outDirty = true;
     } else {
       this.el.style.height = "";
-      this.el.replaceChildren(...this.parts);
+      if (this.built) this.el.replaceChildren(...this.parts);
+      else this.build();
     }
   }
 
@@ -280,6 +310,7 @@ export class CellView {
     if (v === this.visible) return;
     this.visible = v;
     if (v) {
+      this.build();
       // an editor is made only while the page is idle and not scrolling (Notebook.wantEditor):
       // until then the preview shows the same text, coloured the same way
       if (this.editing || this.nb.active === this) this.mount();
@@ -295,6 +326,7 @@ export class CellView {
   }
 
   private layout(): void {
+    if (!this.built) return;
     const readable = canRead(this.rwx);
     const showRendered = readable && this.isMarkdown && !this.editing;
     this.rendered.hidden = !showRendered;
@@ -310,6 +342,7 @@ export class CellView {
   /** Create the editor (idempotent). */
   mount(): void {
     if (this.view || !this.ytext || !canRead(this.rwx)) return;
+    this.build();
     void this.nb.comments.ensureThreads(this.id);
     const ytext = this.ytext;
     const undoManager = new Y.UndoManager(ytext);
@@ -401,7 +434,7 @@ export class CellView {
     if (!this.view) return;
     this.view.destroy();
     this.view = null;
-    clear(this.editorHost);
+    this.editorHost.replaceChildren();
     this.layout();
   }
 
@@ -450,6 +483,7 @@ export class CellView {
   }
 
   renderSource(): void {
+    if (!this.built) return; // drawn by build
     this.srcDirty = false;
     if (!canRead(this.rwx)) return;
     const src = this.source();
@@ -481,11 +515,12 @@ export class CellView {
   }
 
   renderOutputs(): void {
-    this.outDirty = false;
     if (!canRead(this.rwx)) return;
     const st = this.state();
     const es = String(st.execution_state ?? "idle");
     this.el.dataset.state = es;
+    if (!this.built) return; // drawn by build
+    this.outDirty = false;
     if (this.entry.cell_type === "code") {
       const count = st.execution_count;
       this.prompt.textContent = es === "running" ? "[*]:" : es === "queued" ? "[…]:" : `[${count ?? " "}]:`;
@@ -522,8 +557,9 @@ export class CellView {
 
   /** Who is in this cell (from awareness). */
   setPeople(names: { name: string; typing: boolean }[]): void {
-    clear(this.people);
-    for (const p of names) {
+    this.peopleNow = names;
+    if (this.built) clear(this.people);
+    for (const p of this.built ? names : []) {
       this.people.appendChild(h("span", { class: "avatar avatar-small", style: `background:${userColor(p.name)}`, title: `${p.name} is ${p.typing ? "editing" : "in"} this cell` }, initials(p.name)));
     }
     if (this.el.classList.contains("cell-has-people") !== names.length > 0) {
@@ -534,6 +570,7 @@ export class CellView {
 
   /** The kernel asks this user for input (`input_request`), or someone else (`input_waiting`). */
   showInput(req: { prompt?: string; password?: boolean; user?: string } | null, mine: boolean): void {
+    this.build();
     clear(this.inputBox);
     if (!req) return;
     if (!mine) {

@@ -146,6 +146,10 @@ export class Comments {
     if (!btn) return;
     const c = this.counts.get(cellId);
     btn.hidden = !this.readable(cellId);
+    // drawn again only if what it says changed (every button is asked after each summary)
+    const says = c ? `${c.open}/${c.unread}/${c.threads}` : "";
+    if (btn.dataset.says === says) return;
+    btn.dataset.says = says;
     clear(btn);
     btn.append(icon("comment"), c && c.open ? ` ${c.open}` : "");
     if (c && c.unread) btn.append(h("span", { class: "comment-unread", "data-unread": String(c.unread) }, String(c.unread)));

@@ -60,6 +60,7 @@ type Listeners = { [K in keyof ConnectionEvents]: Set<ConnectionEvents[K]> };
 
 export class Connection {
   readonly docs = new Map<string, Y.Doc>();
+  /** the docs that had their sync step 2 (always a subset of `docs`: a doc dropped leaves both) */
   readonly synced = new Set<string>();
   readonly awareness: awarenessProtocol.Awareness;
   caps: Caps = { notebook: "---", cells: {} };
@@ -298,6 +299,11 @@ export class Connection {
     }
     if (nReplies) this.sendBinary(encoding.toUint8Array(replies));
     for (const name of nowSynced) this.emit("synced", name);
+  }
+
+  /** Every doc held had its sync step 2 (in constant time: a page of 5,000 cells holds 10,001 docs). */
+  allSynced(): boolean {
+    return this.synced.size === this.docs.size;
   }
 
   // -- subscriptions ---------------------------------------------------------------------------

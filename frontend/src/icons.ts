@@ -16,7 +16,19 @@ const SHAPES = {
 
 export type IconName = keyof typeof SHAPES;
 
+/** each icon built once per page, then cloned (a 5,000-cell notebook shows thousands) */
+const built = new Map<IconName, SVGSVGElement>();
+
 export function icon(name: IconName): SVGSVGElement {
+  let svg = built.get(name);
+  if (!svg || svg.ownerDocument !== document) {
+    svg = draw(name);
+    built.set(name, svg);
+  }
+  return svg.cloneNode(true) as SVGSVGElement;
+}
+
+function draw(name: IconName): SVGSVGElement {
   const svg = document.createElementNS(NS, "svg");
   svg.setAttribute("viewBox", "0 0 16 16");
   svg.setAttribute("width", "1em");
