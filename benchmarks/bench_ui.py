@@ -237,7 +237,8 @@ def main() -> None:
                 ready.append(ready_ms)
                 typed.append(typed_ms)
                 alice.keyboard.press("Backspace")
-            n_cells = alice.locator(".cell").count()
+            n_cells = args.cells
+            in_page = alice.locator(".cell").count()
             cdp = ctx_a.new_cdp_session(alice)
             cdp.send("HeapProfiler.collectGarbage")
             heap = cdp.send("Runtime.getHeapUsage")
@@ -245,7 +246,7 @@ def main() -> None:
             print(f"notebook of {n_cells} cells ({args.runs} loads, from navigation start):")
             print(f"  all docs synced and every cell shown: median {statistics.median(ready):.0f} ms (min {min(ready):.0f}, max {max(ready):.0f})")
             print(f"  ... and a keystroke in the first cell on screen: median {statistics.median(typed):.0f} ms")
-            print(f"  JS heap used {heap['usedSize'] / 1e6:.1f} MB of {heap['totalSize'] / 1e6:.1f} MB; {dom_nodes} DOM elements")
+            print(f"  JS heap used {heap['usedSize'] / 1e6:.1f} MB of {heap['totalSize'] / 1e6:.1f} MB; {dom_nodes} DOM elements, {in_page} cells in the page")
             if args.trace:
                 browser.start_tracing(page=alice, categories=TRACE_CATEGORIES)
             scroll = alice.evaluate(SCROLL_JS)

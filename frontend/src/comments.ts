@@ -272,6 +272,11 @@ export class Comments {
 
   // -- the panel of a cell --------------------------------------------------------------------
 
+  /** The open comments of a cell, in the page after it (a windowed notebook keeps them there). */
+  panelOf(cellId: string): HTMLElement | undefined {
+    return this.panels.get(cellId);
+  }
+
   private panelOpen(cellId: string): boolean {
     return this.panels.has(cellId);
   }

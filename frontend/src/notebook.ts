@@ -41,6 +41,8 @@ export const WINDOW_MIN_CELLS = 300;
 const WINDOW_MARGIN = 800;
 /** The height a windowed cell never shown yet is given (px), until it is. */
 const SHELL_ESTIMATE = 64;
+/** The space below each cell (px): `.cell`'s bottom margin in style.css. */
+const CELL_GAP = 6;
 
 /** Does the browser tell an element when `content-visibility: auto` starts or stops skipping it? */
 const CV_EVENTS = typeof window !== "undefined" && "oncontentvisibilityautostatechange" in window;
@@ -68,6 +70,10 @@ export class NotebookView {
   /** windowing (WINDOW_MIN_CELLS): the cells kept whole, and what watches their size */
   private windowed = false;
   private near = new Set<CellView>();
+  /** windowing: each cell's height and the space below it, as last seen in the page (px) */
+  private heights = new Map<CellView, number>();
+  /** windowing: the boxes that stand for the runs of cells not in the page, in page order */
+  private spacers: HTMLElement[] = [];
   private windowScheduled = false;
   private resizes: ResizeObserver;
   /** cells waiting for an editor (wantEditor), and when the cells last scrolled */
@@ -353,6 +359,7 @@ export class NotebookView {
         this.io.unobserve(cell.el);
         this.observed.delete(cell);
         this.near.delete(cell);
+        this.heights.delete(cell);
         this.resizes.unobserve(cell.el);
         cell.destroy();
         this.comments.detach(id);
@@ -374,33 +381,40 @@ export class NotebookView {
       }
     }
     const sameOrder = ids.length === this.order.length && ids.every((id, i) => this.order[i] === id);
-    if (!sameOrder) {
-      if (this.cellsEl.childElementCount === 0) {
-        for (const id of ids) frag.appendChild((this.cells.get(id) as CellView).el);
-        this.cellsEl.appendChild(frag);
-      } else {
-        let prev: Element | null = null;
-        for (const id of ids) {
-          const el = (this.cells.get(id) as CellView).el;
-          const want: Element | null = prev ? prev.nextElementSibling : this.cellsEl.firstElementChild;
-          if (want !== el) this.cellsEl.insertBefore(el, want);
-          prev = el;
-        }
-      }
-      this.order = ids;
-    }
+    this.order = ids;
+    const wasWindowed = this.windowed;
     this.setWindowed(ids.length > WINDOW_MIN_CELLS, fresh);
     for (const c of fresh) {
       if (this.windowed && c !== this.active) c.setShell(SHELL_ESTIMATE);
       this.watch(c);
     }
-    this.scheduleWindow();
-    if (!this.active && ids.length) this.select(this.cells.get(ids[0] as string) as CellView, false);
+    if (!this.active && ids.length) this.active = this.cells.get(ids[0] as string) as CellView; // selected below
+    if (this.windowed) this.updateWindow(); // puts the cells near the screen in the page, in order
+    else if (!sameOrder || wasWindowed) this.placeAll(frag);
+    if (this.active && !this.active.el.classList.contains("active")) this.select(this.active, false);
     if (!ids.length) this.cellsEl.dataset.empty = "true";
     else delete this.cellsEl.dataset.empty;
     this.renderEmpty();
     this.schedulePresence();
     this.checkReady();
+  }
+
+  /** Every cell in the page, in order (a notebook that is not windowed). */
+  private placeAll(frag: DocumentFragment): void {
+    for (const spacer of this.spacers) spacer.remove();
+    this.spacers = [];
+    if (this.cellsEl.childElementCount === 0) {
+      for (const id of this.order) frag.appendChild((this.cells.get(id) as CellView).el);
+      this.cellsEl.appendChild(frag);
+      return;
+    }
+    let prev: Element | null = null;
+    for (const id of this.order) {
+      const el = (this.cells.get(id) as CellView).el;
+      const want: Element | null = prev ? prev.nextElementSibling : this.cellsEl.firstElementChild;
+      if (want !== el) this.cellsEl.insertBefore(el, want);
+      prev = el;
+    }
   }
 
   private renderEmpty(): void {
@@ -492,11 +506,13 @@ export class NotebookView {
 
   /**
    * Windowing, for notebooks of more than WINDOW_MIN_CELLS cells: only the cells on screen
-   * or within WINDOW_MARGIN px of it (and the active cell) are whole; the others are empty
-   * boxes of the height they last had (`CellView.setShell`), so the page holds a few dozen
-   * cells' elements instead of all of them. Chromium's per-frame work grew with the cells
-   * in the page (about 40 ms a frame for 5,000 under `content-visibility: auto`). The
-   * cells are in page order: the first near one is found by a binary search of boxes.
+   * or within WINDOW_MARGIN px of it (and the active cell, a markdown cell being edited, a
+   * cell whose comments are open) are in the page, whole; each run of the others is one
+   * empty box (a spacer) of their heights as last seen (SHELL_ESTIMATE until first shown).
+   * Chromium's per-frame work grew with the cells in the page: with 5,000 cells as
+   * `content-visibility: auto` boxes about 40 ms a frame; as one empty box each, a layout
+   * of the whole page (about 6 ms) once or twice a frame. Where the screen is, in cells, is
+   * read from those heights: the spacers are made of the same numbers.
    */
   private setWindowed(on: boolean, fresh: CellView[]): void {
     if (on === this.windowed) return;
@@ -510,6 +526,7 @@ export class NotebookView {
       const cells = [...this.cells.values()].filter((c) => !old.has(c) && c !== this.active);
       const heights = cells.map((c) => c.el.offsetHeight);
       cells.forEach((c, i) => {
+        this.heights.set(c, (heights[i] || SHELL_ESTIMATE) + CELL_GAP);
         c.setShell(heights[i] || SHELL_ESTIMATE);
         c.setVisible(false);
       });
@@ -521,6 +538,7 @@ export class NotebookView {
       }
       for (const c of this.near) this.resizes.unobserve(c.el);
       this.near.clear();
+      this.heights.clear();
     }
   }
 
@@ -530,46 +548,100 @@ export class NotebookView {
     requestAnimationFrame(() => this.updateWindow());
   }
 
+  private heightOf(c: CellView): number {
+    return this.heights.get(c) ?? SHELL_ESTIMATE + CELL_GAP;
+  }
+
   private updateWindow(): void {
     this.windowScheduled = false;
     if (!this.windowed) return;
+    // all reads before any change: the heights of what is in the page, and the screen
+    for (const c of this.near) {
+      const height = c.el.offsetHeight;
+      if (height) this.heights.set(c, height + CELL_GAP + (this.comments.panelOf(c.id)?.offsetHeight ?? 0));
+    }
+    const box = this.cellsEl.getBoundingClientRect();
+    const style = getComputedStyle(this.cellsEl);
+    // the screen in the cells' own coordinates (0: the first cell's top)
+    const origin = box.top + parseFloat(style.borderTopWidth) + parseFloat(style.paddingTop) - this.cellsEl.scrollTop;
+    const top = Math.max(box.top, 0) - origin - WINDOW_MARGIN;
+    const bottom = Math.min(box.bottom, window.innerHeight) - origin + WINDOW_MARGIN;
     const cells: CellView[] = [];
     for (const id of this.order) {
       const c = this.cells.get(id);
       if (c) cells.push(c);
     }
-    const box = this.cellsEl.getBoundingClientRect();
-    const top = Math.max(box.top, 0) - WINDOW_MARGIN;
-    const bottom = Math.min(box.bottom, window.innerHeight) + WINDOW_MARGIN;
-    let lo = 0;
-    let hi = cells.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if ((cells[mid] as CellView).el.getBoundingClientRect().bottom < top) lo = mid + 1;
-      else hi = mid;
-    }
     const now = new Set<CellView>();
-    for (let i = lo; i < cells.length; i++) {
-      const c = cells[i] as CellView;
-      if (c.el.getBoundingClientRect().top > bottom) break;
-      now.add(c);
+    let y = 0;
+    for (const c of cells) {
+      const height = this.heightOf(c);
+      if (y > bottom) break;
+      if (y + height >= top) now.add(c);
+      y += height;
     }
-    if (this.active) now.add(this.active);
-    const leaving = [...this.near].filter((c) => !now.has(c) && !c.editing);
-    const heights = leaving.map((c) => c.el.offsetHeight); // all reads before any change
-    leaving.forEach((c, i) => {
+    const whole = new Set(now);
+    if (this.active) whole.add(this.active);
+    for (const c of this.near) if (c.editing || this.comments.panelOf(c.id)) whole.add(c);
+    const leaving = [...this.near].filter((c) => !whole.has(c));
+    for (const c of leaving) {
       this.near.delete(c);
       this.resizes.unobserve(c.el);
       c.setVisible(false);
-      c.setShell(heights[i] || SHELL_ESTIMATE);
-    });
-    for (const c of now) {
+      c.setShell(Math.max(this.heightOf(c) - CELL_GAP, 0));
+    }
+    this.place(cells, whole);
+    for (const c of whole) {
       if (this.near.has(c)) continue;
       this.near.add(c);
       c.setShell(null);
       this.resizes.observe(c.el);
       c.setVisible(true);
       c.renderDue(); // in this frame: its layout is the frame's, not a second forced one
+    }
+  }
+
+  /**
+   * Make the page hold `whole` in order, each followed by its open comments, and one
+   * spacer for each run of the other cells; what is in the page already stays (a moved
+   * element loses its focus and its editor's state).
+   */
+  private place(cells: CellView[], whole: Set<CellView>): void {
+    // a spacer in the page is kept if it still stands before the same element
+    const before = new Map<Node | null, HTMLElement>();
+    for (const el of this.spacers) before.set(el.nextSibling, el);
+    const want: Node[] = [];
+    const spacers: HTMLElement[] = [];
+    let run = 0;
+    const spacer = (next: Node | null): void => {
+      if (!run) return;
+      const el = before.get(next) ?? h("div", { class: "cell-spacer", "aria-hidden": "true" });
+      before.delete(next);
+      const height = `${run}px`;
+      if (el.style.height !== height) el.style.height = height;
+      want.push(el);
+      spacers.push(el);
+      run = 0;
+    };
+    for (const c of cells) {
+      if (!whole.has(c)) {
+        run += this.heightOf(c);
+        continue;
+      }
+      spacer(c.el);
+      want.push(c.el);
+      const panel = this.comments.panelOf(c.id);
+      if (panel) want.push(panel);
+    }
+    spacer(null);
+    this.spacers = spacers;
+    // what stays is in order already: only what comes is inserted, nothing in the page is
+    // moved (a moved element loses its focus, and the browser the place it keeps in view)
+    const keep = new Set<Node>(want);
+    for (const node of [...this.cellsEl.childNodes]) if (!keep.has(node)) node.remove();
+    let at: ChildNode | null = this.cellsEl.firstChild;
+    for (const node of want) {
+      if (at === node) at = at.nextSibling;
+      else this.cellsEl.insertBefore(node, at);
     }
   }
 
@@ -616,8 +688,8 @@ export class NotebookView {
       toast("That cell is not in this notebook (any more).");
       return;
     }
+    this.select(cell, false); // first: a windowed notebook puts it in the page
     cell.el.scrollIntoView({ block: "center", behavior: "smooth" });
-    this.select(cell, false);
     cell.el.classList.add("flash");
     setTimeout(() => cell.el.classList.remove("flash"), 1200);
   }
@@ -634,11 +706,8 @@ export class NotebookView {
     cell.el.classList.add("active");
     if (before && before !== cell) this.watch(before);
     this.watch(cell);
-    if (this.windowed && !this.near.has(cell)) {
-      cell.setShell(null);
-      cell.setVisible(true);
-      this.scheduleWindow(); // it is kept whole while active; the window says when it is not
-    }
+    // kept whole and in the page while active, at once: it may be scrolled to or focused next
+    if (this.windowed && !this.near.has(cell)) this.updateWindow();
     this.mode = edit ? "edit" : this.mode === "edit" && cell.view?.hasFocus ? "edit" : edit ? "edit" : "command";
     document.body.dataset.mode = this.mode;
     this.typeSelect.value = cell.entry.cell_type;
