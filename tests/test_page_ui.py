@@ -310,6 +310,27 @@ def test_a_cell_inserted_late_does_not_take_the_focus_from_where_the_user_went(a
     assert alice.errors == []  # type: ignore[attr-defined]
 
 
+def test_a_cell_moved_by_someone_else_keeps_the_focus_of_who_types_in_it(as_user: Any, api: Any, collab: Any) -> None:
+    """Bob moves the cell above the one alice is typing in below it: alice's cell moves up
+    in her page, and her editor keeps the focus (an element moved by removing and inserting
+    it loses it, and her next keys would have been notebook commands: D, D deletes a cell)."""
+    nb = api("alice").create("Moves", notebook([{"id": "a", "source": "1"}, {"id": "b", "source": "2"}, {"id": "c", "source": "3"}]), group="students", mode="0770")["id"]
+    alice, bob = as_user("alice"), as_user("bob")
+    open_notebook(alice, collab.public_url, nb)
+    open_notebook(bob, collab.public_url, nb)
+    type_in_cell(alice, "b", "0")
+    expect(cell(alice, "b").locator(".cm-content")).to_be_focused()
+    cell(bob, "a").click()
+    bob.keyboard.press("Escape")
+    bob.keyboard.press("Control+Shift+ArrowDown")
+    expect(alice.locator(".cell").first).to_have_attribute("data-cell-id", "b", timeout=30_000)
+    expect(cell(alice, "b").locator(".cm-content")).to_be_focused()
+    alice.keyboard.type("dd")
+    expect(cell(alice, "b").locator(".cm-content")).to_have_text("20dd")
+    expect(alice.locator(".cell")).to_have_count(3)
+    assert alice.errors == [] and bob.errors == [], (alice.errors, bob.errors)  # type: ignore[attr-defined]
+
+
 def test_an_epoch_reset_reloads_the_page(as_user: Any, api: Any, collab: Any, service_down: Any) -> None:
     nb = api("alice").create("Reset", notebook([{"id": "e1", "source": "kept = True"}]))["id"]
     alice = as_user("alice")

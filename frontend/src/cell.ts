@@ -465,7 +465,7 @@ export class CellView {
 
   private scheduleSource(): void {
     this.srcDirty = true;
-    if (this.srcScheduled) return;
+    if (this.srcScheduled || !this.built) return; // build() draws it (5,000 frames' callbacks saved on a load)
     this.srcScheduled = true;
     requestAnimationFrame(() => {
       this.srcScheduled = false;
@@ -502,7 +502,7 @@ export class CellView {
 
   private scheduleOutputs(): void {
     this.outDirty = true;
-    if (this.outScheduled) return;
+    if (this.outScheduled || !this.built) return; // build() draws them
     this.outScheduled = true;
     requestAnimationFrame(() => {
       this.outScheduled = false;
@@ -515,11 +515,10 @@ export class CellView {
   }
 
   renderOutputs(): void {
-    if (!canRead(this.rwx)) return;
+    if (!canRead(this.rwx) || !this.built) return; // not built: drawn by build
     const st = this.state();
     const es = String(st.execution_state ?? "idle");
     this.el.dataset.state = es;
-    if (!this.built) return; // drawn by build
     this.outDirty = false;
     if (this.entry.cell_type === "code") {
       const count = st.execution_count;
@@ -570,6 +569,7 @@ export class CellView {
 
   /** The kernel asks this user for input (`input_request`), or someone else (`input_waiting`). */
   showInput(req: { prompt?: string; password?: boolean; user?: string } | null, mine: boolean): void {
+    if (!req && !this.built) return;
     this.build();
     clear(this.inputBox);
     if (!req) return;

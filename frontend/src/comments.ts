@@ -272,6 +272,11 @@ export class Comments {
 
   // -- the panel of a cell --------------------------------------------------------------------
 
+  /** The cells whose comments are open (a windowed notebook keeps them in the page). */
+  openIds(): Iterable<string> {
+    return this.panels.keys();
+  }
+
   /** The open comments of a cell, in the page after it (a windowed notebook keeps them there). */
   panelOf(cellId: string): HTMLElement | undefined {
     return this.panels.get(cellId);

@@ -74,6 +74,8 @@ export class NotebookView {
   private heights = new Map<CellView, number>();
   /** windowing: the boxes that stand for the runs of cells not in the page, in page order */
   private spacers: HTMLElement[] = [];
+  /** the cells whose kernel asks this user for input (kept in the page while it does) */
+  private asking = new Set<CellView>();
   private windowScheduled = false;
   private resizes: ResizeObserver;
   /** cells waiting for an editor (wantEditor), and when the cells last scrolled */
@@ -233,15 +235,24 @@ export class NotebookView {
       case "kernel":
         this.showKernel(m);
         break;
-      case "input_request":
-        this.cells.get(String(m.cell_id))?.showInput(m as { prompt?: string; password?: boolean }, true);
+      case "input_request": {
+        const cell = this.cells.get(String(m.cell_id));
+        if (!cell) break;
+        this.asking.add(cell);
+        if (this.windowed && !this.near.has(cell)) this.updateWindow(); // kept in the page while it asks
+        cell.showInput(m as { prompt?: string; password?: boolean }, true);
         break;
+      }
       case "input_waiting":
         this.cells.get(String(m.cell_id))?.showInput(m as { user?: string }, false);
         break;
-      case "input_done":
-        this.cells.get(String(m.cell_id))?.showInput(null, false);
+      case "input_done": {
+        const cell = this.cells.get(String(m.cell_id));
+        if (cell) this.asking.delete(cell);
+        cell?.showInput(null, false);
+        this.scheduleWindow();
         break;
+      }
       case "error":
         if (m.ref === undefined) this.onServerError(m);
         break;
@@ -360,6 +371,7 @@ export class NotebookView {
         this.observed.delete(cell);
         this.near.delete(cell);
         this.heights.delete(cell);
+        this.asking.delete(cell);
         this.resizes.unobserve(cell.el);
         cell.destroy();
         this.comments.detach(id);
@@ -408,13 +420,16 @@ export class NotebookView {
       this.cellsEl.appendChild(frag);
       return;
     }
-    let prev: Element | null = null;
+    // each cell followed by its open comments; the empty-notebook note stays last
+    const want: Node[] = [];
     for (const id of this.order) {
-      const el = (this.cells.get(id) as CellView).el;
-      const want: Element | null = prev ? prev.nextElementSibling : this.cellsEl.firstElementChild;
-      if (want !== el) this.cellsEl.insertBefore(el, want);
-      prev = el;
+      want.push((this.cells.get(id) as CellView).el);
+      const panel = this.comments.panelOf(id);
+      if (panel) want.push(panel);
     }
+    const empty = this.cellsEl.querySelector(".empty-notebook");
+    if (empty) want.push(empty);
+    this.insertInOrder(want);
   }
 
   private renderEmpty(): void {
@@ -581,7 +596,13 @@ export class NotebookView {
     }
     const whole = new Set(now);
     if (this.active) whole.add(this.active);
-    for (const c of this.near) if (c.editing || this.comments.panelOf(c.id)) whole.add(c);
+    for (const c of this.asking) whole.add(c);
+    const focused = document.activeElement;
+    for (const c of this.near) if (c.editing || (focused && c.el.contains(focused))) whole.add(c);
+    for (const id of this.comments.openIds()) {
+      const c = this.cells.get(id);
+      if (c) whole.add(c);
+    }
     const leaving = [...this.near].filter((c) => !whole.has(c));
     for (const c of leaving) {
       this.near.delete(c);
@@ -638,10 +659,38 @@ export class NotebookView {
     // moved (a moved element loses its focus, and the browser the place it keeps in view)
     const keep = new Set<Node>(want);
     for (const node of [...this.cellsEl.childNodes]) if (!keep.has(node)) node.remove();
-    let at: ChildNode | null = this.cellsEl.firstChild;
+    this.insertInOrder(want);
+  }
+
+  /**
+   * Make `want` the children of the cells' box, in order (what else is there is removed
+   * first): a node already in order stays. The node holding the focus is never moved (a
+   * moved editor loses its focus or its caret: someone else reordering the cells would
+   * turn what one types into notebook commands); what stands before it is moved after it
+   * instead. Other moves use `moveBefore` where the browser has it (it keeps state).
+   */
+  private insertInOrder(want: Node[]): void {
+    const parent = this.cellsEl as HTMLElement & { moveBefore?: (node: Node, child: Node | null) => void };
+    const focused = document.activeElement;
+    const move = (node: Node, before: Node | null): void => {
+      if (node.parentNode === parent && parent.isConnected && typeof parent.moveBefore === "function") parent.moveBefore(node, before);
+      else parent.insertBefore(node, before);
+    };
+    let at: ChildNode | null = parent.firstChild;
     for (const node of want) {
-      if (at === node) at = at.nextSibling;
-      else this.cellsEl.insertBefore(node, at);
+      if (at === node) {
+        at = at.nextSibling;
+      } else if (node.parentNode === parent && focused && node.contains(focused)) {
+        const after = node.nextSibling;
+        for (let n: ChildNode | null = at; n && n !== node; ) {
+          const next: ChildNode | null = n.nextSibling;
+          move(n, after);
+          n = next;
+        }
+        at = node.nextSibling;
+      } else {
+        move(node, at);
+      }
     }
   }
 
@@ -689,7 +738,9 @@ export class NotebookView {
       return;
     }
     this.select(cell, false); // first: a windowed notebook puts it in the page
-    cell.el.scrollIntoView({ block: "center", behavior: "smooth" });
+    // at once in a windowed notebook: on a smooth way there, the cells passed would come
+    // whole at their real heights and push the target off the spot it was headed for
+    cell.el.scrollIntoView({ block: "center", behavior: this.windowed ? "auto" : "smooth" });
     cell.el.classList.add("flash");
     setTimeout(() => cell.el.classList.remove("flash"), 1200);
   }
@@ -697,6 +748,7 @@ export class NotebookView {
   // -- selection and modes ----------------------------------------------------------------------
 
   select(cell: CellView, edit: boolean): void {
+    if (this.cells.get(cell.id) !== cell) return; // deleted meanwhile
     if (this.active && this.active !== cell) {
       this.active.el.classList.remove("active");
       if (this.active.isMarkdown && this.active.editing) this.active.stopEditing();
