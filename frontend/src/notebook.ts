@@ -379,7 +379,6 @@ export class NotebookView {
         if (this.active === cell) this.active = null;
       }
     }
-    const frag = document.createDocumentFragment();
     const fresh: CellView[] = [];
     for (const e of entries) {
       let cell = this.cells.get(e.id);
@@ -402,7 +401,7 @@ export class NotebookView {
     }
     if (!this.active && ids.length) this.active = this.cells.get(ids[0] as string) as CellView; // selected below
     if (this.windowed) this.updateWindow(); // puts the cells near the screen in the page, in order
-    else if (!sameOrder || wasWindowed) this.placeAll(frag);
+    else if (!sameOrder || wasWindowed) this.placeAll();
     if (this.active && !this.active.el.classList.contains("active")) this.select(this.active, false);
     if (!ids.length) this.cellsEl.dataset.empty = "true";
     else delete this.cellsEl.dataset.empty;
@@ -412,14 +411,9 @@ export class NotebookView {
   }
 
   /** Every cell in the page, in order (a notebook that is not windowed). */
-  private placeAll(frag: DocumentFragment): void {
+  private placeAll(): void {
     for (const spacer of this.spacers) spacer.remove();
     this.spacers = [];
-    if (this.cellsEl.childElementCount === 0) {
-      for (const id of this.order) frag.appendChild((this.cells.get(id) as CellView).el);
-      this.cellsEl.appendChild(frag);
-      return;
-    }
     // each cell followed by its open comments; the empty-notebook note stays last
     const want: Node[] = [];
     for (const id of this.order) {
@@ -522,7 +516,8 @@ export class NotebookView {
   /**
    * Windowing, for notebooks of more than WINDOW_MIN_CELLS cells: only the cells on screen
    * or within WINDOW_MARGIN px of it (and the active cell, a markdown cell being edited, a
-   * cell whose comments are open) are in the page, whole; each run of the others is one
+   * cell whose comments are open, whose kernel asks for input, or that holds the focus) are
+   * in the page, whole; each run of the others is one
    * empty box (a spacer) of their heights as last seen (SHELL_ESTIMATE until first shown).
    * Chromium's per-frame work grew with the cells in the page: with 5,000 cells as
    * `content-visibility: auto` boxes about 40 ms a frame; as one empty box each, a layout
@@ -655,8 +650,7 @@ export class NotebookView {
     }
     spacer(null);
     this.spacers = spacers;
-    // what stays is in order already: only what comes is inserted, nothing in the page is
-    // moved (a moved element loses its focus, and the browser the place it keeps in view)
+    // what is not wanted goes; what stays is in order unless the cells were reordered
     const keep = new Set<Node>(want);
     for (const node of [...this.cellsEl.childNodes]) if (!keep.has(node)) node.remove();
     this.insertInOrder(want);

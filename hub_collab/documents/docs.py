@@ -56,6 +56,15 @@ def yrs_refused(exc: BaseException) -> bool:
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
+def _learned(index: DocIndex, update: bytes) -> bool:
+    """Tell ``index`` the change ``update`` (as yrs encoded it); False if it cannot be read."""
+    try:
+        index.add(read_update(update, strict=False))
+    except MalformedUpdate:
+        return False
+    return True
+
+
 def merged(updates: Iterable[bytes]) -> bytes:
     """One update equivalent to applying ``updates`` in order."""
     updates = list(updates)
@@ -149,13 +158,8 @@ class RoomDocs(Mapping[str, Doc[Any]]):
         index = self._indexes.get(name)
         if index is None:
             return
-        if update is None:
+        if update is None or not _learned(index, update):
             del self._indexes[name]  # read again from the whole state when next asked
-            return
-        try:
-            index.add(read_update(update, strict=False))
-        except MalformedUpdate:
-            del self._indexes[name]
 
     def is_built(self, name: str) -> bool:
         return name in self._built
@@ -246,12 +250,7 @@ class RoomDocs(Mapping[str, Doc[Any]]):
             except MalformedUpdate:
                 return
             changes = self._index_changes.get(name)
-            if changes is None or name in self._indexes:
-                return
-            try:
-                for change in changes:
-                    index.add(read_update(change, strict=False))
-            except MalformedUpdate:
+            if changes is None or name in self._indexes or not all(_learned(index, change) for change in changes):
                 return
             self._indexes[name] = index
         finally:
