@@ -19,7 +19,10 @@ a time at random places by three clients, so every character is an item of its o
   without that bound);
 * **copy** and **walk**: that copy of the doc alone, and one walk to the doc's last
   character; the room charges a copy as ``COPY_WALKS`` walks, and their ratio says
-  whether that is right.
+  whether that is right;
+* **order**: the doc's text ordered with its deleted characters, in Python
+  (``SourceText``: what orders two deleted characters at one place, which positions
+  cannot); the room charges it as ``ORDER_WALKS`` walks.
 
 Printed: microseconds per check (median of repeats), the doc's items and bytes.
 
@@ -38,8 +41,15 @@ from typing import Any
 from pycrdt import Assoc, Doc, StickyIndex, Text
 
 from hub_collab.documents import protocol as p
+from hub_collab.documents.anchors import SourceText
 from hub_collab.documents.room import _offset
-from hub_collab.documents.updates import COPY_WALKS, DocIndex, read_state_vector, read_update
+from hub_collab.documents.updates import (
+    COPY_WALKS,
+    ORDER_WALKS,
+    DocIndex,
+    read_state_vector,
+    read_update,
+)
 
 
 def fragmented(chars: int, seed: int) -> Doc[Any]:
@@ -124,6 +134,16 @@ def copy_and_walk_seconds(server: Doc[Any], update: bytes, repeats: int) -> tupl
     return statistics.median(copies), statistics.median(walks)
 
 
+def order_seconds(server: Doc[Any], repeats: int) -> float:
+    """The doc's text ordered with its deleted characters (``SourceText``, from its state)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        SourceText(server.get_update())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def unlinked_seconds(server: Doc[Any], index: DocIndex, rng: random.Random, n: int) -> float:
     """``n`` one-item updates between two characters in order that no struct links (a
     character lies between them): each needs four walks, the most a writer can force."""
@@ -152,7 +172,8 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{'chars':>7} {'bytes':>8} | {'end us':>7} {'inside us':>9} {'batch50 us':>10} {'+other us':>9} | "
-        f"{'100 inserts ms':>14} {'100 unlinked ms':>15} | {'copy ms':>7} {'walk ms':>7} {'copy/walk':>9}"
+        f"{'100 inserts ms':>14} {'100 unlinked ms':>15} | {'copy ms':>7} {'walk ms':>7} {'copy/walk':>9} | "
+        f"{'order ms':>8} {'order/walk':>10}"
     )
     for chars in (int(s) for s in args.sizes.split(",")):
         rng = random.Random(args.seed)
@@ -182,12 +203,13 @@ def main() -> None:
         frame = frame_seconds(server, index, rng, 100)
         unlinked = unlinked_seconds(server, index, rng, 100)
         copy, walk = copy_and_walk_seconds(server, mixed, max(3, repeats // 10))
+        order = order_seconds(server, 3)
         print(
             f"{chars:>7} {len(server.get_update()):>8} | {end * 1e6:>7.1f} {inside * 1e6:>9.1f} {batch * 1e6:>10.1f} "
             f"{plus * 1e6:>9.1f} | {frame * 1e3:>14.1f} {unlinked * 1e3:>15.1f} | {copy * 1e3:>7.2f} {walk * 1e3:>7.2f} "
-            f"{copy / walk:>9.1f}"
+            f"{copy / walk:>9.1f} | {order * 1e3:>8.1f} {order / walk:>10.0f}"
         )
-    print(f"the room charges a copy as {COPY_WALKS} walks")
+    print(f"the room charges a copy as {COPY_WALKS} walks, ordering a text with its deleted characters as {ORDER_WALKS}")
 
 
 if __name__ == "__main__":

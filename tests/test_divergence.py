@@ -38,6 +38,7 @@ from test_interop import JS_DIR, NODE
 from test_room_load import NOTEBOOK, Recorder, World
 
 from hub_collab.documents import protocol as p
+from hub_collab.documents.anchors import SourceText, deleted_order
 from hub_collab.documents.docs import RoomDocs
 from hub_collab.documents.notebook import readable_entries
 from hub_collab.documents.room import _offset
@@ -141,6 +142,7 @@ def verdict(server: Doc[Any], update: bytes) -> str | None:
             index,
             functools.partial(_offset, server),
             lambda: integrated(server, info, update),
+            deleted_order=deleted_order(server.get_update, index.key_at),
         )
     )
 
@@ -494,6 +496,59 @@ def test_an_item_whose_origins_are_out_of_order_is_refused() -> None:
             assert verdict(server, crossed_item(1, 0, ids[j], ids[i])) is not None, (ids[j], ids[i])
 
 
+#: found by a search: clients 3, 5 and 9 typed "ab"s in places, and client 11 deleted a
+#: run of them; 9:2 is before 9:3, and both are deleted where one character stands
+TYPED_THEN_DELETED = (
+    b"\x03\x02\t\x00\x81\x03\x01\x07\x84\t\x06\x01a\x02\x05\x00\x04\x01\x06source\x01a\xc1\x03\x00\x03\x01"
+    b"\x04\x03\x03\x00\x04\x01\x06source\x01b\x81\x03\x00\x01\xc4\x03\x00\x03\x01\x02ab\x03\x03\x01\x01\x01"
+    b"\x05\x01\x01\x04\t\x01\x00\x07"
+)
+#: what clients 2 and 12 typed next to the item between 9:3 and 9:2 once they had it
+TYPED_NEXT_TO_IT = [
+    b"\x01\x01\x02\x00\xc4\t\x07\x05\x00\x01e\x00",
+    b"\x01\x01\x0c\x00\xc4\t\x03\x01\x00\x01d\x00",
+]
+
+
+def test_an_item_between_two_deleted_characters_the_wrong_way_round_is_refused() -> None:
+    """Two deleted characters at one place have one position each, the same: positions
+    cannot order them, and an item between two such characters named the wrong way
+    round was taken. Once others typed next to it, the doc that took it and the doc
+    rebuilt from its state (a checkpoint, a late joiner) showed different text. The
+    server now orders the text with its deleted characters (``SourceText``)."""
+    server: Doc[Any] = Doc()
+    server.apply_update(TYPED_THEN_DELETED)
+    crossed = crossed_item(1, 0, (9, 3), (9, 2), "XY")
+    # what the check prevents
+    took: Doc[Any] = Doc()
+    took.apply_update(server.get_update())
+    took.apply_update(crossed)
+    for update in TYPED_NEXT_TO_IT:
+        took.apply_update(update)
+    rebuilt: Doc[Any] = Doc()
+    rebuilt.apply_update(took.get_update())
+    assert str(took.get("source", type=Text)) == "babXYaeda"
+    assert str(rebuilt.get("source", type=Text)) == "babdXYaea"
+    assert "not in this order" in (verdict(server, crossed) or "")
+    # every pair of the deleted characters: taken in order, refused the wrong way round
+    sequence = SourceText(server.get_update())
+    deleted = [unit for unit in sequence_units(server) if unit not in units(server)]
+    assert (9, 2) in deleted and (9, 3) in deleted
+    for i, a in enumerate(deleted):
+        for b in deleted[i + 1 :]:
+            assert sequence.before(a, b)
+            assert verdict(server, crossed_item(1, 0, a, b)) is None, (a, b)
+            assert "not in this order" in (verdict(server, crossed_item(1, 0, b, a)) or ""), (b, a)
+
+
+def sequence_units(doc: Doc[Any]) -> list[tuple[int, int]]:
+    """Every unit of ``doc``'s text, deleted ones included, in document order."""
+    sequence = SourceText(doc.get_update())
+    held = read_state_vector(doc.get_state())
+    found = [(c, k) for c, n in held.items() for k in range(n) if sequence.before((c, k), (c, k)) is not None]
+    return sorted(found, key=functools.cmp_to_key(lambda a, b: 0 if a == b else -1 if sequence.before(a, b) else 1))
+
+
 def test_origins_in_two_places_or_a_map_entry_with_a_right_origin_are_refused() -> None:
     server: Doc[Any] = Doc(client_id=9)
     server.get("source", type=Text).insert(0, "ab")
@@ -602,6 +657,12 @@ CROSSED = [
     (0, "send", 0, False, "-"), (0, "send", 0, False, "-"), (1, "cross", 5, False, "X"), (1, "cross", 12, False, "Y"),
     (1, "cross", 40, False, "Z"), (0, "edit", 3, False, "c"), (0, "send", 0, False, "-"),
 ]  # fmt: skip
+#: the same, with all but one character deleted first: bob's items go between deleted ones
+CROSSED_DELETED = [
+    *CROSSED[:6], *[(0, "edit", 1, True, "-")] * 6, (0, "send", 0, False, "-"), (1, "cross", 5, False, "X"),
+    (1, "cross", 12, False, "Y"), (1, "cross", 40, False, "Z"), (0, "edit", 1, False, "c"), (0, "send", 0, False, "-"),
+    (1, "edit", 1, False, "d"), (1, "send", 0, False, "-"),
+]  # fmt: skip
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -610,6 +671,7 @@ CROSSED = [
 @example(plan=BORROWED_ID)
 @example(plan=BAD_PARENT)
 @example(plan=CROSSED)
+@example(plan=CROSSED_DELETED)
 @given(plan=st.lists(STEP, min_size=1, max_size=25))
 def test_server_readers_and_store_never_diverge(
     world: tuple[World, Callable[[Any], Any]], yjs: YjsMirror, plan: list[tuple[int, str, int, bool, str]]
@@ -708,8 +770,9 @@ async def _diverge(world: World, yjs: YjsMirror, plan: list[tuple[int, str, int,
                 send(w, p.sync_update(name, two_structs(own, clock, chars, (own, clock))))
             elif action == "cross":
                 # an item between two characters it names the wrong way round (or, for a
-                # pair in order, an ordinary insertion), with an id of its own
-                ids = units(w.doc)
+                # pair in order, an ordinary insertion), with an id of its own; deleted
+                # characters count
+                ids = sequence_units(w.doc)
                 if len(ids) >= 2:
                     first = number % len(ids)
                     second = (first + 1 + number // len(ids) % (len(ids) - 1)) % len(ids)
@@ -808,6 +871,66 @@ def test_positions_a_writer_makes_the_server_find_are_bounded_per_user(
     run(scenario())
 
 
+def resynced_errors(room: Any, writer: Writer, name: str, payload: bytes) -> list[dict[str, Any]]:
+    """The errors ``writer`` is sent for ``payload``, sent after a step 1 (as a client
+    does after a refusal)."""
+    before = len(writer.session.messages)
+    room.handle_frame(writer.session, p.sync_step1(name, b"\x00"))
+    room.handle_frame(writer.session, p.sync_update(name, payload))
+    return [m for m in writer.session.messages[before:] if m["type"] == "error"]
+
+
+def test_an_item_between_deleted_characters_is_checked_in_the_room_and_paid_for(
+    world: tuple[World, Callable[[Any], Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw frames to a room: alice typed six characters each at the start, bob deleted
+    them. An item between two of them named the wrong way round is refused, in order it
+    is taken; ordering the text with its deleted characters is paid from the writer's
+    walks (:data:`ORDER_WALKS`), and refused with a clear message when they are spent."""
+    from hub_collab.documents import room as room_module
+    from hub_collab.documents.updates import ORDER_WALKS
+
+    w, run = world
+    name = "cell:c0"
+
+    async def scenario() -> None:
+        room, alice, bob = await two_writers(w, "deleted", name)
+        try:
+            for char in "abcdef":  # each at the start: "fedcba", 101:5 first
+                alice.edit(0, False, char)
+                room.handle_frame(alice.session, p.sync_update(name, alice.outbox.pop(0)))
+            bob.receive(name)
+            text = bob.doc.get("source", type=Text)
+            del text[0:6]
+            room.handle_frame(bob.session, p.sync_update(name, bob.outbox.pop(0)))
+            assert str(room.docs[name].get("source", type=Text)) == "x = 0"
+
+            errors_of = functools.partial(resynced_errors, room, alice, name)
+            per_walk = max(room.doc_bytes[name], 4096)
+            monkeypatch.setattr(room_module, "WALK_BYTES_PER_SECOND", 0)
+            monkeypatch.setattr(room_module, "WALK_BURST_BYTES", per_walk * 10_000)
+            room._walk_tokens[ALICE.name] = (per_walk * 1000.0, 0.0)
+            got = errors_of(crossed_item(7000, 0, (101, 0), (101, 5), "x"))  # a before f: crossed
+            assert got and got[0]["code"] == "invalid_update", got
+            assert "not in this order" in got[0]["message"]
+            spent = per_walk * 1000.0 - room._walk_tokens[ALICE.name][0]
+            assert spent >= per_walk * ORDER_WALKS
+            # with less than ordering the text costs, refused as too costly
+            room._walk_tokens[ALICE.name] = (spent - 1.0, 0.0)
+            got = errors_of(crossed_item(7001, 0, (101, 0), (101, 5), "x"))
+            assert got and "send it in parts" in got[0]["message"], got
+            # in order (f before d) it is taken, and every view shows it
+            room._walk_tokens[ALICE.name] = (per_walk * 1000.0, 0.0)
+            assert errors_of(crossed_item(7002, 0, (101, 5), (101, 3), "y")) == []
+            assert str(room.docs[name].get("source", type=Text)) == "yx = 0"
+            bob.receive(name)
+            assert bob.text() == "yx = 0"
+        finally:
+            await w.rooms.unload(room)
+
+    run(scenario())
+
+
 def own_items(client: int, *items: tuple[tuple[int, int], tuple[int, int], str]) -> bytes:
     """An update of ``client`` from clock 0: an item per ``(origin, right, text)``."""
     structs = b"".join(
@@ -851,12 +974,7 @@ def test_the_order_conflict_resolution_decides_is_checked_in_a_large_doc(
             in_order = own_items(301, ((101, 0), (101, 1), "x"), ((202, 0), (301, 0), "y"))
             assert own_items(1, ((9, 5), (9, 3), "X")) == CROSSED_ITEM
 
-            def errors_of(payload: bytes) -> list[dict[str, Any]]:
-                before = len(alice.session.messages)
-                room.handle_frame(alice.session, p.sync_step1(name, b"\x00"))
-                room.handle_frame(alice.session, p.sync_update(name, payload))
-                return [m for m in alice.session.messages[before:] if m["type"] == "error"]
-
+            errors_of = functools.partial(resynced_errors, room, alice, name)
             per_walk = max(room.doc_bytes[name], 4096)
             monkeypatch.setattr(room_module, "WALK_BYTES_PER_SECOND", 0)
             monkeypatch.setattr(room_module, "WALK_BURST_BYTES", per_walk * 1000)

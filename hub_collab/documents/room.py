@@ -38,6 +38,7 @@ from ..errors import BadRequest, CollabError, Forbidden, NotFound, TooLarge
 from ..permissions.access import Access, Identity
 from ..types import CELL_PREFIX, INDEX_DOC, OUT_PREFIX
 from . import protocol as p
+from .anchors import deleted_order
 from .awareness import RoomAwareness
 from .clientids import CLIENTS_DOC, ClientIds
 from .docs import EMPTY_STATE, EMPTY_UPDATE, RoomDocs, merged, yrs_refused
@@ -843,7 +844,12 @@ class NotebookRoom:
             walks = Walks(int(tokens // per_walk))
             before = walks.left
             refused = update.crossing(
-                state, index, functools.partial(_offset, self.docs[name]), lambda: self._integrated(name, update, payload), walks
+                state,
+                index,
+                functools.partial(_offset, self.docs[name]),
+                lambda: self._integrated(name, update, payload),
+                walks,
+                deleted_order(lambda: self.docs.state(name), index.key_at),
             )
             self._walk_tokens[session.identity.name] = (tokens - (before - walks.left) * per_walk, now)
         return refused, new_ids

@@ -28,7 +28,9 @@ doc's):
   rebuilt from its own encoding (a checkpoint, a late joiner) held the text in
   another order than the doc that took it (found by the frame fuzzer). It looks up
   the two origins' positions in the doc (``offset``: yrs' sticky index, in time
-  proportional to the doc's items, in Rust) only for items that name both.
+  proportional to the doc's items, in Rust) only for items that name both. Two
+  deleted characters at one place have the same position: those are ordered in the
+  doc's sequence ordered here with its deleted items (``deleted_order``).
 
 The last three look up what the doc holds in a :class:`DocIndex` (where its surrogate
 pairs and its types are, and which sequence or map each item is in), kept up to
@@ -210,6 +212,7 @@ class UpdateInfo:
         offset: Callable[[ID, bool], int | None],
         integrated: Callable[[], Callable[[ID, bool], int | None] | None] = lambda: None,
         walks: Walks | None = None,
+        deleted_order: Callable[[ID, ID], bool | None] | None = None,
     ) -> str | None:
         """An item the doc at ``state`` (holding ``index``) lacks whose left origin is not
         before its right origin in one sequence, or None.
@@ -217,7 +220,10 @@ class UpdateInfo:
         ``offset(id, after)`` is the position in its sequence of the unit ``id`` (before it;
         ``after``: after it), counting only what is not deleted, or None if it cannot be
         found. Two positions order two units unless both are deleted and equal (yrs
-        names two deleted neighbours when one types where text was deleted). The order
+        names two deleted neighbours when one types where text was deleted): those are
+        ordered by ``deleted_order(a, b)`` (the doc's sequence ordered here with its
+        deleted items, :class:`~.anchors.SourceText`; None: it cannot tell, and the
+        update is refused). The order
         of the update's own items follows from their origins, except where yrs'
         conflict resolution decides it (an offline client's item next to one typed
         meanwhile): for those, ``integrated()`` gives ``offset`` in a copy of the doc
@@ -226,8 +232,9 @@ class UpdateInfo:
 
         Most pairs need no position: the doc's structs link them (:meth:`DocIndex.linked`:
         typing between two characters typed one after the other). ``walks`` bounds the
-        positions asked for and the copy (:data:`COPY_WALKS`; None: no bound; it is
-        spent); an update that needs more is refused.
+        positions asked for, the copy (:data:`COPY_WALKS`) and the ordering of deleted
+        items (:data:`ORDER_WALKS` a sequence; None: no bound; it is spent); an update
+        that needs more is refused.
         """
         new: list[Placement] = []
         for p in self.placements:
@@ -246,7 +253,7 @@ class UpdateInfo:
             i = lookup.find(unit)
             return index.key_at(*unit) if i is None else keys[i]
 
-        order = _Order(new, lookup, offset, index, walks)
+        order = _Order(new, lookup, offset, index, walks, deleted_order)
         unknown: list[Placement] = []
         for p in new:
             if p.origin is None or p.right is None:
@@ -260,6 +267,8 @@ class UpdateInfo:
                 found = order.before(p.origin, p.right)
             except _TooCostly:
                 return TOO_COSTLY
+            except _Untold:
+                return UNTOLD
             if found is False:
                 return _crossed(p)
             if found is None and (
@@ -291,10 +300,21 @@ def _crossed(p: Placement) -> str:
 #: about 450 KB can be copied, and in a larger one such an update is refused
 COPY_WALKS = 36
 TOO_COSTLY = "it inserts between too many characters of this large doc to be checked at once: send it in parts"
+#: what ordering one sequence of a doc with its deleted items (``deleted_order``, in
+#: Python) costs, in walks of the doc: about 1 to 1.5 ms per KB of a doc typed a
+#: character at a time, 390-710 times a walk of it (benchmarks/bench_update_checks.py);
+#: with the room's default budget, a doc of up to about 23 KB can be ordered so, and in
+#: a larger one such an update is refused
+ORDER_WALKS = 700
+UNTOLD = "the server cannot tell where it goes between the deleted characters it names"
 
 
 class _TooCostly(Exception):
     """An update needs more positions than its walk budget allows."""
+
+
+class _Untold(Exception):
+    """Two deleted units at one position that the doc's ordered sequence does not hold."""
 
 
 @dataclass
@@ -380,6 +400,7 @@ class _Order:
         offset: Callable[[ID, bool], int | None],
         index: DocIndex | None = None,
         walks: Walks | None = None,
+        deleted_order: Callable[[ID, ID], bool | None] | None = None,
     ) -> None:
         self.new = new
         self.lookup = lookup
@@ -387,6 +408,9 @@ class _Order:
         self.index = index
         #: offsets it may still ask for (None: any number)
         self.walks = walks
+        self.deleted_order = deleted_order
+        #: the sequences deleted_order was paid for
+        self._ordered: set[Key | None] = set()
         self._known: dict[tuple[ID, ID], bool | None] = {}
         self._asking: set[tuple[ID, ID]] = set()
 
@@ -437,9 +461,24 @@ class _Order:
             return b_at >= a_after
         if b_after > b_at:  # b is not deleted
             return a_at <= b_at
-        # Both deleted: equal positions say nothing (yrs names deleted neighbours when
-        # text is typed where text was deleted).
-        return None if a_at == b_at else a_at < b_at
+        if a_at != b_at:
+            return a_at < b_at
+        # Both deleted at one place (yrs names deleted neighbours when text is typed
+        # where text was deleted): positions say nothing, the sequence ordered with its
+        # deleted items does.
+        if self.deleted_order is None:
+            return None
+        key = self.index.key_at(*a) if self.index is not None else None
+        if key not in self._ordered:
+            if self.walks is not None:
+                if self.walks.left < ORDER_WALKS:
+                    raise _TooCostly
+                self.walks.left -= ORDER_WALKS
+            self._ordered.add(key)
+        found = self.deleted_order(a, b)
+        if found is None:
+            raise _Untold
+        return found
 
 
 class DocIndex:
