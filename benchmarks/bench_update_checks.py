@@ -9,8 +9,10 @@ a time at random places by three clients, so every character is an item of its o
 * **keystroke at the end**: an item with no right origin (the common case; no walk);
 * **keystroke inside**: an item between two characters (two walks per origin);
 * **offline batch**: one client's update of 50 scattered insertions (what a client
-  sends after a reconnect), and the same with another client's concurrent item in it
-  (checked in a copy of the doc that holds the update);
+  sends after a reconnect); and **+other**, an offline client's update of 22
+  insertions, one of them between another client's item typed meanwhile (which the
+  server holds) and its own first one: conflict resolution orders those two, so the
+  check makes a copy of the doc that holds the update;
 * **100 inserts**: 100 updates of one item each between two neighbouring characters
   (a frame of about 3 KB; the doc's structs link such neighbours: no walk);
 * **100 unlinked**: 100 one-item updates between two characters in order with one
@@ -81,12 +83,15 @@ def edit(server: Doc[Any], client: int, places: list[int | None]) -> bytes:
     return copy.get_update(before)
 
 
-def check_seconds(server: Doc[Any], index: DocIndex, update: bytes, repeats: int) -> float:
+def check_seconds(server: Doc[Any], index: DocIndex, update: bytes, repeats: int, copies: list[int] | None = None) -> float:
+    """Seconds to check ``update`` against ``server`` (``copies``: counts the copies made)."""
     info = read_update(update)
     state = read_state_vector(server.get_state())
     held = server.get_update()
 
     def integrated() -> Any:
+        if copies is not None:
+            copies.append(1)
         scratch: Doc[Any] = Doc()
         scratch.apply_update(held)
         scratch.apply_update(update[: info.structs_end] + b"\x00")
@@ -184,25 +189,30 @@ def main() -> None:
         end = check_seconds(server, index, edit(server, 44, [None]), repeats)
         inside = check_seconds(server, index, edit(server, 44, [rng.randrange(1, length)]), repeats)
         batch = check_seconds(server, index, edit(server, 44, sorted(rng.sample(range(1, length), 50), reverse=True)), max(3, repeats // 10))
-        # the same batch with another client's concurrent item at the start in it: the
-        # two items' order is conflict resolution's (checked in a copy of the doc)
-        other = edit(server, 55, [0])
+        # an offline client typed x between the first two characters while client 55
+        # typed c there; once back, it types z between c and x and sends all of it. The
+        # server holds c: x and c are ordered by conflict resolution, z is checked in a
+        # copy of the doc that holds the update
+        other = edit(server, 55, [1])
+        held: Doc[Any] = Doc()
+        held.apply_update(server.get_update())
+        held.apply_update(other)
         mine: Doc[Any] = Doc(client_id=44)
         mine.apply_update(server.get_update())
-        mine.apply_update(other)
-        before = read_state_vector(server.get_state())
         text = mine.get("source", type=Text)
-        text.insert(1, "z")  # next to the other client's item
-        for at in sorted(rng.sample(range(2, len(text)), 20), reverse=True):
+        text.insert(1, "x")
+        mine.apply_update(other)
+        text.insert(2, "z")  # between c and x, whichever is first
+        for at in sorted(rng.sample(range(3, len(text)), 20), reverse=True):
             text.insert(at, "y")
-        sv = Doc()
-        sv.apply_update(server.get_update())
-        mixed = mine.get_update(sv.get_state())
-        assert set(read_update(mixed).ranges) - set(before) == {44, 55}
-        plus = check_seconds(server, index, mixed, max(3, repeats // 10))
+        mixed = mine.get_update(held.get_state())
+        assert set(read_update(mixed).ranges) == {44}
+        copies: list[int] = []
+        plus = check_seconds(held, DocIndex.of(held.get_update()), mixed, max(3, repeats // 10), copies)
+        assert copies, "the check made no copy"
         frame = frame_seconds(server, index, rng, 100)
         unlinked = unlinked_seconds(server, index, rng, 100)
-        copy, walk = copy_and_walk_seconds(server, mixed, max(3, repeats // 10))
+        copy, walk = copy_and_walk_seconds(held, mixed, max(3, repeats // 10))
         order = order_seconds(server, 3)
         print(
             f"{chars:>7} {len(server.get_update()):>8} | {end * 1e6:>7.1f} {inside * 1e6:>9.1f} {batch * 1e6:>10.1f} "
