@@ -11,7 +11,9 @@ Prints:
 * keystroke-to-screen latency between two browsers (alice types, bob's
   editor shows it): p50/p95/max over ``--keys`` keystrokes, measured from
   alice's ``keydown`` to the DOM mutation in bob's page (same machine clock);
-* the JS heap of the big page (CDP ``Runtime.getHeapUsage``, after GC);
+* the JS heap of the big page (CDP ``Runtime.getHeapUsage``, after GC), before and after
+  the scroll, and the DOM nodes alive after it (``Memory.getDOMCounters``: in the page or
+  held by the page's scripts);
 * scrolling the big notebook from top to bottom (one screen per animation frame):
   how long it takes, the longest frame, and the long tasks (over 50 ms, from
   Chromium's ``longtask`` entries) meanwhile.
@@ -263,6 +265,11 @@ def main() -> None:
                     for name, ms in ranked:
                         per_frame[name] = per_frame.get(name, 0.0) + ms / max(scroll["frames"], 1)
                 print("  per frame, on average: " + "; ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(per_frame.items(), key=lambda kv: -kv[1])[:8]))
+            # (after the trace: the collection asked for here is the benchmark's, not the page's)
+            cdp.send("HeapProfiler.collectGarbage")
+            heap_after = cdp.send("Runtime.getHeapUsage")
+            counters = cdp.send("Memory.getDOMCounters")
+            print(f"  afterwards: JS heap used {heap_after['usedSize'] / 1e6:.1f} MB; {counters['nodes']} DOM nodes alive (in the page or held), {counters['jsEventListeners']} listeners")
 
             # -- keystroke latency between two browsers -----------------------------------
             for page in (alice, bob):

@@ -452,4 +452,21 @@ def test_a_long_notebook_keeps_only_the_cells_near_the_screen_whole(as_user: Any
     expect(cell(alice, "c1").locator(".cell-outputs")).to_contain_text("out of c1")
     expect(cell(alice, "c1")).to_contain_text("x1 = 1")
     expect(cell(alice, "c2").locator(".cell-rendered h1")).to_have_text("Heading of c2")
+    expect(cell(alice, "c2").locator(".comment-btn")).to_be_visible()
+    # the cells at the bottom let go of what they drew when they went far (the heap stays
+    # as small as before the scroll): only the cells in the page hold a comment button
+    held, whole = alice.evaluate(
+        "() => [window.hubCollab.view.comments.buttons.size, document.querySelectorAll('.cells > .cell').length]"
+    )
+    assert held == whole, (held, whole)
+    # and are drawn whole again when they come back (bob's too, with his rights)
+    scroll_cells(alice, "bottom")
+    expect(cell(alice, "c398")).to_contain_text("x398 = 398", timeout=30_000)
+    expect(cell(alice, "c399")).to_contain_text("x399 = 399  # by bob")
+    scroll_cells(bob, "top")
+    expect(cell(bob, "c0")).to_contain_text("x0 = 0", timeout=30_000)
+    scroll_cells(bob, "bottom")
+    expect(cell(bob, "c398").locator(".badge-locked")).to_be_visible(timeout=30_000)
+    expect(cell(bob, "c397").locator(".hidden-placeholder")).to_contain_text("Hidden cell")
+    expect(cell(alice, "c399").locator(".comment-btn")).to_be_visible()
     assert alice.errors == [] and bob.errors == [], (alice.errors, bob.errors)  # type: ignore[attr-defined]

@@ -131,6 +131,11 @@ export class Comments {
     this.renderButton(cell.id);
   }
 
+  /** A far cell let go of its contents (CellView.setShell): its button goes with them. */
+  detachButton(cellId: string): void {
+    this.buttons.delete(cellId);
+  }
+
   detach(cellId: string): void {
     this.buttons.delete(cellId);
     this.panels.get(cellId)?.remove();
