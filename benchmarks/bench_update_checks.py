@@ -43,7 +43,7 @@ from typing import Any
 from pycrdt import Assoc, Doc, StickyIndex, Text
 
 from hub_collab.documents import protocol as p
-from hub_collab.documents.anchors import SourceText
+from hub_collab.documents.anchors import SourceText, deleted_order
 from hub_collab.documents.room import _offset
 from hub_collab.documents.updates import (
     COPY_WALKS,
@@ -95,7 +95,7 @@ def check_seconds(server: Doc[Any], index: DocIndex, update: bytes, repeats: int
         scratch: Doc[Any] = Doc()
         scratch.apply_update(held)
         scratch.apply_update(update[: info.structs_end] + b"\x00")
-        return functools.partial(_offset, scratch)
+        return functools.partial(_offset, scratch), functools.partial(deleted_order, scratch.get_update)
 
     times = []
     for _ in range(repeats):

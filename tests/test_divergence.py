@@ -43,9 +43,12 @@ from hub_collab.documents.docs import RoomDocs
 from hub_collab.documents.notebook import readable_entries
 from hub_collab.documents.room import _offset
 from hub_collab.documents.updates import (
+    COPY_WALKS,
+    Copy,
     DeleteSet,
     DocIndex,
     MalformedUpdate,
+    Walks,
     read_state_vector,
     read_update,
 )
@@ -147,13 +150,13 @@ def verdict(server: Doc[Any], update: bytes) -> str | None:
     )
 
 
-def integrated(server: Doc[Any], info: Any, update: bytes) -> Callable[[Any, bool], int | None]:
-    """Positions in a copy of ``server`` holding ``update``'s structs (as the room's
-    ``_integrated`` for a small doc)."""
+def integrated(server: Doc[Any], info: Any, update: bytes) -> Copy:
+    """Positions in a copy of ``server`` holding ``update``'s structs, and the order of
+    its deleted units (as the room's ``_integrated``)."""
     copy: Doc[Any] = Doc()
     copy.apply_update(server.get_update())
     copy.apply_update(update[: info.structs_end] + b"\x00")
-    return functools.partial(_offset, copy)
+    return functools.partial(_offset, copy), functools.partial(deleted_order, copy.get_update)
 
 
 
@@ -497,12 +500,13 @@ def test_an_item_whose_origins_are_out_of_order_is_refused() -> None:
 
 
 #: found by a search: clients 3, 5 and 9 typed "ab"s in places, and client 11 deleted a
-#: run of them; 9:2 is before 9:3, and both are deleted where one character stands
-TYPED_THEN_DELETED = (
-    b"\x03\x02\t\x00\x81\x03\x01\x07\x84\t\x06\x01a\x02\x05\x00\x04\x01\x06source\x01a\xc1\x03\x00\x03\x01"
-    b"\x04\x03\x03\x00\x04\x01\x06source\x01b\x81\x03\x00\x01\xc4\x03\x00\x03\x01\x02ab\x03\x03\x01\x01\x01"
-    b"\x05\x01\x01\x04\t\x01\x00\x07"
+#: run of them (DELETED_RUN); 9:2 is before 9:3, and both are deleted where one
+#: character stands
+TYPED = (
+    b"\x03\x01\t\x00\x84\x03\x01\x08abbaaaaa\x02\x05\x00\x04\x01\x06source\x01a\xc4\x03\x00\x03\x01\x04baba"
+    b"\x03\x03\x00\x04\x01\x06source\x01b\x84\x03\x00\x01a\xc4\x03\x00\x03\x01\x02ab\x00"
 )
+DELETED_RUN = b"\x00\x03\x03\x01\x01\x01\x05\x01\x01\x04\t\x01\x00\x07"
 #: what clients 2 and 12 typed next to the item between 9:3 and 9:2 once they had it
 TYPED_NEXT_TO_IT = [
     b"\x01\x01\x02\x00\xc4\t\x07\x05\x00\x01e\x00",
@@ -517,7 +521,9 @@ def test_an_item_between_two_deleted_characters_the_wrong_way_round_is_refused()
     rebuilt from its state (a checkpoint, a late joiner) showed different text. The
     server now orders the text with its deleted characters (``SourceText``)."""
     server: Doc[Any] = Doc()
-    server.apply_update(TYPED_THEN_DELETED)
+    server.apply_update(TYPED)
+    before = units(server)  # yrs' own order, nothing deleted yet
+    server.apply_update(DELETED_RUN)
     crossed = crossed_item(1, 0, (9, 3), (9, 2), "XY")
     # what the check prevents
     took: Doc[Any] = Doc()
@@ -530,15 +536,55 @@ def test_an_item_between_two_deleted_characters_the_wrong_way_round_is_refused()
     assert str(took.get("source", type=Text)) == "babXYaeda"
     assert str(rebuilt.get("source", type=Text)) == "babdXYaea"
     assert "not in this order" in (verdict(server, crossed) or "")
-    # every pair of the deleted characters: taken in order, refused the wrong way round
-    sequence = SourceText(server.get_update())
-    deleted = [unit for unit in sequence_units(server) if unit not in units(server)]
+    # every pair of the deleted characters, in yrs' order: taken in order, refused the
+    # wrong way round
+    deleted = [unit for unit in before if unit not in units(server)]
     assert (9, 2) in deleted and (9, 3) in deleted
+    sequence = SourceText(server.get_update())
     for i, a in enumerate(deleted):
         for b in deleted[i + 1 :]:
-            assert sequence.before(a, b)
+            assert sequence.before(a, b) and sequence.before(b, a) is False, (a, b)
             assert verdict(server, crossed_item(1, 0, a, b)) is None, (a, b)
             assert "not in this order" in (verdict(server, crossed_item(1, 0, b, a)) or ""), (b, a)
+    # the same through the copy check: an item of the update's own, deleted content put
+    # where 9:2 is, then an item between it and 9:2 the wrong way round (found in review)
+    own_deleted = b"\xc1" + b"".join(p.write_var_uint(n) for n in (9, 2, 9, 3)) + b"\x01"
+    behind = b"\xc4" + b"".join(p.write_var_uint(n) for n in (1, 0, 9, 2)) + p.encode_var_string("Z")
+    assert "not in this order" in (verdict(server, b"\x01\x02\x01\x00" + own_deleted + behind + b"\x00") or "")
+
+
+def test_the_copy_check_pays_for_the_positions_it_asks_for() -> None:
+    """Items whose order conflict resolution decides are checked in a copy of the doc,
+    four walks of the copy a pair: those are paid from the writer's walks like the
+    others (they were not: a 5 KB update made 1,200 walks for the price of 40)."""
+    alice: Doc[Any] = Doc(client_id=101)
+    alice.get("source", type=Text).insert(0, "AB")
+    bob: Doc[Any] = Doc(client_id=202)
+    bob.apply_update(alice.get_update())
+    bob.get("source", type=Text).insert(1, "c")
+    server: Doc[Any] = Doc()
+    server.apply_update(alice.get_update())
+    server.apply_update(bob.get_update())
+    # client 300 did not see c: its x goes between A and B, then each y between c and B
+    # and each z between its y and x
+    items = [((101, 0), (101, 1), "x")]
+    for i in range(300):
+        items += [((202, 0), (101, 1), "y"), ((300, 1 + 2 * i), (300, 0), "z")]
+    update = own_items(300, *items)
+    info = read_update(update)
+    state = read_state_vector(server.get_state())
+    index = DocIndex.of(server.get_update())
+
+    def check(walks: Walks) -> str | None:
+        return info.crossing(
+            state, index, functools.partial(_offset, server), lambda: integrated(server, info, update), walks
+        )
+
+    plenty = Walks(10**9)
+    assert check(plenty) is None
+    spent = 10**9 - plenty.left
+    assert spent > COPY_WALKS + 4 * 300, spent
+    assert "send it in parts" in (check(Walks(spent - 1)) or "")
 
 
 def sequence_units(doc: Doc[Any]) -> list[tuple[int, int]]:
@@ -918,7 +964,7 @@ def test_an_item_between_deleted_characters_is_checked_in_the_room_and_paid_for(
             # with less than ordering the text costs, refused as too costly
             room._walk_tokens[ALICE.name] = (spent - 1.0, 0.0)
             got = errors_of(crossed_item(7001, 0, (101, 0), (101, 5), "x"))
-            assert got and "send it in parts" in got[0]["message"], got
+            assert got and "cannot order at once in this large doc: type it again" in got[0]["message"], got
             # in order (f before d) it is taken, and every view shows it
             room._walk_tokens[ALICE.name] = (per_walk * 1000.0, 0.0)
             assert errors_of(crossed_item(7002, 0, (101, 5), (101, 3), "y")) == []
@@ -950,7 +996,6 @@ def test_the_order_conflict_resolution_decides_is_checked_in_a_large_doc(
     whatever the doc's size and paid from the writer's walks: refused with a clear message
     when they are spent."""
     from hub_collab.documents import room as room_module
-    from hub_collab.documents.updates import COPY_WALKS
 
     w, run = world
     name = "cell:c0"

@@ -303,8 +303,9 @@ export class CellView {
     // letting go of it keeps the heap as small after scrolling through a long notebook as
     // before (5,900 DOM nodes alive instead of 115,000 for 5,000 cells), and with it the
     // collector's pauses while scrolling. The widgets' views stay in widgetViews, live,
-    // and are put back.
+    // and are put back; taken out of the outputs first, they hold nothing of the rest.
     this.srcDirty = this.outDirty = true;
+    ui.outputs.replaceChildren();
     if (!this.view && !this.editing && !ui.inputBox.hasChildNodes()) {
       this.nb.comments.detachButton(this.id);
       this.ui = null;
@@ -313,7 +314,6 @@ export class CellView {
     // (an editor that is kept, or an input prompt: only what is drawn again goes)
     if (!this.view) ui.preview.replaceChildren();
     if (this.isMarkdown && !this.editing) ui.rendered.replaceChildren();
-    ui.outputs.replaceChildren();
   }
 
   setVisible(v: boolean): void {

@@ -124,7 +124,7 @@ export class Comments {
 
   /** Give a cell its margin button (called when the cell view is made). */
   attach(cell: CellView, side: HTMLElement): void {
-    const btn = h("button", { type: "button", class: "comment-btn", "aria-expanded": "false", onclick: () => this.toggle(cell.id) });
+    const btn = h("button", { type: "button", class: "comment-btn", "aria-expanded": String(this.panels.has(cell.id)), onclick: () => this.toggle(cell.id) });
     btn.addEventListener("keydown", (e) => e.stopPropagation()); // not the notebook's command keys
     this.buttons.set(cell.id, btn);
     side.appendChild(btn);
@@ -137,7 +137,7 @@ export class Comments {
   }
 
   detach(cellId: string): void {
-    this.buttons.delete(cellId);
+    this.detachButton(cellId);
     this.panels.get(cellId)?.remove();
     this.panels.delete(cellId);
   }

@@ -537,8 +537,8 @@ export class NotebookView {
       const heights = cells.map((c) => c.el.offsetHeight);
       cells.forEach((c, i) => {
         this.heights.set(c, (heights[i] || SHELL_ESTIMATE) + CELL_GAP);
+        c.setVisible(false); // first: an editor it has goes, and with it what it drew (setShell)
         c.setShell(heights[i] || SHELL_ESTIMATE);
-        c.setVisible(false);
       });
       this.near.clear();
     } else {

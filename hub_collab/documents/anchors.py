@@ -39,7 +39,18 @@ from typing import Any
 
 from pycrdt import Doc
 
-from .updates import DELETED, FORMAT, ID, STRING, Key, MalformedUpdate, Struct, read_structs
+from .updates import (
+    DELETED,
+    FORMAT,
+    ID,
+    STRING,
+    Key,
+    KeyAt,
+    MalformedUpdate,
+    Struct,
+    UnitOrder,
+    read_structs,
+)
 
 #: The root type a cell's source lives in.
 SOURCE = "source"
@@ -200,15 +211,16 @@ class SourceText:
     type), for :meth:`before`.
 
     Build it from the doc's encoded state (:class:`MalformedSource` if it cannot be
-    read or ordered); compare :attr:`text` with pycrdt's before trusting it. Work and
-    memory are linear in the size of the doc's state (plus the concurrent inserts each
-    item is ordered against): about 1 to 1.5 ms per KB of a doc typed a character at a
-    time (benchmarks/bench_update_checks.py).
+    read or ordered; ``strict=False`` reads content a client may not send too, which a
+    doc the server wrote may hold); compare :attr:`text` with pycrdt's before trusting
+    it. Work and memory are linear in the size of the doc's state (plus the concurrent
+    inserts each item is ordered against): about 1 to 1.9 ms per KB of a doc typed a
+    character at a time (benchmarks/bench_update_checks.py).
     """
 
-    def __init__(self, state: bytes, sequence: tuple[str, object] = ("root", SOURCE)) -> None:
+    def __init__(self, state: bytes, sequence: tuple[str, object] = ("root", SOURCE), *, strict: bool = True) -> None:
         try:
-            structs, deletes = read_structs(state)
+            structs, deletes = read_structs(state, strict=strict)
         except MalformedUpdate as exc:
             raise MalformedSource(str(exc)) from exc
         self._runs: dict[int, list[_Run]] = {}  # client -> runs sorted by clock
@@ -484,7 +496,7 @@ def _source_items(structs: list[Struct], sequence: tuple[str, object]) -> list[S
     return [s for s, ok in zip(structs, verdict, strict=True) if ok]
 
 
-def deleted_order(state: Callable[[], bytes], key_at: Callable[[int, int], Key | None]) -> Callable[[ID, ID], bool | None]:
+def deleted_order(state: Callable[[], bytes], key_at: KeyAt) -> UnitOrder:
     """``before(a, b)``: whether unit ``a`` is before ``b`` in their sequence of the doc
     whose encoded state ``state()`` gives, deleted units included (None: not known, or
     not one sequence); each sequence is ordered once (:class:`SourceText`), when first
@@ -502,7 +514,7 @@ def deleted_order(state: Callable[[], bytes], key_at: Callable[[int, int], Key |
                 held.append(state())
             parent = key[0]
             try:
-                ordered[key] = SourceText(held[0], ("root", parent) if isinstance(parent, str) else ("id", parent))
+                ordered[key] = SourceText(held[0], ("root", parent) if isinstance(parent, str) else ("id", parent), strict=False)
             except MalformedSource:
                 ordered[key] = None
         sequence = ordered[key]

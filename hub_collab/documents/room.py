@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ from .observers import RoomObserver
 from .session import Session, acting
 from .updates import (
     ID,
+    Copy,
     DeleteSet,
     MalformedUpdate,
     UpdateInfo,
@@ -77,11 +78,12 @@ INDEX_OFFLOAD_BYTES = 16 * 1024
 #: in such a frame, after this long (seconds) of entries the others run before the next
 FRAME_SLICE_SECONDS = 0.002
 #: the positions a writer's updates may make the server find where the doc's structs do
-#: not link an item's two origins (each a walk of the doc's items in Rust, about 4 ns per
-#: byte of a fragmented doc, see benchmarks/bench_update_checks.py): this many bytes
-#: walked per second and user, at most WALK_BURST_BYTES at once (about 64 ms each); a
-#: copy of the doc that conflict resolution's order needs is paid as COPY_WALKS walks; an
-#: update that needs more is refused
+#: not link an item's two origins (each a walk of the doc's items in Rust, 2 ns per byte
+#: of a fragmented doc of 100 KB to 19 ns for one of 1 MB, see
+#: benchmarks/bench_update_checks.py): this many bytes walked per second and user, at
+#: most WALK_BURST_BYTES at once (30 to 300 ms each, by the doc's size); a copy of the doc
+#: that conflict resolution's order needs is paid as COPY_WALKS walks, the ordering of a
+#: sequence with its deleted items as ORDER_WALKS; an update that needs more is refused
 WALK_BYTES_PER_SECOND = 16 * 1024 * 1024
 WALK_BURST_BYTES = 16 * 1024 * 1024
 
@@ -800,11 +802,12 @@ class NotebookRoom:
         finally:
             self._origin = None
 
-    def _integrated(self, name: str, update: UpdateInfo, payload: bytes) -> Callable[[ID, bool], int | None] | None:
+    def _integrated(self, name: str, update: UpdateInfo, payload: bytes) -> Copy | None:
         """Positions in a copy of the doc ``name`` that holds the update ``payload``'s
-        structs (not its deletions: its own items stay countable), for the order of
-        its items that conflict resolution decides. The copy costs the doc's size: the
-        writer's walks pay for it (:data:`~.updates.COPY_WALKS`)."""
+        structs (not its deletions: its own items stay countable), and the order of its
+        deleted units, for the order of its items that conflict resolution decides. The
+        copy costs the doc's size: the writer's walks pay for it
+        (:data:`~.updates.COPY_WALKS`)."""
         held = self.docs.state(name)
         scratch: Doc[Any] = Doc()
         try:
@@ -814,7 +817,7 @@ class NotebookRoom:
             if not yrs_refused(exc):
                 raise
             return None
-        return functools.partial(_offset, scratch)
+        return functools.partial(_offset, scratch), functools.partial(deleted_order, scratch.get_update)
 
     def _refusal(self, session: Session, name: str, update: UpdateInfo, state: dict[int, int], payload: bytes) -> tuple[str | None, list[int]]:
         """Why a writer's update that the doc ``name`` (at ``state``) could integrate

@@ -209,10 +209,10 @@ class UpdateInfo:
         self,
         state: dict[int, int],
         index: DocIndex,
-        offset: Callable[[ID, bool], int | None],
-        integrated: Callable[[], Callable[[ID, bool], int | None] | None] = lambda: None,
+        offset: Offset,
+        integrated: Callable[[], Copy | None] = lambda: None,
         walks: Walks | None = None,
-        deleted_order: Callable[[ID, ID], bool | None] | None = None,
+        deleted_order: UnitOrder | None = None,
     ) -> str | None:
         """An item the doc at ``state`` (holding ``index``) lacks whose left origin is not
         before its right origin in one sequence, or None.
@@ -222,19 +222,19 @@ class UpdateInfo:
         found. Two positions order two units unless both are deleted and equal (yrs
         names two deleted neighbours when one types where text was deleted): those are
         ordered by ``deleted_order(a, b)`` (the doc's sequence ordered here with its
-        deleted items, :class:`~.anchors.SourceText`; None: it cannot tell, and the
+        deleted items, :func:`~.anchors.deleted_order`; None: it cannot tell, and the
         update is refused). The order
         of the update's own items follows from their origins, except where yrs'
         conflict resolution decides it (an offline client's item next to one typed
-        meanwhile): for those, ``integrated()`` gives ``offset`` in a copy of the doc
-        that holds the update (None: yrs would not take its structs), and an order that
-        is still not known is taken as right (docs/protocol.md says what is not seen).
+        meanwhile): for those, ``integrated()`` gives the same two in a copy of the doc
+        that holds the update's structs (None: yrs would not take them); the order of a
+        unit that yrs does not hold as an item (its position is None) is taken as right.
 
         Most pairs need no position: the doc's structs link them (:meth:`DocIndex.linked`:
         typing between two characters typed one after the other). ``walks`` bounds the
-        positions asked for, the copy (:data:`COPY_WALKS`) and the ordering of deleted
-        items (:data:`ORDER_WALKS` a sequence; None: no bound; it is spent); an update
-        that needs more is refused.
+        positions asked for, in the doc and in the copy, the copy (:data:`COPY_WALKS`)
+        and the ordering of deleted items (:data:`ORDER_WALKS` a sequence; None: no
+        bound; it is spent); an update that needs more is refused.
         """
         new: list[Placement] = []
         for p in self.placements:
@@ -253,7 +253,7 @@ class UpdateInfo:
             i = lookup.find(unit)
             return index.key_at(*unit) if i is None else keys[i]
 
-        order = _Order(new, lookup, offset, index, walks, deleted_order)
+        order = _Order(new, lookup, offset, index.key_at, index, walks, deleted_order)
         unknown: list[Placement] = []
         for p in new:
             if p.origin is None or p.right is None:
@@ -265,28 +265,31 @@ class UpdateInfo:
                 return f"item {p.client}:{p.clock} in a map names a right origin"
             try:
                 found = order.before(p.origin, p.right)
-            except _TooCostly:
-                return TOO_COSTLY
-            except _Untold:
-                return UNTOLD
+            except _Refused as exc:
+                return str(exc)
             if found is False:
                 return _crossed(p)
             if found is None and (
                 lookup.find(p.origin) is not None or lookup.find(p.right) is not None
             ):
                 unknown.append(p)
-        if unknown:
+        if not unknown:
+            return None
+        try:
             if walks is not None:
-                if walks.left < COPY_WALKS:
-                    return TOO_COSTLY
-                walks.left -= COPY_WALKS
-            after = integrated()
-            if after is not None:
-                order = _Order([], _PlacementLookup([]), after)
-                for p in unknown:
-                    assert p.origin is not None and p.right is not None
-                    if order.before(p.origin, p.right) is False:
-                        return _crossed(p)
+                walks.spend(COPY_WALKS, TOO_COSTLY)
+            copy = integrated()
+            if copy is None:
+                return None
+            copy_offset, copy_order = copy
+            copy_key_at = lambda client, clock: key_of((client, clock))  # noqa: E731 (the update's own items too)
+            order = _Order([], _PlacementLookup([]), copy_offset, copy_key_at, None, walks, copy_order(copy_key_at))
+            for p in unknown:
+                assert p.origin is not None and p.right is not None
+                if order.before(p.origin, p.right) is False:
+                    return _crossed(p)
+        except _Refused as exc:
+            return str(exc)
         return None
 
 
@@ -301,20 +304,29 @@ def _crossed(p: Placement) -> str:
 COPY_WALKS = 36
 TOO_COSTLY = "it inserts between too many characters of this large doc to be checked at once: send it in parts"
 #: what ordering one sequence of a doc with its deleted items (``deleted_order``, in
-#: Python) costs, in walks of the doc: about 1 to 1.5 ms per KB of a doc typed a
-#: character at a time, 390-710 times a walk of it (benchmarks/bench_update_checks.py);
-#: with the room's default budget, a doc of up to about 23 KB can be ordered so, and in
-#: a larger one such an update is refused
-ORDER_WALKS = 700
+#: Python) costs, in walks of the doc: about 1 to 1.9 ms per KB of a doc typed a
+#: character at a time, 99-724 times a walk of it, the most for small docs
+#: (benchmarks/bench_update_checks.py); with the room's default budget, a doc of up to
+#: about 22 KB can be ordered so, and in a larger one such an update is refused
+ORDER_WALKS = 750
+ORDER_TOO_COSTLY = (
+    "it goes between deleted characters that the server cannot order at once in this large doc: type it again"
+)
 UNTOLD = "the server cannot tell where it goes between the deleted characters it names"
 
+#: a unit's position in its sequence (``after``: just after it), counting what is not deleted
+Offset = Callable[[ID, bool], int | None]
+#: whether one unit is before another in their sequence (None: not known)
+UnitOrder = Callable[[ID, ID], bool | None]
+#: the sequence (parent, map key) of the unit ``client:clock``
+KeyAt = Callable[[int, int], Key | None]
+#: positions in a copy of a doc that holds an update's structs, and the order of two
+#: units with the copy's deleted ones (given where units are)
+Copy = tuple[Offset, Callable[[KeyAt], UnitOrder]]
 
-class _TooCostly(Exception):
-    """An update needs more positions than its walk budget allows."""
 
-
-class _Untold(Exception):
-    """Two deleted units at one position that the doc's ordered sequence does not hold."""
+class _Refused(Exception):
+    """An update that cannot be checked; the message says why."""
 
 
 @dataclass
@@ -322,6 +334,12 @@ class Walks:
     """How many positions (sticky-index walks of the doc) checks may still ask for."""
 
     left: int
+
+    def spend(self, n: int, why: str) -> None:
+        """Take ``n`` walks; :class:`_Refused` with ``why`` if fewer are left."""
+        if self.left < n:
+            raise _Refused(why)
+        self.left -= n
 
 
 class _PlacementLookup:
@@ -397,14 +415,16 @@ class _Order:
         self,
         new: list[Placement],
         lookup: _PlacementLookup,
-        offset: Callable[[ID, bool], int | None],
+        offset: Offset,
+        key_at: KeyAt,
         index: DocIndex | None = None,
         walks: Walks | None = None,
-        deleted_order: Callable[[ID, ID], bool | None] | None = None,
+        deleted_order: UnitOrder | None = None,
     ) -> None:
         self.new = new
         self.lookup = lookup
         self.offset = offset
+        self.key_at = key_at
         self.index = index
         #: offsets it may still ask for (None: any number)
         self.walks = walks
@@ -450,9 +470,7 @@ class _Order:
         if self.index is not None and self.index.linked(a, b):
             return True
         if self.walks is not None:
-            if self.walks.left < 4:
-                raise _TooCostly
-            self.walks.left -= 4
+            self.walks.spend(4, TOO_COSTLY)
         a_at, a_after = self.offset(a, False), self.offset(a, True)
         b_at, b_after = self.offset(b, False), self.offset(b, True)
         if a_at is None or a_after is None or b_at is None or b_after is None:
@@ -468,16 +486,14 @@ class _Order:
         # deleted items does.
         if self.deleted_order is None:
             return None
-        key = self.index.key_at(*a) if self.index is not None else None
+        key = self.key_at(*a)
         if key not in self._ordered:
             if self.walks is not None:
-                if self.walks.left < ORDER_WALKS:
-                    raise _TooCostly
-                self.walks.left -= ORDER_WALKS
+                self.walks.spend(ORDER_WALKS, ORDER_TOO_COSTLY)
             self._ordered.add(key)
         found = self.deleted_order(a, b)
         if found is None:
-            raise _Untold
+            raise _Refused(UNTOLD)
         return found
 
 
@@ -930,12 +946,13 @@ class Struct:
     text: str | None = None
 
 
-def read_structs(update: bytes) -> tuple[list[Struct], dict[int, list[tuple[int, int]]]]:
+def read_structs(update: bytes, *, strict: bool = True) -> tuple[list[Struct], dict[int, list[tuple[int, int]]]]:
     """Every struct of a v1 update with its origins, parent and text, and its delete set
     (client -> ``[(start, end)]``), for anchors (:mod:`hub_collab.documents.anchors`);
-    :class:`MalformedUpdate` if it is not one. Time and memory are bounded by the
+    :class:`MalformedUpdate` if it is not one (``strict=False``: content clients may not
+    send is read too, as in a doc's own state). Time and memory are bounded by the
     update's size."""
-    r = _Reader(update)
+    r = _Reader(update, strict)
     out: list[Struct] = []
     for _ in range(r.count()):
         n_structs = r.count()
