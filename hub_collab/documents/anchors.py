@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -502,7 +503,7 @@ def deleted_order(state: Callable[[], bytes], key_at: KeyAt) -> UnitOrder:
     not one sequence); each sequence is ordered once (:class:`SourceText`), when first
     asked about. ``key_at`` says which sequence a unit is in
     (:meth:`~.updates.DocIndex.key_at`). For :meth:`~.updates.UpdateInfo.crossing`."""
-    held: list[bytes] = []
+    held = functools.cache(state)  # encoded once, for every sequence asked about
     ordered: dict[Key, SourceText | None] = {}
 
     def before(a: ID, b: ID) -> bool | None:
@@ -510,11 +511,9 @@ def deleted_order(state: Callable[[], bytes], key_at: KeyAt) -> UnitOrder:
         if key is None or key[1] is not None or key_at(*b) != key:
             return None
         if key not in ordered:
-            if not held:
-                held.append(state())
             parent = key[0]
             try:
-                ordered[key] = SourceText(held[0], ("root", parent) if isinstance(parent, str) else ("id", parent), strict=False)
+                ordered[key] = SourceText(held(), ("root", parent) if isinstance(parent, str) else ("id", parent), strict=False)
             except MalformedSource:
                 ordered[key] = None
         sequence = ordered[key]

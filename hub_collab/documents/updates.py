@@ -282,7 +282,10 @@ class UpdateInfo:
             if copy is None:
                 return None
             copy_offset, copy_order = copy
-            copy_key_at = lambda client, clock: key_of((client, clock))  # noqa: E731 (the update's own items too)
+
+            def copy_key_at(client: int, clock: int) -> Key | None:  # the update's own items too
+                return key_of((client, clock))
+
             order = _Order([], _PlacementLookup([]), copy_offset, copy_key_at, None, walks, copy_order(copy_key_at))
             for p in unknown:
                 assert p.origin is not None and p.right is not None
