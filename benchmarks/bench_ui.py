@@ -16,13 +16,16 @@ Prints:
   held by the page's scripts);
 * scrolling the big notebook from top to bottom (one screen per animation frame):
   how long it takes, the longest frame, and the long tasks (over 50 ms, from
-  Chromium's ``longtask`` entries) meanwhile.
+  Chromium's ``longtask`` entries) meanwhile; with ``--scrolls N``, N such scrolls, each
+  after a fresh load, and the frames' times of all of them (p50, p99, p99.9, max, how
+  many over 33 and 50 ms).
 
-With ``--profile``, the first load is profiled (V8's sampling profiler) and the functions
-that took its time are printed (self and total ms; build the front end with
-``node frontend/build.mjs --dev`` first for readable names). With ``--trace``, Chromium's own trace is recorded while scrolling, and each long task
-is printed with where its time went (self time by trace event: script, style, layout,
-garbage collection).
+With ``--profile``, the first load and the first scroll are profiled (V8's sampling
+profiler) and the functions that took their time are printed (self and total ms; build
+the front end with ``node frontend/build.mjs --dev`` first for readable names). With
+``--trace``, Chromium's own trace is recorded while scrolling, and each task longer than
+``--long`` ms (50) is printed with where its time went (self time by trace event: script,
+style, layout, garbage collection).
 
 Goals (issue 16, with ``--cells 5000``): interactive ≤ 2 s, scrolling without
 long tasks over 50 ms, p95 keystroke ≤ 50 ms.
@@ -74,17 +77,19 @@ SCROLL_JS = """async () => {
     await frame();
     const t0 = performance.now();
     let last = t0, worst = 0, frames = 0;
+    const times = [];
     while (box.scrollTop + box.clientHeight < box.scrollHeight - 2 && frames < 100000) {
         box.scrollTop += box.clientHeight;
         await frame();
         const now = performance.now();
         worst = Math.max(worst, now - last);
+        times.push(now - last);
         last = now;
         frames++;
     }
     await new Promise((r) => setTimeout(r, 200));  // let the last long-task entries arrive
     obs.disconnect();
-    return { ms: last - t0, frames, worst, long };
+    return { ms: last - t0, frames, worst, long, times };
 }"""
 
 
@@ -172,6 +177,22 @@ def profile_summary(profile: dict, top: int = 30) -> list[str]:
     return lines
 
 
+def start_profiler(context, page):
+    """V8's sampling profiler on ``page``, started (every 200 µs)."""
+    profiler = context.new_cdp_session(page)
+    profiler.send("Profiler.enable")
+    profiler.send("Profiler.setSamplingInterval", {"interval": 200})
+    profiler.send("Profiler.start")
+    return profiler
+
+
+def stop_profiler(profiler) -> str:
+    """Stop a profiler of start_profiler: where the time went, by function."""
+    summary = "\n".join(profile_summary(profiler.send("Profiler.stop")["profile"]))
+    profiler.detach()
+    return summary
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -182,8 +203,10 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=1000)
     ap.add_argument("--keys", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3, help="page loads of the big notebook")
-    ap.add_argument("--profile", action="store_true", help="profile the first load's JavaScript and print where its time went")
+    ap.add_argument("--profile", action="store_true", help="profile the first load's and the first scroll's JavaScript and print where its time went")
+    ap.add_argument("--scrolls", type=int, default=1, help="scrolls of the big notebook, each from a fresh load (the frames' times are pooled)")
     ap.add_argument("--trace", action="store_true", help="record Chromium's trace while scrolling and print where each long task's time went")
+    ap.add_argument("--long", type=float, default=50.0, help="with --trace: break down the tasks longer than this (ms)")
     ap.add_argument("--trace-file", type=Path, help="with --trace: also save the scrolling's trace there (opens in Chromium's DevTools)")
     args = ap.parse_args()
     ensure_build()
@@ -208,18 +231,12 @@ def main() -> None:
             for run in range(args.runs):
                 if args.trace and run == 0:
                     browser.start_tracing(page=alice, categories=TRACE_CATEGORIES)
-                profiler = None
-                if args.profile and run == 0:
-                    profiler = ctx_a.new_cdp_session(alice)
-                    profiler.send("Profiler.enable")
-                    profiler.send("Profiler.setSamplingInterval", {"interval": 200})
-                    profiler.send("Profiler.start")
+                profiler = start_profiler(ctx_a, alice) if args.profile and run == 0 else None
                 alice.goto(f"{url}notebooks/{big['id']}")
                 alice.wait_for_selector("body[data-ready=true]", timeout=60_000)
                 if profiler is not None:
                     print("first load, JavaScript by function:")
-                    print("\n".join(profile_summary(profiler.send("Profiler.stop")["profile"])))
-                    profiler.detach()
+                    print(stop_profiler(profiler))
                 if args.trace and run == 0:
                     loading = long_task_breakdown(browser.stop_tracing(), over_ms=0.0, top=1000)
                     total: dict[str, float] = {}
@@ -249,22 +266,37 @@ def main() -> None:
             print(f"  all docs synced and every cell shown: median {statistics.median(ready):.0f} ms (min {min(ready):.0f}, max {max(ready):.0f})")
             print(f"  ... and a keystroke in the first cell on screen: median {statistics.median(typed):.0f} ms")
             print(f"  JS heap used {heap['usedSize'] / 1e6:.1f} MB of {heap['totalSize'] / 1e6:.1f} MB; {dom_nodes} DOM elements, {in_page} cells in the page")
-            if args.trace:
-                browser.start_tracing(page=alice, categories=TRACE_CATEGORIES)
-            scroll = alice.evaluate(SCROLL_JS)
-            print(f"scrolling the {n_cells} cells top to bottom ({scroll['frames']} frames of one screen each):")
-            print(f"  {scroll['ms']:.0f} ms, longest frame {scroll['worst']:.0f} ms; {len(scroll['long'])} long tasks over 50 ms" + (f" (longest {max(scroll['long']):.0f} ms)" if scroll["long"] else ""))
-            if args.trace:
-                trace = browser.stop_tracing()
-                if args.trace_file:
-                    args.trace_file.write_bytes(trace)
-                for took, ranked in long_task_breakdown(trace):
-                    print(f"  a task of {took:.0f} ms: " + "; ".join(f"{name} {ms:.1f}" for name, ms in ranked))
-                per_frame: dict[str, float] = {}
-                for _took, ranked in long_task_breakdown(trace, over_ms=0.0, top=1000):
-                    for name, ms in ranked:
-                        per_frame[name] = per_frame.get(name, 0.0) + ms / max(scroll["frames"], 1)
-                print("  per frame, on average: " + "; ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(per_frame.items(), key=lambda kv: -kv[1])[:8]))
+            frames: list[float] = []
+            for k in range(args.scrolls):
+                if k:
+                    alice.goto(f"{url}notebooks/{big['id']}")
+                    alice.wait_for_selector("body[data-ready=true]", timeout=60_000)
+                    alice.wait_for_timeout(1000)
+                if args.trace and k == 0:
+                    browser.start_tracing(page=alice, categories=TRACE_CATEGORIES)
+                profiler = start_profiler(ctx_a, alice) if args.profile and k == 0 else None
+                scroll = alice.evaluate(SCROLL_JS)
+                frames += scroll["times"]
+                print(f"scrolling the {n_cells} cells top to bottom ({scroll['frames']} frames of one screen each):")
+                print(f"  {scroll['ms']:.0f} ms, longest frame {scroll['worst']:.0f} ms; {len(scroll['long'])} long tasks over 50 ms" + (f" (longest {max(scroll['long']):.0f} ms)" if scroll["long"] else ""))
+                if profiler is not None:
+                    print("  JavaScript while scrolling, by function:")
+                    print(stop_profiler(profiler))
+                if args.trace and k == 0:
+                    trace = browser.stop_tracing()
+                    if args.trace_file:
+                        args.trace_file.write_bytes(trace)
+                    for took, ranked in long_task_breakdown(trace, over_ms=args.long):
+                        print(f"  a task of {took:.0f} ms: " + "; ".join(f"{name} {ms:.1f}" for name, ms in ranked))
+                    per_frame: dict[str, float] = {}
+                    for _took, ranked in long_task_breakdown(trace, over_ms=0.0, top=1000):
+                        for name, ms in ranked:
+                            per_frame[name] = per_frame.get(name, 0.0) + ms / max(scroll["frames"], 1)
+                    print("  per frame, on average: " + "; ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(per_frame.items(), key=lambda kv: -kv[1])[:8]))
+            print(
+                f"frames of all {args.scrolls} scrolls ({len(frames)}): p50 {pct(frames, 50):.1f} ms, p99 {pct(frames, 99):.1f} ms, p99.9 {pct(frames, 99.9):.1f} ms, "
+                f"max {max(frames):.1f} ms; over 33 ms: {sum(f > 33 for f in frames)}, over 50 ms: {sum(f > 50 for f in frames)}"
+            )
             # (after the trace: the collection asked for here is the benchmark's, not the page's)
             cdp.send("HeapProfiler.collectGarbage")
             heap_after = cdp.send("Runtime.getHeapUsage")

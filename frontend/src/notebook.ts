@@ -9,6 +9,7 @@ import * as Y from "yjs";
 import { Api } from "./api";
 import { CellView, type IndexEntry } from "./cell";
 import { ChatPanel } from "./chat";
+import { Column } from "./column";
 import { Comments } from "./comments";
 import { CellHistoryDialog, NotebookHistoryDialog } from "./history";
 import type { PageConfig } from "./config";
@@ -70,8 +71,8 @@ export class NotebookView {
   /** windowing (WINDOW_MIN_CELLS): the cells kept whole, and what watches their size */
   private windowed = false;
   private near = new Set<CellView>();
-  /** windowing: each cell's height and the space below it, as last seen in the page (px) */
-  private heights = new Map<CellView, number>();
+  /** windowing: each cell's height and the space below it, as last seen in the page (px), and where it starts */
+  private column = new Column<CellView>(SHELL_ESTIMATE + CELL_GAP);
   /** windowing: the boxes that stand for the runs of cells not in the page, in page order */
   private spacers: HTMLElement[] = [];
   /** the cells whose kernel asks this user for input (kept in the page while it does) */
@@ -370,7 +371,7 @@ export class NotebookView {
         this.io.unobserve(cell.el);
         this.observed.delete(cell);
         this.near.delete(cell);
-        this.heights.delete(cell);
+        this.column.forget(cell);
         this.asking.delete(cell);
         this.resizes.unobserve(cell.el);
         cell.destroy();
@@ -393,6 +394,7 @@ export class NotebookView {
     }
     const sameOrder = ids.length === this.order.length && ids.every((id, i) => this.order[i] === id);
     this.order = ids;
+    this.column.setOrder(ids.map((id) => this.cells.get(id) as CellView));
     const wasWindowed = this.windowed;
     this.setWindowed(ids.length > WINDOW_MIN_CELLS, fresh);
     for (const c of fresh) {
@@ -536,7 +538,7 @@ export class NotebookView {
       const cells = [...this.cells.values()].filter((c) => !old.has(c) && c !== this.active);
       const heights = cells.map((c) => c.el.offsetHeight);
       cells.forEach((c, i) => {
-        this.heights.set(c, (heights[i] || SHELL_ESTIMATE) + CELL_GAP);
+        this.column.setHeight(c, (heights[i] || SHELL_ESTIMATE) + CELL_GAP);
         c.setVisible(false); // first: an editor it has goes, and with it what it drew (setShell)
         c.setShell(heights[i] || SHELL_ESTIMATE);
       });
@@ -548,7 +550,7 @@ export class NotebookView {
       }
       for (const c of this.near) this.resizes.unobserve(c.el);
       this.near.clear();
-      this.heights.clear();
+      this.column.clear();
     }
   }
 
@@ -558,17 +560,13 @@ export class NotebookView {
     requestAnimationFrame(() => this.updateWindow());
   }
 
-  private heightOf(c: CellView): number {
-    return this.heights.get(c) ?? SHELL_ESTIMATE + CELL_GAP;
-  }
-
   private updateWindow(): void {
     this.windowScheduled = false;
     if (!this.windowed) return;
     // all reads before any change: the heights of what is in the page, and the screen
     for (const c of this.near) {
       const height = c.el.offsetHeight;
-      if (height) this.heights.set(c, height + CELL_GAP + (this.comments.panelOf(c.id)?.offsetHeight ?? 0));
+      if (height) this.column.setHeight(c, height + CELL_GAP + (this.comments.panelOf(c.id)?.offsetHeight ?? 0));
     }
     const box = this.cellsEl.getBoundingClientRect();
     const style = getComputedStyle(this.cellsEl);
@@ -576,20 +574,9 @@ export class NotebookView {
     const origin = box.top + parseFloat(style.borderTopWidth) + parseFloat(style.paddingTop) - this.cellsEl.scrollTop;
     const top = Math.max(box.top, 0) - origin - WINDOW_MARGIN;
     const bottom = Math.min(box.bottom, window.innerHeight) - origin + WINDOW_MARGIN;
-    const cells: CellView[] = [];
-    for (const id of this.order) {
-      const c = this.cells.get(id);
-      if (c) cells.push(c);
-    }
-    const now = new Set<CellView>();
-    let y = 0;
-    for (const c of cells) {
-      const height = this.heightOf(c);
-      if (y > bottom) break;
-      if (y + height >= top) now.add(c);
-      y += height;
-    }
-    const whole = new Set(now);
+    const col = this.column;
+    const whole = new Set<CellView>();
+    for (let i = col.firstEndingAtOrBelow(top); i < col.length && col.top(i) <= bottom; i++) whole.add(col.at(i));
     if (this.active) whole.add(this.active);
     for (const c of this.asking) whole.add(c);
     const focused = document.activeElement;
@@ -603,9 +590,9 @@ export class NotebookView {
       this.near.delete(c);
       this.resizes.unobserve(c.el);
       c.setVisible(false);
-      c.setShell(Math.max(this.heightOf(c) - CELL_GAP, 0));
+      c.setShell(Math.max(col.height(c) - CELL_GAP, 0));
     }
-    this.place(cells, whole);
+    this.place(whole);
     for (const c of whole) {
       if (this.near.has(c)) continue;
       this.near.add(c);
@@ -621,14 +608,16 @@ export class NotebookView {
    * spacer for each run of the other cells; what is in the page already stays (a moved
    * element loses its focus and its editor's state).
    */
-  private place(cells: CellView[], whole: Set<CellView>): void {
+  private place(whole: Set<CellView>): void {
+    const col = this.column;
     // a spacer in the page is kept if it still stands before the same element
     const before = new Map<Node | null, HTMLElement>();
     for (const el of this.spacers) before.set(el.nextSibling, el);
     const want: Node[] = [];
     const spacers: HTMLElement[] = [];
-    let run = 0;
-    const spacer = (next: Node | null): void => {
+    let end = 0; // where the cells placed so far end (index)
+    const spacer = (upTo: number, next: Node | null): void => {
+      const run = col.top(upTo) - col.top(end);
       if (!run) return;
       const el = before.get(next) ?? h("div", { class: "cell-spacer", "aria-hidden": "true" });
       before.delete(next);
@@ -636,19 +625,17 @@ export class NotebookView {
       if (el.style.height !== height) el.style.height = height;
       want.push(el);
       spacers.push(el);
-      run = 0;
     };
-    for (const c of cells) {
-      if (!whole.has(c)) {
-        run += this.heightOf(c);
-        continue;
-      }
-      spacer(c.el);
+    const at = [...whole].map((c) => col.indexOf(c)).filter((i) => i !== undefined);
+    for (const i of at.sort((a, b) => a - b)) {
+      const c = col.at(i);
+      spacer(i, c.el);
+      end = i + 1;
       want.push(c.el);
       const panel = this.comments.panelOf(c.id);
       if (panel) want.push(panel);
     }
-    spacer(null);
+    spacer(col.length, null);
     this.spacers = spacers;
     // what is not wanted goes; what stays is in order unless the cells were reordered
     const keep = new Set<Node>(want);

@@ -36,6 +36,10 @@ test("HTML is sanitized", () => {
   assert.deepEqual(dangerous(clean), []);
   assert.match(clean, /href="https:\/\/example.org" target="_blank" rel="noopener noreferrer nofollow"/);
   assert.deepEqual(dangerous(sanitizeSvg(win, `<svg onload="x()"><script>x()</script><a href="javascript:x"><text>t</text></a><foreignObject><img src=x onerror=x()></foreignObject></svg>`)), []);
+  // the HTML profile is held by its own instance: an SVG or a widget's description
+  // sanitized meanwhile, each with its own profile, does not change it
+  assert.equal(sanitizeHtml(win, evil), clean);
+  assert.equal(sanitizeHtml(win, '<p data-x="1" style="color:red">p</p><foreignObject>f</foreignObject>'), '<p style="color:red">p</p>');
 });
 
 test("markdown: math, no script, no javascript links", () => {
@@ -49,6 +53,13 @@ test("outputs by type", () => {
   const stream = renderOutput(win, { output_type: "stream", name: "stderr", text: "<b>x</b>" });
   assert.equal(stream.className, "output-stream output-stderr");
   assert.equal(stream.textContent, "<b>x</b>");
+  assert.equal(stream.children.length, 0);
+  // colours are drawn; text with a carriage return or a NUL goes through the HTML parser,
+  // as all text did before
+  const coloured = renderOutput(win, { output_type: "stream", name: "stdout", text: "\x1b[31m<i>red</i>\x1b[0m\n" });
+  assert.equal(coloured.innerHTML, '<span class="ansi-red-fg">&lt;i&gt;red&lt;/i&gt;</span>\n');
+  const cr = renderOutput(win, { output_type: "stream", name: "stdout", text: "a\r\nb\rc\0" });
+  assert.equal(cr.textContent, "a\nb\nc");
   const png = renderOutput(win, { output_type: "display_data", data: { "image/png": "iVBORw0KGgo=", "text/plain": "<Figure>" } });
   assert.equal(png.querySelector("img")?.getAttribute("src"), "data:image/png;base64,iVBORw0KGgo=");
   const bad = renderOutput(win, { output_type: "display_data", data: { "image/png": '"><script>' } });
