@@ -184,7 +184,7 @@ export function renderOutput(win: Window, out: OutputModel): HTMLElement {
   try {
     switch (out.output_type) {
       case "stream":
-        return pre(doc, `output-stream output-${out.name === "stderr" ? "stderr" : "stdout"}`, out.text ?? "");
+        return pre(doc, `output-stream output-${out.name === "stderr" ? "stderr" : "stdout"}`, textOf(out.text ?? ""));
       case "error": {
         const tb = (out.traceback && out.traceback.length ? out.traceback : [`${out.ename}: ${out.evalue}`]).join("\n");
         return pre(doc, "output-error", tb);

@@ -5,6 +5,7 @@ import { JSDOM } from "jsdom";
 import { ansiToHtml, stripAnsi } from "../src/ansi";
 import { tokenize } from "../src/chattext";
 import { renderMarkdown, renderOutput, sanitizeHtml, sanitizeSvg } from "../src/render";
+import sanitizeWidgetHtml from "../src/sanitize-html";
 
 const win = new JSDOM("<!doctype html><body></body>").window as unknown as Window;
 
@@ -40,6 +41,14 @@ test("HTML is sanitized", () => {
   // sanitized meanwhile, each with its own profile, does not change it
   assert.equal(sanitizeHtml(win, evil), clean);
   assert.equal(sanitizeHtml(win, '<p data-x="1" style="color:red">p</p><foreignObject>f</foreignObject>'), '<p style="color:red">p</p>');
+  // ... nor does it change theirs: a widget's description keeps to the tags it allows
+  const g = globalThis as { window?: unknown };
+  g.window = win; // (it sanitizes with the page's window)
+  try {
+    assert.equal(sanitizeWidgetHtml('<b>b</b><i>i</i><a href="https://example.org">a</a>', { allowedTags: ["b"] }), "<b>b</b>ia");
+  } finally {
+    delete g.window;
+  }
 });
 
 test("markdown: math, no script, no javascript links", () => {
@@ -58,8 +67,13 @@ test("outputs by type", () => {
   // as all text did before
   const coloured = renderOutput(win, { output_type: "stream", name: "stdout", text: "\x1b[31m<i>red</i>\x1b[0m\n" });
   assert.equal(coloured.innerHTML, '<span class="ansi-red-fg">&lt;i&gt;red&lt;/i&gt;</span>\n');
-  const cr = renderOutput(win, { output_type: "stream", name: "stdout", text: "a\r\nb\rc\0" });
+  const cr = renderOutput(win, { output_type: "stream", name: "stdout", text: "a\r\nb\rc" });
   assert.equal(cr.textContent, "a\nb\nc");
+  const nul = renderOutput(win, { output_type: "stream", name: "stdout", text: "a\0b" });
+  assert.equal(nul.textContent, "ab");
+  // nbformat's list of lines (an Output widget's state may hold it)
+  const lines = renderOutput(win, { output_type: "stream", name: "stdout", text: ["a\n", "b\n"] as unknown as string });
+  assert.equal(lines.textContent, "a\nb\n");
   const png = renderOutput(win, { output_type: "display_data", data: { "image/png": "iVBORw0KGgo=", "text/plain": "<Figure>" } });
   assert.equal(png.querySelector("img")?.getAttribute("src"), "data:image/png;base64,iVBORw0KGgo=");
   const bad = renderOutput(win, { output_type: "display_data", data: { "image/png": '"><script>' } });
