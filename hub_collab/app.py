@@ -642,6 +642,15 @@ class HubCollab(Application):
         it are not kept (logged); a client's change past it is refused with `too_large`.""",
     ).tag(config=True)
 
+    widget_max_notebook_state_bytes = Integer(
+        50_000_000,
+        help="""Most state, in bytes (as JSON), that the widget models of all of one
+        notebook's kernels may hold together: per-user kernels, and kernels kept after a
+        switch. It bounds what a notebook's documents hold when each of many users fills
+        their kernel's `widget_max_state_bytes`; a kernel's models or updates past it are
+        not kept (logged), a client's change past it is refused with `too_large`.""",
+    ).tag(config=True)
+
     widget_rate_limit = Float(
         30.0,
         help="""Changes per second one user may send to one widget (and as many at once):
@@ -913,6 +922,7 @@ class HubCollab(Application):
             widget_limits=WidgetLimits(
                 max_message_bytes=self.widget_max_message_bytes,
                 max_state_bytes=self.widget_max_state_bytes,
+                max_notebook_state_bytes=self.widget_max_notebook_state_bytes,
                 rate=self.widget_rate_limit,
             ),
         )

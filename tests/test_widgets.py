@@ -278,6 +278,65 @@ async def test_per_user_kernels_keep_widgets_per_user(users: Users) -> None:
             await users(user).request("DELETE", f"api/notebooks/{nb_id}/kernel")
 
 
+TEXT = "t = w.Textarea(value='a')\nt2 = w.Text(value='')\nw.VBox([t, t2])"
+
+
+async def test_a_kernel_and_a_notebook_hold_at_most_their_bounds_of_widget_state(users: Users, collab: Any) -> None:
+    """Per-user kernels: each user's kernel has its bound (one user cannot take the
+    others' share), all the notebook's kernels together have theirs. A client's change
+    past either is refused with ``too_large`` and says which; a kernel's update or new
+    model past either is not kept. A kernel that goes gives its share back."""
+    # A model's state is a few KB (its layout and style are models too): the bounds
+    # leave room for one 20,000-character value per kernel, and for one in the notebook
+    # beside another kernel's models
+    flags = ["--HubCollab.widget_max_state_bytes=30000", "--HubCollab.widget_max_notebook_state_bytes=35000"]
+    collab.extra_args.extend(flags)
+    collab.restart()
+    try:
+        nb_id = await make_notebook(users, f"import ipywidgets as w\n{TEXT}", "t.value = 'z' * 20000\nt2.value = 'done'", "t.value = 'ok'", "w.Textarea(value='q' * 20000)", name="widgets-bounds")
+        await users("instructor").request("PUT", f"api/notebooks/{nb_id}/settings", {"kernel_mode": "per-user"})
+        async with opened(users, "alice", nb_id) as alice, opened(users, "bob", nb_id) as bob:
+            await run(alice, "c0")
+            await alice.wait_for(lambda: has_model(alice, "c0", "TextareaModel"), timeout=30)
+            text_id, _ = model(alice, "c0", "TextareaModel")
+            with pytest.raises(CommandError) as err:
+                await alice.widget_update("c0", text_id, {"value": "x" * 40000})
+            assert (err.value.code, str(err.value)) == ("too_large", "too_large: the kernel's widgets would exceed 30000 bytes")
+            await alice.widget_update("c0", text_id, {"value": "x" * 20000})
+            assert model(alice, "c0", "TextareaModel")[1]["value"] == "x" * 20000
+
+            await run(bob, "c0")
+            await bob.wait_for(lambda: has_model(bob, "c0", "TextareaModel"), timeout=30)
+            bob_text, _ = model(bob, "c0", "TextareaModel")
+            with pytest.raises(CommandError) as err:
+                await bob.widget_update("c0", bob_text, {"value": "y" * 20000})  # his kernel has room, the notebook not
+            assert (err.value.code, str(err.value)) == ("too_large", "too_large: the widgets of the notebook's kernels would exceed 35000 bytes")
+            await bob.widget_update("c0", bob_text, {"value": "y" * 100})
+            # the kernel's own update past the notebook's bound is not kept (the next change
+            # of another model is written after it, in the same flush or a later one); the
+            # next one that fits is
+            await run(bob, "c1")
+            await bob.wait_for(lambda: model(bob, "c0", "TextModel")[1]["value"] == "done", timeout=30)
+            assert model(bob, "c0", "TextareaModel")[1]["value"] == "y" * 100
+            await run(bob, "c2")
+            await bob.wait_for(lambda: model(bob, "c0", "TextareaModel")[1]["value"] == "ok", timeout=30)
+            # nor is a new model past it (its layout and style, small, are)
+            await run(bob, "c3")
+            await bob.wait_for(lambda: views_of(bob, "c3") != [], timeout=30)
+            assert not has_model(bob, "c3", "TextareaModel"), bob.widgets("c3")
+            assert model(alice, "c0", "TextareaModel")[1]["value"] == "x" * 20000
+
+            await users("alice").request("DELETE", f"api/notebooks/{nb_id}/kernel")
+            await bob.wait_for(lambda: alice.widgets("c0") == {}, timeout=60)
+            await bob.widget_update("c0", bob_text, {"value": "y" * 20000})  # alice's share is free again
+            assert model(bob, "c0", "TextareaModel")[1]["value"] == "y" * 20000
+        await users("bob").request("DELETE", f"api/notebooks/{nb_id}/kernel")
+    finally:
+        for flag in flags:
+            collab.extra_args.remove(flag)
+        collab.restart()
+
+
 async def test_models_outlive_a_service_restart_while_the_kernel_lives(users: Users, collab: Any) -> None:
     """With ``kernels_survive_stop`` the kernel lives on through a service restart: the
     restarted service adopts the models from the docs and they still drive the kernel."""

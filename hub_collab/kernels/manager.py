@@ -520,6 +520,7 @@ class KernelService(RoomObserverBase):
             widgets=self.widget_limits,
         )
         kernel = Kernel(self, nb_id, user or None, kernel_name, config, provider, runs_as, server, resource=res.id)
+        kernel.widgets.others = lambda: sum(k.widgets.total for k in self.kernels.values() if k.nb_id == nb_id and k is not kernel)
         self.kernels[key] = kernel
         return kernel
 

@@ -19,7 +19,7 @@ service holds the one copy, in the notebook's documents:
 * a client's change (:meth:`WidgetRegistry.client_update`,
   :meth:`WidgetRegistry.client_custom`, reached through the ``widget_update``
   and ``widget_custom`` commands) is checked (a model of this kernel in the
-  named cell, known keys, size, rate, the kernel's total state), applied to the
+  named cell, known keys, size, rate, the kernel's and the notebook's total state), applied to the
   doc at once, and sent to the kernel as a ``comm_msg`` whose header names the
   user who made it.
 
@@ -69,6 +69,9 @@ class WidgetLimits:
     max_message_bytes: int = 65_536
     #: all models of one kernel together (their state as JSON), bytes
     max_state_bytes: int = 10_000_000
+    #: all models of one notebook's kernels together (per-user kernels, kernels kept
+    #: after a switch), bytes: what the notebook's docs hold at most
+    max_notebook_state_bytes: int = 50_000_000
     #: client messages per second per widget and user (and as many at once)
     rate: float = 30.0
 
@@ -185,6 +188,8 @@ class WidgetRegistry:
         self.models: dict[str, WidgetModel] = {}
         #: the total size of every model's state
         self.total = 0
+        #: the total of the notebook's other kernels' models (their owner sets it)
+        self.others: Callable[[], int] = lambda: 0
         #: request msg_id -> the Output widget capturing its output
         self._capturing: dict[str, WidgetModel] = {}
         #: msg_ids of comm messages we sent -> the model they went to (their replies' origin)
@@ -244,8 +249,9 @@ class WidgetRegistry:
             log.info("a widget model opened outside any execution we know of; not shown")
             return
         size = _size(state)
-        if self.total + size > self.limits.max_state_bytes:
-            log.warning("widget model %s not kept: the kernel's widgets exceed %d bytes", comm_id, self.limits.max_state_bytes)
+        over = self._over(size)
+        if over:
+            log.warning("widget model %s not kept: %s", comm_id, over)
             return
         old = self.models.get(comm_id)
         if old is not None:
@@ -312,11 +318,22 @@ class WidgetRegistry:
             state, model.pending = model.pending, {}
             merged = {**model.state, **state}
             size = _size(merged)
-            if self.total - model.size + size > self.limits.max_state_bytes:
-                log.warning("widget update of %s dropped: the kernel's widgets exceed %d bytes", model.comm_id, self.limits.max_state_bytes)
+            over = self._over(size - model.size)
+            if over:
+                log.warning("widget update of %s dropped: %s", model.comm_id, over)
                 model.captured = None
                 continue
             self._write(model, state, merged, size)
+
+    def _over(self, more: int) -> str:
+        """Why ``more`` bytes of state (fewer if negative) are not kept, or "" if they are."""
+        if more <= 0:
+            return ""
+        if self.total + more > self.limits.max_state_bytes:
+            return f"the kernel's widgets would exceed {self.limits.max_state_bytes} bytes"
+        if self.others() + self.total + more > self.limits.max_notebook_state_bytes:
+            return f"the widgets of the notebook's kernels would exceed {self.limits.max_notebook_state_bytes} bytes"
+        return ""
 
     def _write(self, model: WidgetModel, state: dict[str, Any], merged: dict[str, Any], size: int) -> None:
         """Merge ``state`` into the model and its doc (the caller checked the bounds)."""
@@ -466,8 +483,9 @@ class WidgetRegistry:
             except ValueError as exc:
                 raise BadRequest(str(exc), code="invalid_command") from None
         size = _size({**model.state, **full})
-        if self.total - model.size + size > self.limits.max_state_bytes:
-            raise TooLarge(f"the notebook's widgets would exceed {self.limits.max_state_bytes} bytes")
+        over = self._over(size - model.size)
+        if over:
+            raise TooLarge(over)
         self._write(model, full, {**model.state, **full}, size)
         return model.comm_id, {"method": "update", "state": state, "buffer_paths": buffer_paths if raw else []}, raw
 
