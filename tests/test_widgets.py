@@ -185,17 +185,40 @@ async def test_bad_widget_messages_reach_no_kernel(users: Users, nb: str) -> Non
         await alice.close()
 
 
-async def test_a_flood_is_rate_limited(users: Users, nb: str) -> None:
-    async with opened(users, "alice", nb) as alice:
-        slider_id, _ = model(alice, "c0", "IntSliderModel")
-        codes: list[str] = []
-        for i in range(80):  # faster than 30 a second, with a burst of 30
-            try:
-                await alice.widget_update("c0", slider_id, {"value": i % 50})
-            except CommandError as exc:
-                codes.append(exc.code)
-        assert codes and set(codes) == {"rate_limited"}, codes
-        assert len(codes) < 80
+COUNTED = """\
+got = []
+n = w.IntText(value=-1)
+n.observe(lambda ch: got.append(ch['new']), 'value')
+n
+"""
+
+
+async def test_a_flood_is_rate_limited_and_what_is_refused_reaches_no_kernel(users: Users) -> None:
+    nb_id = await make_notebook(users, f"import ipywidgets as w\n{COUNTED}", "print(got)", "from comm import create_comm\ncreate_comm(target_name='not.a.widget', data={'state': {'_model_name': 'IntSliderModel', 'value': 1}})\nprint('opened')", name="widgets-flood")
+    try:
+        async with opened(users, "alice", nb_id) as alice:
+            await run(alice, "c0")
+            await alice.wait_for(lambda: has_model(alice, "c0", "IntTextModel"), timeout=30)
+            text_id, _ = model(alice, "c0", "IntTextModel")
+            codes: list[str] = []
+            taken: list[int] = []
+            for i in range(80):  # faster than 30 a second, with a burst of 30
+                try:
+                    await alice.widget_update("c0", text_id, {"value": i})
+                    taken.append(i)
+                except CommandError as exc:
+                    codes.append(exc.code)
+            assert codes and set(codes) == {"rate_limited"}, codes
+            assert taken
+            # the kernel heard exactly the changes that were taken, in order
+            await run(alice, "c1")
+            assert text_of(alice.outputs("c1")) == f"{taken}\n"
+            # a comm the kernel opens for another target is no widget: nothing is kept of it
+            await run(alice, "c2")
+            assert text_of(alice.outputs("c2")) == "opened\n"
+            assert alice.widgets("c2") == {}
+    finally:
+        await users("instructor").request("DELETE", f"api/notebooks/{nb_id}/kernel")
 
 
 async def test_who_may_not_execute_the_cell_may_not_change_its_widget(users: Users, nb: str) -> None:
