@@ -16,15 +16,23 @@ shows v (or a later value):
 * **readout on another page**: the service applies the change, no kernel in the way;
 * **output on another page**: the kernel runs the function, the service writes its
   output, the page draws it;
-* **kernel round trip** apart: until alice's own page shows the output.
+* **kernel round trip** apart: until alice's own page shows the output;
+* and the output's path split where the kernel runs the function (its ``time.time()``,
+  same clock): from alice's keydown until the kernel runs it (the page, the service,
+  the kernel's queue), and from there until another page shows its output.
 
-    .venv/bin/python benchmarks/bench_widgets_ui.py [--pages 3] [--clients 47] [--keys 100] [--rate 20]
+The issue's figure is a drag reaching 50 other clients' screens: the defaults are 50
+other pages (Chromium renderers on this machine, with the Hub, the service and the
+kernel) and no Python clients; ``--pages 3 --clients 47`` is the lighter mix.
+
+    .venv/bin/python benchmarks/bench_widgets_ui.py [--pages 50] [--clients 0] [--keys 100] [--rate 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -46,13 +54,19 @@ from hub_collab.client import CollabClient, NotebookConnection  # noqa: E402
 from hub_collab.documents.notebook import out_doc  # noqa: E402
 
 SOURCE = """\
+import time
 import ipywidgets as w
 from ipywidgets import interact
 
+ran = {}
+
 @interact(x=w.IntSlider(value=0, min=0, max=100000, description='x'))
 def square(x):
+    ran[x] = time.time() * 1000
     print('square', x * x)
 """
+# what the kernel ran, and when (ms, the machine's clock)
+RAN = "import json\nprint(json.dumps(ran))"
 
 # In a page: the time (Date.now()) each readout value and each output's value first showed.
 WATCH_JS = """() => {
@@ -128,8 +142,8 @@ def drag(alice: Page, keys: int, rate: float) -> dict[int, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pages", type=int, default=3, help="other users' browser pages watching")
-    ap.add_argument("--clients", type=int, default=47, help="Python clients following as well")
+    ap.add_argument("--pages", type=int, default=50, help="other users' browser pages watching")
+    ap.add_argument("--clients", type=int, default=0, help="Python clients following as well")
     ap.add_argument("--keys", type=int, default=100)
     ap.add_argument("--rate", type=float, default=20.0, help="key presses a second")
     args = ap.parse_args()
@@ -147,7 +161,7 @@ def main() -> None:
         collab.start()
         url = collab.public_url
         api = Api(url, hub.token("alice"))
-        nb = api.create("bench widgets ui", notebook([{"id": "c0", "source": SOURCE}]), mode="0755", default_cell_mode="0755")["id"]
+        nb = api.create("bench widgets ui", notebook([{"id": "c0", "source": SOURCE}, {"id": "c1", "source": RAN}]), mode="0755", default_cell_mode="0755")["id"]
         api.call("POST", f"api/notebooks/{nb}/cells/c0/execute?wait=1")
         readers = Readers(url, [hub.token(users[i % len(users)]) for i in range(args.clients)], nb)
         readers.thread.start()
@@ -171,11 +185,20 @@ def main() -> None:
             readout = [x for p in pages for x in latencies(sent, p.evaluate("() => window.__shown"), last)]
             output = [x for p in pages for x in latencies(sent, p.evaluate("() => window.__out"), last)]
             own = latencies(sent, alice.evaluate("() => window.__out"), last)
+            outputs = api.call("POST", f"api/notebooks/{nb}/cells/c1/execute?wait=1")["outputs"]
+            ran = {int(v): t for v, t in json.loads("".join(o.get("text", "") for o in outputs)).items()}
+            to_kernel = latencies(sent, {str(v): t for v, t in ran.items()}, last)
+            from_kernel = []  # each value the kernel ran, until each other page showed its output
+            for page in pages:
+                shown = page.evaluate("() => window.__out")
+                from_kernel += [shown[str(v)] - t for v, t in ran.items() if v in sent and str(v) in shown]
             print(f"{args.keys} key presses at {args.rate:g}/s on alice's slider; {args.pages} other pages and {args.clients} Python clients follow")
             print(f"load average {os.getloadavg()[0]:.2f}")
             print(f"  readout on another page (no kernel):        {fmt(readout)}")
             print(f"  output on another page (kernel + fan-out):  {fmt(output)}")
             print(f"  kernel round trip, alice's own page:         {fmt(own)}")
+            print(f"  ... keydown until the kernel runs it:        {fmt(to_kernel)}")
+            print(f"  ... the kernel ran it until another page:    {fmt(from_kernel)}")
             browser.close()
     finally:
         if readers is not None:
