@@ -19,12 +19,15 @@ import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 #: the packages a user's server needs in its own environment (not the service's)
 SINGLEUSER_PACKAGES = ("jupyterhub", "jupyter_server", "ipykernel")
+#: ... and those its kernels use if this environment has them (shared widgets need
+#: ipywidgets in the kernel; the service itself does not)
+SINGLEUSER_EXTRAS = ("ipywidgets",)
 #: where they are installed when this environment is out of other users' reach
 SITE_CACHE = Path("/var/cache/hub-collab")
 
@@ -67,8 +70,17 @@ def _make_readable(root: Path) -> None:
         path.chmod(mode | extra)
 
 
+def installed(name: str) -> bool:
+    try:
+        version(name)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 def singleuser_site_packages(cache: Path = SITE_CACHE) -> str:
-    """Site-packages with :data:`SINGLEUSER_PACKAGES` that other users can read.
+    """Site-packages with :data:`SINGLEUSER_PACKAGES` (and :data:`SINGLEUSER_EXTRAS`
+    this environment has) that other users can read.
 
     This environment's, when other users can reach it. A checkout under a private
     directory (``/root``, mode 0700) is not: then the same versions are installed once
@@ -79,6 +91,7 @@ def singleuser_site_packages(cache: Path = SITE_CACHE) -> str:
     if usable_by_others(site):
         return str(site)
     pins = [f"{name}=={version(name)}" for name in SINGLEUSER_PACKAGES]
+    pins += [f"{name}=={version(name)}" for name in SINGLEUSER_EXTRAS if installed(name)]
     target = cache / ("site-" + "-".join(p.replace("==", "") for p in pins))
     if not (target / ".complete").exists():
         target.mkdir(parents=True, exist_ok=True)

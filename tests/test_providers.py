@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from hubfixtures import CollabService, Hub, SpawningHub, browser_login
 from test_remote_kernels import Server, _start_server
+from test_widgets import has_model, model, output_text
 
 from hub_collab.client import CollabAPIError, CollabClient, CommandError, NotebookConnection
 from hub_collab.documents.notebook import init_out, out_doc
@@ -398,3 +399,109 @@ async def test_a_new_owner_must_consent_again_also_after_a_restart(
             assert refused.value.code == "kernel_consent_required" and "bob" in str(refused.value)
         finally:
             await conn.close()
+
+
+# -- widgets on remote kernels: the comms go through the provider's connection ---------------
+
+#: an ``interact`` slider whose function prints who runs the kernel and who moved it
+#: (the comm_msg's header names the user who sent the change)
+WHO_INTERACT = """\
+import os, pwd
+import ipywidgets as w
+from ipywidgets import interact
+who = pwd.getpwuid(os.getuid()).pw_name
+
+@interact(x=w.IntSlider(value=3, min=0, max=100, description='x'))
+def square(x):
+    print(who, get_ipython().kernel.get_parent()['header']['username'], 'square', x * x)
+"""
+
+
+def slider_moved_to(conn: NotebookConnection, cid: str, value: int) -> bool:
+    return has_model(conn, cid, "IntSliderModel") and model(conn, cid, "IntSliderModel")[1]["value"] == value
+
+
+def interact_printed(conn: NotebookConnection, cid: str, text: str) -> bool:
+    return has_model(conn, cid, "OutputModel") and output_text(model(conn, cid, "OutputModel")[1]) == text
+
+
+async def test_widgets_on_a_gateway_kernel_are_shared_and_outlive_a_kill_of_the_service(
+    hub: Hub, collab: CollabService, gateway: Server
+) -> None:
+    async with (
+        CollabClient(collab.public_url, hub.token("instructor"), request_timeout=120) as owner,
+        CollabClient(collab.public_url, hub.token("alice"), request_timeout=120) as alice_client,
+        CollabClient(collab.public_url, hub.token("bob"), request_timeout=120) as bob_client,
+    ):
+        nb = await owner.create_notebook(
+            "widgets on the gateway", notebook(WHO_INTERACT), group="students", mode="0775", default_cell_mode="0775"
+        )
+        nb_id = str(nb["id"])
+        me = pwd.getpwuid(os.getuid()).pw_name  # the gateway's kernels run as the gateway's account
+        try:
+            alice, bob = await connect(alice_client, nb_id), await connect(bob_client, nb_id)
+            try:
+                state, _ = await run(alice, "c0")
+                assert state["status"] == "ok", alice.outputs("c0")
+                # the kernel's comm_open came through the gateway: the models are in the out doc
+                await bob.wait_for(lambda: has_model(bob, "c0", "IntSliderModel") and has_model(bob, "c0", "OutputModel"), timeout=60)
+                slider_id, slider = model(bob, "c0", "IntSliderModel")
+                assert slider["value"] == 3 and slider["max"] == 100
+                # the first call, in alice's run (the shared kernel's session is its owner's)
+                await bob.wait_for(lambda: interact_printed(bob, "c0", f"{me} instructor square 9\n"), timeout=60)
+                # bob moves it: the comm_msg reaches the kernel on the gateway, as bob's
+                await bob.widget_update("c0", slider_id, {"value": 12})
+                await alice.wait_for(lambda: interact_printed(alice, "c0", f"{me} bob square 144\n"), timeout=60)
+                assert slider_moved_to(alice, "c0", 12)
+            finally:
+                await alice.close()
+                await bob.close()
+            # the service dies; the kernel lives on the gateway with its comms
+            assert collab.process is not None and collab.process.proc is not None
+            os.kill(collab.process.pid, signal.SIGKILL)
+            collab.process.proc.wait(60)
+            collab.process = None
+            await asyncio.to_thread(collab.start)
+            bob = await connect(bob_client, nb_id)
+            try:
+                # adopted from the docs (and kept: the kernel still has the comm)
+                assert model(bob, "c0", "IntSliderModel")[0] == slider_id
+                assert slider_moved_to(bob, "c0", 12) and interact_printed(bob, "c0", f"{me} bob square 144\n")
+                await bob.widget_update("c0", slider_id, {"value": 6})
+                await bob.wait_for(lambda: interact_printed(bob, "c0", f"{me} bob square 36\n"), timeout=90)
+            finally:
+                await bob.close()
+        finally:
+            await owner.request("DELETE", f"api/notebooks/{nb_id}/kernel")
+
+
+async def test_widgets_on_a_users_own_server_are_shared(spawning_hub: SpawningHub, on_servers: CollabService) -> None:
+    collab = on_servers
+    async with (
+        CollabClient(collab.public_url, spawning_hub.token("alice"), request_timeout=180) as alice_client,
+        CollabClient(collab.public_url, spawning_hub.token("bob"), request_timeout=180) as bob_client,
+    ):
+        nb = await alice_client.create_notebook("widgets on alice's server", notebook(WHO_INTERACT), mode="0777", default_cell_mode="0777")
+        nb_id = str(nb["id"])
+        await alice_client.request("PUT", f"api/notebooks/{nb_id}/settings", {"shared_server": "", "consent": True})
+        alice, bob = await connect(alice_client, nb_id), await connect(bob_client, nb_id)
+        try:
+            state, _ = await run(alice, "c0", timeout=240)
+            assert state["status"] == "ok", alice.outputs("c0")
+            assert alice.kernel_state["where"] == "on alice's server"
+            await bob.wait_for(lambda: has_model(bob, "c0", "IntSliderModel") and has_model(bob, "c0", "OutputModel"), timeout=60)
+            slider_id, slider = model(bob, "c0", "IntSliderModel")
+            assert slider["value"] == 3 and slider["max"] == 100
+            await bob.wait_for(lambda: interact_printed(bob, "c0", "alice alice square 9\n"), timeout=60)
+            # bob moves it: the kernel, as alice on her server, runs the function for bob
+            await bob.widget_update("c0", slider_id, {"value": 12})
+            await alice.wait_for(lambda: interact_printed(alice, "c0", "alice bob square 144\n"), timeout=60)
+            assert slider_moved_to(alice, "c0", 12)
+            # the kernel's own answer (a value clamped to max) comes back the same way
+            await alice.widget_update("c0", slider_id, {"value": 1000})
+            await bob.wait_for(lambda: slider_moved_to(bob, "c0", 100), timeout=60)
+            await bob.wait_for(lambda: interact_printed(bob, "c0", "alice alice square 10000\n"), timeout=60)
+        finally:
+            await alice.close()
+            await bob.close()
+            await alice_client.request("DELETE", f"api/notebooks/{nb_id}/kernel")

@@ -36,7 +36,8 @@ export interface IndexEntry {
 const sharedTheme = EditorView.theme({
   "&": { fontSize: "14px" },
   ".cm-content": { fontFamily: "var(--mono)", padding: "6px 0" },
-  "&.cm-focused": { outline: "none" },
+  // where the keyboard is, drawn as on every other control (style.css :focus-visible)
+  "&.cm-focused": { outline: "2px solid var(--accent)", outlineOffset: "1px" },
 });
 
 /** A commented range of a cell's source, and the signal that the threads changed. */

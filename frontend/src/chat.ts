@@ -56,7 +56,10 @@ export class ChatPanel {
   }
 
   toggle(show?: boolean): void {
+    const hadFocus = this.el.contains(document.activeElement);
     this.el.hidden = show === undefined ? !this.el.hidden : !show;
+    // the focus would be lost with the panel (its ×): it goes to the toolbar's Chat button
+    if (this.el.hidden && hadFocus) document.querySelector<HTMLElement>(".chat-btn")?.focus();
     if (!this.el.hidden) {
       this.unread = 0;
       this.updateBadge();

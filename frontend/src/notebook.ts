@@ -15,7 +15,7 @@ import { CellHistoryDialog, NotebookHistoryDialog } from "./history";
 import type { PageConfig } from "./config";
 import { CommandError, Connection, type Json } from "./connection";
 import { confirmDialog } from "./dialog";
-import { h, clear, toast, userColor, initials } from "./dom";
+import { h, clear, tabbableAfter, toast, userColor, initials } from "./dom";
 import { KernelPicker, type PickerHost } from "./kernelpicker";
 import { type KernelStatus, kernelStatusFrom, modeWords, statusText } from "./kernelwords";
 import { rightsInWords } from "./permissions";
@@ -767,6 +767,16 @@ export class NotebookView {
     const target = e.target as HTMLElement | null;
     if (target && (target.closest(".cm-editor") || target.closest("input, textarea, select, dialog, .chat"))) return;
     if (target?.closest("button") && (e.key === "Enter" || e.key === " ")) return; // the key presses the button
+    if (e.key === "Tab" && !e.shiftKey && target?.classList.contains("cell")) {
+      // command mode: Tab goes on past the cell's editor, where Tab indents (Esc, then Tab:
+      // CodeMirror's way out of an editor); else it would lead back into the same editor
+      const next = tabbableAfter(target.querySelector(".cell-body") ?? target);
+      if (next) {
+        e.preventDefault();
+        next.focus();
+      }
+      return;
+    }
     if (e.altKey || (e.metaKey && e.key !== "Enter")) return;
     const cell = this.active;
     const key = e.key;
