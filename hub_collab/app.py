@@ -637,9 +637,11 @@ class HubCollab(Application):
 
     widget_max_state_bytes = Integer(
         10_000_000,
-        help="""Most state, in bytes (as JSON), that the widget models of one kernel may
-        hold in the notebook's documents together. A kernel's new models or updates past
-        it are not kept (logged); a client's change past it is refused with `too_large`.""",
+        help="""Most state, in bytes (as JSON), that the widget models of one owner's
+        kernels of a notebook may hold in its documents together: a user's per-user
+        kernels (also those kept after a switch), or the notebook's shared ones. A
+        kernel's new models or updates past it are not kept (logged); a client's change
+        past it is refused with `too_large`.""",
     ).tag(config=True)
 
     widget_max_notebook_state_bytes = Integer(
@@ -647,7 +649,7 @@ class HubCollab(Application):
         help="""Most state, in bytes (as JSON), that the widget models of all of one
         notebook's kernels may hold together: per-user kernels, and kernels kept after a
         switch. It bounds what a notebook's documents hold when each of many users fills
-        their kernel's `widget_max_state_bytes`; a kernel's models or updates past it are
+        their share, `widget_max_state_bytes`; a kernel's models or updates past it are
         not kept (logged), a client's change past it is refused with `too_large`.""",
     ).tag(config=True)
 

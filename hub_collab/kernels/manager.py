@@ -325,7 +325,10 @@ class KernelService(RoomObserverBase):
                 continue
             if run is not None:
                 followed.add(id(run.doc))
-            kernel.widgets.adopt(self._widget_docs(room, rec.user))
+            # models written before kernels were named beside them: only an owner's one
+            # kernel may take them
+            alone = sum(1 for other in records if other.user == rec.user) == 1
+            kernel.widgets.adopt(self._widget_docs(room, rec.user), untagged=alone)
         self._mark_lost(room, skip=followed)
         self._sweep_widgets(room)
 
@@ -387,6 +390,10 @@ class KernelService(RoomObserverBase):
             self._record(self.store.save_kernel, kernel.key, kernel.provider.name, kernel.conn.info())
 
     def on_run(self, kernel: Kernel, ex: Execution) -> None:
+        # the cell's models of the owner's other kernels (kept after a switch) left its doc
+        for other in self.kernels.values():
+            if other is not kernel and other.nb_id == kernel.nb_id and other.user == kernel.user:
+                other.widgets.let_go(ex.doc)
         name = peruser.overlay_name(ex.user, ex.cell_id) if kernel.user else out_doc(ex.cell_id)
         run = {"cell": ex.cell_id, "msg_id": ex.msg_id, "user": ex.user, "doc": name, "started_at": ex.started_at}
         self._record(self.store.set_kernel_run, kernel.key, run)
@@ -501,6 +508,15 @@ class KernelService(RoomObserverBase):
         log.info("shutting down %r to make room for a kernel on %s", oldest, key[2])
         self._in_background(oldest.close(f"shut down to make room for a kernel on {key[2]} (at most {self.max_kernels_per_user} are kept)"))
 
+    def _widget_bytes(self, kernel: Kernel, same_owner: bool) -> int:
+        """The widget state the notebook's other kernels hold (only its owner's: the
+        user's per-user kernels, or the shared ones)."""
+        return sum(
+            k.widgets.total
+            for k in self.kernels.values()
+            if k is not kernel and k.nb_id == kernel.nb_id and (not same_owner or k.user == kernel.user)
+        )
+
     def _make_kernel(self, room: NotebookRoom, key: KernelKey) -> Kernel:
         nb_id, user, resource, kernel_name = key
         res = parse_resource(resource)
@@ -520,7 +536,10 @@ class KernelService(RoomObserverBase):
             widgets=self.widget_limits,
         )
         kernel = Kernel(self, nb_id, user or None, kernel_name, config, provider, runs_as, server, resource=res.id)
-        kernel.widgets.others = lambda: sum(k.widgets.total for k in self.kernels.values() if k.nb_id == nb_id and k is not kernel)
+        kernel.widgets.mine = lambda: self._widget_bytes(kernel, same_owner=True)
+        kernel.widgets.others = lambda: self._widget_bytes(kernel, same_owner=False)
+        kernel.widgets.owner = user or None
+        kernel.widgets.kernel_id = f"{res.id} {kernel_name}"
         self.kernels[key] = kernel
         return kernel
 

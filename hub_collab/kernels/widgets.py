@@ -67,10 +67,10 @@ class WidgetLimits:
 
     #: largest client message (its ``state`` or ``content`` as JSON), bytes
     max_message_bytes: int = 65_536
-    #: all models of one kernel together (their state as JSON), bytes
+    #: all models of one owner's kernels of a notebook together (their state as JSON),
+    #: bytes: a user's per-user kernels, or the notebook's shared ones (kept after a switch too)
     max_state_bytes: int = 10_000_000
-    #: all models of one notebook's kernels together (per-user kernels, kernels kept
-    #: after a switch), bytes: what the notebook's docs hold at most
+    #: all models of all of one notebook's kernels together, bytes: what its docs hold at most
     max_notebook_state_bytes: int = 50_000_000
     #: client messages per second per widget and user (and as many at once)
     rate: float = 30.0
@@ -188,8 +188,15 @@ class WidgetRegistry:
         self.models: dict[str, WidgetModel] = {}
         #: the total size of every model's state
         self.total = 0
-        #: the total of the notebook's other kernels' models (their owner sets it)
+        #: the totals of the same owner's other kernels of the notebook, and of all its
+        #: other kernels (KernelService sets them)
+        self.mine: Callable[[], int] = lambda: 0
         self.others: Callable[[], int] = lambda: 0
+        #: the user of a per-user kernel (None: the notebook's shared kernel)
+        self.owner: str | None = None
+        #: which of its owner's kernels this is (its resource and kernel name), written
+        #: beside each model so that after a service restart each kernel adopts its own
+        self.kernel_id = ""
         #: request msg_id -> the Output widget capturing its output
         self._capturing: dict[str, WidgetModel] = {}
         #: msg_ids of comm messages we sent -> the model they went to (their replies' origin)
@@ -264,6 +271,7 @@ class WidgetRegistry:
             widgets_root(doc)[comm_id] = Map(
                 {
                     "target": WIDGET_TARGET,
+                    "kernel": self.kernel_id,
                     "model_name": model.model_name,
                     "model_module": str(state.get("_model_module", "")),
                     "state": Map(state),
@@ -325,12 +333,19 @@ class WidgetRegistry:
                 continue
             self._write(model, state, merged, size)
 
-    def _over(self, more: int) -> str:
-        """Why ``more`` bytes of state (fewer if negative) are not kept, or "" if they are."""
+    def _over(self, more: int, to_owner: bool = False) -> str:
+        """Why ``more`` bytes of state (fewer if negative) are not kept, or "" if they are
+        (``to_owner``: said to the kernel's user)."""
         if more <= 0:
             return ""
-        if self.total + more > self.limits.max_state_bytes:
-            return f"the kernel's widgets would exceed {self.limits.max_state_bytes} bytes"
+        if self.mine() + self.total + more > self.limits.max_state_bytes:
+            if self.owner is None:
+                whose = "the notebook's shared kernels"
+            elif to_owner:
+                whose = "your kernels in this notebook"
+            else:
+                whose = f"{self.owner}'s kernels in this notebook"
+            return f"the widgets of {whose} would exceed {self.limits.max_state_bytes} bytes"
         if self.others() + self.total + more > self.limits.max_notebook_state_bytes:
             return f"the widgets of the notebook's kernels would exceed {self.limits.max_notebook_state_bytes} bytes"
         return ""
@@ -383,7 +398,7 @@ class WidgetRegistry:
                 outputs.append({"output_type": msg_type, "data": content.get("data") or {}, "metadata": content.get("metadata") or {}})
         self._pending(model, {})
 
-    def _remove(self, model: WidgetModel) -> None:
+    def _remove(self, model: WidgetModel, from_doc: bool = True) -> None:
         if self.models.get(model.comm_id) is not model:
             return
         del self.models[model.comm_id]
@@ -391,6 +406,8 @@ class WidgetRegistry:
         self.total -= model.size
         for key in [k for k, m in self._capturing.items() if m is model]:
             del self._capturing[key]
+        if not from_doc:
+            return
         root = widgets_root(model.doc)
         if model.comm_id in root:
             with model.doc.transaction():
@@ -405,6 +422,12 @@ class WidgetRegistry:
             with doc.transaction():
                 root.clear()
 
+    def let_go(self, doc: Doc[Any]) -> None:
+        """Another kernel of the same owner runs the cell of ``doc`` (its models there
+        are gone from the doc): forget them here too, without touching the doc."""
+        for model in [m for m in self.models.values() if m.doc is doc]:
+            self._remove(model, from_doc=False)
+
     def forget_all(self) -> None:
         """The kernel is gone (restart, shutdown, died): so are its models."""
         for doc in {id(m.doc): m.doc for m in self.models.values()}.values():
@@ -413,14 +436,18 @@ class WidgetRegistry:
 
     # -- a service restart ------------------------------------------------------------------
 
-    def adopt(self, docs: Iterable[tuple[str, Doc[Any]]]) -> int:
+    def adopt(self, docs: Iterable[tuple[str, Doc[Any]]], untagged: bool = True) -> int:
         """Take over the models that ``docs`` (cell id, doc) hold, written by an earlier
-        service process for this kernel; return how many."""
+        service process for this kernel (those of its owner's other kernels stay theirs;
+        ``untagged``: also those that name no kernel); return how many."""
         n = 0
         for cell_id, doc in docs:
             for comm_id, entry in widgets_root(doc).items():
                 state = entry.get("state") if isinstance(entry, Map) else None
                 if not isinstance(state, Map):
+                    continue
+                tag = entry.get("kernel")
+                if tag != self.kernel_id and (tag is not None or not untagged):
                     continue
                 values = intify(state.to_py() or {})
                 model = WidgetModel(comm_id, cell_id, doc, str(entry.get("model_name", "")), values, _size(values))
@@ -483,7 +510,7 @@ class WidgetRegistry:
             except ValueError as exc:
                 raise BadRequest(str(exc), code="invalid_command") from None
         size = _size({**model.state, **full})
-        over = self._over(size - model.size)
+        over = self._over(size - model.size, to_owner=True)
         if over:
             raise TooLarge(over)
         self._write(model, full, {**model.state, **full}, size)
