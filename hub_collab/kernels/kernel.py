@@ -647,6 +647,8 @@ class Kernel:
             # the service restarted: the models are the kernel's once it is found again
             with contextlib.suppress(Exception):
                 await asyncio.shield(attach)
+        # as a run does: what the kernel answers would be lost before IOPub is subscribed
+        await self._iopub_ok.wait()
         conn = self.conn
         if conn is None or not self.up:
             raise NotFound("the widget's kernel is not running", code="unknown_widget")
