@@ -1,18 +1,22 @@
 """Every action by keyboard, with the focus drawn where it is (issue 16, accessibility),
 in a real browser (headless Chromium, Playwright) through the real Hub login.
 
-Tab walks: from the top of the home page, and of a notebook page (header, toolbar, each
-cell's controls and editor, a cell's comments, the chat), *Tab* is pressed until the
-focus comes back to an element it was on or leaves the page. Each element it reaches
-must be on screen, and its focus drawn: its computed style focused differs from its
-style after ``blur()`` by an outline (or a box shadow, border or background). For
-CodeMirror's editable content the focus is drawn on the editor's frame (``.cm-editor``,
-which CodeMirror marks ``cm-focused``). The page's main actions must be among the
-elements reached, and a few are then done with the keyboard alone: create and
-open a notebook (and import one, the file given to the focused file box); share a notebook (and cancel); hide, show and use the chat; run a cell.
+Tab walks: from the top of the home page, and of a notebook page (header, toolbar, the
+active cell and each cell's controls, a cell's comments, the chat), *Tab* is pressed until
+the focus comes back to the first element it was on or leaves the page (coming back to
+any other would be a trap). Each element it reaches must be on screen, and its focus
+drawn: its computed style focused differs from its style after ``blur()`` by an outline
+(or a box shadow, border or background). For CodeMirror's editable content the focus is
+drawn on the editor's frame (``.cm-editor``, which CodeMirror marks ``cm-focused``). The
+page's main actions must be among the elements reached, and a few are then done with the
+keyboard alone: create and open a notebook (and import one, the file given to the focused
+file box); share a notebook (and cancel); hide, show and use the chat; run a cell.
 
-In a cell's editor *Tab* indents (as in Jupyter); *Esc* goes to command mode and the next
-*Tab* goes on past the editor (CodeMirror's own "Esc, then Tab" way out of an editor).
+Cells work as in Jupyter: a cell's editor is no Tab stop (*Tab* indents in it). The active
+cell is (command mode): *Enter* there edits it, *Esc* in the editor goes back to the cell;
+*Tab* and *Shift+Tab* from a cell go through the cells' controls (comments, history,
+share, links in what a cell shows), never into an editor; also in a notebook long enough
+to be windowed.
 """
 
 from __future__ import annotations
@@ -115,32 +119,35 @@ class Walk:
         self.page = page
         self.names: list[str] = []
         self.problems: list[str] = []
+        self.first: int | None = None  # the first element's id
 
     def step(self) -> dict[str, Any] | None:
         """Look at the focused element (None: the focus left the page)."""
         result: dict[str, Any] | None = self.page.evaluate(FOCUS_STEP)
         if result and not result["seen"]:
+            self.first = self.first or result["id"]
             self.names.append(result["name"])
             self.problems.extend(focus_problems(result))
         return result
 
-    def tab_through(self, inside: str | None = None, on_editor: bool = False) -> None:
-        """Tab until the focus comes back to an element already reached or leaves the page.
-        ``inside``: the focus must stay inside that selector (an open dialog). ``on_editor``:
-        in a cell's editor, Esc (command mode: the cell, whose focus is checked too), then Tab."""
-        for _ in range(MAX_TABS):
+    def tab_through(self, inside: str | None = None) -> None:
+        """Tab until the focus comes back to the first element reached or leaves the page;
+        back to any other element is a trap. ``inside``: the focus must stay inside that
+        selector (an open dialog). Never in a cell's editor (no Tab stop: Tab indents there)."""
+        # (the home page lists every notebook other tests made readable by everyone too)
+        limit = max(MAX_TABS, 2 * self.page.locator("a[href], button, input, select, textarea, [tabindex]").count())
+        for _ in range(limit):
             self.page.keyboard.press("Tab")
             step = self.step()
-            if step is None or step["seen"]:
+            if step is None:
                 return
+            if step["seen"]:
+                assert step["id"] == self.first, f"Tab trapped: back to {step['name']}, not to the first element; reached:\n" + "\n".join(self.names)
+                return
+            assert not in_editor(self.page), f"Tab went into an editor: {step['name']}"
             if inside is not None:
                 assert self.page.evaluate("(sel) => !!document.activeElement.closest(sel)", inside), f"Tab left {inside} for {step['name']}"
-            if on_editor and self.page.evaluate("() => !!document.activeElement.closest('.cm-content')"):
-                self.page.keyboard.press("Escape")
-                expect(self.page.locator("body")).to_have_attribute("data-mode", "command")
-                assert self.page.evaluate("() => document.activeElement.classList.contains('cell')"), "Esc in an editor: the cell has the focus"
-                self.step()
-        raise AssertionError(f"{MAX_TABS} Tabs without coming back: {self.names[-20:]}")
+        raise AssertionError(f"{limit} Tabs without coming back: {self.names[-20:]}")
 
     def assert_focus_drawn(self) -> None:
         assert not self.problems, "focus not visible on:\n" + "\n".join(self.problems)
@@ -153,6 +160,15 @@ class Walk:
                 if not loc.nth(i).evaluate(REACHED):
                     missed.append(loc.nth(i).evaluate("(el) => el.outerHTML.slice(0, 160)"))
         assert not missed, "not reached with Tab:\n" + "\n".join(missed) + "\nreached, in order:\n" + "\n".join(self.names)
+
+
+def in_editor(page: Page) -> bool:
+    return bool(page.evaluate("() => !!document.activeElement?.closest('.cm-editor')"))
+
+
+def focused(page: Page) -> str:
+    """The focused element, for messages."""
+    return str(page.evaluate("() => document.activeElement?.outerHTML.slice(0, 120)"))
 
 
 def tab_to(page: Page, target: Locator, key: str = "Tab", most: int = MAX_TABS) -> None:
@@ -188,7 +204,9 @@ def test_home_page_every_control_by_tab_with_visible_focus(as_user: Any, hub: An
     shared = inst.create(f"Keyboard shared with {name}", notebook([{"id": "s1", "source": "2"}]))["id"]
     inst.chmod(shared, acl=[f"user:{name}:r-x"])
     page = as_user(name)
-    expect(page.locator(".nb-item")).to_have_count(2)
+    # (notebooks other tests made readable by everyone are listed too: only these two count)
+    expect(page.locator(f'.nb-mine .nb-item[data-id="{mine}"], .nb-shared .nb-item[data-id="{shared}"]')).to_have_count(2)
+    expect(page.locator(".nb-mine .nb-item")).to_have_count(1)
 
     walk = Walk(page)
     walk.tab_through()
@@ -241,8 +259,8 @@ def test_home_page_every_control_by_tab_with_visible_focus(as_user: Any, hub: An
 # -- the notebook page ------------------------------------------------------------------------
 
 
-def two_cells(api: Api, title: str, first: str = "x = 1") -> str:
-    nb: str = api.create(title, notebook([{"id": "c1", "source": first}, {"id": "m1", "cell_type": "markdown", "source": "# Notes"}]))["id"]
+def two_cells(api: Api, title: str, first: str = "x = 1", notes: str = "# Notes") -> str:
+    nb: str = api.create(title, notebook([{"id": "c1", "source": first}, {"id": "m1", "cell_type": "markdown", "source": notes}]))["id"]
     return nb
 
 
@@ -262,7 +280,7 @@ def before_the_top(page: Page, first: Locator) -> None:
 
 def test_notebook_page_every_control_by_tab_with_visible_focus(as_user: Any, collab: Any, user: tuple[str, Api]) -> None:
     name, api = user
-    nb = two_cells(api, "Keyboard walk")
+    nb = two_cells(api, "Keyboard walk", notes="# Notes\n\nSee [the docs](https://example.org/docs).")
     page = as_user(name)
     open_for_keys(page, collab, nb)
     # the first cell's comments, opened by keyboard, are walked through too
@@ -273,21 +291,24 @@ def test_notebook_page_every_control_by_tab_with_visible_focus(as_user: Any, col
     before_the_top(page, page.locator(".home-link"))
 
     walk = Walk(page)
-    walk.tab_through(on_editor=True)
+    walk.tab_through()  # never into an editor (checked at each step)
     walk.assert_focus_drawn()
     toolbar = page.get_by_role("toolbar")
     walk.assert_reached(
         page.locator(".home-link"),
         toolbar.get_by_role("button"),
         toolbar.get_by_role("combobox", name="Cell type"),
-        cell(page, "c1").locator(".comment-btn, .cell-history, .cell-share, .cm-content"),
+        cell(page, "c1"),  # the active cell: command mode, Enter edits it
+        cell(page, "c1").locator(".comment-btn, .cell-history, .cell-share"),
         panel.locator("textarea, button"),
-        cell(page, "m1").locator(".comment-btn, .cell-history, .cell-share"),
+        cell(page, "m1").locator(".comment-btn, .cell-history, .cell-share, .cell-rendered a"),
         page.locator(".chat").get_by_role("button", name="×"),
         page.get_by_role("textbox", name="chat message"),
         page.get_by_role("button", name="Send"),
     )
-    # Tab went past the editor, never into the source (no indentation typed)
+    editors = page.locator(".cm-editor, .cm-editor *").evaluate_all(f"(els) => els.filter({REACHED}).map((el) => el.outerHTML.slice(0, 80))")
+    assert editors == [], f"reached with Tab, in an editor: {editors}"
+    # Tab never went into the source (no indentation typed)
     expect(cell(page, "c1").locator(".cm-content")).to_have_text("x = 1")
     assert page.errors == [] and page.dialogs == []  # type: ignore[attr-defined]
 
@@ -371,8 +392,13 @@ def test_run_a_cell_by_keyboard(as_user: Any, collab: Any, user: tuple[str, Api]
     nb = two_cells(api, "Keyboard run", first="print(6 * 7)")
     page = as_user(name)
     open_for_keys(page, collab, nb)
-    editor = cell(page, "c1").locator(".cm-content")
-    tab_to(page, editor)
+    # Tab reaches the active cell (the first), never its editor; Enter edits it
+    before_the_top(page, page.locator(".home-link"))
+    tab_to(page, cell(page, "c1"))
+    expect(page.locator("body")).to_have_attribute("data-mode", "command")
+    page.keyboard.press("Enter")
+    expect(cell(page, "c1").locator(".cm-content")).to_be_focused()
+    expect(page.locator("body")).to_have_attribute("data-mode", "edit")
     page.keyboard.press("Shift+Enter")
     expect(cell(page, "c1").locator(".output-stream")).to_have_text("42\n", timeout=KERNEL_TIMEOUT)
     # it moved on to the markdown cell, in command mode, its focus drawn
@@ -381,11 +407,141 @@ def test_run_a_cell_by_keyboard(as_user: Any, collab: Any, user: tuple[str, Api]
     walk = Walk(page)
     walk.step()
     walk.assert_focus_drawn()
-    # Enter edits it, Esc leaves the editor, Tab goes on past it (to the chat)
+    # Enter edits it, Esc leaves the editor, Tab goes on to its own first control
     page.keyboard.press("Enter")
     expect(cell(page, "m1").locator(".cm-content")).to_be_focused()
     page.keyboard.press("Escape")
     expect(cell(page, "m1")).to_be_focused()
     page.keyboard.press("Tab")
-    assert page.evaluate("() => !!document.activeElement.closest('aside.chat')"), page.evaluate("() => document.activeElement.outerHTML.slice(0, 120)")
+    expect(cell(page, "m1").locator(".comment-btn")).to_be_focused()
+    assert page.errors == [] and page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_tab_from_a_cell_through_its_controls_never_into_an_editor(as_user: Any, collab: Any, user: tuple[str, Api]) -> None:
+    """Command mode: from a focused cell Tab goes to its own controls, then the next cell's;
+    Shift+Tab back the same way; neither into an editor, where Tab indents. Enter edits the
+    focused cell, Esc leaves its editor; from the last cell, the chat hidden, Tab leaves."""
+    name, api = user
+    nb = api.create(
+        "Keyboard cells",
+        notebook(
+            [
+                {"id": "c1", "source": "x = 1"},
+                {"id": "m1", "cell_type": "markdown", "source": "# Notes\n\nSee [the docs](https://example.org/docs)."},
+                {"id": "c2", "source": "y = 2", "outputs": [{"output_type": "stream", "name": "stdout", "text": "out of c2\n"}]},
+            ]
+        ),
+    )["id"]
+    page = as_user(name)
+    open_for_keys(page, collab, nb)
+    mode = page.locator("body")
+    controls = [".comment-btn", ".cell-history", ".cell-share"]
+
+    def tabs(key: str, *selectors: str) -> None:
+        for sel in selectors:
+            page.keyboard.press(key)
+            assert not in_editor(page), f"{key} went into an editor: {focused(page)}"
+            expect(page.locator(sel)).to_be_focused()
+
+    # from the first cell: its own controls first, then the next cell's (not its editor)
+    before_the_top(page, page.locator(".home-link"))
+    tab_to(page, cell(page, "c1"))
+    tabs("Tab", *[f'.cell[data-cell-id="c1"] {c}' for c in controls])
+    tabs("Tab", *[f'.cell[data-cell-id="m1"] {c}' for c in controls], '.cell[data-cell-id="m1"] .cell-rendered a')
+    tabs("Tab", '.cell[data-cell-id="c2"] .comment-btn')
+    # the markdown cell, by keyboard (command mode: down): Shift+Tab goes back through the
+    # first cell's controls, last first, never into its editor (where Shift+Tab un-indents)
+    page.keyboard.press("Escape")  # nothing to leave: the comment button keeps the focus
+    tab_to(page, cell(page, "c1"), key="Shift+Tab")
+    page.keyboard.press("ArrowDown")
+    expect(cell(page, "m1")).to_be_focused()
+    tabs("Shift+Tab", *[f'.cell[data-cell-id="c1"] {c}' for c in reversed(controls)])
+    # on up to the page's top: no editor on the way, out of the page at the end
+    for _ in range(MAX_TABS):
+        page.keyboard.press("Shift+Tab")
+        assert not in_editor(page), f"Shift+Tab went into an editor: {focused(page)}"
+        if page.evaluate("() => document.activeElement === document.body || !document.hasFocus()"):
+            break
+    else:
+        raise AssertionError("Shift+Tab never left the page")
+    expect(cell(page, "c1").locator(".cm-content")).to_have_text("x = 1")
+
+    # Enter edits the focused cell (the one Tab reaches: the active one), Tab indents there,
+    # Esc goes back to the cell and Tab on to its first control, not into the editor again
+    tab_to(page, cell(page, "m1"))
+    page.keyboard.press("ArrowDown")
+    expect(cell(page, "c2")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(cell(page, "c2").locator(".cm-content")).to_be_focused()
+    expect(mode).to_have_attribute("data-mode", "edit")
+    page.keyboard.press("Home")
+    page.keyboard.press("Tab")
+    expect(cell(page, "c2").locator(".cm-content")).to_have_text("    y = 2")
+    expect(cell(page, "c2").locator(".cm-content")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(cell(page, "c2").locator(".cm-content")).to_have_text("y = 2")
+    page.keyboard.press("Escape")
+    expect(cell(page, "c2")).to_be_focused()
+    expect(mode).to_have_attribute("data-mode", "command")
+    tabs("Tab", '.cell[data-cell-id="c2"] .comment-btn')
+    # a click beside the editor focuses a cell and selects it: Enter edits that one
+    cell(page, "m1").click(position={"x": 8, "y": 8})  # the empty left of its side
+    expect(cell(page, "m1")).to_be_focused()
+    expect(cell(page, "m1")).to_have_class(re.compile(r"\bactive\b"))
+    page.keyboard.press("Enter")
+    expect(cell(page, "m1").locator(".cm-content")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(cell(page, "m1")).to_be_focused()
+
+    # the last cell, the chat hidden: Tab goes through its controls and leaves the page
+    # (or comes round to the top), never back into a cell's editor
+    chat_btn = page.get_by_role("button", name="Chat", exact=True)
+    tab_to(page, chat_btn, key="Shift+Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("aside.chat")).to_be_hidden()
+    cell(page, "c2").click(position={"x": 8, "y": 8})
+    expect(cell(page, "c2")).to_be_focused()
+    tabs("Tab", *[f'.cell[data-cell-id="c2"] {c}' for c in controls])
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        assert not in_editor(page), f"Tab went into an editor: {focused(page)}"
+        if page.evaluate("() => document.activeElement === document.body || !document.hasFocus() || !!document.activeElement.closest('header, .toolbar')"):
+            break
+    else:
+        raise AssertionError(f"Tab from the last cell stayed in the cells: {focused(page)}")
+    for c in ("c1", "c2"):
+        expect(cell(page, c).locator(".cm-content")).to_have_attribute("tabindex", "-1")
+    assert page.errors == [] and page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_tab_through_a_long_notebook(as_user: Any, collab: Any, user: tuple[str, Api]) -> None:
+    """A windowed notebook (more than 300 cells: only those near the screen are in the page):
+    Tab from the active cell goes on through the cells' controls in order, past the cells in
+    the page at first (brought in as the focus scrolls), never into an editor; Shift+Tab back."""
+    name, api = user
+    n = 320
+    nb = api.create("Keyboard long", notebook([{"id": f"c{i}", "source": f"x{i} = {i}"} for i in range(n)]))["id"]
+    page = as_user(name)
+    open_for_keys(page, collab, nb)
+    assert page.locator(".cells.windowed").count() == 1
+    in_page = page.locator(".cells > .cell").count()
+    assert in_page < 100, in_page
+    before_the_top(page, page.locator(".home-link"))
+    tab_to(page, cell(page, "c0"))
+    where = "() => { const c = document.activeElement.closest('.cell'); return c ? Number(c.dataset.cellId.slice(1)) : -1; }"
+    last = 0
+    for _ in range(3 * (in_page + 5)):
+        page.keyboard.press("Tab")
+        assert not in_editor(page), f"Tab went into an editor: {focused(page)}"
+        i = page.evaluate(where)
+        assert i >= last, f"Tab went from cell c{last} back to {focused(page)}"
+        assert i == last or i == last + 1, f"Tab skipped from c{last} to {focused(page)}"
+        last = i
+    assert last > in_page, (last, in_page)
+    for _ in range(6):
+        page.keyboard.press("Shift+Tab")
+        assert not in_editor(page), f"Shift+Tab went into an editor: {focused(page)}"
+        i = page.evaluate(where)
+        assert last - 1 <= i <= last, f"Shift+Tab went from c{last} to {focused(page)}"
+        last = i
     assert page.errors == [] and page.dialogs == []  # type: ignore[attr-defined]

@@ -386,7 +386,9 @@ export class CellView {
         placeholder(this.entry.cell_type === "markdown" ? "Markdown" : this.entry.cell_type === "raw" ? "Raw text" : "Code"),
         sharedTheme,
         EditorView.lineWrapping,
-        EditorView.contentAttributes.of({ "aria-label": `${this.entry.cell_type} cell source` }),
+        // not a Tab stop (Jupyter's modes): Tab indents in it, so Tab into it was a trap; it is
+        // entered with Enter on its cell (command mode) or a click, left with Esc
+        EditorView.contentAttributes.of({ "aria-label": `${this.entry.cell_type} cell source`, tabindex: "-1" }),
         this.readOnly.of(this.readOnlyExt()),
         yCollab(ytext, null, { undoManager }),
         remoteCursors(conn.awareness, this.id, ytext),

@@ -53,18 +53,6 @@ export function timeAgo(seconds: number | null | undefined, now = Date.now() / 1
   return new Date(seconds * 1000).toLocaleString();
 }
 
-const TABBABLE = "a[href], button, input, select, textarea, [contenteditable='true'], [tabindex]";
-
-/** The first element after `node` (not inside it) that Tab would go to, or null. */
-export function tabbableAfter(node: Node): HTMLElement | null {
-  for (const el of document.querySelectorAll<HTMLElement>(TABBABLE)) {
-    if (node.contains(el) || !(node.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING)) continue;
-    if (el.tabIndex < 0 || (el as HTMLButtonElement).disabled || el.closest("[inert]") || el.getClientRects().length === 0) continue;
-    return el;
-  }
-  return null;
-}
-
 let toastBox: HTMLElement | null = null;
 
 /** A short notice at the bottom of the page. */

@@ -15,7 +15,7 @@ import { CellHistoryDialog, NotebookHistoryDialog } from "./history";
 import type { PageConfig } from "./config";
 import { CommandError, Connection, type Json } from "./connection";
 import { confirmDialog } from "./dialog";
-import { h, clear, tabbableAfter, toast, userColor, initials } from "./dom";
+import { h, clear, toast, userColor, initials } from "./dom";
 import { KernelPicker, type PickerHost } from "./kernelpicker";
 import { type KernelStatus, kernelStatusFrom, modeWords, statusText } from "./kernelwords";
 import { rightsInWords } from "./permissions";
@@ -194,6 +194,12 @@ export class NotebookView {
     this.conn.setPresence({ user: { color: userColor(cfg.user.name) } });
     window.addEventListener("online", () => this.conn.reconnectNow());
     document.addEventListener("keydown", (e) => this.onKey(e));
+    // a cell focused (clicked beside its editor and controls) is the one selected: Enter edits it
+    this.cellsEl.addEventListener("focusin", (e) => {
+      const el = e.target as HTMLElement;
+      const cell = el.classList.contains("cell") ? this.cells.get(el.dataset.cellId ?? "") : undefined;
+      if (cell && cell !== this.active) this.select(cell, false);
+    });
     window.hubCollab = { view: this, conn: this.conn, t0: this.t0 };
     this.conn.connect();
     void this.loadMeta();
@@ -732,11 +738,16 @@ export class NotebookView {
     if (this.cells.get(cell.id) !== cell) return; // deleted meanwhile
     if (this.active && this.active !== cell) {
       this.active.el.classList.remove("active");
+      this.active.el.tabIndex = -1;
       if (this.active.isMarkdown && this.active.editing) this.active.stopEditing();
     }
     const before = this.active;
     this.active = cell;
     cell.el.classList.add("active");
+    // the active cell is the one Tab stop of the cells themselves (a roving tabindex, as in
+    // JupyterLab): Tab reaches it (command mode; Enter edits), then its controls; its editor
+    // is no Tab stop (cell.ts)
+    cell.el.tabIndex = 0;
     if (before && before !== cell) this.watch(before);
     this.watch(cell);
     // kept whole and in the page while active, at once: it may be scrolled to or focused next
@@ -766,17 +777,7 @@ export class NotebookView {
   private onKey(e: KeyboardEvent): void {
     const target = e.target as HTMLElement | null;
     if (target && (target.closest(".cm-editor") || target.closest("input, textarea, select, dialog, .chat"))) return;
-    if (target?.closest("button") && (e.key === "Enter" || e.key === " ")) return; // the key presses the button
-    if (e.key === "Tab" && !e.shiftKey && target?.classList.contains("cell")) {
-      // command mode: Tab goes on past the cell's editor, where Tab indents (Esc, then Tab:
-      // CodeMirror's way out of an editor); else it would lead back into the same editor
-      const next = tabbableAfter(target.querySelector(".cell-body") ?? target);
-      if (next) {
-        e.preventDefault();
-        next.focus();
-      }
-      return;
-    }
+    if (target?.closest("button, a[href]") && (e.key === "Enter" || e.key === " ")) return; // the key presses the button, follows the link
     if (e.altKey || (e.metaKey && e.key !== "Enter")) return;
     const cell = this.active;
     const key = e.key;
