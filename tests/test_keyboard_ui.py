@@ -446,6 +446,8 @@ def test_tab_from_a_cell_through_its_controls_never_into_an_editor(as_user: Any,
     # from the first cell: its own controls first, then the next cell's (not its editor)
     before_the_top(page, page.locator(".home-link"))
     tab_to(page, cell(page, "c1"))
+    # a screen reader names the cell it is on: its type and place
+    expect(page.get_by_role("group", name="code cell 1", exact=True)).to_be_focused()
     tabs("Tab", *[f'.cell[data-cell-id="c1"] {c}' for c in controls])
     tabs("Tab", *[f'.cell[data-cell-id="m1"] {c}' for c in controls], '.cell[data-cell-id="m1"] .cell-rendered a')
     tabs("Tab", '.cell[data-cell-id="c2"] .comment-btn')
@@ -455,6 +457,7 @@ def test_tab_from_a_cell_through_its_controls_never_into_an_editor(as_user: Any,
     tab_to(page, cell(page, "c1"), key="Shift+Tab")
     page.keyboard.press("ArrowDown")
     expect(cell(page, "m1")).to_be_focused()
+    expect(page.get_by_role("group", name="markdown cell 2", exact=True)).to_be_focused()
     tabs("Shift+Tab", *[f'.cell[data-cell-id="c1"] {c}' for c in reversed(controls)])
     # on up to the page's top: no editor on the way, out of the page at the end
     for _ in range(MAX_TABS):

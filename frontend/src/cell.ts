@@ -87,6 +87,8 @@ export class CellView {
   private widgetViews = new Map<string, WidgetHolder>();
   private typingTimer: ReturnType<typeof setTimeout> | null = null;
   private shell = false;
+  /** where the cell is in the notebook (1: the first), as its name says */
+  private position = 0;
 
   /** `lazy`: the cell's contents are made when it is first whole (see build). */
   constructor(
@@ -95,7 +97,9 @@ export class CellView {
     lazy = false,
   ) {
     this.entry = entry;
-    this.el = h("div", { class: "cell", "data-cell-id": entry.id, tabindex: "-1" });
+    // a group named for what it is and where (a screen reader says "code cell 3" on the
+    // selected cell, the cells' Tab stop); the name follows its place (setPosition)
+    this.el = h("div", { class: "cell", "data-cell-id": entry.id, tabindex: "-1", role: "group" });
     this.el.addEventListener("mousedown", () => this.nb.select(this, false));
     // near the screen or not, as the browser lays it out (NotebookView.watch)
     this.el.addEventListener("contentvisibilityautostatechange", (e) => this.setVisible(!(e as Event & { skipped: boolean }).skipped));
@@ -143,6 +147,18 @@ export class CellView {
     return ui;
   }
 
+  /** The cell is the `n`th of the notebook (1: the first). */
+  setPosition(n: number): void {
+    if (n === this.position) return;
+    this.position = n;
+    this.name();
+  }
+
+  private name(): void {
+    const label = `${this.entry.cell_type} cell${this.position ? ` ${this.position}` : ""}`;
+    if (this.el.getAttribute("aria-label") !== label) this.el.setAttribute("aria-label", label);
+  }
+
   get id(): string {
     return this.entry.id;
   }
@@ -163,6 +179,7 @@ export class CellView {
     this.el.classList.toggle("cell-hidden", !canRead(rwx));
     this.el.classList.toggle("cell-locked", canRead(rwx) && !canWrite(rwx));
     this.el.dataset.type = entry.cell_type;
+    this.name();
     this.el.dataset.rwx = rwx;
     if (!canRead(rwx)) {
       this.unmount();

@@ -400,7 +400,9 @@ export class NotebookView {
     }
     const sameOrder = ids.length === this.order.length && ids.every((id, i) => this.order[i] === id);
     this.order = ids;
-    this.column.setOrder(ids.map((id) => this.cells.get(id) as CellView));
+    const ordered = ids.map((id) => this.cells.get(id) as CellView);
+    ordered.forEach((c, i) => c.setPosition(i + 1));
+    this.column.setOrder(ordered);
     const wasWindowed = this.windowed;
     this.setWindowed(ids.length > WINDOW_MIN_CELLS, fresh);
     for (const c of fresh) {
