@@ -27,11 +27,16 @@ def opened(registry: WidgetRegistry, doc: Doc[Any], comm_id: str, value: str, ce
     assert registry.handle_iopub(msg, (cell, doc))
 
 
-def registry(mine: int, others: int, owner: str | None = "alice") -> WidgetRegistry:
-    r = WidgetRegistry(WidgetLimits(max_state_bytes=1000, max_notebook_state_bytes=3000))
+SMALL = WidgetLimits(max_state_bytes=1000, max_notebook_state_bytes=3000)
+
+
+def registry(mine: int = 0, others: int = 0, owner: str | None = "alice", kernel_id: str = "", limits: WidgetLimits = SMALL) -> WidgetRegistry:
+    """A kernel's registry as KernelService makes it: its owner's other kernels hold
+    ``mine`` bytes of state, all the notebook's other kernels ``others``."""
+    r = WidgetRegistry(limits)
     r.mine = lambda: mine
     r.others = lambda: others
-    r.owner = owner
+    r.owner, r.kernel_id = owner, kernel_id
     return r
 
 
@@ -74,9 +79,7 @@ def test_the_shared_kernels_share_is_named_so() -> None:
 
 
 def kernel(kernel_id: str) -> WidgetRegistry:
-    r = WidgetRegistry(WidgetLimits())
-    r.owner, r.kernel_id = "alice", kernel_id
-    return r
+    return registry(kernel_id=kernel_id, limits=WidgetLimits())
 
 
 def test_after_a_restart_each_of_an_owners_kernels_adopts_its_own_models() -> None:

@@ -38,9 +38,24 @@ const FORBID_ATTR = ["srcdoc", "formaction", "action", "ping", "background", "xl
 const purifiers = new WeakMap<object, DOMPurify>();
 const htmlPurifiers = new WeakMap<object, DOMPurify>();
 
-/** A DOMPurify instance of a window with the page's link and image rules. */
-function makePurifier(win: Window): DOMPurify {
-  const p = createDOMPurify(win as unknown as Parameters<typeof createDOMPurify>[0]);
+/** The HTML profile of markdown and HTML outputs (sanitizeHtml). */
+const HTML_PROFILE = {
+  FORBID_TAGS,
+  FORBID_ATTR,
+  ALLOW_DATA_ATTR: false,
+  ALLOW_UNKNOWN_PROTOCOLS: false,
+  USE_PROFILES: { html: true, svg: true, svgFilters: true, mathMl: true },
+};
+
+/**
+ * The DOMPurify instance `cache` holds for a window, made the first time with the page's
+ * link and image rules; with `profile`, the instance holds it (setConfig) and callers
+ * pass none.
+ */
+function purifierOf(cache: WeakMap<object, DOMPurify>, win: Window, profile?: typeof HTML_PROFILE): DOMPurify {
+  let p = cache.get(win);
+  if (p) return p;
+  p = createDOMPurify(win as unknown as Parameters<typeof createDOMPurify>[0]);
   p.addHook("afterSanitizeAttributes", (node) => {
     const el = node as Element;
     if (el.tagName === "A") {
@@ -58,17 +73,14 @@ function makePurifier(win: Window): DOMPurify {
       if (src && !/^(data:image\/(png|jpeg|gif|webp);|blob:|attachment:)/i.test(src) && /^[a-z][a-z0-9+.-]*:/i.test(src)) el.removeAttribute("src");
     }
   });
+  if (profile) p.setConfig(profile);
+  cache.set(win, p);
   return p;
 }
 
 /** The DOMPurify instance of a window that callers configure at each call. */
 export function purifier(win: Window): DOMPurify {
-  let p = purifiers.get(win);
-  if (!p) {
-    p = makePurifier(win);
-    purifiers.set(win, p);
-  }
-  return p;
+  return purifierOf(purifiers, win);
 }
 
 /**
@@ -77,19 +89,7 @@ export function purifier(win: Window): DOMPurify {
  * sanitizing a short markdown cell, and its garbage.
  */
 export function sanitizeHtml(win: Window, html: string): string {
-  let p = htmlPurifiers.get(win);
-  if (!p) {
-    p = makePurifier(win);
-    p.setConfig({
-      FORBID_TAGS,
-      FORBID_ATTR,
-      ALLOW_DATA_ATTR: false,
-      ALLOW_UNKNOWN_PROTOCOLS: false,
-      USE_PROFILES: { html: true, svg: true, svgFilters: true, mathMl: true },
-    });
-    htmlPurifiers.set(win, p);
-  }
-  return p.sanitize(html) as unknown as string;
+  return purifierOf(htmlPurifiers, win, HTML_PROFILE).sanitize(html) as unknown as string;
 }
 
 /** Sanitize an SVG document (string) for display through `<img>`. */

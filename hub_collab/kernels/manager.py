@@ -34,6 +34,7 @@ import re
 import shutil
 import time
 import weakref
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -391,9 +392,8 @@ class KernelService(RoomObserverBase):
 
     def on_run(self, kernel: Kernel, ex: Execution) -> None:
         # the cell's models of the owner's other kernels (kept after a switch) left its doc
-        for other in self.kernels.values():
-            if other is not kernel and other.nb_id == kernel.nb_id and other.user == kernel.user:
-                other.widgets.let_go(ex.doc)
+        for other in self._beside(kernel, same_owner=True):
+            other.widgets.let_go(ex.doc)
         name = peruser.overlay_name(ex.user, ex.cell_id) if kernel.user else out_doc(ex.cell_id)
         run = {"cell": ex.cell_id, "msg_id": ex.msg_id, "user": ex.user, "doc": name, "started_at": ex.started_at}
         self._record(self.store.set_kernel_run, kernel.key, run)
@@ -508,14 +508,13 @@ class KernelService(RoomObserverBase):
         log.info("shutting down %r to make room for a kernel on %s", oldest, key[2])
         self._in_background(oldest.close(f"shut down to make room for a kernel on {key[2]} (at most {self.max_kernels_per_user} are kept)"))
 
-    def _widget_bytes(self, kernel: Kernel, same_owner: bool) -> int:
-        """The widget state the notebook's other kernels hold (only its owner's: the
-        user's per-user kernels, or the shared ones)."""
-        return sum(
-            k.widgets.total
-            for k in self.kernels.values()
-            if k is not kernel and k.nb_id == kernel.nb_id and (not same_owner or k.user == kernel.user)
-        )
+    def _beside(self, kernel: Kernel, same_owner: bool) -> Iterator[Kernel]:
+        """The notebook's other kernels (``same_owner``: only its owner's, the user's
+        per-user kernels or the shared ones, e.g. kept after a switch)."""
+        n = 2 if same_owner else 1  # KernelKey: (notebook, user, resource, kernel name)
+        for k in self.kernels.values():
+            if k is not kernel and k.key[:n] == kernel.key[:n]:
+                yield k
 
     def _make_kernel(self, room: NotebookRoom, key: KernelKey) -> Kernel:
         nb_id, user, resource, kernel_name = key
@@ -536,8 +535,8 @@ class KernelService(RoomObserverBase):
             widgets=self.widget_limits,
         )
         kernel = Kernel(self, nb_id, user or None, kernel_name, config, provider, runs_as, server, resource=res.id)
-        kernel.widgets.mine = lambda: self._widget_bytes(kernel, same_owner=True)
-        kernel.widgets.others = lambda: self._widget_bytes(kernel, same_owner=False)
+        kernel.widgets.mine = lambda: sum(k.widgets.total for k in self._beside(kernel, same_owner=True))
+        kernel.widgets.others = lambda: sum(k.widgets.total for k in self._beside(kernel, same_owner=False))
         kernel.widgets.owner = user or None
         kernel.widgets.kernel_id = f"{res.id} {kernel_name}"
         self.kernels[key] = kernel
